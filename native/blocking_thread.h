@@ -1,0 +1,98 @@
+// Calls that may block without bound (DM_DEV_WAIT, poll on the control fd) run on a thread of their own,
+// never on the libuv pool, and can be cancelled: cancel() interrupts the syscall with a signal that has a
+// no-op handler installed without SA_RESTART, so the call returns EINTR and the promise rejects ECANCELED.
+#pragma once
+#include <napi.h>
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <pthread.h>
+#include <thread>
+
+#include "napi_ops.h"
+
+void InstallWakeSignal();
+void SendWakeSignal(pthread_t thread);
+
+struct BlockingState {
+  std::mutex mutex;
+  std::condition_variable cv;
+  pthread_t thread{};
+  bool done = false;
+  bool cancelled = false;
+};
+
+// Cancels a running call; bounded: re-sends the signal for at most ~200 ms in case it landed just before the
+// thread entered the syscall. Returns false if the call had already finished.
+bool CancelBlocking(BlockingState& s);
+
+// Unblocks the wake signal in the calling thread (threads inherit a mask that may block it).
+void AllowWakeSignal();
+
+template <class Op>
+struct BlockingJob {
+  Op op;
+  SysError error;
+  bool failed = false;
+  std::shared_ptr<BlockingState> state = std::make_shared<BlockingState>();
+  Napi::Promise::Deferred deferred;
+  explicit BlockingJob(const Napi::CallbackInfo& i) : op(i), deferred(Napi::Promise::Deferred::New(i.Env())) {}
+
+  // Runs on the main thread once the call returned.
+  static void Settle(Napi::Env env, Napi::Function, void*, BlockingJob* job) {
+    if (env != nullptr) {
+      if (job->failed) job->deferred.Reject(MakeError(env, job->error));
+      else job->deferred.Resolve(job->op.Result(env));
+    }
+    delete job;
+  }
+};
+
+// Returns {promise, cancel()} for an Op run on its own thread.
+template <class Op>
+Napi::Value RunOnOwnThread(const Napi::CallbackInfo& info) {
+  using Job = BlockingJob<Op>;
+  using Tsfn = Napi::TypedThreadSafeFunction<void, Job, &Job::Settle>;
+  Napi::Env env = info.Env();
+  InstallWakeSignal();
+  Job* job = new Job(info);
+  std::shared_ptr<BlockingState> state = job->state;
+  Napi::Promise promise = job->deferred.Promise();
+  Tsfn tsfn = Tsfn::New(env, "devmapper-blocking", 0, 1);
+
+  std::unique_lock<std::mutex> lock(state->mutex);  // the thread waits until its handle is stored
+  std::thread t([job, tsfn]() mutable {
+    AllowWakeSignal();
+    bool cancelled;
+    { std::lock_guard<std::mutex> g(job->state->mutex); cancelled = job->state->cancelled; }
+    try {
+      if (cancelled) throw SysError{EINTR, "", "", "", ""};
+      job->op.Execute();
+    } catch (const SysError& e) {
+      job->failed = true;
+      job->error = e;
+    }
+    {
+      std::lock_guard<std::mutex> g(job->state->mutex);
+      job->state->done = true;
+      if (job->failed && job->state->cancelled) {
+        job->error.err = ECANCELED;
+        job->error.detail = "cancelled";
+      }
+    }
+    job->state->cv.notify_all();
+    tsfn.BlockingCall(job);
+    tsfn.Release();
+  });
+  state->thread = t.native_handle();
+  t.detach();
+  lock.unlock();
+
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("promise", promise);
+  result.Set("cancel", Napi::Function::New(env, [state](const Napi::CallbackInfo& i) {
+    return Napi::Boolean::New(i.Env(), CancelBlocking(*state));
+  }));
+  return result;
+}

@@ -1,0 +1,83 @@
+// How every native call is exposed: an Op parses its arguments on the main thread, Execute()s with no JS
+// (inline for the sync twin, on the libuv pool for the promise), and turns its result into JS on the main
+// thread. Kernel failures travel as SysError and become JS errors in one place (MakeError, in addon.cc).
+#pragma once
+#include <napi.h>
+
+#include "sys_error.h"
+
+// Builds the JS error for a SysError through the factory that lib/errors.ts registered.
+Napi::Value MakeError(Napi::Env env, const SysError& e);
+
+template <class Op>
+Napi::Value RunSync(const Napi::CallbackInfo& info) {
+  Op op(info);
+  try {
+    op.Execute();
+  } catch (const SysError& e) {
+    throw Napi::Error(info.Env(), MakeError(info.Env(), e));
+  }
+  return op.Result(info.Env());
+}
+
+template <class Op>
+class OpWorker : public Napi::AsyncWorker {
+ public:
+  explicit OpWorker(const Napi::CallbackInfo& info)
+      : Napi::AsyncWorker(info.Env(), "devmapper"), op_(info), deferred_(Napi::Promise::Deferred::New(info.Env())) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      op_.Execute();
+    } catch (const SysError& e) {
+      error_ = e;
+      SetError(e.command);
+    }
+  }
+  void OnOK() override { deferred_.Resolve(op_.Result(Env())); }
+  void OnError(const Napi::Error&) override { deferred_.Reject(MakeError(Env(), error_)); }
+
+ private:
+  Op op_;
+  Napi::Promise::Deferred deferred_;
+  SysError error_;
+};
+
+template <class Op>
+Napi::Value RunAsync(const Napi::CallbackInfo& info) {
+  auto* worker = new OpWorker<Op>(info);  // freed by node-addon-api after OnOK/OnError
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// Argument readers: cheap checks; lib/ validated the values already, these only guard the native boundary.
+inline std::string ArgString(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+inline int ArgInt(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a number");
+  return info[i].As<Napi::Number>().Int32Value();
+}
+inline Napi::Object ArgObject(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsObject()) throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be an object");
+  return info[i].As<Napi::Object>();
+}
+// A non-negative integer up to 2^53 (sizes, offsets); Number because JS callers use Number for sectors.
+inline uint64_t GetU64(Napi::Object o, const char* key, uint64_t dflt = 0) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return dflt;
+  if (v.IsBigInt()) { bool lossless; return v.As<Napi::BigInt>().Uint64Value(&lossless); }
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (d < 0 || d > 9007199254740991.0) throw Napi::RangeError::New(o.Env(), std::string(key) + " out of range");
+  return uint64_t(d);
+}
+inline std::string GetString(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+}
+inline bool GetBool(Napi::Object o, const char* key) { return o.Get(key).ToBoolean().Value(); }
