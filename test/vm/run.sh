@@ -22,7 +22,7 @@ timeout_s=${DEVMAPPER_VM_TIMEOUT:-1800}
 
 # Modules the guest loads, in this order after their dependencies (modprobe --show-depends gives those).
 modules=(virtio_pci 9pnet_virtio 9p crc32c_generic libcrc32c dm-mod dm-bufio dm-bio-prison
-         dm-persistent-data dm-thin-pool loop dm-flakey dm-delay)
+         dm-persistent-data dm-thin-pool dm-zero loop dm-flakey dm-delay)
 
 need_tools() {
   local missing=()

@@ -1,0 +1,70 @@
+// /dev/mapper/<name> nodes. The kernel makes only /dev/dm-N. Without udev nobody makes the named node, so
+// (like libdm's fallback) we make it after create/resume, remove it on remove and move it on rename. With
+// udev running we leave it to udev and wait for it, bounded, then fall back to making it ourselves.
+import fs from 'node:fs';
+import path from 'node:path';
+import { native, DevNumber } from './native';
+
+export type NodePolicy = 'auto' | 'manage' | 'udev' | 'none';
+export const MAPPER_DIR = '/dev/mapper';
+
+export function mapperPath(name: string): string {
+  return path.join(MAPPER_DIR, name);
+}
+
+export function udevRunning(): boolean {
+  return fs.existsSync('/run/udev/control');
+}
+
+export function resolvePolicy(policy: NodePolicy): 'manage' | 'udev' | 'none' {
+  return policy === 'auto' ? (udevRunning() ? 'udev' : 'manage') : policy;
+}
+
+function sameNode(p: string, dev: DevNumber): boolean {
+  try {
+    const n = native.deviceNumber(p);
+    return n.major === dev.major && n.minor === dev.minor;
+  } catch {
+    return false;
+  }
+}
+
+export function makeNode(name: string, dev: DevNumber): void {
+  native.ensureBlockNode(mapperPath(name), { major: dev.major, minor: dev.minor, mode: 0o600 });
+}
+
+/** Removes the node if it is the one for `dev` (or any block node, when dev is unknown). */
+export function removeNode(name: string, dev?: DevNumber): void {
+  const p = mapperPath(name);
+  if (dev && !sameNode(p, dev)) return;
+  try {
+    fs.unlinkSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+export function renameNode(from: string, to: string, dev: DevNumber): void {
+  removeNode(from, dev);
+  makeNode(to, dev);
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Waits (bounded) for udev to make the node; makes it if udev did not. */
+export function awaitUdevNodeSync(name: string, dev: DevNumber, timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs;
+  while (!sameNode(mapperPath(name), dev) && Date.now() < deadline) Atomics.wait(sleeper, 0, 0, 10);
+  if (!sameNode(mapperPath(name), dev)) makeNode(name, dev);
+}
+
+export async function awaitUdevNode(name: string, dev: DevNumber, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!sameNode(mapperPath(name), dev) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  if (!sameNode(mapperPath(name), dev)) makeNode(name, dev);
+}
+
+/** Sleeps the calling thread; for sync retry loops in scripts. */
+export function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}

@@ -1,0 +1,495 @@
+// The low-level control API: one method per DM command, each as a promise (runs on the libuv pool, or on a
+// thread of its own for waits) and as a sync twin (`...Sync`). Requests are validated before any ioctl.
+import { dmError } from './errors';
+import { K, native, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from './native';
+import { Sectors, sectors } from './units';
+import { checkInteger, checkName, checkUuid } from './validate';
+import * as nodes from './dev-nodes';
+
+/** A device by name (a string), or by uuid or device number. */
+export type DeviceRef = string | { name: string } | { uuid: string } | { dev: DevNumber };
+
+export interface Target {
+  start: Sectors;
+  length: Sectors;
+  type: string;
+  params: string;
+}
+
+export interface DeviceInfo {
+  name: string;
+  uuid: string;
+  dev: DevNumber;
+  openCount: number;
+  eventNr: number;
+  targetCount: number;
+  suspended: boolean;
+  readOnly: boolean;
+  /** A live table is loaded. */
+  liveTable: boolean;
+  /** A table is loaded but not yet made live by resume. */
+  inactiveTable: boolean;
+  /** A deferred remove is scheduled (remove at last close). */
+  deferredRemove: boolean;
+  internalSuspend: boolean;
+}
+
+export interface DeviceListEntry {
+  name: string;
+  dev: DevNumber;
+  /** Present on kernels >= 4.38 (dm interface). */
+  eventNr?: number;
+  /** Present when asked for and set. */
+  uuid?: string;
+}
+
+export interface KernelVersion { major: number; minor: number; patch: number }
+export interface TargetVersion { name: string; version: KernelVersion }
+
+export interface CreateOptions { uuid?: string; readOnly?: boolean; /** Persistent minor number. */ minor?: number }
+export interface LoadOptions { readOnly?: boolean; secure?: boolean }
+export interface SuspendOptions { noflush?: boolean; skipLockfs?: boolean }
+export interface RemoveOptions { deferred?: boolean }
+export interface QueryOptions { inactive?: boolean; noflush?: boolean }
+export interface WaitOptions { timeoutMs?: number; signal?: AbortSignal; inactive?: boolean }
+export interface MessageOptions { secure?: boolean }
+export interface Geometry { cylinders: number; heads: number; sectors: number; start: number }
+export interface DeviceMapperOptions {
+  /** Who makes /dev/mapper/<name>: 'auto' (us unless udev runs), 'manage' (us), 'udev', 'none'. */
+  nodes?: nodes.NodePolicy;
+  /** How long to wait for udev to make a node before making it ourselves. */
+  udevTimeoutMs?: number;
+}
+export interface WaitResult { info: DeviceInfo; status: Target[] }
+
+type NodeEffect = 'make' | 'remove' | { rename: string };
+
+/** One DM command: what to send and how to read what comes back. Run by exec (promise) or execSync. */
+interface Plan<T> {
+  cmd: number;
+  req: RawDmRequest;
+  map: (r: RawDmResponse) => T;
+  node?: NodeEffect;
+  /** The interface minor this command needs, checked against the kernel before sending. */
+  needsMinor?: number;
+}
+
+// udev flags in the high 16 bits of event_nr: mark our events as a primary source, as libdm does.
+const UDEV_PRIMARY_SOURCE = 0x40 << 16;
+
+function refRequest(ref: DeviceRef): RawDmRequest {
+  if (typeof ref === 'string') return { name: checkName(ref) };
+  if ('name' in ref) return { name: checkName(ref.name) };
+  if ('uuid' in ref) return { uuid: checkUuid(ref.uuid) };
+  if ('dev' in ref) return { dev: { major: checkInteger(ref.dev.major, 'major'), minor: checkInteger(ref.dev.minor, 'minor') } };
+  throw dmError('ERR_DM_INVALID_ARGUMENT', 'a device is named by a string, {name}, {uuid} or {dev}');
+}
+
+function refLabel(ref: DeviceRef): string {
+  if (typeof ref === 'string') return ref;
+  if ('name' in ref) return ref.name;
+  if ('uuid' in ref) return ref.uuid;
+  return `${ref.dev.major}:${ref.dev.minor}`;
+}
+
+export function toInfo(r: RawDmResponse): DeviceInfo {
+  return {
+    name: r.name,
+    uuid: r.uuid,
+    dev: r.dev,
+    openCount: r.openCount,
+    eventNr: r.eventNr,
+    targetCount: r.targetCount,
+    suspended: (r.flags & K.DM_SUSPEND_FLAG) !== 0,
+    readOnly: (r.flags & K.DM_READONLY_FLAG) !== 0,
+    liveTable: (r.flags & K.DM_ACTIVE_PRESENT_FLAG) !== 0,
+    inactiveTable: (r.flags & K.DM_INACTIVE_PRESENT_FLAG) !== 0,
+    deferredRemove: (r.flags & K.DM_DEFERRED_REMOVE) !== 0,
+    internalSuspend: (r.flags & K.DM_INTERNAL_SUSPEND_FLAG) !== 0,
+  };
+}
+
+function toTargets(r: RawDmResponse): Target[] {
+  return (r.targets ?? []).map((t) => ({ start: t.start as Sectors, length: t.length as Sectors, type: t.type, params: t.params }));
+}
+
+function toVersion(v: [number, number, number]): KernelVersion {
+  return { major: v[0], minor: v[1], patch: v[2] };
+}
+
+/** Checks a table before it reaches the kernel: contiguous from 0, positive lengths, sane type and params. */
+export function checkTable(targets: readonly Target[] | readonly RawTarget[]): RawTarget[] {
+  if (!Array.isArray(targets) || targets.length === 0) throw dmError('ERR_DM_INVALID_TABLE', 'a table needs at least one target');
+  let next = 0;
+  return targets.map((t, i) => {
+    const start = sectors(t.start);
+    const length = sectors(t.length);
+    if (start !== next) throw dmError('ERR_DM_INVALID_TABLE', `target ${i} starts at ${start}, expected ${next}`);
+    if (length === 0) throw dmError('ERR_DM_INVALID_TABLE', `target ${i} has length 0`);
+    if (typeof t.type !== 'string' || !/^[A-Za-z0-9_-]{1,15}$/.test(t.type))
+      throw dmError('ERR_DM_INVALID_TABLE', `target ${i} type '${String(t.type)}' is not a target name`);
+    if (typeof t.params !== 'string' || t.params.includes('\0') || t.params.includes('\n'))
+      throw dmError('ERR_DM_INVALID_TABLE', `target ${i} params must be one line of text`);
+    next = start + length;
+    return { start, length, type: t.type, params: t.params };
+  });
+}
+
+export class DeviceMapper {
+  private fdValue = -1;
+  private closed = false;
+  private kernel?: KernelVersion;
+  private readonly pending = new Set<() => void>();
+  private readonly nodePolicy: 'manage' | 'udev' | 'none';
+  private readonly udevTimeoutMs: number;
+
+  constructor(options: DeviceMapperOptions = {}) {
+    this.nodePolicy = nodes.resolvePolicy(options.nodes ?? 'auto');
+    this.udevTimeoutMs = options.udevTimeoutMs ?? 2000;
+  }
+
+  /** The control fd, opened on first use. */
+  get fd(): number {
+    if (this.closed) throw dmError('ERR_DM_CLOSED', 'this DeviceMapper was closed');
+    if (this.fdValue < 0) this.fdValue = native.openControl();
+    return this.fdValue;
+  }
+
+  /** Cancels pending waits and closes the control fd. Later calls throw ERR_DM_CLOSED. */
+  close(): void {
+    for (const cancel of [...this.pending]) cancel();
+    this.pending.clear();
+    if (this.fdValue >= 0) native.closeFd(this.fdValue);
+    this.fdValue = -1;
+    this.closed = true;
+  }
+
+  // ---- running plans -------------------------------------------------------------------------------
+
+  private checkKernel(plan: Plan<unknown>, label: string): void {
+    if (plan.needsMinor === undefined) return;
+    const v = this.kernelVersionSync();
+    if (v.minor < plan.needsMinor)
+      throw dmError('ERR_DM_UNSUPPORTED', `${label} needs dm interface 4.${plan.needsMinor}, the kernel has ${v.major}.${v.minor}.${v.patch}`);
+  }
+
+  private execSync<T>(plan: Plan<T>, label = ''): T {
+    this.checkKernel(plan, label);
+    const r = native.dm(this.fd, plan.cmd, plan.req);
+    this.nodeEffectSync(plan.node, r);
+    return plan.map(r);
+  }
+
+  private async exec<T>(plan: Plan<T>, label = ''): Promise<T> {
+    this.checkKernel(plan, label);
+    const r = await native.dmAsync(this.fd, plan.cmd, plan.req);
+    await this.nodeEffect(plan.node, r);
+    return plan.map(r);
+  }
+
+  private nodeEffectSync(effect: NodeEffect | undefined, r: RawDmResponse): void {
+    if (!effect || this.nodePolicy === 'none') return;
+    if (effect === 'make') {
+      if (this.nodePolicy === 'udev') nodes.awaitUdevNodeSync(r.name, r.dev, this.udevTimeoutMs);
+      else nodes.makeNode(r.name, r.dev);
+    } else if (this.nodePolicy === 'manage') {
+      this.applyRemoveOrRename(effect, r);
+    }
+  }
+
+  private async nodeEffect(effect: NodeEffect | undefined, r: RawDmResponse): Promise<void> {
+    if (effect === 'make' && this.nodePolicy === 'udev') return nodes.awaitUdevNode(r.name, r.dev, this.udevTimeoutMs);
+    this.nodeEffectSync(effect, r);
+  }
+
+  private applyRemoveOrRename(effect: 'remove' | { rename: string }, r: RawDmResponse): void {
+    if (effect === 'remove') {
+      if (!(r.flags & K.DM_DEFERRED_REMOVE) && r.name) nodes.removeNode(r.name);
+    } else if (r.name) {
+      nodes.renameNode(r.name, effect.rename, r.dev);
+    }
+  }
+
+  // ---- plans: one per command ----------------------------------------------------------------------
+
+  private planVersion(): Plan<KernelVersion> {
+    return { cmd: K.DM_VERSION_CMD, req: {}, map: (r) => toVersion(r.version) };
+  }
+  private planList(uuids: boolean): Plan<DeviceListEntry[]> {
+    return {
+      cmd: K.DM_LIST_DEVICES_CMD,
+      req: { flags: uuids ? K.DM_UUID_FLAG : 0 },
+      map: (r) => r.devices,
+    };
+  }
+  private planCreate(name: string, o: CreateOptions): Plan<DeviceInfo> {
+    const req: RawDmRequest = { name: checkName(name), flags: o.readOnly ? K.DM_READONLY_FLAG : 0 };
+    if (o.uuid !== undefined) req.uuid = checkUuid(o.uuid);
+    if (o.minor !== undefined) {
+      req.dev = { major: 0, minor: checkInteger(o.minor, 'minor', 0, 2 ** 20 - 1) };
+      req.flags! |= K.DM_PERSISTENT_DEV_FLAG;
+    }
+    return { cmd: K.DM_DEV_CREATE_CMD, req, map: toInfo };
+  }
+  private planRemove(ref: DeviceRef, o: RemoveOptions): Plan<DeviceInfo> {
+    const req = refRequest(ref);
+    req.flags = o.deferred ? K.DM_DEFERRED_REMOVE : 0;
+    req.eventNr = UDEV_PRIMARY_SOURCE;
+    return { cmd: K.DM_DEV_REMOVE_CMD, req, map: toInfo, node: 'remove' };
+  }
+  private planRemoveAll(o: RemoveOptions): Plan<void> {
+    return { cmd: K.DM_REMOVE_ALL_CMD, req: { flags: o.deferred ? K.DM_DEFERRED_REMOVE : 0 }, map: () => undefined };
+  }
+  private planRename(ref: DeviceRef, newName: string): Plan<DeviceInfo> {
+    const req = refRequest(ref);
+    req.data = checkName(newName, 'new name');
+    req.eventNr = UDEV_PRIMARY_SOURCE;
+    return { cmd: K.DM_DEV_RENAME_CMD, req, map: toInfo, node: { rename: newName } };
+  }
+  private planSetUuid(ref: DeviceRef, uuid: string): Plan<DeviceInfo> {
+    const req = refRequest(ref);
+    req.data = checkUuid(uuid);
+    req.flags = K.DM_UUID_FLAG;
+    return { cmd: K.DM_DEV_RENAME_CMD, req, map: toInfo };
+  }
+  private planSuspend(ref: DeviceRef, o: SuspendOptions): Plan<DeviceInfo> {
+    const req = refRequest(ref);
+    req.flags = K.DM_SUSPEND_FLAG | (o.noflush ? K.DM_NOFLUSH_FLAG : 0) | (o.skipLockfs ? K.DM_SKIP_LOCKFS_FLAG : 0);
+    return { cmd: K.DM_DEV_SUSPEND_CMD, req, map: toInfo };
+  }
+  private planResume(ref: DeviceRef): Plan<DeviceInfo> {
+    const req = refRequest(ref);
+    req.eventNr = UDEV_PRIMARY_SOURCE;
+    return { cmd: K.DM_DEV_SUSPEND_CMD, req, map: toInfo, node: 'make' };
+  }
+  private planInfo(ref: DeviceRef): Plan<DeviceInfo> {
+    return { cmd: K.DM_DEV_STATUS_CMD, req: refRequest(ref), map: toInfo };
+  }
+  private planLoad(ref: DeviceRef, targets: readonly Target[], o: LoadOptions): Plan<DeviceInfo> {
+    const req = refRequest(ref);
+    req.targets = checkTable(targets);
+    req.flags = (o.readOnly ? K.DM_READONLY_FLAG : 0) | (o.secure ? K.DM_SECURE_DATA_FLAG : 0);
+    return { cmd: K.DM_TABLE_LOAD_CMD, req, map: toInfo };
+  }
+  private planClear(ref: DeviceRef): Plan<DeviceInfo> {
+    return { cmd: K.DM_TABLE_CLEAR_CMD, req: refRequest(ref), map: toInfo };
+  }
+  private planDeps(ref: DeviceRef, o: QueryOptions): Plan<DevNumber[]> {
+    const req = refRequest(ref);
+    req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
+    return { cmd: K.DM_TABLE_DEPS_CMD, req, map: (r) => r.deps ?? [] };
+  }
+  private planTableStatus(ref: DeviceRef, table: boolean, o: QueryOptions): Plan<Target[]> {
+    const req = refRequest(ref);
+    req.flags = (table ? K.DM_STATUS_TABLE_FLAG : 0) | (o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0) |
+      (o.noflush ? K.DM_NOFLUSH_FLAG : 0);
+    return { cmd: K.DM_TABLE_STATUS_CMD, req, map: toTargets };
+  }
+  private planTargetVersions(): Plan<TargetVersion[]> {
+    return {
+      cmd: K.DM_LIST_VERSIONS_CMD, req: {},
+      map: (r) => (r.versions ?? []).map((v) => ({ name: v.name, version: toVersion(v.version) })),
+    };
+  }
+  private planTargetVersion(type: string): Plan<TargetVersion> {
+    if (typeof type !== 'string' || !/^[A-Za-z0-9_-]{1,15}$/.test(type)) throw dmError('ERR_DM_INVALID_ARGUMENT', `'${type}' is not a target name`);
+    return {
+      cmd: K.DM_GET_TARGET_VERSION_CMD, req: { name: type }, needsMinor: 41,
+      map: (r) => { const v = r.versions![0]; return { name: v.name, version: toVersion(v.version) }; },
+    };
+  }
+  private planMessage(ref: DeviceRef, sector: number, text: string, o: MessageOptions): Plan<string | undefined> {
+    const req = refRequest(ref);
+    if (typeof text !== 'string' || text.length === 0 || text.includes('\0')) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a message is non-empty text');
+    req.message = { sector: sectors(sector), text };
+    req.flags = o.secure ? K.DM_SECURE_DATA_FLAG : 0;
+    return { cmd: K.DM_TARGET_MSG_CMD, req, map: (r) => r.output };
+  }
+  private planSetGeometry(ref: DeviceRef, g: Geometry): Plan<void> {
+    const req = refRequest(ref);
+    const n = (v: number, what: string) => checkInteger(v, what);
+    req.data = `${n(g.cylinders, 'cylinders')} ${n(g.heads, 'heads')} ${n(g.sectors, 'sectors')} ${n(g.start, 'start')}`;
+    return { cmd: K.DM_DEV_SET_GEOMETRY_CMD, req, map: () => undefined };
+  }
+  private planArmPoll(): Plan<void> {
+    return { cmd: K.DM_DEV_ARM_POLL_CMD, req: {}, map: () => undefined, needsMinor: 36 };
+  }
+
+  // ---- public API: promise and sync twin for each command ------------------------------------------
+
+  /** The kernel's dm interface version; read once. */
+  async kernelVersion(): Promise<KernelVersion> { return this.kernel ??= await this.exec(this.planVersion()); }
+  kernelVersionSync(): KernelVersion { return this.kernel ??= this.execSync(this.planVersion()); }
+
+  /** All dm devices. With `uuids`, each entry carries its uuid when it has one. */
+  list(o: { uuids?: boolean } = {}): Promise<DeviceListEntry[]> { return this.exec(this.planList(o.uuids ?? true)); }
+  listSync(o: { uuids?: boolean } = {}): DeviceListEntry[] { return this.execSync(this.planList(o.uuids ?? true)); }
+
+  create(name: string, o: CreateOptions = {}): Promise<DeviceInfo> { return this.exec(this.planCreate(name, o)); }
+  createSync(name: string, o: CreateOptions = {}): DeviceInfo { return this.execSync(this.planCreate(name, o)); }
+
+  remove(ref: DeviceRef, o: RemoveOptions = {}): Promise<DeviceInfo> { return this.withName(ref, (r) => this.exec(this.planRemove(r, o))); }
+  removeSync(ref: DeviceRef, o: RemoveOptions = {}): DeviceInfo { return this.execSync(this.planRemove(this.nameOfSync(ref), o)); }
+
+  /** Removes every dm device that is not open (DM_REMOVE_ALL); with `deferred`, open ones at last close. */
+  removeAll(o: RemoveOptions = {}): Promise<void> { return this.exec(this.planRemoveAll(o)); }
+  removeAllSync(o: RemoveOptions = {}): void { this.execSync(this.planRemoveAll(o)); }
+
+  rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> { return this.withName(ref, (r) => this.exec(this.planRename(r, newName))); }
+  renameSync(ref: DeviceRef, newName: string): DeviceInfo { return this.execSync(this.planRename(this.nameOfSync(ref), newName)); }
+
+  /** Sets the uuid of a device that has none (the kernel refuses to change a set one). */
+  setUuid(ref: DeviceRef, uuid: string): Promise<DeviceInfo> { return this.exec(this.planSetUuid(ref, uuid)); }
+  setUuidSync(ref: DeviceRef, uuid: string): DeviceInfo { return this.execSync(this.planSetUuid(ref, uuid)); }
+
+  suspend(ref: DeviceRef, o: SuspendOptions = {}): Promise<DeviceInfo> { return this.exec(this.planSuspend(ref, o)); }
+  suspendSync(ref: DeviceRef, o: SuspendOptions = {}): DeviceInfo { return this.execSync(this.planSuspend(ref, o)); }
+
+  /** Resumes a device, making a loaded inactive table live. */
+  resume(ref: DeviceRef): Promise<DeviceInfo> { return this.exec(this.planResume(ref)); }
+  resumeSync(ref: DeviceRef): DeviceInfo { return this.execSync(this.planResume(ref)); }
+
+  info(ref: DeviceRef): Promise<DeviceInfo> { return this.exec(this.planInfo(ref)); }
+  infoSync(ref: DeviceRef): DeviceInfo { return this.execSync(this.planInfo(ref)); }
+
+  /** Loads a table into the inactive slot; resume makes it live. */
+  load(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): Promise<DeviceInfo> { return this.exec(this.planLoad(ref, targets, o)); }
+  loadSync(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): DeviceInfo { return this.execSync(this.planLoad(ref, targets, o)); }
+
+  /** Drops the inactive table. */
+  clear(ref: DeviceRef): Promise<DeviceInfo> { return this.exec(this.planClear(ref)); }
+  clearSync(ref: DeviceRef): DeviceInfo { return this.execSync(this.planClear(ref)); }
+
+  /** The devices the table uses. */
+  deps(ref: DeviceRef, o: QueryOptions = {}): Promise<DevNumber[]> { return this.exec(this.planDeps(ref, o)); }
+  depsSync(ref: DeviceRef, o: QueryOptions = {}): DevNumber[] { return this.execSync(this.planDeps(ref, o)); }
+
+  /** Each target's status line (params hold the status text, without the trailing space trimmed). */
+  status(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.exec(this.planTableStatus(ref, false, o)); }
+  statusSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.execSync(this.planTableStatus(ref, false, o)); }
+
+  /** The table as the kernel holds it (live, or the inactive one). */
+  table(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.exec(this.planTableStatus(ref, true, o)); }
+  tableSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.execSync(this.planTableStatus(ref, true, o)); }
+
+  /** Loaded target types and their versions. */
+  targetVersions(): Promise<TargetVersion[]> { return this.exec(this.planTargetVersions()); }
+  targetVersionsSync(): TargetVersion[] { return this.execSync(this.planTargetVersions()); }
+
+  /** One target type's version; the kernel loads its module if needed (dm >= 4.41). */
+  targetVersion(type: string): Promise<TargetVersion> { return this.exec(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
+  targetVersionSync(type: string): TargetVersion { return this.execSync(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
+
+  /** Sends a target message; returns the target's output when it produced any. Never re-sent. */
+  message(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): Promise<string | undefined> { return this.exec(this.planMessage(ref, sector, text, o)); }
+  messageSync(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): string | undefined { return this.execSync(this.planMessage(ref, sector, text, o)); }
+
+  setGeometry(ref: DeviceRef, g: Geometry): Promise<void> { return this.exec(this.planSetGeometry(ref, g)); }
+  setGeometrySync(ref: DeviceRef, g: Geometry): void { this.execSync(this.planSetGeometry(ref, g)); }
+
+  /** Snapshots the global event counter for this fd; pollEvent() then reports when it moves (dm >= 4.36). */
+  armPoll(): Promise<void> { return this.exec(this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
+  armPollSync(): void { this.execSync(this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
+
+  /**
+   * Resolves true when any dm event happened since the last armPoll() (create, remove, rename, or a table
+   * event of any device), false after timeoutMs. Waits on a thread of its own, not the libuv pool.
+   */
+  pollEvent(o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
+    const timeout = o.timeoutMs === undefined ? -1 : checkInteger(o.timeoutMs, 'timeoutMs', 0, 2 ** 31 - 1);
+    return this.cancellable(native.pollControl(this.fd, timeout), 'DM_DEV_ARM_POLL', '/dev/mapper/control', { signal: o.signal });
+  }
+
+  /**
+   * DM_DEV_WAIT: resolves when the device's event_nr differs from `eventNr`, with its info and status.
+   * Runs on a thread of its own; a timeout, an abort signal or close() ends it.
+   */
+  wait(ref: DeviceRef, eventNr: number, o: WaitOptions = {}): Promise<WaitResult> {
+    const req = refRequest(ref);
+    req.eventNr = checkInteger(eventNr, 'eventNr', 0, 2 ** 32 - 1);
+    req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
+    const job = native.dmWait(this.fd, K.DM_DEV_WAIT_CMD, req);
+    return this.cancellable(job, 'DM_DEV_WAIT', refLabel(ref), o).then((r) => ({ info: toInfo(r), status: toTargets(r) }));
+  }
+
+  /** DM_DEV_WAIT on the calling thread: blocks until the event; for scripts. */
+  waitSync(ref: DeviceRef, eventNr: number, o: { inactive?: boolean } = {}): WaitResult {
+    const req = refRequest(ref);
+    req.eventNr = checkInteger(eventNr, 'eventNr', 0, 2 ** 32 - 1);
+    req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
+    const r = native.dm(this.fd, K.DM_DEV_WAIT_CMD, req);
+    return { info: toInfo(r), status: toTargets(r) };
+  }
+
+  /** CREATE + LOAD + RESUME; removes the device again if LOAD or RESUME fails. */
+  async createDevice(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): Promise<DeviceInfo> {
+    checkTable(targets);
+    await this.create(name, o);
+    try {
+      await this.load(name, targets, o);
+      return await this.resume(name);
+    } catch (e) {
+      await this.remove(name).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  createDeviceSync(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): DeviceInfo {
+    checkTable(targets);
+    this.createSync(name, o);
+    try {
+      this.loadSync(name, targets, o);
+      return this.resumeSync(name);
+    } catch (e) {
+      try { this.removeSync(name); } catch { /* the first error is the one that matters */ }
+      throw e;
+    }
+  }
+
+  /** True if a device of that name exists. */
+  async exists(ref: DeviceRef): Promise<boolean> {
+    try { await this.info(ref); return true; } catch (e) { if ((e as { code?: string }).code === 'ENXIO') return false; throw e; }
+  }
+  existsSync(ref: DeviceRef): boolean {
+    try { this.infoSync(ref); return true; } catch (e) { if ((e as { code?: string }).code === 'ENXIO') return false; throw e; }
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------------
+
+  // Node effects need the device's name: resolve a uuid/dev reference to it first (one DEV_STATUS).
+  private nameOfSync(ref: DeviceRef): DeviceRef {
+    return typeof ref === 'string' || 'name' in ref || this.nodePolicy !== 'manage' ? ref : this.infoSync(ref).name;
+  }
+  private async withName<T>(ref: DeviceRef, run: (r: DeviceRef) => Promise<T>): Promise<T> {
+    const r = typeof ref === 'string' || 'name' in ref || this.nodePolicy !== 'manage' ? ref : (await this.info(ref)).name;
+    return run(r);
+  }
+
+  private cancellable<T>(job: { promise: Promise<T>; cancel(): boolean }, command: string, device: string,
+    o: { timeoutMs?: number; signal?: AbortSignal }): Promise<T> {
+    let why: 'timeout' | 'abort' | 'close' | undefined;
+    const cancel = (reason: typeof why) => () => { why ??= reason; job.cancel(); };
+    const onClose = cancel('close');
+    const onAbort = cancel('abort');
+    this.pending.add(onClose);
+    if (o.signal?.aborted) onAbort();
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = o.timeoutMs !== undefined && command === 'DM_DEV_WAIT' ? setTimeout(cancel('timeout'), o.timeoutMs) : undefined;
+    const done = () => {
+      this.pending.delete(onClose);
+      o.signal?.removeEventListener('abort', onAbort);
+      if (timer) clearTimeout(timer);
+    };
+    return job.promise.then(
+      (v) => { done(); return v; },
+      (e) => {
+        done();
+        if (why && (e as { code?: string }).code === 'ECANCELED') {
+          const code = why === 'timeout' ? 'ERR_DM_TIMEOUT' : why === 'abort' ? 'ERR_DM_ABORTED' : 'ERR_DM_CLOSED';
+          throw dmError(code, `${command} ended: ${why === 'timeout' ? `no event within ${o.timeoutMs} ms` : why === 'abort' ? 'the signal was aborted' : 'close() was called'}`, device);
+        }
+        throw e;
+      },
+    );
+  }
+}

@@ -1,0 +1,72 @@
+// Every error devmapper throws is built here: from a table of our own codes for bad input and misuse, and
+// from the kernel's errno for failed syscalls (the addon calls kernelError through setErrorFactory).
+import os from 'node:os';
+import { native, RawSysError } from './native';
+
+/** Codes for errors raised before any syscall. Each value is the message template's prefix. */
+export const ErrorCodes = {
+  ERR_DM_INVALID_NAME: 'invalid device name',
+  ERR_DM_INVALID_UUID: 'invalid uuid',
+  ERR_DM_INVALID_SIZE: 'invalid size',
+  ERR_DM_INVALID_THIN_ID: 'invalid thin device id',
+  ERR_DM_INVALID_BLOCK_SIZE: 'invalid block size',
+  ERR_DM_INVALID_ARGUMENT: 'invalid argument',
+  ERR_DM_INVALID_TABLE: 'invalid table',
+  ERR_DM_PARSE: 'cannot parse',
+  ERR_DM_UNSUPPORTED: 'not supported by this kernel',
+  ERR_DM_CLOSED: 'closed',
+  ERR_DM_TIMEOUT: 'timed out',
+  ERR_DM_ABORTED: 'aborted',
+  ERR_DM_NOT_A_THIN_POOL: 'not a thin-pool',
+  ERR_DM_VOLUME_EXISTS: 'volume exists',
+  ERR_DM_NO_SUCH_VOLUME: 'no such volume',
+  ERR_DM_POOL_STATE: 'pool state',
+  ERR_DM_IDS_EXHAUSTED: 'no free thin device id',
+} as const;
+export type DevmapperErrorCode = keyof typeof ErrorCodes;
+
+export class DevmapperError extends Error {
+  /** 'EBUSY', 'ENXIO', ... for kernel errors; 'ERR_DM_*' for ours. */
+  code: string;
+  /** Negative errno, as Node's own system errors carry it. */
+  errno?: number;
+  syscall?: string;
+  /** The DM or loop command: 'DM_DEV_REMOVE', 'LOOP_CONFIGURE', ... */
+  command?: string;
+  /** The device name or path the call was about. */
+  device?: string;
+  constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string }) {
+    super(message);
+    this.name = 'DevmapperError';
+    this.code = fields.code;
+    if (fields.errno !== undefined) this.errno = fields.errno;
+    if (fields.syscall) this.syscall = fields.syscall;
+    if (fields.command) this.command = fields.command;
+    if (fields.device) this.device = fields.device;
+  }
+}
+
+/** An error of ours (bad input, misuse), raised before any syscall. */
+export function dmError(code: DevmapperErrorCode, detail: string, device?: string): DevmapperError {
+  const where = device ? `${device}: ` : '';
+  return new DevmapperError(`${where}${ErrorCodes[code]}: ${detail}`, { code, device });
+}
+
+const errnoNames = new Map<number, string>(
+  Object.entries(os.constants.errno).map(([name, value]) => [value, name]),
+);
+
+/** A failed syscall: `DM_DEV_REMOVE pool0-vol3: Device or resource busy (EBUSY)`. */
+export function kernelError(raw: RawSysError): DevmapperError {
+  const code = raw.errno === 125 ? 'ECANCELED' : (errnoNames.get(raw.errno) ?? `E${raw.errno}`);
+  const what = [raw.command || raw.syscall, raw.target].filter(Boolean).join(' ');
+  let message = `${what}: ${raw.strerror} (${code})`;
+  if (raw.detail) message += `: ${raw.detail}`;
+  if (code === 'EACCES' || code === 'EPERM') message += ' — device-mapper and loop ioctls need root (CAP_SYS_ADMIN)';
+  return new DevmapperError(message, {
+    code, errno: -raw.errno, syscall: raw.syscall || undefined, command: raw.command || undefined,
+    device: raw.target || undefined,
+  });
+}
+
+native.setErrorFactory(kernelError);

@@ -1,0 +1,86 @@
+// The raw native surface, declared once. The addon is loaded here and nowhere else; everything in lib/ that
+// touches the kernel goes through `native`.
+import path from 'node:path';
+
+export interface DevNumber { major: number; minor: number }
+
+export interface RawTarget { start: number; length: number; type: string; params: string }
+
+export interface RawDmRequest {
+  name?: string;
+  uuid?: string;
+  dev?: DevNumber;
+  flags?: number;
+  eventNr?: number;
+  targets?: RawTarget[];
+  message?: { sector: number; text: string };
+  data?: string;
+}
+
+export interface RawDmResponse {
+  version: [number, number, number];
+  flags: number;
+  openCount: number;
+  eventNr: number;
+  targetCount: number;
+  dev: DevNumber;
+  name: string;
+  uuid: string;
+  bufferSize: number;
+  targets?: RawTarget[];
+  deps?: DevNumber[];
+  devices: { name: string; dev: DevNumber; eventNr?: number; uuid?: string }[];
+  versions?: { name: string; version: [number, number, number] }[];
+  output?: string;
+}
+
+/** What the addon hands the error factory; lib/errors.ts turns it into a DevmapperError. */
+export interface RawSysError {
+  errno: number;
+  syscall: string;
+  command: string;
+  target: string;
+  detail: string;
+  strerror: string;
+}
+
+export interface Cancellable<T> { promise: Promise<T>; cancel(): boolean }
+
+export interface RawLoopAttachOptions {
+  readOnly?: boolean; autoclear?: boolean; directIo?: boolean; partscan?: boolean;
+  offset?: number; sizeLimit?: number; blockSize?: number;
+}
+export interface RawLoopAttachResult { number: number; attempts: number; usedConfigure: boolean }
+export interface RawLoopStatus {
+  backingDev: number; backingInode: number; offset: number; sizeLimit: number;
+  number: number; flags: number; fileName: string;
+}
+
+type SyncAsync<A extends unknown[], R, N extends string> =
+  { [K in N]: (...args: A) => R } & { [K in `${N}Async`]: (...args: A) => Promise<R> };
+
+export type NativeAddon = {
+  constants: Record<string, number>;
+  setErrorFactory(factory: (raw: RawSysError) => Error): void;
+  openControl(): number;
+  closeFd(fd: number): void;
+  dm(fd: number, cmd: number, req: RawDmRequest): RawDmResponse;
+  dmAsync(fd: number, cmd: number, req: RawDmRequest): Promise<RawDmResponse>;
+  /** DM_DEV_WAIT on a thread of its own; cancel() makes the promise reject with ECANCELED. */
+  dmWait(fd: number, cmd: number, req: RawDmRequest): Cancellable<RawDmResponse>;
+  /** poll(POLLIN) on a control fd on a thread of its own: true on an event, false on timeout. */
+  pollControl(fd: number, timeoutMs: number): Cancellable<boolean>;
+} & SyncAsync<[file: string, opts: RawLoopAttachOptions], RawLoopAttachResult, 'loopAttach'>
+  & SyncAsync<[device: string], void, 'loopDetach'>
+  & SyncAsync<[device: string], RawLoopStatus, 'loopStatus'>
+  & SyncAsync<[device: string], void, 'loopSetCapacity'>
+  & SyncAsync<[device: string], number, 'blockSize'>
+  & SyncAsync<[device: string, range: { offset: number; length: number }], void, 'blockDiscard'>
+  & SyncAsync<[device: string], void, 'blockFlush'>
+  & SyncAsync<[path: string], DevNumber, 'deviceNumber'>
+  & SyncAsync<[path: string, node: { major: number; minor: number; mode?: number }], boolean, 'ensureBlockNode'>;
+
+// The package root is two levels above dist/lib.
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+export const native: NativeAddon = require('node-gyp-build')(path.join(__dirname, '..', '..'));
+export const K = native.constants;

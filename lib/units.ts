@@ -1,0 +1,45 @@
+// Sizes. Device-mapper speaks 512-byte sectors; files and block devices speak bytes. The branded types keep
+// one from being passed where the other is meant.
+import { dmError } from './errors';
+
+declare const unit: unique symbol;
+/** A count of 512-byte sectors. */
+export type Sectors = number & { readonly [unit]: 'sectors' };
+/** A count of bytes. */
+export type Bytes = number & { readonly [unit]: 'bytes' };
+
+export const SECTOR_SIZE = 512;
+
+function checkCount(n: number, what: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw dmError('ERR_DM_INVALID_SIZE', `${what} must be a non-negative safe integer, got ${n}`);
+}
+
+export function sectors(n: number): Sectors {
+  checkCount(n, 'sectors');
+  return n as Sectors;
+}
+
+export function bytes(n: number): Bytes {
+  checkCount(n, 'bytes');
+  return n as Bytes;
+}
+
+/** Bytes to sectors; the byte count must be a multiple of 512. */
+export function bytesToSectors(n: Bytes | number): Sectors {
+  checkCount(n, 'bytes');
+  if (n % SECTOR_SIZE !== 0) throw dmError('ERR_DM_INVALID_SIZE', `${n} bytes is not a multiple of ${SECTOR_SIZE}`);
+  return (n / SECTOR_SIZE) as Sectors;
+}
+
+export function sectorsToBytes(n: Sectors): Bytes {
+  return (n * SECTOR_SIZE) as Bytes;
+}
+
+const suffixes: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50 };
+
+/** '10G', '512M', '64k', '4096' (binary units, as dmsetup and Docker read them) to bytes. */
+export function parseSize(text: string): Bytes {
+  const m = /^\s*(\d+)\s*([kmgtp]?)(i?b)?\s*$/i.exec(text);
+  if (!m) throw dmError('ERR_DM_INVALID_SIZE', `cannot read size '${text}'`);
+  return bytes(Number(m[1]) * suffixes[m[2].toLowerCase()]);
+}
