@@ -332,8 +332,16 @@ export class DeviceMapper {
   removeSync(ref: DeviceRef, o: RemoveOptions = {}): DeviceInfo { return this.execSync(this.planRemove(this.nameOfSync(ref), o)); }
 
   /** Removes every dm device that is not open (DM_REMOVE_ALL); with `deferred`, open ones at last close. */
-  removeAll(o: RemoveOptions = {}): Promise<void> { return this.exec(this.planRemoveAll(o)); }
-  removeAllSync(o: RemoveOptions = {}): void { this.execSync(this.planRemoveAll(o)); }
+  async removeAll(o: RemoveOptions = {}): Promise<void> {
+    const before = this.nodePolicy === 'manage' ? await this.list({ uuids: false }) : [];
+    await this.exec(this.planRemoveAll(o));
+    if (before.length) this.dropNodesOfGone(before, await this.list({ uuids: false }));
+  }
+  removeAllSync(o: RemoveOptions = {}): void {
+    const before = this.nodePolicy === 'manage' ? this.listSync({ uuids: false }) : [];
+    this.execSync(this.planRemoveAll(o));
+    if (before.length) this.dropNodesOfGone(before, this.listSync({ uuids: false }));
+  }
 
   rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> { return this.withName(ref, (r) => this.exec(this.planRename(r, newName))); }
   renameSync(ref: DeviceRef, newName: string): DeviceInfo { return this.execSync(this.planRename(this.nameOfSync(ref), newName)); }
@@ -455,6 +463,12 @@ export class DeviceMapper {
   }
 
   // ---- helpers -------------------------------------------------------------------------------------
+
+  // REMOVE_ALL does not say what it removed: the nodes to drop are those of devices no longer listed.
+  private dropNodesOfGone(before: DeviceListEntry[], after: DeviceListEntry[]): void {
+    const still = new Set(after.map((d) => d.name));
+    for (const d of before) if (!still.has(d.name)) nodes.removeNode(d.name, d.dev);
+  }
 
   // Node effects need the device's name: resolve a uuid/dev reference to it first (one DEV_STATUS).
   private nameOfSync(ref: DeviceRef): DeviceRef {

@@ -20,9 +20,28 @@ export interface LoopAttachOptions {
   blockSize?: number;
 }
 
-export interface LoopDevice { path: string; number: number }
+export interface LoopDevice {
+  path: string;
+  number: number;
+  /**
+   * An autoclear device detaches at its last close, so attach() returns it held open: call release() once
+   * something else (a dm table) holds it, or to let it go. A no-op for devices without autoclear.
+   */
+  release(): void;
+}
 
-export interface LoopStatus extends LoopDevice {
+class AttachedLoop implements LoopDevice {
+  readonly path: string;
+  constructor(readonly number: number, private fd: number) { this.path = devPath(number); }
+  release(): void {
+    if (this.fd >= 0) native.closeFd(this.fd);
+    this.fd = -1;
+  }
+}
+
+export interface LoopStatus {
+  path: string;
+  number: number;
   /** Full path of the backing file, from sysfs (the ioctl keeps only 63 bytes of it). */
   backingFile: string;
   backingDev: number;
@@ -41,7 +60,7 @@ function checkOptions(o: LoopAttachOptions) {
   return {
     readOnly: !!o.readOnly, autoclear: !!o.autoclear, directIo: !!o.directIo, partscan: !!o.partscan,
     offset: checkInteger(o.offset ?? 0, 'offset'), sizeLimit: checkInteger(o.sizeLimit ?? 0, 'sizeLimit'),
-    blockSize: o.blockSize ?? 0,
+    blockSize: o.blockSize ?? 0, keepOpen: !!o.autoclear,
   };
 }
 
@@ -100,11 +119,11 @@ function matchesFile(st: fs.Stats, s: RawLoopStatus): boolean {
 export const Loop = {
   async attach(file: string, o: LoopAttachOptions = {}): Promise<LoopDevice> {
     const r = await native.loopAttachAsync(checkFile(file), checkOptions(o));
-    return { path: devPath(r.number), number: r.number };
+    return new AttachedLoop(r.number, r.fd);
   },
   attachSync(file: string, o: LoopAttachOptions = {}): LoopDevice {
     const r = native.loopAttach(checkFile(file), checkOptions(o));
-    return { path: devPath(r.number), number: r.number };
+    return new AttachedLoop(r.number, r.fd);
   },
   /** Detaches; on an open device the kernel only sets autoclear and detaches at last close. */
   detach(device: string): Promise<void> { return native.loopDetachAsync(checkDevice(device)); },

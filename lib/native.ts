@@ -48,9 +48,9 @@ export interface Cancellable<T> { promise: Promise<T>; cancel(): boolean }
 
 export interface RawLoopAttachOptions {
   readOnly?: boolean; autoclear?: boolean; directIo?: boolean; partscan?: boolean;
-  offset?: number; sizeLimit?: number; blockSize?: number;
+  offset?: number; sizeLimit?: number; blockSize?: number; keepOpen?: boolean;
 }
-export interface RawLoopAttachResult { number: number; attempts: number; usedConfigure: boolean }
+export interface RawLoopAttachResult { number: number; attempts: number; usedConfigure: boolean; fd: number }
 export interface RawLoopStatus {
   backingDev: number; backingInode: number; offset: number; sizeLimit: number;
   number: number; flags: number; fileName: string;

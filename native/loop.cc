@@ -18,6 +18,7 @@ struct Fd {
   int fd;
   explicit Fd(int f) : fd(f) {}
   ~Fd() { if (fd >= 0) close(fd); }
+  int Release() { int f = fd; fd = -1; return f; }
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
 };
@@ -93,13 +94,14 @@ LoopAttachResult LoopAttach(const std::string& file, const LoopAttachOptions& o)
       cfg.block_size = o.blockSize;
       FillInfo(&cfg.info, file, o);
       if (ioctl(loopFd.fd, LOOP_CONFIGURE, &cfg) == 0)
-        return LoopAttachResult{uint32_t(n), attempt, true};
+        return LoopAttachResult{uint32_t(n), attempt, true, o.keepOpen ? loopFd.Release() : -1};
       int err = errno;
       if (err == EBUSY || err == EAGAIN) { Backoff(attempt); continue; }  // lost the race: never CLR_FD it
       if (err != EINVAL && err != ENOTTY && err != ENOSYS) throw SysError{err, "ioctl", "LOOP_CONFIGURE", dev, ""};
       configureMissing = true;
     }
-    if (AttachLegacy(loopFd.fd, fileFd.fd, dev, file, o)) return LoopAttachResult{uint32_t(n), attempt, false};
+    if (AttachLegacy(loopFd.fd, fileFd.fd, dev, file, o))
+      return LoopAttachResult{uint32_t(n), attempt, false, o.keepOpen ? loopFd.Release() : -1};
     Backoff(attempt);
   }
   throw SysError{EBUSY, "ioctl", "LOOP_CTL_GET_FREE", file, "every free loop device was taken by others"};

@@ -11,6 +11,7 @@ struct LoopAttachOptions {
   uint64_t offset = 0;      // bytes
   uint64_t sizeLimit = 0;   // bytes, 0 = to the end of the file
   uint32_t blockSize = 0;   // logical block size, 0 = kernel default (512)
+  bool keepOpen = false;    // return the loop fd open (autoclear devices detach at their last close)
 };
 
 struct LoopStatus {
@@ -27,6 +28,7 @@ struct LoopAttachResult {
   uint32_t number;
   int attempts;             // GET_FREE rounds that lost a race before one won
   bool usedConfigure;       // false when LOOP_CONFIGURE was missing and SET_FD + SET_STATUS64 were used
+  int fd;                   // the open loop device when keepOpen, else -1
 };
 
 LoopAttachResult LoopAttach(const std::string& file, const LoopAttachOptions& opts);

@@ -32,6 +32,7 @@ struct LoopAttachOp {
     opts.offset = GetU64(o, "offset");
     opts.sizeLimit = GetU64(o, "sizeLimit");
     opts.blockSize = uint32_t(GetU64(o, "blockSize"));
+    opts.keepOpen = GetBool(o, "keepOpen");
   }
   void Execute() { res = LoopAttach(file, opts); }
   Napi::Value Result(Napi::Env env) {
@@ -39,6 +40,7 @@ struct LoopAttachOp {
     o.Set("number", res.number);
     o.Set("attempts", res.attempts);
     o.Set("usedConfigure", res.usedConfigure);
+    o.Set("fd", res.fd);
     return o;
   }
 };

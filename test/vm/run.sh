@@ -96,7 +96,7 @@ run=$project/.vm-run
 mkdir -p "$run"
 rm -f "$run/rc"
 {
-  echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp CI=${CI:-} DEVMAPPER_IN_VM=1"
+  echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp CI=true DEVMAPPER_IN_VM=1"
   for v in $(compgen -e | grep -E '^(DEVMAPPER_|JEST_|NODE_OPTIONS$)' || true); do printf 'export %s=%q\n' "$v" "${!v}"; done
   printf 'cd %q\n' "$PWD"
   printf '%q ' "$@"; echo

@@ -1,0 +1,52 @@
+// Shared fixtures for integration tests: unique names, loop-backed scratch devices, dmsetup as an oracle.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DeviceMapper, Loop, LoopDevice } from '../../lib';
+
+let counter = 0;
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${process.pid}-${++counter}`;
+}
+
+export function scratchDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'devmapper-test-'));
+}
+
+/** A sparse file of `bytes` attached to a loop device (no autoclear); detach() undoes both. */
+export function scratchLoop(bytes: number): LoopDevice & { file: string; detach(): void } {
+  const dir = scratchDir();
+  const file = path.join(dir, 'backing.img');
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, bytes);
+  const loop = Loop.attachSync(file);
+  return Object.assign(loop, {
+    file,
+    detach() {
+      Loop.detachSync(loop.path);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** dmsetup, the independent oracle; never used by the library. */
+export function dmsetup(...args: string[]): string {
+  return execFileSync('dmsetup', args, { encoding: 'utf8', env: { ...process.env, DM_DISABLE_UDEV: '1' } });
+}
+
+export function hasDmsetup(): boolean {
+  try { dmsetup('version'); return true; } catch { return false; }
+}
+
+/** Removes the named devices that still exist, in order; for finally blocks. */
+export function removeQuietly(dm: DeviceMapper, ...names: string[]): void {
+  for (const n of names) {
+    try { dm.removeSync(n); } catch (e) { if ((e as { code?: string }).code !== 'ENXIO') throw e; }
+  }
+}
+
+export function zeroMetadata(device: string): void {
+  const fd = fs.openSync(device, 'r+');
+  try { fs.writeSync(fd, Buffer.alloc(4096), 0, 4096, 0); fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# npm test: unit tests on this machine, then the integration suite against a real device-mapper kernel:
+# here when this machine has one and we are root, otherwise inside the qemu VM (test/vm/run.sh).
+#   --unit-only | --integration-only    run one half
+#   any other arguments go to jest (e.g. -t 'pattern' or a test path)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+unit=1 integration=1 jest_args=()
+for a in "$@"; do
+  case "$a" in
+    --unit-only) integration=0 ;;
+    --integration-only) unit=0 ;;
+    *) jest_args+=("$a") ;;
+  esac
+done
+
+# What a fresh clone lacks: npm deps (which build the addon) and the compiled TypeScript.
+if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ]; then
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+fi
+[ -f build/Release/devmapper.node ] || npx node-gyp rebuild
+npx tsc -p tsconfig.json
+
+if [ $unit = 1 ]; then
+  npx jest --selectProjects unit --ci "${jest_args[@]}"
+fi
+
+if [ $integration = 1 ]; then
+  jest=(node node_modules/jest/bin/jest.js --selectProjects integration --runInBand --ci "${jest_args[@]}")
+  if [ "$(id -u)" = 0 ] && { [ -e /dev/mapper/control ] || grep -q device-mapper /proc/misc 2>/dev/null; }; then
+    echo "integration: this kernel has device-mapper; running here" >&2
+    "${jest[@]}"
+  else
+    echo "integration: no device-mapper here; running in the VM (test/vm/run.sh)" >&2
+    test/vm/run.sh "${jest[@]}"
+  fi
+fi

@@ -1,0 +1,48 @@
+// Pure checks: run on the host, no kernel needed.
+import { bytesToSectors, parseSize, sectors, DevmapperError, checkTable } from '../../lib';
+import { checkName, checkThinId, checkUuid } from '../../lib/validate';
+import { kernelError } from '../../lib/errors';
+
+test('names: 1..127 bytes, no slash', () => {
+  expect(checkName('pool0-vol3')).toBe('pool0-vol3');
+  expect(checkName('x'.repeat(127))).toHaveLength(127);
+  for (const bad of ['', 'x'.repeat(128), 'é'.repeat(64), 'a/b', '.', '..', 5 as unknown as string])
+    expect(() => checkName(bad)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_NAME' }));
+});
+
+test('uuids up to 128 bytes; thin ids below 2^24', () => {
+  expect(checkUuid('u'.repeat(128))).toHaveLength(128);
+  expect(() => checkUuid('u'.repeat(129))).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_UUID' }));
+  expect(checkThinId(0)).toBe(0);
+  expect(checkThinId(2 ** 24 - 1)).toBe(2 ** 24 - 1);
+  for (const bad of [-1, 2 ** 24, 1.5, NaN, '1' as unknown as number])
+    expect(() => checkThinId(bad)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_THIN_ID' }));
+});
+
+test('sizes: sectors are safe non-negative integers; bytes convert only in multiples of 512', () => {
+  expect(bytesToSectors(1 << 30)).toBe(2097152);
+  expect(() => bytesToSectors(1000)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_SIZE' }));
+  expect(() => sectors(-1)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_SIZE' }));
+  expect(() => sectors(2 ** 53)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_SIZE' }));
+  expect(parseSize('10G')).toBe(10 * 2 ** 30);
+  expect(parseSize('64k')).toBe(65536);
+  expect(parseSize('512MiB')).toBe(512 * 2 ** 20);
+  expect(() => parseSize('ten')).toThrow(DevmapperError);
+});
+
+test('tables must be contiguous from sector 0', () => {
+  expect(checkTable([{ start: 0, length: 8, type: 'zero', params: '' }, { start: 8, length: 8, type: 'error', params: '' }])).toHaveLength(2);
+  expect(() => checkTable([{ start: 0, length: 8, type: 'zero', params: '' }, { start: 9, length: 8, type: 'zero', params: '' }]))
+    .toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_TABLE' }));
+  expect(() => checkTable([{ start: 0, length: 8, type: 'bad type', params: '' }])).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_TABLE' }));
+  expect(() => checkTable([{ start: 0, length: 8, type: 'zero', params: 'a\nb' }])).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_TABLE' }));
+});
+
+test('kernel errors read like Node system errors and name the command and device', () => {
+  const e = kernelError({ errno: 16, syscall: 'ioctl', command: 'DM_DEV_REMOVE', target: 'pool0-vol3', detail: '', strerror: 'Device or resource busy' });
+  expect(e).toMatchObject({ code: 'EBUSY', errno: -16, syscall: 'ioctl', command: 'DM_DEV_REMOVE', device: 'pool0-vol3' });
+  expect(e.message).toBe('DM_DEV_REMOVE pool0-vol3: Device or resource busy (EBUSY)');
+  const acc = kernelError({ errno: 13, syscall: 'open', command: '', target: '/dev/mapper/control', detail: '', strerror: 'Permission denied' });
+  expect(acc.message).toMatch(/CAP_SYS_ADMIN/);
+  expect(acc.code).toBe('EACCES');
+});
