@@ -9,7 +9,8 @@
         "native/loop.cc",
         "native/block.cc",
         "native/blocking_thread.cc",
-        "native/loop_block_addon.cc"
+        "native/loop_block_addon.cc",
+        "native/file_lock.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -70,6 +70,9 @@ export type NativeAddon = {
   dmWait(fd: number, cmd: number, req: RawDmRequest): Cancellable<RawDmResponse>;
   /** poll(POLLIN) on a control fd on a thread of its own: true on an event, false on timeout. */
   pollControl(fd: number, timeoutMs: number): Cancellable<boolean>;
+  /** flock(LOCK_EX) on a lock file; returns the fd that holds it (close it to release). */
+  lockFile(path: string): number;
+  lockFileAsync(path: string): Cancellable<number>;
 } & SyncAsync<[file: string, opts: RawLoopAttachOptions], RawLoopAttachResult, 'loopAttach'>
   & SyncAsync<[device: string], void, 'loopDetach'>
   & SyncAsync<[device: string], RawLoopStatus, 'loopStatus'>

@@ -64,6 +64,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", Constants(env));
   RegisterDm(env, exports);
   RegisterLoopAndBlock(env, exports);
+  RegisterFileLock(env, exports);
   return exports;
 }
 

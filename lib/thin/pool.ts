@@ -1,0 +1,484 @@
+// ThinPool: a thin-pool device, from two block devices or from two sparse files on loop devices, with a
+// durable registry of its volumes. Every change to the pool's metadata follows one protocol, Docker's:
+//   1. record the intended change (pending, with the pool's transaction id before and after)
+//   2. send the pool message (create_thin / create_snap / delete)
+//   3. update the volume records
+//   4. commit: set_transaction_id <before> <after>, then clear the pending record.
+// A process killed anywhere leaves a pending record that open() (or the next change) completes or rolls
+// back by comparing it with the pool's transaction id. `hooks.step` marks each step for crash tests.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Block } from '../block';
+import { DeviceMapper, DeviceInfo } from '../device-mapper';
+import { dmError, DevmapperError } from '../errors';
+import { Loop, LoopDevice } from '../loop';
+import { DevNumber } from '../native';
+import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors } from '../units';
+import { checkName } from '../validate';
+import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
+import { LmdbRegistry, PendingChange, RegistryStore, VolumeRecord } from './registry';
+import { PoolLock } from './lock';
+import { ThinVolume } from './volume';
+
+export type Step = 'intent' | 'message' | 'record' | 'commit';
+
+export interface ThinPoolHooks {
+  /** Called after each step of a change; a crash test can kill the process here. */
+  step?(step: Step, change: PendingChange): void;
+}
+
+export interface ThinPoolOptions {
+  dm?: DeviceMapper;
+  /** Where the registry lives. Default for file-backed pools: `<data file>.registry` beside the data file. */
+  registryDir?: string;
+  /** Another store behind the RegistryStore interface. */
+  registry?: RegistryStore;
+  hooks?: ThinPoolHooks;
+}
+
+export interface ThinPoolCreateOptions extends ThinPoolOptions, ThinPoolFeatures {
+  name: string;
+  /** Block devices to build on... */
+  metadataDevice?: string;
+  dataDevice?: string;
+  /** ...or sparse files to create and attach to loop devices (autoclear). */
+  dataFile?: string;
+  metadataFile?: string;
+  /** Bytes (or '10G') for files. */
+  dataSize?: Bytes | number | string;
+  metadataSize?: Bytes | number | string;
+  /** Data block size in sectors (default 128 = 64 KiB). */
+  blockSize?: number;
+  /** Free data blocks at which the pool raises an event (default: 10% of the data blocks). */
+  lowWaterMark?: number;
+}
+
+export interface VolumeListEntry extends VolumeRecord { active: boolean }
+
+const toBytes = (v: Bytes | number | string): Bytes => (typeof v === 'string' ? parseSize(v) : bytes(v));
+
+/** A sensible metadata size: the kernel docs' 48 bytes per data block, doubled for snapshots, >= 2 MiB, capped. */
+export function defaultMetadataSize(dataSize: Bytes, blockSize: Sectors): Bytes {
+  const blocks = Math.ceil(dataSize / (blockSize * 512));
+  const mib = 2 ** 20;
+  const want = Math.max(2 * mib, Math.ceil((blocks * 48 * 2) / mib) * mib);
+  return Math.min(want, MAX_METADATA_SECTORS * 512) as Bytes;
+}
+
+function devString(d: DevNumber): string {
+  return `${d.major}:${d.minor}`;
+}
+
+function loopBackingFile(dev: string): string | undefined {
+  try {
+    return fs.readFileSync(`/sys/dev/block/${dev}/loop/backing_file`, 'utf8').trimEnd();
+  } catch {
+    return undefined;
+  }
+}
+
+function registryDirFor(name: string, o: ThinPoolOptions, dataFile: string | undefined): string {
+  if (o.registryDir) return o.registryDir;
+  if (dataFile) return `${dataFile}.registry`;
+  throw dmError('ERR_DM_INVALID_ARGUMENT', 'a pool on block devices needs registryDir (or registry)', name);
+}
+
+export class ThinPool {
+  readonly dm: DeviceMapper;
+  private readonly lock: PoolLock;
+  private readonly ownsDm: boolean;
+
+  private constructor(
+    readonly name: string,
+    readonly dev: DevNumber,
+    readonly params: ThinPoolParams,
+    readonly files: { data?: string; metadata?: string },
+    readonly registryDir: string | undefined,
+    readonly registry: RegistryStore,
+    dm: DeviceMapper | undefined,
+    private readonly hooks: ThinPoolHooks,
+  ) {
+    this.ownsDm = !dm;
+    this.dm = dm ?? new DeviceMapper();
+    this.lock = new PoolLock(path.join(registryDir ?? '/run', registryDir ? 'lock' : `devmapper-${name}.lock`));
+  }
+
+  /** `major:minor` of the pool device, as thin tables name it. */
+  get devSpec(): string { return devString(this.dev); }
+  get blockSize(): Sectors { return this.params.blockSize; }
+
+  /** Creates the pool. Everything done is undone if a later step fails. */
+  static async create(o: ThinPoolCreateOptions): Promise<ThinPool> {
+    const name = checkName(o.name, 'pool name');
+    const blockSize = checkBlockSize(o.blockSize ?? 128);
+    if (o.readOnly) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a new pool cannot be read_only (the kernel refuses it at creation)', name);
+    const onFiles = o.dataFile !== undefined || o.metadataFile !== undefined;
+    if (onFiles === (o.dataDevice !== undefined || o.metadataDevice !== undefined))
+      throw dmError('ERR_DM_INVALID_ARGUMENT', 'give either dataFile (+ metadataFile) or dataDevice + metadataDevice', name);
+    if (!onFiles && (!o.dataDevice || !o.metadataDevice)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'both dataDevice and metadataDevice are needed', name);
+    let dataSize: Bytes | undefined, metaSize: Bytes | undefined;
+    const dataFile = o.dataFile && path.resolve(o.dataFile);
+    const metaFile = o.metadataFile ? path.resolve(o.metadataFile) : dataFile && `${dataFile}.meta`;
+    if (onFiles) {
+      if (!dataFile) throw dmError('ERR_DM_INVALID_ARGUMENT', 'dataFile is needed with metadataFile', name);
+      if (o.dataSize === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'dataSize is needed for a file-backed pool', name);
+      dataSize = toBytes(o.dataSize);
+      bytesToSectors(dataSize);
+      if (dataSize < blockSize * 512) throw dmError('ERR_DM_INVALID_SIZE', 'the data file must hold at least one block', name);
+      metaSize = o.metadataSize !== undefined ? toBytes(o.metadataSize) : defaultMetadataSize(dataSize, blockSize);
+      bytesToSectors(metaSize);
+      for (const f of [dataFile, metaFile!]) if (fs.existsSync(f)) throw dmError('ERR_DM_INVALID_ARGUMENT', `${f} exists; open the pool instead, or remove it`, name);
+    }
+    const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
+    const dm = o.dm ?? new DeviceMapper();
+    if (await dm.exists(name)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a dm device of that name exists', name);
+
+    const undo: (() => Promise<void> | void)[] = [];
+    const held: LoopDevice[] = [];
+    try {
+      let metaPath = o.metadataDevice!, dataPath = o.dataDevice!;
+      if (onFiles) {
+        for (const [f, size] of [[dataFile!, dataSize!], [metaFile!, metaSize!]] as const) {
+          fs.writeFileSync(f, '', { flag: 'wx' });
+          undo.push(() => fs.rmSync(f, { force: true }));
+          fs.truncateSync(f, size);
+        }
+        const data = await Loop.attach(dataFile!, { autoclear: true });
+        held.push(data);
+        undo.push(() => data.release());
+        const meta = await Loop.attach(metaFile!, { autoclear: true });
+        held.push(meta);
+        undo.push(() => meta.release());
+        dataPath = data.path;
+        metaPath = meta.path;
+      }
+      // A new pool needs zeroed metadata: the kernel formats it only when the superblock is blank.
+      const fd = fs.openSync(metaPath, 'r+');
+      try { fs.writeSync(fd, Buffer.alloc(4096), 0, 4096, 0); fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+
+      const dataSectors = bytesToSectors(await Block.size(dataPath));
+      const length = sectors(Math.floor(dataSectors / blockSize) * blockSize);
+      if (length === 0) throw dmError('ERR_DM_INVALID_SIZE', 'the data device is smaller than one block', name);
+      const metaDev = devString(await Block.deviceNumber(metaPath));
+      const dataDev = devString(await Block.deviceNumber(dataPath));
+      const params: ThinPoolParams = {
+        metadataDev: metaDev, dataDev, blockSize,
+        lowWaterMark: o.lowWaterMark ?? Math.floor(length / blockSize / 10),
+        features: { skipBlockZeroing: o.skipBlockZeroing, ignoreDiscard: o.ignoreDiscard, noDiscardPassdown: o.noDiscardPassdown, errorIfNoSpace: o.errorIfNoSpace },
+      };
+      const info = await dm.createDevice(name, [line(thinPool, 0, length, params)], { uuid: `DEVMAPPER-POOL-${name}` });
+      undo.push(() => dm.remove(name).then(() => undefined));
+      for (const l of held) l.release();  // the pool holds the loops now; autoclear detaches them with it
+
+      const registry = o.registry ?? LmdbRegistry.open(registryDir!);
+      if (registry.count() > 0 || registry.pending())
+        throw dmError('ERR_DM_POOL_STATE', `the registry at ${registryDir} holds volumes of an older pool; remove it first`, name);
+      return new ThinPool(name, info.dev, thinPool.parse(thinPool.format(params)), { data: dataFile, metadata: metaFile },
+        registryDir, registry, o.dm, o.hooks ?? {});
+    } catch (e) {
+      for (const u of undo.reverse()) { try { await u(); } catch { /* keep the first error */ } }
+      if (!o.dm) dm.close();
+      throw e;
+    }
+  }
+
+  /** Opens an active pool: finds its devices, loop backing files and registry, and finishes an interrupted change. */
+  static async open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> {
+    checkName(name, 'pool name');
+    const dm = o.dm ?? new DeviceMapper();
+    try {
+      const info = await dm.info(name);
+      const table = await dm.table(name);
+      if (table.length !== 1 || table[0].type !== 'thin-pool')
+        throw dmError('ERR_DM_NOT_A_THIN_POOL', `its table is ${table.map((t) => t.type).join(', ') || 'empty'}`, name);
+      const params = thinPool.parse(table[0].params);
+      const dataFile = loopBackingFile(params.dataDev);
+      const metaFile = loopBackingFile(params.metadataDev);
+      const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
+      const registry = o.registry ?? LmdbRegistry.open(registryDir!);
+      const pool = new ThinPool(name, info.dev, params, { data: dataFile, metadata: metaFile }, registryDir, registry, o.dm, o.hooks ?? {});
+      await pool.lock.run(() => pool.recover());
+      return pool;
+    } catch (e) {
+      if (!o.dm) dm.close();
+      throw e;
+    }
+  }
+
+  // ---- status and settings -------------------------------------------------------------------------
+
+  async status(o: { noflush?: boolean } = {}): Promise<ThinPoolStatus> {
+    const [t] = await this.dm.status(this.name, o);
+    return parseThinPoolStatus(t.params);
+  }
+
+  async transactionId(): Promise<number> {
+    const s = await this.status({ noflush: true });
+    if (s.state !== 'ok') throw dmError('ERR_DM_POOL_STATE', `the pool reports ${s.state}`, this.name);
+    return s.transactionId;
+  }
+
+  /** Reloads the pool table with new features (discard support cannot change after creation). */
+  setFeatures(features: ThinPoolFeatures): Promise<void> {
+    return this.reload({ ...this.params, features: { ...this.params.features, ...features } });
+  }
+
+  setLowWaterMark(blocks: number): Promise<void> {
+    return this.reload({ ...this.params, lowWaterMark: blocks });
+  }
+
+  // Load first, then suspend/resume: suspending a pool before loading has deadlocked under memory pressure.
+  private async reload(params: ThinPoolParams): Promise<void> {
+    const [current] = await this.dm.table(this.name);
+    await this.dm.load(this.name, [line(thinPool, 0, current.length, params)]);
+    try {
+      await this.dm.suspend(this.name);
+    } catch (e) {
+      await this.dm.clear(this.name).catch(() => undefined);
+      throw e;
+    }
+    await this.dm.resume(this.name);
+    Object.assign(this.params, thinPool.parse(thinPool.format(params)));
+  }
+
+  // ---- volumes ---------------------------------------------------------------------------------------
+
+  /** A new thin volume of `size` bytes (a multiple of 512; '1G' works too). Not activated. */
+  async createVolume(name: string, size: Bytes | number | string): Promise<ThinVolume> {
+    checkName(name, 'volume name');
+    const sz = bytesToSectors(toBytes(size));
+    if (sz === 0) throw dmError('ERR_DM_INVALID_SIZE', 'a volume needs a size above 0', name);
+    const rec = await this.lock.run(async () => {
+      await this.recover();
+      await this.checkNameFree(name);
+      return this.createId('create', name, sz, null, (id) => `create_thin ${id}`);
+    });
+    return new ThinVolume(this, rec);
+  }
+
+  /**
+   * A snapshot of `origin` named `name`. An active origin is suspended for the create_snap message and
+   * resumed whatever happens.
+   */
+  async snapshot(origin: string | ThinVolume, name: string): Promise<ThinVolume> {
+    const originName = typeof origin === 'string' ? origin : origin.name;
+    checkName(name, 'snapshot name');
+    const rec = await this.lock.run(async () => {
+      await this.recover();
+      const from = this.registry.get(originName);
+      if (!from) throw dmError('ERR_DM_NO_SUCH_VOLUME', `origin '${originName}' is not a volume of pool ${this.name}`, originName);
+      await this.checkNameFree(name);
+      const active = await this.isActiveThin(originName, from.id);
+      let suspended = false;
+      const resume = async () => { if (suspended) { suspended = false; await this.dm.resume(originName); } };
+      if (active) { await this.dm.suspend(originName); suspended = true; }
+      try {
+        return await this.createId('snapshot', name, from.size, from.name, (id) => `create_snap ${id} ${from.id}`, resume);
+      } finally {
+        await resume();
+      }
+    });
+    return new ThinVolume(this, rec);
+  }
+
+  /** A volume by name, or undefined. */
+  volume(name: string): ThinVolume | undefined {
+    const rec = this.registry.get(name);
+    return rec && new ThinVolume(this, rec);
+  }
+
+  /** All volumes, with whether each is active now. */
+  async list(): Promise<VolumeListEntry[]> {
+    const active = new Set((await this.dm.list({ uuids: false })).map((d) => d.name));
+    return this.registry.list().map((r) => ({ ...r, active: active.has(r.name) }));
+  }
+
+  /** The layer tree, one line per volume, children indented under their parent. */
+  async tree(describe: (v: VolumeListEntry) => string = (v) => `${v.name} (id ${v.id})`): Promise<string> {
+    const all = await this.list();
+    const names = new Set(all.map((v) => v.name));
+    const kids = new Map<string | null, VolumeListEntry[]>();
+    for (const v of all) {
+      const p = v.parent && names.has(v.parent) ? v.parent : null;
+      kids.set(p, [...(kids.get(p) ?? []), v]);
+    }
+    const out: string[] = [];
+    const walk = (p: string | null, indent: string) => {
+      for (const v of (kids.get(p) ?? []).sort((a, b) => a.created - b.created || a.id - b.id)) {
+        out.push(`${indent}${describe(v)}`);
+        walk(v.name, indent + '  ');
+      }
+    };
+    walk(null, '');
+    return out.join('\n');
+  }
+
+  /** Deletes a volume's thin device (it must be inactive; ThinVolume.delete() deactivates first). */
+  async deleteVolume(name: string): Promise<void> {
+    await this.lock.run(async () => {
+      await this.recover();
+      const rec = this.registry.get(name);
+      if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `no volume '${name}' in pool ${this.name}`, name);
+      const fromTid = await this.transactionId();
+      const change: PendingChange = { op: 'delete', id: rec.id, name, size: rec.size, parent: rec.parent, fromTid, toTid: fromTid + 1 };
+      this.registry.commit({ pending: change });
+      this.step('intent', change);
+      try {
+        await this.dm.message(this.name, 0, `delete ${rec.id}`);
+      } catch (e) {
+        if ((e as DevmapperError).code !== 'ENODATA') {  // ENODATA: already gone from the pool, finish the delete
+          this.registry.commit({ pending: null });  // nothing changed in the pool
+          throw e;
+        }
+      }
+      this.step('message', change);
+      await this.finishDelete(change);
+    });
+  }
+
+  /** Resizes (grows) a volume: records the size, and reloads its table if it is active. */
+  async resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> {
+    const sz = bytesToSectors(toBytes(size));
+    return this.lock.run(async () => {
+      const rec = this.registry.get(name);
+      if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `no volume '${name}' in pool ${this.name}`, name);
+      if (sz < rec.size) throw dmError('ERR_DM_INVALID_SIZE', `thin volumes only grow here (${rec.size} -> ${sz} sectors)`, name);
+      if (await this.isActiveThin(name, rec.id)) {
+        await this.dm.load(name, [ThinVolume.table(this, rec.id, sz)]);
+        await this.dm.suspend(name);
+        await this.dm.resume(name);
+      }
+      const next = { ...rec, size: sz };
+      this.registry.commit({ put: [next] });
+      return next;
+    });
+  }
+
+  /**
+   * Deactivates every volume, removes the pool, lets its loop devices go, and closes the registry. With
+   * deleteFiles, also removes the backing files and the registry.
+   */
+  async destroy(o: { deleteFiles?: boolean } = {}): Promise<void> {
+    const users = (await this.dm.list({ uuids: false })).map((d) => d.name).filter((n) => n !== this.name);
+    for (const n of users) {
+      const deps = await this.dm.deps(n).catch(() => []);
+      if (deps.some((d) => d.major === this.dev.major && d.minor === this.dev.minor)) await ThinVolume.removeWithRetry(this.dm, n, {});
+    }
+    await ThinVolume.removeWithRetry(this.dm, this.name, {});
+    for (const f of [this.files.data, this.files.metadata]) {
+      if (!f) continue;
+      for (const l of Loop.findSync(f)) await Loop.detach(l).catch(() => undefined);  // autoclear did it, unless opened otherwise
+    }
+    this.close();
+    if (o.deleteFiles) {
+      for (const f of [this.files.data, this.files.metadata]) if (f) fs.rmSync(f, { force: true });
+      if (this.registryDir) fs.rmSync(this.registryDir, { recursive: true, force: true });
+    }
+  }
+
+  close(): void {
+    this.registry.close();
+    if (this.ownsDm) this.dm.close();
+  }
+
+  // ---- the change protocol -------------------------------------------------------------------------
+
+  private step(step: Step, change: PendingChange): void {
+    this.hooks.step?.(step, change);
+  }
+
+  private async checkNameFree(name: string): Promise<void> {
+    if (this.registry.get(name)) throw dmError('ERR_DM_VOLUME_EXISTS', `pool ${this.name} has a volume of that name`, name);
+    if (name === this.name || await this.dm.exists(name)) throw dmError('ERR_DM_VOLUME_EXISTS', 'a dm device of that name exists', name);
+  }
+
+  /** Allocates an id, sends the message, records the volume and commits: steps 1-4 of the protocol. */
+  private async createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null,
+    message: (id: number) => string, afterMessage?: () => Promise<void>): Promise<VolumeRecord> {
+    const fromTid = await this.transactionId();
+    for (;;) {
+      const id = this.registry.nextFreeId();
+      const change: PendingChange = { op, id, name, size, parent, fromTid, toTid: fromTid + 1 };
+      this.registry.commit({ pending: change, takeIds: [id] });
+      this.step('intent', change);
+      try {
+        await this.dm.message(this.name, 0, message(id));
+      } catch (e) {
+        if ((e as DevmapperError).code === 'EEXIST') {
+          // The pool has this id though the registry thought it free: keep it taken, use the next one.
+          this.registry.commit({ pending: null });
+          continue;
+        }
+        this.registry.commit({ pending: null, freeIds: [id] });  // a failed message changed nothing
+        throw e;
+      }
+      this.step('message', change);
+      await afterMessage?.();
+      const rec: VolumeRecord = { name, id, size, parent, state: 'ready', created: Date.now() };
+      this.registry.commit({ put: [rec] });
+      this.step('record', change);
+      try {
+        await this.dm.message(this.name, 0, `set_transaction_id ${fromTid} ${fromTid + 1}`);
+      } catch (e) {
+        await this.rollBackCreate(change).catch(() => undefined);  // if this fails too, recover() finishes it later
+        throw e;
+      }
+      this.step('commit', change);
+      this.registry.commit({ pending: null });
+      return rec;
+    }
+  }
+
+  private async rollBackCreate(change: PendingChange): Promise<void> {
+    try {
+      await this.dm.message(this.name, 0, `delete ${change.id}`);
+    } catch (e) {
+      if ((e as DevmapperError).code !== 'ENODATA') throw e;  // never created: nothing to delete
+    }
+    const rec = this.registry.get(change.name);
+    this.registry.commit({ remove: rec?.id === change.id ? [change.name] : [], freeIds: [change.id], pending: null });
+  }
+
+  private async finishDelete(change: PendingChange): Promise<void> {
+    // Children of a deleted volume keep their data (thin snapshots share nothing they need): re-parent them.
+    const children = this.registry.list().filter((r) => r.parent === change.name).map((r) => ({ ...r, parent: change.parent }));
+    this.registry.commit({ remove: [change.name], put: children, freeIds: [change.id] });
+    this.step('record', change);
+    await this.dm.message(this.name, 0, `set_transaction_id ${change.fromTid} ${change.toTid}`);
+    this.step('commit', change);
+    this.registry.commit({ pending: null });
+  }
+
+  /** Completes or rolls back a change a crashed process left behind. Runs under the lock. */
+  private async recover(): Promise<void> {
+    this.registry.refresh();
+    const p = this.registry.pending();
+    if (!p) return;
+    const tid = await this.transactionId();
+    if (tid === p.toTid) {
+      // Committed in the pool: make the registry say so.
+      if (p.op === 'delete') this.registry.commit({ remove: [p.name], freeIds: [p.id], pending: null });
+      else this.registry.commit({ put: [this.registry.get(p.name) ?? { name: p.name, id: p.id, size: p.size, parent: p.parent, state: 'ready', created: Date.now() }], pending: null });
+    } else if (tid === p.fromTid) {
+      if (p.op === 'delete') {
+        // The user asked for the delete: finish it.
+        try { await this.dm.message(this.name, 0, `delete ${p.id}`); } catch (e) { if ((e as DevmapperError).code !== 'ENODATA') throw e; }
+        await this.finishDelete(p);
+      } else {
+        await this.rollBackCreate(p);
+      }
+    } else {
+      throw dmError('ERR_DM_POOL_STATE',
+        `the pool's transaction id is ${tid}, but the registry's unfinished ${p.op} of '${p.name}' expects ${p.fromTid} or ${p.toTid}; was the pool changed by another tool?`, this.name);
+    }
+  }
+
+  /** Whether a dm device of this name is active with a thin table for this pool and id. */
+  async isActiveThin(name: string, id: number): Promise<boolean> {
+    let info: DeviceInfo;
+    try { info = await this.dm.info(name); } catch (e) { if ((e as DevmapperError).code === 'ENXIO') return false; throw e; }
+    if (!info.liveTable) return false;
+    const [t] = await this.dm.table(name);
+    return t?.type === 'thin' && t.params.split(' ')[0] === this.devSpec && Number(t.params.split(' ')[1]) === id;
+  }
+}

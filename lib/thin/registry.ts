@@ -1,0 +1,120 @@
+// The durable record of a pool's volumes: name -> thin id, size, parent, state, created time; which ids are
+// taken; and at most one pending change (the pool's transaction id is the commit point, see pool.ts).
+// RegistryStore is the small interface a user can implement over another store; LmdbRegistry is ours.
+import fs from 'node:fs';
+import path from 'node:path';
+import { open, RootDatabase } from 'lmdb';
+import { dmError } from '../errors';
+import { Sectors } from '../units';
+import { MAX_THIN_ID } from '../validate';
+
+export type VolumeState = 'ready';
+
+export interface VolumeRecord {
+  name: string;
+  id: number;
+  size: Sectors;
+  /** The volume this one is a snapshot of, when it was made (null for a base volume). */
+  parent: string | null;
+  state: VolumeState;
+  /** ms since the epoch */
+  created: number;
+}
+
+/** A change sent or about to be sent to the pool, not yet committed by set_transaction_id. */
+export interface PendingChange {
+  op: 'create' | 'snapshot' | 'delete';
+  id: number;
+  name: string;
+  size: Sectors;
+  parent: string | null;
+  /** The pool's transaction id before the change, and after its commit. */
+  fromTid: number;
+  toTid: number;
+}
+
+/** One atomic, durable write. */
+export interface RegistryWrite {
+  put?: VolumeRecord[];
+  remove?: string[];
+  /** Mark ids in use (by a volume, or by something in the pool the registry did not know). */
+  takeIds?: number[];
+  /** Give ids back for reuse. */
+  freeIds?: number[];
+  /** Set (object) or clear (null) the pending change; undefined leaves it. */
+  pending?: PendingChange | null;
+}
+
+export interface RegistryStore {
+  get(name: string): VolumeRecord | undefined;
+  list(): VolumeRecord[];
+  count(): number;
+  pending(): PendingChange | undefined;
+  /** The id the next allocation gets: a freed id if any, else the lowest never used. O(log n). */
+  nextFreeId(): number;
+  commit(w: RegistryWrite): void;
+  /** Called after the inter-process lock is taken: reads must see other processes' commits. */
+  refresh(): void;
+  close(): void;
+}
+
+// Keys: ['vol', name] -> VolumeRecord; ['free', id] -> 1 (freed ids); 'next' -> lowest never-used id;
+// 'pending' -> PendingChange. lmdb orders array keys element-wise, so the first ['free', *] is the lowest.
+export class LmdbRegistry implements RegistryStore {
+  private constructor(private readonly db: RootDatabase) {}
+
+  static open(dir: string): LmdbRegistry {
+    fs.mkdirSync(dir, { recursive: true });
+    return new LmdbRegistry(open({ path: path.join(dir, 'registry.lmdb'), compression: false }));
+  }
+
+  get(name: string): VolumeRecord | undefined {
+    return this.db.get(['vol', name]) as VolumeRecord | undefined;
+  }
+
+  list(): VolumeRecord[] {
+    return [...this.db.getRange({ start: ['vol'], end: ['vol', '\uffff'] })].map((e) => e.value as VolumeRecord);
+  }
+
+  count(): number {
+    return this.db.getKeysCount({ start: ['vol'], end: ['vol', '\uffff'] });
+  }
+
+  pending(): PendingChange | undefined {
+    return this.db.get('pending') as PendingChange | undefined;
+  }
+
+  nextFreeId(): number {
+    for (const key of this.db.getKeys({ start: ['free'], end: ['free', Infinity], limit: 1 })) return (key as [string, number])[1];
+    const next = (this.db.get('next') as number | undefined) ?? 0;
+    if (next > MAX_THIN_ID) throw dmError('ERR_DM_IDS_EXHAUSTED', `all ${MAX_THIN_ID + 1} thin ids are in use`);
+    return next;
+  }
+
+  commit(w: RegistryWrite): void {
+    this.db.transactionSync(() => {
+      let next = (this.db.get('next') as number | undefined) ?? 0;
+      for (const id of w.takeIds ?? []) {
+        this.db.removeSync(['free', id]);
+        if (id >= next) {
+          for (let gap = next; gap < id; gap++) this.db.putSync(['free', gap], 1);
+          next = id + 1;
+        }
+      }
+      for (const id of w.freeIds ?? []) if (id < next) this.db.putSync(['free', id], 1);
+      this.db.putSync('next', next);
+      for (const name of w.remove ?? []) this.db.removeSync(['vol', name]);
+      for (const rec of w.put ?? []) this.db.putSync(['vol', rec.name], rec);
+      if (w.pending === null) this.db.removeSync('pending');
+      else if (w.pending) this.db.putSync('pending', w.pending);
+    });
+  }
+
+  refresh(): void {
+    (this.db as unknown as { resetReadTxn?: () => void }).resetReadTxn?.();
+  }
+
+  close(): void {
+    void this.db.close();
+  }
+}

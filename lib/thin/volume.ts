@@ -1,0 +1,92 @@
+// ThinVolume: one thin device of a pool, activated as /dev/mapper/<name>.
+import { DeviceMapper, Target } from '../device-mapper';
+import { dmError, DevmapperError } from '../errors';
+import { mapperPath } from '../dev-nodes';
+import { Bytes, Sectors, sectorsToBytes } from '../units';
+import { line, parseThinStatus, thin, ThinStatus } from '../targets';
+import type { ThinPool } from './pool';
+import type { VolumeRecord } from './registry';
+
+export interface DeactivateOptions {
+  /** Remove at last close if busy, instead of retrying. */
+  deferred?: boolean;
+  /** EBUSY retries (udev and other short-lived openers): default 20, every 50 ms. */
+  retries?: number;
+  retryDelayMs?: number;
+}
+
+export interface VolumeUsage { mappedSectors: Sectors; mappedBytes: Bytes; highestMappedSector: Sectors | null; size: Sectors }
+
+export class ThinVolume {
+  constructor(readonly pool: ThinPool, private rec: VolumeRecord) {}
+
+  get name(): string { return this.rec.name; }
+  get id(): number { return this.rec.id; }
+  get size(): Sectors { return this.rec.size; }
+  get parent(): string | null { return this.rec.parent; }
+  get created(): Date { return new Date(this.rec.created); }
+  /** /dev/mapper/<name>; exists while active. */
+  get path(): string { return mapperPath(this.rec.name); }
+
+  static table(pool: ThinPool, id: number, size: Sectors): Target {
+    return line(thin, 0, size, { pool: pool.devSpec, deviceId: id });
+  }
+
+  isActive(): Promise<boolean> { return this.pool.isActiveThin(this.name, this.id); }
+
+  /** CREATE + LOAD + RESUME (removed again if a step fails); a no-op when already active. */
+  async activate(o: { readOnly?: boolean } = {}): Promise<this> {
+    if (await this.isActive()) return this;
+    await this.pool.dm.createDevice(this.name, [ThinVolume.table(this.pool, this.id, this.size)],
+      { uuid: `DEVMAPPER-THIN-${this.pool.name}-${this.id}`, readOnly: o.readOnly });
+    return this;
+  }
+
+  /** REMOVE, retried while busy (bounded), or deferred to last close. */
+  async deactivate(o: DeactivateOptions = {}): Promise<void> {
+    await ThinVolume.removeWithRetry(this.pool.dm, this.name, o);
+  }
+
+  /** Cancels a deferred remove that has not happened yet. */
+  async cancelDeferredRemove(): Promise<void> {
+    await this.pool.dm.message(this.name, 0, '@cancel_deferred_remove');
+  }
+
+  /** Deactivates, then deletes the thin device from the pool and the registry. Its snapshots keep their data. */
+  async delete(o: DeactivateOptions = {}): Promise<void> {
+    await this.deactivate(o);
+    await this.pool.deleteVolume(this.name);
+  }
+
+  /** Grows the volume (and its live table when active). */
+  async resize(size: Bytes | number | string): Promise<void> {
+    this.rec = await this.pool.resizeVolume(this.name, size);
+  }
+
+  async status(): Promise<ThinStatus> {
+    const [t] = await this.pool.dm.status(this.name);
+    return parseThinStatus(t.params);
+  }
+
+  /** Space the volume uses in the pool (it must be active). */
+  async usage(): Promise<VolumeUsage> {
+    const s = await this.status();
+    if (s.state !== 'ok') throw dmError('ERR_DM_POOL_STATE', `thin status is ${s.state}`, this.name);
+    return { mappedSectors: s.mappedSectors, mappedBytes: sectorsToBytes(s.mappedSectors), highestMappedSector: s.highestMappedSector, size: this.size };
+  }
+
+  static async removeWithRetry(dm: DeviceMapper, name: string, o: DeactivateOptions): Promise<void> {
+    const retries = o.retries ?? 20;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await dm.remove(name, { deferred: o.deferred });
+        return;
+      } catch (e) {
+        const code = (e as DevmapperError).code;
+        if (code === 'ENXIO') return;  // not active
+        if (code !== 'EBUSY' || o.deferred || attempt >= retries) throw e;
+        await new Promise((r) => setTimeout(r, o.retryDelayMs ?? 50));
+      }
+    }
+  }
+}

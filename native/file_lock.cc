@@ -1,0 +1,33 @@
+// An exclusive inter-process lock: flock(LOCK_EX) on a lock file. The promise form waits on a thread of its
+// own (another process may hold the lock for long) and can be cancelled; release is closing the fd.
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "addon.h"
+#include "blocking_thread.h"
+
+namespace {
+struct LockFileOp {
+  std::string path;
+  int fd = -1;
+  explicit LockFileOp(const Napi::CallbackInfo& info) : path(ArgString(info, 0)) {}
+  void Execute() {
+    fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) throw SysError{errno, "open", "flock", path, ""};
+    if (flock(fd, LOCK_EX) < 0) {
+      int err = errno;
+      close(fd);
+      fd = -1;
+      throw SysError{err, "flock", "flock", path, ""};
+    }
+  }
+  Napi::Value Result(Napi::Env env) { return Napi::Number::New(env, fd); }
+};
+}  // namespace
+
+void RegisterFileLock(Napi::Env env, Napi::Object exports) {
+  exports.Set("lockFile", Napi::Function::New(env, RunSync<LockFileOp>, "lockFile"));
+  exports.Set("lockFileAsync", Napi::Function::New(env, RunOnOwnThread<LockFileOp>, "lockFileAsync"));
+}

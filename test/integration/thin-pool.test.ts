@@ -1,0 +1,83 @@
+// ThinPool against the real kernel: create from files, typed status, open, settings, destroy.
+import fs from 'node:fs';
+import path from 'node:path';
+import { DeviceMapper, ThinPool, Loop, sectors } from '../../lib';
+import { removeQuietly, scratchDir, scratchLoop, uniqueName } from './helpers';
+import { withPool } from './thin-helpers';
+
+test('a pool on two sparse files: loops attached with autoclear, zeroed metadata, typed status', async () => {
+  await withPool({ dataSize: '512M', blockSize: 256, skipBlockZeroing: true }, async (pool, dir) => {
+    const s = await pool.status();
+    expect(s).toMatchObject({ state: 'ok', transactionId: 0, mode: 'rw', data: { used: 0, total: (512 << 20) / (256 * 512) },
+      discard: 'discard_passdown', noSpacePolicy: 'queue_if_no_space', needsCheck: false, heldMetadataRoot: null });
+    expect(pool.params).toMatchObject({ blockSize: 256, lowWaterMark: 409, features: { skipBlockZeroing: true } });
+    expect(fs.statSync(path.join(dir, 'data')).blocks).toBeLessThan(1024);  // sparse
+    const loops = Loop.list().filter((l) => l.backingFile.startsWith(dir));
+    expect(loops).toHaveLength(2);
+    for (const l of loops) expect((await Loop.status(l.path)).autoclear).toBe(true);
+  });
+});
+
+test('a pool on block devices; open finds it; a non-pool device is refused', async () => {
+  const meta = scratchLoop(8 << 20), data = scratchLoop(64 << 20);
+  const dir = scratchDir();
+  const name = uniqueName('bpool');
+  const dm = new DeviceMapper();
+  const other = uniqueName('notpool');
+  try {
+    await expect(ThinPool.create({ name, metadataDevice: meta.path, dataDevice: data.path })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+    const pool = await ThinPool.create({ name, metadataDevice: meta.path, dataDevice: data.path, registryDir: path.join(dir, 'reg') });
+    await pool.createVolume('bvol-' + name, '8M');
+    pool.close();
+    const again = await ThinPool.open(name, { registryDir: path.join(dir, 'reg') });
+    expect(again.params.dataDev).toBe(`7:${data.number}`);
+    expect((await again.list()).map((v) => v.name)).toEqual(['bvol-' + name]);
+    await again.destroy();
+    await dm.createDevice(other, [{ start: sectors(0), length: sectors(8), type: 'zero', params: '' }]);
+    await expect(ThinPool.open(other, { registryDir: dir })).rejects.toMatchObject({ code: 'ERR_DM_NOT_A_THIN_POOL' });
+  } finally {
+    removeQuietly(dm, other, name);
+    dm.close();
+    meta.detach(); data.detach();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('open by name finds the loop backing files and the registry beside them', async () => {
+  await withPool({}, async (pool, dir) => {
+    await pool.createVolume(`ov-${pool.name}`, '4M');
+    const opened = await ThinPool.open(pool.name);
+    try {
+      expect(opened.files.data).toBe(path.join(dir, 'data'));
+      expect(opened.registryDir).toBe(path.join(dir, 'data.registry'));
+      expect(opened.volume(`ov-${pool.name}`)?.id).toBe(0);
+    } finally {
+      opened.close();
+    }
+  });
+});
+
+test('setFeatures and setLowWaterMark reload the table; read_only refused on creation; bad sizes refused', async () => {
+  await withPool({}, async (pool) => {
+    await pool.setLowWaterMark(5);
+    await pool.setFeatures({ errorIfNoSpace: true });
+    const [t] = await pool.dm.table(pool.name);
+    expect(t.params.trimEnd()).toMatch(/ 128 5 1 error_if_no_space$/);
+    expect(await pool.status()).toMatchObject({ noSpacePolicy: 'error_if_no_space' });
+    expect((await pool.dm.info(pool.name)).suspended).toBe(false);
+  });
+  const dir = scratchDir();
+  try {
+    for (const [o, code] of [
+      [{ readOnly: true }, 'ERR_DM_INVALID_ARGUMENT'],
+      [{ blockSize: 100 }, 'ERR_DM_INVALID_BLOCK_SIZE'],
+      [{ dataSize: 1000 }, 'ERR_DM_INVALID_SIZE'],
+      [{ name: 'a/b' }, 'ERR_DM_INVALID_NAME'],
+    ] as const) {
+      await expect(ThinPool.create({ name: uniqueName('bad'), dataFile: path.join(dir, 'd'), dataSize: '64M', ...o })).rejects.toMatchObject({ code });
+    }
+    expect(fs.readdirSync(dir)).toEqual([]);  // nothing created
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
