@@ -69,8 +69,13 @@ function devString(d: DevNumber): string {
   return `${d.major}:${d.minor}`;
 }
 
-function loopBackingFile(dev: string): string | undefined {
+/**
+ * The backing file of a loop device this library attached for a pool. Ours are the autoclear ones (they go
+ * with the pool); a loop someone else set up is theirs, and so is its file: we neither detach nor delete it.
+ */
+function ownLoopBackingFile(dev: string): string | undefined {
   try {
+    if (fs.readFileSync(`/sys/dev/block/${dev}/loop/autoclear`, 'utf8').trim() !== '1') return undefined;
     return fs.readFileSync(`/sys/dev/block/${dev}/loop/backing_file`, 'utf8').trimEnd();
   } catch {
     return undefined;
@@ -192,8 +197,8 @@ export class ThinPool {
       if (table.length !== 1 || table[0].type !== 'thin-pool')
         throw dmError('ERR_DM_NOT_A_THIN_POOL', `its table is ${table.map((t) => t.type).join(', ') || 'empty'}`, name);
       const params = thinPool.parse(table[0].params);
-      const dataFile = loopBackingFile(params.dataDev);
-      const metaFile = loopBackingFile(params.metadataDev);
+      const dataFile = ownLoopBackingFile(params.dataDev);
+      const metaFile = ownLoopBackingFile(params.metadataDev);
       const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
       const registry = o.registry ?? LmdbRegistry.open(registryDir!);
       const pool = new ThinPool(name, info.dev, params, { data: dataFile, metadata: metaFile }, registryDir, registry, o.dm, o.hooks ?? {});
@@ -355,8 +360,8 @@ export class ThinPool {
   }
 
   /**
-   * Deactivates every volume, removes the pool, lets its loop devices go, and closes the registry. With
-   * deleteFiles, also removes the backing files and the registry.
+   * Deactivates every volume, removes the pool (its own loop devices, autoclear, detach with it), and closes
+   * the registry. With deleteFiles, also removes the backing files it created and the registry.
    */
   async destroy(o: { deleteFiles?: boolean } = {}): Promise<void> {
     const users = (await this.dm.list({ uuids: false })).map((d) => d.name).filter((n) => n !== this.name);
@@ -364,11 +369,7 @@ export class ThinPool {
       const deps = await this.dm.deps(n).catch(() => []);
       if (deps.some((d) => d.major === this.dev.major && d.minor === this.dev.minor)) await ThinVolume.removeWithRetry(this.dm, n, {});
     }
-    await ThinVolume.removeWithRetry(this.dm, this.name, {});
-    for (const f of [this.files.data, this.files.metadata]) {
-      if (!f) continue;
-      for (const l of Loop.findSync(f)) await Loop.detach(l).catch(() => undefined);  // autoclear did it, unless opened otherwise
-    }
+    await ThinVolume.removeWithRetry(this.dm, this.name, {});  // our loops are autoclear: they go with the pool
     this.close();
     if (o.deleteFiles) {
       for (const f of [this.files.data, this.files.metadata]) if (f) fs.rmSync(f, { force: true });
