@@ -1,5 +1,6 @@
 // The low-level control API: one method per DM command, each as a promise (runs on the libuv pool, or on a
 // thread of its own for waits) and as a sync twin (`...Sync`). Requests are validated before any ioctl.
+import os from 'node:os';
 import { dmError } from './errors';
 import { K, native, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from './native';
 import { Sectors, sectors } from './units';
@@ -73,6 +74,8 @@ interface Plan<T> {
   /** The interface minor this command needs, checked against the kernel before sending. */
   needsMinor?: number;
 }
+
+const ENXIO = os.constants.errno.ENXIO;
 
 // udev flags in the high 16 bits of event_nr: mark our events as a primary source, as libdm does.
 const UDEV_PRIMARY_SOURCE = 0x40 << 16;
@@ -454,13 +457,19 @@ export class DeviceMapper {
     }
   }
 
-  /** True if a device of that name exists. */
-  async exists(ref: DeviceRef): Promise<boolean> {
-    try { await this.info(ref); return true; } catch (e) { if ((e as { code?: string }).code === 'ENXIO') return false; throw e; }
+  /** The device's info, or undefined if there is no such device (no error is built for that case). */
+  async infoIfExists(ref: DeviceRef): Promise<DeviceInfo | undefined> {
+    const r = await native.dmAsync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), { expectErrno: ENXIO });
+    return r ? toInfo(r) : undefined;
   }
-  existsSync(ref: DeviceRef): boolean {
-    try { this.infoSync(ref); return true; } catch (e) { if ((e as { code?: string }).code === 'ENXIO') return false; throw e; }
+  infoIfExistsSync(ref: DeviceRef): DeviceInfo | undefined {
+    const r = native.dm(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), { expectErrno: ENXIO });
+    return r ? toInfo(r) : undefined;
   }
+
+  /** True if the device exists. */
+  async exists(ref: DeviceRef): Promise<boolean> { return (await this.infoIfExists(ref)) !== undefined; }
+  existsSync(ref: DeviceRef): boolean { return this.infoIfExistsSync(ref) !== undefined; }
 
   // ---- helpers -------------------------------------------------------------------------------------
 

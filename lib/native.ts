@@ -64,14 +64,19 @@ export type NativeAddon = {
   setErrorFactory(factory: (raw: RawSysError) => Error): void;
   openControl(): number;
   closeFd(fd: number): void;
-  dm(fd: number, cmd: number, req: RawDmRequest): RawDmResponse;
-  dmAsync(fd: number, cmd: number, req: RawDmRequest): Promise<RawDmResponse>;
+  /** With expect.expectErrno, that errno returns null instead of throwing. */
+  dm(fd: number, cmd: number, req: RawDmRequest, expect?: { expectErrno?: number }): RawDmResponse;
+  dm(fd: number, cmd: number, req: RawDmRequest, expect: { expectErrno: number }): RawDmResponse | null;
+  dmAsync(fd: number, cmd: number, req: RawDmRequest, expect?: { expectErrno?: number }): Promise<RawDmResponse>;
+  dmAsync(fd: number, cmd: number, req: RawDmRequest, expect: { expectErrno: number }): Promise<RawDmResponse | null>;
   /** DM_DEV_WAIT on a thread of its own; cancel() makes the promise reject with ECANCELED. */
   dmWait(fd: number, cmd: number, req: RawDmRequest): Cancellable<RawDmResponse>;
   /** poll(POLLIN) on a control fd on a thread of its own: true on an event, false on timeout. */
   pollControl(fd: number, timeoutMs: number): Cancellable<boolean>;
   /** flock(LOCK_EX) on a lock file; returns the fd that holds it (close it to release). */
   lockFile(path: string): number;
+  /** The lock without waiting: its fd, or -1 if another process holds it. */
+  tryLockFile(path: string): number;
   lockFileAsync(path: string): Cancellable<number>;
 } & SyncAsync<[file: string, opts: RawLoopAttachOptions], RawLoopAttachResult, 'loopAttach'>
   & SyncAsync<[device: string], void, 'loopDetach'>

@@ -9,7 +9,9 @@ export class PoolLock {
 
   run<T>(fn: () => Promise<T>): Promise<T> {
     const result = this.tail.then(async () => {
-      const fd = await native.lockFileAsync(this.file).promise;
+      // Uncontended (the usual case): no thread. Contended: wait on a thread of its own.
+      let fd = native.tryLockFile(this.file);
+      if (fd < 0) fd = await native.lockFileAsync(this.file).promise;
       try {
         return await fn();
       } finally {

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Block } from '../block';
-import { DeviceMapper, DeviceInfo } from '../device-mapper';
+import { DeviceMapper } from '../device-mapper';
 import { dmError, DevmapperError } from '../errors';
 import { Loop, LoopDevice } from '../loop';
 import { DevNumber } from '../native';
@@ -370,16 +370,17 @@ export class ThinPool {
       if (deps.some((d) => d.major === this.dev.major && d.minor === this.dev.minor)) await ThinVolume.removeWithRetry(this.dm, n, {});
     }
     await ThinVolume.removeWithRetry(this.dm, this.name, {});  // our loops are autoclear: they go with the pool
-    this.close();
+    await this.close();
     if (o.deleteFiles) {
       for (const f of [this.files.data, this.files.metadata]) if (f) fs.rmSync(f, { force: true });
       if (this.registryDir) fs.rmSync(this.registryDir, { recursive: true, force: true });
     }
   }
 
-  close(): void {
-    this.registry.close();
+  /** Closes the registry (and the DeviceMapper, if the pool made its own). */
+  async close(): Promise<void> {
     if (this.ownsDm) this.dm.close();
+    await this.registry.close();
   }
 
   // ---- the change protocol -------------------------------------------------------------------------
@@ -442,7 +443,7 @@ export class ThinPool {
 
   private async finishDelete(change: PendingChange): Promise<void> {
     // Children of a deleted volume keep their data (thin snapshots share nothing they need): re-parent them.
-    const children = this.registry.list().filter((r) => r.parent === change.name).map((r) => ({ ...r, parent: change.parent }));
+    const children = this.registry.children(change.name).map((r) => ({ ...r, parent: change.parent }));
     this.registry.commit({ remove: [change.name], put: children, freeIds: [change.id] });
     this.step('record', change);
     await this.dm.message(this.name, 0, `set_transaction_id ${change.fromTid} ${change.toTid}`);
@@ -476,9 +477,8 @@ export class ThinPool {
 
   /** Whether a dm device of this name is active with a thin table for this pool and id. */
   async isActiveThin(name: string, id: number): Promise<boolean> {
-    let info: DeviceInfo;
-    try { info = await this.dm.info(name); } catch (e) { if ((e as DevmapperError).code === 'ENXIO') return false; throw e; }
-    if (!info.liveTable) return false;
+    const info = await this.dm.infoIfExists(name);
+    if (!info?.liveTable) return false;
     const [t] = await this.dm.table(name);
     return t?.type === 'thin' && t.params.split(' ')[0] === this.devSpec && Number(t.params.split(' ')[1]) === id;
   }

@@ -48,6 +48,8 @@ export interface RegistryWrite {
 export interface RegistryStore {
   get(name: string): VolumeRecord | undefined;
   list(): VolumeRecord[];
+  /** The volumes whose parent is `name`. */
+  children(name: string): VolumeRecord[];
   count(): number;
   pending(): PendingChange | undefined;
   /** The id the next allocation gets: a freed id if any, else the lowest never used. O(log n). */
@@ -55,17 +57,18 @@ export interface RegistryStore {
   commit(w: RegistryWrite): void;
   /** Called after the inter-process lock is taken: reads must see other processes' commits. */
   refresh(): void;
-  close(): void;
+  close(): Promise<void> | void;
 }
 
-// Keys: ['vol', name] -> VolumeRecord; ['free', id] -> 1 (freed ids); 'next' -> lowest never-used id;
-// 'pending' -> PendingChange. lmdb orders array keys element-wise, so the first ['free', *] is the lowest.
+// Keys: ['vol', name] -> VolumeRecord; ['child', parent, name] -> 1 (index for children()); ['free', id] -> 1
+// (freed ids); 'next' -> lowest never-used id; 'pending' -> PendingChange. lmdb orders array keys element-wise, so the first ['free', *] is the lowest.
 export class LmdbRegistry implements RegistryStore {
   private constructor(private readonly db: RootDatabase) {}
 
   static open(dir: string): LmdbRegistry {
     fs.mkdirSync(dir, { recursive: true });
-    return new LmdbRegistry(open({ path: path.join(dir, 'registry.lmdb'), compression: false }));
+    // overlappingSync off: each commit is on disk when commit() returns, not flushed later in the background.
+    return new LmdbRegistry(open({ path: path.join(dir, 'registry.lmdb'), compression: false, overlappingSync: false }));
   }
 
   get(name: string): VolumeRecord | undefined {
@@ -76,15 +79,26 @@ export class LmdbRegistry implements RegistryStore {
     return [...this.db.getRange({ start: ['vol'], end: ['vol', '\uffff'] })].map((e) => e.value as VolumeRecord);
   }
 
+  children(name: string): VolumeRecord[] {
+    return [...this.db.getKeys({ start: ['child', name], end: ['child', name, '\uffff'] })]
+      .map((k) => this.get((k as [string, string, string])[2])!).filter(Boolean);
+  }
+
   count(): number {
     return this.db.getKeysCount({ start: ['vol'], end: ['vol', '\uffff'] });
   }
 
+  // pending() and nextFreeId() decide what the pool is told next: read them inside a write transaction, which
+  // always sees every process's last commit (a read snapshot may be older).
   pending(): PendingChange | undefined {
-    return this.db.get('pending') as PendingChange | undefined;
+    return this.db.transactionSync(() => this.db.get('pending') as PendingChange | undefined);
   }
 
   nextFreeId(): number {
+    return this.db.transactionSync(() => this.firstFreeId());
+  }
+
+  private firstFreeId(): number {
     for (const key of this.db.getKeys({ start: ['free'], end: ['free', Infinity], limit: 1 })) return (key as [string, number])[1];
     const next = (this.db.get('next') as number | undefined) ?? 0;
     if (next > MAX_THIN_ID) throw dmError('ERR_DM_IDS_EXHAUSTED', `all ${MAX_THIN_ID + 1} thin ids are in use`);
@@ -103,8 +117,16 @@ export class LmdbRegistry implements RegistryStore {
       }
       for (const id of w.freeIds ?? []) if (id < next) this.db.putSync(['free', id], 1);
       this.db.putSync('next', next);
-      for (const name of w.remove ?? []) this.db.removeSync(['vol', name]);
-      for (const rec of w.put ?? []) this.db.putSync(['vol', rec.name], rec);
+      const unindex = (name: string) => {
+        const old = this.get(name);
+        if (old?.parent != null) this.db.removeSync(['child', old.parent, name]);
+      };
+      for (const name of w.remove ?? []) { unindex(name); this.db.removeSync(['vol', name]); }
+      for (const rec of w.put ?? []) {
+        unindex(rec.name);
+        this.db.putSync(['vol', rec.name], rec);
+        if (rec.parent != null) this.db.putSync(['child', rec.parent, rec.name], 1);
+      }
       if (w.pending === null) this.db.removeSync('pending');
       else if (w.pending) this.db.putSync('pending', w.pending);
     });
@@ -114,7 +136,7 @@ export class LmdbRegistry implements RegistryStore {
     (this.db as unknown as { resetReadTxn?: () => void }).resetReadTxn?.();
   }
 
-  close(): void {
-    void this.db.close();
+  close(): Promise<void> {
+    return this.db.close();
   }
 }

@@ -36,9 +36,13 @@ export class ThinVolume {
 
   /** CREATE + LOAD + RESUME (removed again if a step fails); a no-op when already active. */
   async activate(o: { readOnly?: boolean } = {}): Promise<this> {
-    if (await this.isActive()) return this;
-    await this.pool.dm.createDevice(this.name, [ThinVolume.table(this.pool, this.id, this.size)],
-      { uuid: `DEVMAPPER-THIN-${this.pool.name}-${this.id}`, readOnly: o.readOnly });
+    try {
+      await this.pool.dm.createDevice(this.name, [ThinVolume.table(this.pool, this.id, this.size)],
+        { uuid: `DEVMAPPER-THIN-${this.pool.name}-${this.id}`, readOnly: o.readOnly });
+    } catch (e) {
+      // EBUSY from CREATE: the name is taken; fine if it is this volume, already active.
+      if ((e as DevmapperError).code !== 'EBUSY' || (e as DevmapperError).command !== 'DM_DEV_CREATE' || !(await this.isActive())) throw e;
+    }
     return this;
   }
 

@@ -39,6 +39,16 @@ export function hasDmsetup(): boolean {
   try { dmsetup('version'); return true; } catch { return false; }
 }
 
+/** Polls until check() is true (bounded); for work the kernel finishes asynchronously. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
 /** Removes the named devices that still exist, in order; for finally blocks. */
 export function removeQuietly(dm: DeviceMapper, ...names: string[]): void {
   for (const n of names) {

@@ -11,6 +11,6 @@ async function main() {
   }
   const pool = await ThinPool.open(poolName);
   await Promise.all(Array.from({ length: Number(count) }, (_, i) => pool.createVolume(`${arg}-${i}-${process.pid}`, '1M')));
-  pool.close();
+  await pool.close();
 }
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

@@ -32,7 +32,7 @@ test.each(steps.flatMap((s) => (['create', 'snapshot', 'delete'] as const).map((
         : op === 'snapshot' ? crashing.snapshot(base.name, name)
           : crashing.deleteVolume(base.name);
       await expect(attempt).rejects.toBeInstanceOf(Crash);
-      crashing.close();
+      await crashing.close();
 
       const reopened = await ThinPool.open(pool.name);
       try {
@@ -57,7 +57,7 @@ test.each(steps.flatMap((s) => (['create', 'snapshot', 'delete'] as const).map((
         const used = reopened.registry.list().map((v) => v.id).filter((id) => id !== fresh.id);
         expect(fresh.id).toBe([0, 1, 2].find((id) => !used.includes(id)));
       } finally {
-        reopened.close();
+        await reopened.close();
       }
     });
   });
@@ -74,7 +74,7 @@ test('a process killed mid-change: the next open finishes the job', async () => 
       expect(await reopened.transactionId()).toBe(0);
       expect((await reopened.createVolume(uniqueName('after'), '1M')).id).toBe(0);  // the rolled-back id is free again
     } finally {
-      reopened.close();
+      await reopened.close();
     }
   });
 });
@@ -87,6 +87,13 @@ test('two processes x 200 creates on one pool never collide', async () => {
     expect(await Promise.all([run('a'), run('b')])).toEqual([0, 0]);
     pool.registry.refresh();
     const all = pool.registry.list();
+    if (all.length !== 400) {
+      const have = new Set(all.map((v) => v.name));
+      const ids = all.map((v) => v.id).sort((x, y) => x - y);
+      console.log('DIAG missing', ['a', 'b'].flatMap((t) => Array.from({ length: 200 }, (_, i) => `${t}-${i}`)).filter((n) => ![...have].some((h) => h.startsWith(n + '-'))),
+        'tid', await pool.transactionId(), 'pending', pool.registry.pending(), 'next', pool.registry.nextFreeId(),
+        'ids gaps', ids.filter((id, i) => id !== i).slice(0, 5), 'count', pool.registry.count());
+    }
     expect(all).toHaveLength(400);
     expect(new Set(all.map((v) => v.id)).size).toBe(400);
     expect(Math.max(...all.map((v) => v.id))).toBe(399);

@@ -28,7 +28,7 @@ test('a pool on block devices; open finds it; a non-pool device is refused', asy
     await expect(ThinPool.create({ name, metadataDevice: meta.path, dataDevice: data.path })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
     const pool = await ThinPool.create({ name, metadataDevice: meta.path, dataDevice: data.path, registryDir: path.join(dir, 'reg') });
     await pool.createVolume('bvol-' + name, '8M');
-    pool.close();
+    await pool.close();
     const again = await ThinPool.open(name, { registryDir: path.join(dir, 'reg') });
     expect(again.params.dataDev).toBe(`7:${data.number}`);
     expect((await again.list()).map((v) => v.name)).toEqual(['bvol-' + name]);
@@ -52,7 +52,7 @@ test('open by name finds the loop backing files and the registry beside them', a
       expect(opened.registryDir).toBe(path.join(dir, 'data.registry'));
       expect(opened.volume(`ov-${pool.name}`)?.id).toBe(0);
     } finally {
-      opened.close();
+      await opened.close();
     }
   });
 });

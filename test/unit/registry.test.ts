@@ -7,7 +7,7 @@ import { LmdbRegistry, VolumeRecord } from '../../lib';
 const dir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'registry-'));
 const rec = (name: string, id: number): VolumeRecord => ({ name, id, size: 2048 as never, parent: null, state: 'ready', created: 0 });
 
-test('ids are allocated from 0, freed ids are reused lowest first, pending is set and cleared', () => {
+test('ids are allocated from 0, freed ids are reused lowest first, pending is set and cleared', async () => {
   const d = dir();
   const r = LmdbRegistry.open(d);
   try {
@@ -20,17 +20,23 @@ test('ids are allocated from 0, freed ids are reused lowest first, pending is se
     expect(r.nextFreeId()).toBe(5);
     expect(r.count()).toBe(3);
     expect(r.list().map((v) => v.name)).toEqual(['v0', 'v2', 'v4']);
+    r.commit({ put: [{ ...rec('c1', 1), parent: 'v0' }, { ...rec('c2', 3), parent: 'v0' }] });
+    expect(r.children('v0').map((v) => v.name)).toEqual(['c1', 'c2']);
+    r.commit({ put: [{ ...rec('c1', 1), parent: 'v2' }], remove: ['c2'] });
+    expect(r.children('v0')).toEqual([]);
+    expect(r.children('v2').map((v) => v.name)).toEqual(['c1']);
+    r.commit({ remove: ['c1'], freeIds: [1, 3] });
     r.commit({ pending: { op: 'create', id: 5, name: 'x', size: 8 as never, parent: null, fromTid: 1, toTid: 2 } });
     expect(r.pending()).toMatchObject({ id: 5 });
     r.commit({ pending: null });
     expect(r.pending()).toBeUndefined();
   } finally {
-    r.close();
+    await r.close();
     fs.rmSync(d, { recursive: true });
   }
 });
 
-test('100,000 volumes: allocation stays cheap', () => {
+test('100,000 volumes: allocation stays cheap', async () => {
   const d = dir();
   const r = LmdbRegistry.open(d);
   try {
@@ -46,7 +52,7 @@ test('100,000 volumes: allocation stays cheap', () => {
     expect(r.nextFreeId()).toBe(77_777);
     expect(r.get('v99999')).toMatchObject({ id: 99_999 });
   } finally {
-    r.close();
+    await r.close();
     fs.rmSync(d, { recursive: true });
   }
 });

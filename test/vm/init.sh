@@ -1,12 +1,13 @@
 #!/bin/busybox sh
 # /init of the test VM's initramfs: load the modules, mount the host's / read-only and the project writable,
-# then chroot and run the command the host left in <project>/.vm-run/cmd.sh. Written for busybox sh.
+# then chroot and run the command the host left in <project>/.vm-run/<pid>/cmd.sh. Written for busybox sh.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /modules); do insmod "$m" 2>/dev/null; done
 project=$(sed -n 's/.*devmapper\.project=\([^ ]*\).*/\1/p' /proc/cmdline)
+run=$(sed -n 's/.*devmapper\.run=\([^ ]*\).*/\1/p' /proc/cmdline)
 opts=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o "$opts,ro,cache=loose" hostroot /newroot || { echo "init: cannot mount host root"; poweroff -f; }
 for d in tmp run; do mount -t tmpfs tmpfs /newroot/$d; done
@@ -16,7 +17,7 @@ mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t 9p -o "$opts,rw" project "/newroot$project" || { echo "init: cannot mount project"; poweroff -f; }
 ip link set lo up 2>/dev/null
-chroot /newroot /bin/sh "$project/.vm-run/cmd.sh"
-echo $? > "/newroot$project/.vm-run/rc"
+chroot /newroot /bin/sh "$run/cmd.sh"
+echo $? > "/newroot$run/rc"
 sync
 poweroff -f

@@ -92,9 +92,11 @@ kver=$(cat "$cache/kver")
 build_initramfs "$kver"
 
 # The command travels as a script in the project folder (the kernel command line is too small for it).
-run=$project/.vm-run
+# One folder per invocation, so several VMs can run side by side.
+run=$project/.vm-run/$$
+rm -rf "$run"
 mkdir -p "$run"
-rm -f "$run/rc"
+trap 'rm -rf "$run"' EXIT
 {
   echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp CI=true DEVMAPPER_IN_VM=1"
   for v in $(compgen -e | grep -E '^(DEVMAPPER_|JEST_|NODE_OPTIONS$)' || true); do printf 'export %s=%q\n' "$v" "${!v}"; done
@@ -106,7 +108,7 @@ accel_note=""
 set +e
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m "$mem" -smp "$smp" -nographic -no-reboot -nic none \
   -kernel "$cache/root/boot/vmlinuz-$kver" -initrd "$cache/initrd.img" \
-  -append "console=ttyS0 quiet loglevel=3 panic=-1 devmapper.project=$project" \
+  -append "console=ttyS0 quiet loglevel=3 panic=-1 devmapper.project=$project devmapper.run=$run" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
   -virtfs local,path="$project",mount_tag=project,security_model=passthrough,multidevs=remap \
   < /dev/null
@@ -116,4 +118,5 @@ if [ ! -f "$run/rc" ]; then
   echo "vm: the guest did not report an exit code (qemu exit $qrc)$accel_note" >&2
   exit 125
 fi
-exit "$(cat "$run/rc")"
+rc=$(cat "$run/rc")
+exit "$rc"

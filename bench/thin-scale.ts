@@ -1,0 +1,81 @@
+// ThinPool benchmark (issue 3): the volume lifecycle (create + activate + deactivate + delete) through
+// ThinPool against the same work through the low-level API, interleaved in one run; then scale: the same
+// lifecycle at 100 volumes in the pool and at BENCH_SCALE (10,000), and the process's memory there.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DeviceMapper, ThinPool, line, thin } from '../lib';
+
+const ROUNDS = 5, PER = Number(process.env.BENCH_PER ?? 20), SAMPLE = Number(process.env.BENCH_SAMPLE ?? 30);
+const SCALE = Number(process.env.BENCH_SCALE ?? 10_000);
+
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+async function main() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'thin-bench-'));
+  const pool = await ThinPool.create({ name: 'tb-pool', dataFile: path.join(dir, 'data'), dataSize: '8G', metadataSize: '256M', skipBlockZeroing: true });
+  const dm: DeviceMapper = pool.dm;
+  let seq = 0;
+  try {
+    const viaPool = async () => {
+      const v = await pool.createVolume(`tb-${seq++}`, '16M');
+      await v.activate();
+      await v.delete();
+    };
+    // The low-level path: the same kernel work, ids picked by a counter, no registry.
+    let lowId = 5_000_000;
+    const lowLevel = async (withTid: boolean) => {
+      const id = lowId++, name = `tbl-${id}`;
+      let tid = 0;
+      if (withTid) tid = await pool.transactionId();
+      await dm.message(pool.name, 0, `create_thin ${id}`);
+      if (withTid) await dm.message(pool.name, 0, `set_transaction_id ${tid} ${tid + 1}`);
+      await dm.createDevice(name, [line(thin, 0, 32768, { pool: pool.devSpec, deviceId: id })]);
+      await dm.remove(name);
+      if (withTid) tid = await pool.transactionId();
+      await dm.message(pool.name, 0, `delete ${id}`);
+      if (withTid) await dm.message(pool.name, 0, `set_transaction_id ${tid} ${tid + 1}`);
+    };
+    const timeN = async (n: number, fn: () => Promise<void>) => { const t0 = now(); for (let i = 0; i < n; i++) await fn(); return now() - t0; };
+
+    for (let i = 0; i < 10; i++) { await viaPool(); await lowLevel(false); await lowLevel(true); }
+    const t = { pool: 0, low: 0, lowTid: 0 };
+    for (let r = 0; r < ROUNDS; r++) {
+      t.low += await timeN(PER, () => lowLevel(false));
+      t.lowTid += await timeN(PER, () => lowLevel(true));
+      t.pool += await timeN(PER, viaPool);
+    }
+    const n = ROUNDS * PER;
+    const ms = { pool: t.pool / n, low: t.low / n, lowTid: t.lowTid / n };
+    console.log('| path | ms per lifecycle | ThinPool cost over it |');
+    console.log('|---|---|---|');
+    console.log(`| low-level: create_thin, CREATE+LOAD+RESUME, REMOVE, delete | ${ms.low.toFixed(1)} | +${((ms.pool / ms.low - 1) * 100).toFixed(0)}% |`);
+    console.log(`| low-level + the same set_transaction_id commits | ${ms.lowTid.toFixed(1)} | +${((ms.pool / ms.lowTid - 1) * 100).toFixed(0)}% |`);
+    console.log(`| ThinPool: createVolume, activate, delete (registry, recovery checks) | ${ms.pool.toFixed(1)} | |`);
+
+    // Scale: the lifecycle at 100 volumes in the pool, then at SCALE.
+    const fill = async (target: number) => {
+      const t0 = now();
+      let made = 0;
+      while (pool.registry.count() < target) { await pool.createVolume(`fill-${pool.registry.count()}`, '16M'); made++; }
+      return made ? (now() - t0) / made : 0;
+    };
+    await fill(100);
+    const at100 = (await timeN(SAMPLE, viaPool)) / SAMPLE;
+    const fillMs = await fill(SCALE);
+    const atScale = (await timeN(SAMPLE, viaPool)) / SAMPLE;
+    const mem = process.memoryUsage();
+    const listed = (await pool.list()).length;
+    const memList = process.memoryUsage();
+    const s = await pool.status();
+    console.log(`\nlifecycle at 100 volumes: ${at100.toFixed(1)} ms; at ${SCALE}: ${atScale.toFixed(1)} ms (${(atScale / at100).toFixed(2)}×)`);
+    console.log(`filling to ${SCALE}: ${fillMs.toFixed(1)} ms per createVolume`);
+    console.log(`memory at ${SCALE} volumes: rss ${mib(mem.rss)}, heap used ${mib(mem.heapUsed)}; after list() of ${listed}: rss ${mib(memList.rss)}, heap used ${mib(memList.heapUsed)}`);
+    if (s.state === 'ok') console.log(`pool: transaction ${s.transactionId}, metadata ${s.metadata.used}/${s.metadata.total} blocks`);
+  } finally {
+    await pool.destroy({ deleteFiles: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+main().catch((e) => { console.error(e); process.exit(1); });
