@@ -3,7 +3,7 @@
 # (or here, when this kernel has device-mapper and we are root). Not a test: it prints figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d node_modules ] || npm ci --no-audit --no-fund
+[ -d node_modules ] || npm install --no-audit --no-fund
 [ -f build/Release/devmapper.node ] || npx node-gyp rebuild
 npx tsc -p tsconfig.json
 mkdir -p bench/out

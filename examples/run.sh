@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 example=$(basename "$1" .ts); shift
-[ -d node_modules ] || npm ci --no-audit --no-fund
+[ -d node_modules ] || npm install --no-audit --no-fund
 [ -f build/Release/devmapper.node ] || npx node-gyp rebuild
 npx tsc -p tsconfig.json
 if [ "$(id -u)" = 0 ] && grep -q device-mapper /proc/misc 2>/dev/null; then

@@ -17,7 +17,9 @@ done
 
 # What a fresh clone lacks: npm deps (which build the addon) and the compiled TypeScript.
 if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ]; then
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+  # npm install, not npm ci: the registry here lacks some other-platform optional packages (msgpackr-extract),
+  # which makes npm ci call the lock incomplete; install still takes the locked versions.
+  npm install --no-audit --no-fund
 fi
 [ -f build/Release/devmapper.node ] || npx node-gyp rebuild
 npx tsc -p tsconfig.json
