@@ -88,6 +88,13 @@ function refRequest(ref: DeviceRef): RawDmRequest {
   throw dmError('ERR_DM_INVALID_ARGUMENT', 'a device is named by a string, {name}, {uuid} or {dev}');
 }
 
+function waitRequest(ref: DeviceRef, eventNr: number, o: { inactive?: boolean }): RawDmRequest {
+  const req = refRequest(ref);
+  req.eventNr = checkInteger(eventNr, 'eventNr', 0, 2 ** 32 - 1);
+  req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
+  return req;
+}
+
 function refLabel(ref: DeviceRef): string {
   if (typeof ref === 'string') return ref;
   if ('name' in ref) return ref.name;
@@ -416,19 +423,13 @@ export class DeviceMapper {
    * Runs on a thread of its own; a timeout, an abort signal or close() ends it.
    */
   wait(ref: DeviceRef, eventNr: number, o: WaitOptions = {}): Promise<WaitResult> {
-    const req = refRequest(ref);
-    req.eventNr = checkInteger(eventNr, 'eventNr', 0, 2 ** 32 - 1);
-    req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
-    const job = native.dmWait(this.fd, K.DM_DEV_WAIT_CMD, req);
+    const job = native.dmWait(this.fd, K.DM_DEV_WAIT_CMD, waitRequest(ref, eventNr, o));
     return this.cancellable(job, 'DM_DEV_WAIT', refLabel(ref), o).then((r) => ({ info: toInfo(r), status: toTargets(r) }));
   }
 
   /** DM_DEV_WAIT on the calling thread: blocks until the event; for scripts. */
   waitSync(ref: DeviceRef, eventNr: number, o: { inactive?: boolean } = {}): WaitResult {
-    const req = refRequest(ref);
-    req.eventNr = checkInteger(eventNr, 'eventNr', 0, 2 ** 32 - 1);
-    req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
-    const r = native.dm(this.fd, K.DM_DEV_WAIT_CMD, req);
+    const r = native.dm(this.fd, K.DM_DEV_WAIT_CMD, waitRequest(ref, eventNr, o));
     return { info: toInfo(r), status: toTargets(r) };
   }
 

@@ -1,7 +1,7 @@
 // Every DM command against the real kernel, through both the promise API and the sync twins.
 import fs from 'node:fs';
 import { DeviceMapper, Target, mapperPath, sectors } from '../../lib';
-import { eventually, removeQuietly, scratchLoop, uniqueName } from './helpers';
+import { eventually, removeQuietly, scratchLoop, swapTable, uniqueName } from './helpers';
 
 const dm = new DeviceMapper();
 afterAll(() => dm.close());
@@ -124,10 +124,7 @@ test('TABLE_DEPS, every simple target type loads and reads back the same line', 
   try {
     await dm.create(name);
     for (const t of tables) {
-      await dm.load(name, t);
-      await dm.suspend(name);
-      await dm.resume(name);
-      const back = await dm.table(name);
+      const back = await swapTable(dm, name, t);
       expect(back.map((x) => x.type)).toEqual(t.map((x) => x.type));
       expect(back.map((x) => [x.start, x.length])).toEqual(t.map((x) => [x.start, x.length]));
       // The kernel may add default words (delay adds nothing, flakey echoes): compare the leading params.

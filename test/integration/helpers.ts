@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DeviceMapper, Loop, LoopDevice } from '../../lib';
+import { DeviceMapper, Loop, LoopDevice, Target } from '../../lib';
 
 let counter = 0;
 export function uniqueName(prefix: string): string {
@@ -37,6 +37,14 @@ export function dmsetup(...args: string[]): string {
 
 export function hasDmsetup(): boolean {
   try { dmsetup('version'); return true; } catch { return false; }
+}
+
+/** Loads a table, swaps it live (suspend + resume) and returns the table the kernel reports back. */
+export async function swapTable(dm: DeviceMapper, name: string, table: Target[]): Promise<Target[]> {
+  await dm.load(name, table);
+  await dm.suspend(name);
+  await dm.resume(name);
+  return dm.table(name);
 }
 
 /** Polls until check() is true (bounded); for work the kernel finishes asynchronously. */

@@ -1,6 +1,6 @@
 // Each typed target, loaded into the real kernel and read back (STATUS_TABLE), gives the line it formatted.
 import { DeviceMapper, sectors, delay, error, flakey, line, linear, parseTarget, striped, thin, thinPool, zero, Target } from '../../lib';
-import { removeQuietly, scratchLoop, uniqueName, zeroMetadata } from './helpers';
+import { removeQuietly, scratchLoop, swapTable, uniqueName, zeroMetadata } from './helpers';
 
 test('every model round-trips through the kernel', async () => {
   const dm = new DeviceMapper();
@@ -21,10 +21,7 @@ test('every model round-trips through the kernel', async () => {
   try {
     await dm.create(name);
     for (const t of tables) {
-      await dm.load(name, t);
-      await dm.suspend(name);
-      await dm.resume(name);
-      const back = await dm.table(name);
+      const back = await swapTable(dm, name, t);
       expect(back.map((x) => ({ ...x, params: x.params.trimEnd() }))).toEqual(t);
       back.forEach((x, i) => expect(parseTarget(x)).toEqual(parseTarget(t[i])));
     }
@@ -34,10 +31,7 @@ test('every model round-trips through the kernel', async () => {
     expect((await dm.table(pool)).map((x) => x.params.trimEnd())).toEqual([poolLine.params]);
     await dm.message(pool, 0, 'create_thin 0');
     const thinLine = line(thin, 0, 2048, { pool: `${p.dev.major}:${p.dev.minor}`, deviceId: 0, externalOrigin: A });
-    await dm.load(name, [thinLine]);
-    await dm.suspend(name);
-    await dm.resume(name);
-    expect((await dm.table(name)).map((x) => x.params.trimEnd())).toEqual([thinLine.params]);
+    expect((await swapTable(dm, name, [thinLine])).map((x) => x.params.trimEnd())).toEqual([thinLine.params]);
   } finally {
     removeQuietly(dm, name, pool);
     dm.close();
