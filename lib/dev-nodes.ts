@@ -63,8 +63,3 @@ export async function awaitUdevNode(name: string, dev: DevNumber, timeoutMs: num
   while (!sameNode(mapperPath(name), dev) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   if (!sameNode(mapperPath(name), dev)) makeNode(name, dev);
 }
-
-/** Sleeps the calling thread; for sync retry loops in scripts. */
-export function sleepSync(ms: number): void {
-  Atomics.wait(sleeper, 0, 0, ms);
-}

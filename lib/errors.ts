@@ -58,7 +58,7 @@ const errnoNames = new Map<number, string>(
 
 /** A failed syscall: `DM_DEV_REMOVE pool0-vol3: Device or resource busy (EBUSY)`. */
 export function kernelError(raw: RawSysError): DevmapperError {
-  const code = raw.errno === 125 ? 'ECANCELED' : (errnoNames.get(raw.errno) ?? `E${raw.errno}`);
+  const code = errnoNames.get(raw.errno) ?? `E${raw.errno}`;
   const what = [raw.command || raw.syscall, raw.target].filter(Boolean).join(' ');
   let message = `${what}: ${raw.strerror} (${code})`;
   if (raw.detail) message += `: ${raw.detail}`;

@@ -160,7 +160,7 @@ void ReadVersions(const char* data, const char* end, DmResponse* out) {
   }
 }
 
-void ReadPayload(unsigned cmd, const struct dm_ioctl* io, uint32_t flagsSent, DmResponse* out) {
+void ReadPayload(unsigned cmd, const struct dm_ioctl* io, DmResponse* out) {
   const char* base = reinterpret_cast<const char*>(io);
   if (io->data_start < kHeader || io->data_size <= io->data_start) return;
   const char* data = base + io->data_start;
@@ -193,7 +193,6 @@ void ReadPayload(unsigned cmd, const struct dm_ioctl* io, uint32_t flagsSent, Dm
     default:
       break;
   }
-  (void)flagsSent;
 }
 
 struct FreeDeleter {
@@ -272,7 +271,7 @@ DmResponse DmIoctl(int fd, const DmRequest& req) {
     out.name = ReadString(io->name, io->name + sizeof(io->name));
     out.uuid = ReadString(io->uuid, io->uuid + sizeof(io->uuid));
     out.bufferSize = size;
-    ReadPayload(req.cmd, io, req.flags, &out);
+    ReadPayload(req.cmd, io, &out);
     return out;
   }
 }
