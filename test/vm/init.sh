@@ -15,6 +15,8 @@ mount -t devtmpfs devtmpfs /newroot/dev
 mkdir -p /newroot/dev/shm /newroot/dev/pts && mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
+# The project may sit under a folder the guest just covered with tmpfs (/tmp, /run): make the mount point.
+mkdir -p "/newroot$project" 2>/dev/null
 mount -t 9p -o "$opts,rw" project "/newroot$project" || { echo "init: cannot mount project"; poweroff -f; }
 ip link set lo up 2>/dev/null
 chroot /newroot /bin/sh "$run/cmd.sh"
