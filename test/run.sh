@@ -24,17 +24,31 @@ fi
 [ -f build/Release/devmapper.node ] || npx node-gyp rebuild
 npx tsc -p tsconfig.json
 
+# Each half writes jest's JSON results; the closing line sums them.
+results=dist/test-results
+rm -rf "$results" && mkdir -p "$results"
+status=0
 if [ $unit = 1 ]; then
-  npx jest --selectProjects unit --ci "${jest_args[@]}"
+  npx jest --selectProjects unit --ci --json --outputFile="$results/unit.json" "${jest_args[@]}" || status=$?
 fi
 
 if [ $integration = 1 ]; then
-  jest=(node node_modules/jest/bin/jest.js --selectProjects integration --runInBand --ci "${jest_args[@]}")
+  jest=(node node_modules/jest/bin/jest.js --selectProjects integration --runInBand --ci --json --outputFile="$results/integration.json" "${jest_args[@]}")
   if [ "$(id -u)" = 0 ] && { [ -e /dev/mapper/control ] || grep -q device-mapper /proc/misc 2>/dev/null; }; then
     echo "integration: this kernel has device-mapper; running here" >&2
-    "${jest[@]}"
+    "${jest[@]}" || status=$?
   else
     echo "integration: no device-mapper here; running in the VM (test/vm/run.sh)" >&2
-    test/vm/run.sh "${jest[@]}"
+    test/vm/run.sh "${jest[@]}" || status=$?
   fi
 fi
+
+node -e '
+  const fs = require("fs"); let passed = 0, failed = 0, skipped = 0;
+  for (const f of fs.readdirSync(process.argv[1])) {
+    const r = JSON.parse(fs.readFileSync(process.argv[1] + "/" + f, "utf8"));
+    passed += r.numPassedTests; failed += r.numFailedTests + (r.numRuntimeErrorTestSuites || 0); skipped += r.numPendingTests;
+  }
+  console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+' "$results" || status=1
+exit $status
