@@ -65,7 +65,7 @@ export interface WaitResult { info: DeviceInfo; status: Target[] }
 
 type NodeEffect = 'make' | 'remove' | { rename: string };
 
-/** One DM command: what to send and how to read what comes back. Run by exec (promise) or execSync. */
+/** One DM command: what to send and how to read what comes back. Run by runPlan (promise) or runPlanSync. */
 interface Plan<T> {
   cmd: number;
   req: RawDmRequest;
@@ -183,14 +183,14 @@ export class DeviceMapper {
       throw dmError('ERR_DM_UNSUPPORTED', `${label} needs dm interface 4.${plan.needsMinor}, the kernel has ${v.major}.${v.minor}.${v.patch}`);
   }
 
-  private execSync<T>(plan: Plan<T>, label = ''): T {
+  private runPlanSync<T>(plan: Plan<T>, label = ''): T {
     this.checkKernel(plan, label);
     const r = native.dm(this.fd, plan.cmd, plan.req);
     this.nodeEffectSync(plan.node, r);
     return plan.map(r);
   }
 
-  private async exec<T>(plan: Plan<T>, label = ''): Promise<T> {
+  private async runPlan<T>(plan: Plan<T>, label = ''): Promise<T> {
     this.checkKernel(plan, label);
     const r = await native.dmAsync(this.fd, plan.cmd, plan.req);
     await this.nodeEffect(plan.node, r);
@@ -328,86 +328,86 @@ export class DeviceMapper {
   // ---- public API: promise and sync twin for each command ------------------------------------------
 
   /** The kernel's dm interface version; read once. */
-  async kernelVersion(): Promise<KernelVersion> { return this.kernel ??= await this.exec(this.planVersion()); }
-  kernelVersionSync(): KernelVersion { return this.kernel ??= this.execSync(this.planVersion()); }
+  async kernelVersion(): Promise<KernelVersion> { return this.kernel ??= await this.runPlan(this.planVersion()); }
+  kernelVersionSync(): KernelVersion { return this.kernel ??= this.runPlanSync(this.planVersion()); }
 
   /** All dm devices. With `uuids`, each entry carries its uuid when it has one. */
-  list(o: { uuids?: boolean } = {}): Promise<DeviceListEntry[]> { return this.exec(this.planList(o.uuids ?? true)); }
-  listSync(o: { uuids?: boolean } = {}): DeviceListEntry[] { return this.execSync(this.planList(o.uuids ?? true)); }
+  list(o: { uuids?: boolean } = {}): Promise<DeviceListEntry[]> { return this.runPlan(this.planList(o.uuids ?? true)); }
+  listSync(o: { uuids?: boolean } = {}): DeviceListEntry[] { return this.runPlanSync(this.planList(o.uuids ?? true)); }
 
-  create(name: string, o: CreateOptions = {}): Promise<DeviceInfo> { return this.exec(this.planCreate(name, o)); }
-  createSync(name: string, o: CreateOptions = {}): DeviceInfo { return this.execSync(this.planCreate(name, o)); }
+  create(name: string, o: CreateOptions = {}): Promise<DeviceInfo> { return this.runPlan(this.planCreate(name, o)); }
+  createSync(name: string, o: CreateOptions = {}): DeviceInfo { return this.runPlanSync(this.planCreate(name, o)); }
 
-  remove(ref: DeviceRef, o: RemoveOptions = {}): Promise<DeviceInfo> { return this.withName(ref, (r) => this.exec(this.planRemove(r, o))); }
-  removeSync(ref: DeviceRef, o: RemoveOptions = {}): DeviceInfo { return this.execSync(this.planRemove(this.nameOfSync(ref), o)); }
+  remove(ref: DeviceRef, o: RemoveOptions = {}): Promise<DeviceInfo> { return this.withName(ref, (r) => this.runPlan(this.planRemove(r, o))); }
+  removeSync(ref: DeviceRef, o: RemoveOptions = {}): DeviceInfo { return this.runPlanSync(this.planRemove(this.nameOfSync(ref), o)); }
 
   /** Removes every dm device that is not open (DM_REMOVE_ALL); with `deferred`, open ones at last close. */
   async removeAll(o: RemoveOptions = {}): Promise<void> {
     const before = this.nodePolicy === 'manage' ? await this.list({ uuids: false }) : [];
-    await this.exec(this.planRemoveAll(o));
+    await this.runPlan(this.planRemoveAll(o));
     if (before.length) this.dropNodesOfGone(before, await this.list({ uuids: false }));
   }
   removeAllSync(o: RemoveOptions = {}): void {
     const before = this.nodePolicy === 'manage' ? this.listSync({ uuids: false }) : [];
-    this.execSync(this.planRemoveAll(o));
+    this.runPlanSync(this.planRemoveAll(o));
     if (before.length) this.dropNodesOfGone(before, this.listSync({ uuids: false }));
   }
 
-  rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> { return this.withName(ref, (r) => this.exec(this.planRename(r, newName))); }
-  renameSync(ref: DeviceRef, newName: string): DeviceInfo { return this.execSync(this.planRename(this.nameOfSync(ref), newName)); }
+  rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> { return this.withName(ref, (r) => this.runPlan(this.planRename(r, newName))); }
+  renameSync(ref: DeviceRef, newName: string): DeviceInfo { return this.runPlanSync(this.planRename(this.nameOfSync(ref), newName)); }
 
   /** Sets the uuid of a device that has none (the kernel refuses to change a set one). */
-  setUuid(ref: DeviceRef, uuid: string): Promise<DeviceInfo> { return this.exec(this.planSetUuid(ref, uuid)); }
-  setUuidSync(ref: DeviceRef, uuid: string): DeviceInfo { return this.execSync(this.planSetUuid(ref, uuid)); }
+  setUuid(ref: DeviceRef, uuid: string): Promise<DeviceInfo> { return this.runPlan(this.planSetUuid(ref, uuid)); }
+  setUuidSync(ref: DeviceRef, uuid: string): DeviceInfo { return this.runPlanSync(this.planSetUuid(ref, uuid)); }
 
-  suspend(ref: DeviceRef, o: SuspendOptions = {}): Promise<DeviceInfo> { return this.exec(this.planSuspend(ref, o)); }
-  suspendSync(ref: DeviceRef, o: SuspendOptions = {}): DeviceInfo { return this.execSync(this.planSuspend(ref, o)); }
+  suspend(ref: DeviceRef, o: SuspendOptions = {}): Promise<DeviceInfo> { return this.runPlan(this.planSuspend(ref, o)); }
+  suspendSync(ref: DeviceRef, o: SuspendOptions = {}): DeviceInfo { return this.runPlanSync(this.planSuspend(ref, o)); }
 
   /** Resumes a device, making a loaded inactive table live. */
-  resume(ref: DeviceRef): Promise<DeviceInfo> { return this.exec(this.planResume(ref)); }
-  resumeSync(ref: DeviceRef): DeviceInfo { return this.execSync(this.planResume(ref)); }
+  resume(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(this.planResume(ref)); }
+  resumeSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planResume(ref)); }
 
-  info(ref: DeviceRef): Promise<DeviceInfo> { return this.exec(this.planInfo(ref)); }
-  infoSync(ref: DeviceRef): DeviceInfo { return this.execSync(this.planInfo(ref)); }
+  info(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(this.planInfo(ref)); }
+  infoSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planInfo(ref)); }
 
   /** Loads a table into the inactive slot; resume makes it live. */
-  load(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): Promise<DeviceInfo> { return this.exec(this.planLoad(ref, targets, o)); }
-  loadSync(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): DeviceInfo { return this.execSync(this.planLoad(ref, targets, o)); }
+  load(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): Promise<DeviceInfo> { return this.runPlan(this.planLoad(ref, targets, o)); }
+  loadSync(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): DeviceInfo { return this.runPlanSync(this.planLoad(ref, targets, o)); }
 
   /** Drops the inactive table. */
-  clear(ref: DeviceRef): Promise<DeviceInfo> { return this.exec(this.planClear(ref)); }
-  clearSync(ref: DeviceRef): DeviceInfo { return this.execSync(this.planClear(ref)); }
+  clear(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(this.planClear(ref)); }
+  clearSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planClear(ref)); }
 
   /** The devices the table uses. */
-  deps(ref: DeviceRef, o: QueryOptions = {}): Promise<DevNumber[]> { return this.exec(this.planDeps(ref, o)); }
-  depsSync(ref: DeviceRef, o: QueryOptions = {}): DevNumber[] { return this.execSync(this.planDeps(ref, o)); }
+  deps(ref: DeviceRef, o: QueryOptions = {}): Promise<DevNumber[]> { return this.runPlan(this.planDeps(ref, o)); }
+  depsSync(ref: DeviceRef, o: QueryOptions = {}): DevNumber[] { return this.runPlanSync(this.planDeps(ref, o)); }
 
   /** Each target's status line (params hold the status text, without the trailing space trimmed). */
-  status(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.exec(this.planTableStatus(ref, false, o)); }
-  statusSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.execSync(this.planTableStatus(ref, false, o)); }
+  status(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.runPlan(this.planTableStatus(ref, false, o)); }
+  statusSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.runPlanSync(this.planTableStatus(ref, false, o)); }
 
   /** The table as the kernel holds it (live, or the inactive one). */
-  table(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.exec(this.planTableStatus(ref, true, o)); }
-  tableSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.execSync(this.planTableStatus(ref, true, o)); }
+  table(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.runPlan(this.planTableStatus(ref, true, o)); }
+  tableSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.runPlanSync(this.planTableStatus(ref, true, o)); }
 
   /** Loaded target types and their versions. */
-  targetVersions(): Promise<TargetVersion[]> { return this.exec(this.planTargetVersions()); }
-  targetVersionsSync(): TargetVersion[] { return this.execSync(this.planTargetVersions()); }
+  targetVersions(): Promise<TargetVersion[]> { return this.runPlan(this.planTargetVersions()); }
+  targetVersionsSync(): TargetVersion[] { return this.runPlanSync(this.planTargetVersions()); }
 
   /** One target type's version; the kernel loads its module if needed (dm >= 4.41). */
-  targetVersion(type: string): Promise<TargetVersion> { return this.exec(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
-  targetVersionSync(type: string): TargetVersion { return this.execSync(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
+  targetVersion(type: string): Promise<TargetVersion> { return this.runPlan(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
+  targetVersionSync(type: string): TargetVersion { return this.runPlanSync(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
 
   /** Sends a target message; returns the target's output when it produced any. Never re-sent. */
-  message(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): Promise<string | undefined> { return this.exec(this.planMessage(ref, sector, text, o)); }
-  messageSync(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): string | undefined { return this.execSync(this.planMessage(ref, sector, text, o)); }
+  message(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): Promise<string | undefined> { return this.runPlan(this.planMessage(ref, sector, text, o)); }
+  messageSync(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): string | undefined { return this.runPlanSync(this.planMessage(ref, sector, text, o)); }
 
-  setGeometry(ref: DeviceRef, g: Geometry): Promise<void> { return this.exec(this.planSetGeometry(ref, g)); }
-  setGeometrySync(ref: DeviceRef, g: Geometry): void { this.execSync(this.planSetGeometry(ref, g)); }
+  setGeometry(ref: DeviceRef, g: Geometry): Promise<void> { return this.runPlan(this.planSetGeometry(ref, g)); }
+  setGeometrySync(ref: DeviceRef, g: Geometry): void { this.runPlanSync(this.planSetGeometry(ref, g)); }
 
   /** Snapshots the global event counter for this fd; pollEvent() then reports when it moves (dm >= 4.36). */
-  armPoll(): Promise<void> { return this.exec(this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
-  armPollSync(): void { this.execSync(this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
+  armPoll(): Promise<void> { return this.runPlan(this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
+  armPollSync(): void { this.runPlanSync(this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
 
   /**
    * Resolves true when any dm event happened since the last armPoll() (create, remove, rename, or a table
