@@ -19,63 +19,62 @@ test('an id the pool already has (EEXIST) is recorded as taken and skipped, not 
 });
 
 const steps: Step[] = ['intent', 'message', 'record', 'commit'];
-test.each(steps.flatMap((s) => (['create', 'snapshot', 'delete'] as const).map((op) => [op, s] as const)))(
-  '%s interrupted after %s: open() completes or rolls it back, nothing leaks', async (op, step) => {
-    await withPool({}, async (pool) => {
-      const base = await pool.createVolume(uniqueName('base'), '1M');
-      let armed = true;
-      const crashing = await ThinPool.open(pool.name, {
-        hooks: { step: (s: Step, c: PendingChange) => { if (armed && s === step && c.op === op) { armed = false; throw new Crash(); } } },
-      });
-      const name = uniqueName('victim');
-      const attempt = op === 'create' ? crashing.createVolume(name, '1M')
-        : op === 'snapshot' ? crashing.snapshot(base.name, name)
-          : crashing.deleteVolume(base.name);
-      await expect(attempt).rejects.toBeInstanceOf(Crash);
-      await crashing.close();
+const cases = steps.flatMap((s) => (['create', 'snapshot', 'delete'] as const).map((op) => [op, s] as const));
 
-      const reopened = await ThinPool.open(pool.name);
-      try {
-        const tid = await reopened.transactionId();
-        const names = reopened.registry.list().map((v) => v.name).sort();
-        const committed = step === 'commit';
-        if (op === 'delete') {
-          expect(names).toEqual([]);  // a delete is always finished
-          expect(tid).toBe(2);
-        } else {
-          expect(names).toEqual(committed ? [base.name, name].sort() : [base.name]);
-          expect(tid).toBe(committed ? 2 : 1);
-        }
-        expect(reopened.registry.pending()).toBeUndefined();
-        // The registry agrees with the pool: every recorded id exists (create_snap of it works), no orphan id
-        // blocks allocation (the next volume gets the lowest id free in both).
-        for (const v of reopened.registry.list()) {
-          const probe = await reopened.snapshot(v.name, uniqueName('probe'));
-          await reopened.deleteVolume(probe.name);
-        }
-        const fresh = await reopened.createVolume(uniqueName('fresh'), '1M');
-        const used = reopened.registry.list().map((v) => v.id).filter((id) => id !== fresh.id);
-        expect(fresh.id).toBe([0, 1, 2].find((id) => !used.includes(id)));
-      } finally {
-        await reopened.close();
-      }
-    });
-  });
-
-test('a process killed mid-change: the next open finishes the job', async () => {
-  await withPool({}, async (pool) => {
-    const child = fork(path.join(__dirname, 'pool-worker.js'), [pool.name, 'crash-after-message', uniqueName('killed')], { stdio: 'inherit' });
-    const code = await new Promise<number | null>((r) => child.once('exit', r));
-    expect(code).toBe(9);
-    const reopened = await ThinPool.open(pool.name);
-    try {
-      expect(reopened.registry.pending()).toBeUndefined();
-      expect(reopened.registry.list()).toEqual([]);
-      expect(await reopened.transactionId()).toBe(0);
-      expect((await reopened.createVolume(uniqueName('after'), '1M')).id).toBe(0);  // the rolled-back id is free again
-    } finally {
-      await reopened.close();
+/** After a change to `name` (or of `base`, for delete) was interrupted after `step`, open() must leave the
+ *  registry agreeing with the pool: committed changes kept, uncommitted creates rolled back, deletes finished. */
+async function expectRecovered(poolName: string, op: 'create' | 'snapshot' | 'delete', step: Step, base: string, name: string) {
+  const reopened = await ThinPool.open(poolName);
+  try {
+    const tid = await reopened.transactionId();
+    const names = reopened.registry.list().map((v) => v.name).sort();
+    const committed = step === 'commit';
+    if (op === 'delete') {
+      expect(names).toEqual([]);  // a delete is always finished
+      expect(tid).toBe(2);
+    } else {
+      expect(names).toEqual(committed ? [base, name].sort() : [base]);
+      expect(tid).toBe(committed ? 2 : 1);
     }
+    expect(reopened.registry.pending()).toBeUndefined();
+    // The registry agrees with the pool: every recorded id exists (create_snap of it works), no orphan id
+    // blocks allocation (the next volume gets the lowest id free in both).
+    for (const v of reopened.registry.list()) {
+      const probe = await reopened.snapshot(v.name, uniqueName('probe'));
+      await reopened.deleteVolume(probe.name);
+    }
+    const fresh = await reopened.createVolume(uniqueName('fresh'), '1M');
+    const used = reopened.registry.list().map((v) => v.id).filter((id) => id !== fresh.id);
+    expect(fresh.id).toBe([0, 1, 2].find((id) => !used.includes(id)));
+  } finally {
+    await reopened.close();
+  }
+}
+
+test.each(cases)('%s interrupted after %s (in-process): open() completes or rolls it back, nothing leaks', async (op, step) => {
+  await withPool({}, async (pool) => {
+    const base = await pool.createVolume(uniqueName('base'), '1M');
+    let armed = true;
+    const crashing = await ThinPool.open(pool.name, {
+      hooks: { step: (s: Step, c: PendingChange) => { if (armed && s === step && c.op === op) { armed = false; throw new Crash(); } } },
+    });
+    const name = uniqueName('victim');
+    const attempt = op === 'create' ? crashing.createVolume(name, '1M')
+      : op === 'snapshot' ? crashing.snapshot(base.name, name)
+        : crashing.deleteVolume(base.name);
+    await expect(attempt).rejects.toBeInstanceOf(Crash);
+    await crashing.close();
+    await expectRecovered(pool.name, op, step, base.name, name);
+  });
+});
+
+test.each(cases)('%s: the process dies after %s; the next open finishes the job', async (op, step) => {
+  await withPool({}, async (pool) => {
+    const base = await pool.createVolume(uniqueName('base'), '1M');
+    const name = uniqueName('killed');
+    const child = fork(path.join(__dirname, 'pool-worker.js'), [pool.name, 'crash', op, step, name, base.name], { stdio: 'inherit' });
+    expect(await new Promise<number | null>((r) => child.once('exit', r))).toBe(9);
+    await expectRecovered(pool.name, op, step, base.name, name);
   });
 });
 
