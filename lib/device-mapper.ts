@@ -481,12 +481,14 @@ export class DeviceMapper {
   }
 
   // Node effects need the device's name: resolve a uuid/dev reference to it first (one DEV_STATUS).
+  private needsName(ref: DeviceRef): boolean {
+    return typeof ref !== 'string' && !('name' in ref) && this.nodePolicy === 'manage';
+  }
   private nameOfSync(ref: DeviceRef): DeviceRef {
-    return typeof ref === 'string' || 'name' in ref || this.nodePolicy !== 'manage' ? ref : this.infoSync(ref).name;
+    return this.needsName(ref) ? this.infoSync(ref).name : ref;
   }
   private async withName<T>(ref: DeviceRef, run: (r: DeviceRef) => Promise<T>): Promise<T> {
-    const r = typeof ref === 'string' || 'name' in ref || this.nodePolicy !== 'manage' ? ref : (await this.info(ref)).name;
-    return run(r);
+    return run(this.needsName(ref) ? (await this.info(ref)).name : ref);
   }
 
   private cancellable<T>(job: { promise: Promise<T>; cancel(): boolean }, command: string, device: string,

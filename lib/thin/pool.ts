@@ -8,7 +8,7 @@
 // back by comparing it with the pool's transaction id. `hooks.step` marks each step for crash tests.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Block } from '../block';
+import { Block, formatDev } from '../block';
 import { DeviceMapper } from '../device-mapper';
 import { dmError, DevmapperError } from '../errors';
 import { Loop, LoopDevice } from '../loop';
@@ -65,10 +65,6 @@ export function defaultMetadataSize(dataSize: Bytes, blockSize: Sectors): Bytes 
   return Math.min(want, MAX_METADATA_SECTORS * 512) as Bytes;
 }
 
-function devString(d: DevNumber): string {
-  return `${d.major}:${d.minor}`;
-}
-
 /**
  * The backing file of a loop device this library attached for a pool. Ours are the autoclear ones (they go
  * with the pool); a loop someone else set up is theirs, and so is its file: we neither detach nor delete it.
@@ -109,7 +105,7 @@ export class ThinPool {
   }
 
   /** `major:minor` of the pool device, as thin tables name it. */
-  get devSpec(): string { return devString(this.dev); }
+  get devSpec(): string { return formatDev(this.dev); }
   get blockSize(): Sectors { return this.params.blockSize; }
 
   /** Creates the pool. Everything done is undone if a later step fails. */
@@ -164,8 +160,8 @@ export class ThinPool {
       const dataSectors = bytesToSectors(await Block.size(dataPath));
       const length = sectors(Math.floor(dataSectors / blockSize) * blockSize);
       if (length === 0) throw dmError('ERR_DM_INVALID_SIZE', 'the data device is smaller than one block', name);
-      const metaDev = devString(await Block.deviceNumber(metaPath));
-      const dataDev = devString(await Block.deviceNumber(dataPath));
+      const metaDev = formatDev(await Block.deviceNumber(metaPath));
+      const dataDev = formatDev(await Block.deviceNumber(dataPath));
       const params: ThinPoolParams = {
         metadataDev: metaDev, dataDev, blockSize,
         lowWaterMark: o.lowWaterMark ?? Math.floor(length / blockSize / 10),
