@@ -3,6 +3,7 @@
 import os from 'node:os';
 import { dmError } from './errors';
 import { K, native, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from './native';
+import { dmAsync, dmSync, dmWait } from './dm-call';
 import { Sectors, sectors } from './units';
 import { checkInteger, checkName, checkUuid } from './validate';
 import * as nodes from './dev-nodes';
@@ -185,14 +186,14 @@ export class DeviceMapper {
 
   private runPlanSync<T>(plan: Plan<T>, label = ''): T {
     this.checkKernel(plan, label);
-    const r = native.dm(this.fd, plan.cmd, plan.req);
+    const r = dmSync(this.fd, plan.cmd, plan.req)!;
     this.nodeEffectSync(plan.node, r);
     return plan.map(r);
   }
 
   private async runPlan<T>(plan: Plan<T>, label = ''): Promise<T> {
     this.checkKernel(plan, label);
-    const r = await native.dmAsync(this.fd, plan.cmd, plan.req);
+    const r = (await dmAsync(this.fd, plan.cmd, plan.req))!;
     await this.nodeEffect(plan.node, r);
     return plan.map(r);
   }
@@ -423,13 +424,13 @@ export class DeviceMapper {
    * Runs on a thread of its own; a timeout, an abort signal or close() ends it.
    */
   wait(ref: DeviceRef, eventNr: number, o: WaitOptions = {}): Promise<WaitResult> {
-    const job = native.dmWait(this.fd, K.DM_DEV_WAIT_CMD, waitRequest(ref, eventNr, o));
+    const job = dmWait(this.fd, waitRequest(ref, eventNr, o));
     return this.cancellable(job, 'DM_DEV_WAIT', refLabel(ref), o).then((r) => ({ info: toInfo(r), status: toTargets(r) }));
   }
 
   /** DM_DEV_WAIT on the calling thread: blocks until the event; for scripts. */
   waitSync(ref: DeviceRef, eventNr: number, o: { inactive?: boolean } = {}): WaitResult {
-    const r = native.dm(this.fd, K.DM_DEV_WAIT_CMD, waitRequest(ref, eventNr, o));
+    const r = dmSync(this.fd, K.DM_DEV_WAIT_CMD, waitRequest(ref, eventNr, o))!;
     return { info: toInfo(r), status: toTargets(r) };
   }
 
@@ -460,11 +461,11 @@ export class DeviceMapper {
 
   /** The device's info, or undefined if there is no such device (no error is built for that case). */
   async infoIfExists(ref: DeviceRef): Promise<DeviceInfo | undefined> {
-    const r = await native.dmAsync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), { expectErrno: ENXIO });
+    const r = await dmAsync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), ENXIO);
     return r ? toInfo(r) : undefined;
   }
   infoIfExistsSync(ref: DeviceRef): DeviceInfo | undefined {
-    const r = native.dm(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), { expectErrno: ENXIO });
+    const r = dmSync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), ENXIO);
     return r ? toInfo(r) : undefined;
   }
 

@@ -34,6 +34,17 @@ export interface RawDmResponse {
   output?: string;
 }
 
+/** The strings and payload of a reply ("name\0uuid" alone when the command returns no payload); see dm-call.ts. */
+export interface RawDmPayload {
+  key: string;
+  targets?: RawTarget[];
+  deps?: DevNumber[];
+  devices?: { name: string; dev: DevNumber; eventNr?: number; uuid?: string }[];
+  versions?: { name: string; version: [number, number, number] }[];
+  output?: string;
+}
+type RawDmReply = string | RawDmPayload;
+
 /** What the addon hands the error factory; lib/errors.ts turns it into a DevmapperError. */
 export interface RawSysError {
   errno: number;
@@ -64,13 +75,12 @@ export type NativeAddon = {
   setErrorFactory(factory: (raw: RawSysError) => Error): void;
   openControl(): number;
   closeFd(fd: number): void;
-  /** With expect.expectErrno, that errno returns null instead of throwing. */
-  dm(fd: number, cmd: number, req: RawDmRequest, expect?: { expectErrno?: number }): RawDmResponse;
-  dm(fd: number, cmd: number, req: RawDmRequest, expect: { expectErrno: number }): RawDmResponse | null;
-  dmAsync(fd: number, cmd: number, req: RawDmRequest, expect?: { expectErrno?: number }): Promise<RawDmResponse>;
-  dmAsync(fd: number, cmd: number, req: RawDmRequest, expect: { expectErrno: number }): Promise<RawDmResponse | null>;
+  /** One DM ioctl: numbers in `head` (DM_HEAD_* slots, written back), strings positional, targets flat.
+   *  Returns null when it failed with head's expected errno. Called only through dm-call.ts. */
+  dm(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]): RawDmReply | null;
+  dmAsync(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]): Promise<RawDmReply | null>;
   /** DM_DEV_WAIT on a thread of its own; cancel() makes the promise reject with ECANCELED. */
-  dmWait(fd: number, cmd: number, req: RawDmRequest): Cancellable<RawDmResponse>;
+  dmWait(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string): Cancellable<RawDmReply | null>;
   /** poll(POLLIN) on a control fd on a thread of its own: true on an event, false on timeout. */
   pollControl(fd: number, timeoutMs: number): Cancellable<boolean>;
   /** flock(LOCK_EX) on a lock file; returns the fd that holds it (close it to release). */

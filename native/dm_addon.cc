@@ -11,11 +11,102 @@
 
 namespace {
 
-uint64_t GetDev(Napi::Object o) {
-  Napi::Value v = o.Get("dev");
-  if (!v.IsObject()) return 0;
-  Napi::Object d = v.As<Napi::Object>();
-  return DmEncodeDev(uint32_t(GetU64(d, "major")), uint32_t(GetU64(d, "minor")));
+// The numbers of a request and of its reply travel in one Float64Array, the "head": a call then costs a few
+// N-API calls instead of one per field (each N-API call is slow next to an ioctl). The slots are exported as
+// DM_HEAD_* constants so lib/dm-call.ts never restates them.
+enum HeadSlot : uint32_t {
+  kHeadFlags,        // in and out
+  kHeadEventNr,      // in and out
+  kHeadMajor,        // in (with kHeadHasDev) and out
+  kHeadMinor,
+  kHeadHasDev,       // in
+  kHeadHasMessage,   // in: data is a TARGET_MSG text for sector kHeadSector
+  kHeadSector,
+  kHeadExpectErrno,  // in: this errno returns null instead of throwing (0: none)
+  kHeadOpenCount,    // out
+  kHeadTargetCount,
+  kHeadBufferSize,
+  kHeadVersion,      // out: 3 slots
+  kHeadSize = kHeadVersion + 3,
+};
+
+#define NAPI_OK(env, call) \
+  do { if ((call) != napi_ok) throw Napi::Error::New(env, "N-API call failed: " #call); } while (0)
+
+// A string argument, or "" for undefined/null. Most names fit the stack buffer: one N-API call.
+std::string StringArg(napi_env env, napi_value v, const char* what) {
+  char buf[256];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, buf, sizeof(buf), &len) != napi_ok) {
+    napi_valuetype t;
+    NAPI_OK(env, napi_typeof(env, v, &t));
+    if (t == napi_undefined || t == napi_null) return std::string();
+    throw Napi::TypeError::New(env, std::string(what) + " must be a string");
+  }
+  if (len < sizeof(buf) - 1) return std::string(buf, len);
+  NAPI_OK(env, napi_get_value_string_utf8(env, v, nullptr, 0, &len));
+  std::string s(len, '\0');
+  NAPI_OK(env, napi_get_value_string_utf8(env, v, &s[0], len + 1, &len));
+  return s;
+}
+
+double* HeadArg(napi_env env, napi_value v) {
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || length < kHeadSize)
+    throw Napi::TypeError::New(env, "head must be a Float64Array of DM_HEAD_SIZE");
+  return static_cast<double*>(data);
+}
+
+// Targets come flat: [start, length, type, params, start, length, ...].
+std::vector<DmTarget> TargetsArg(napi_env env, napi_value v) {
+  std::vector<DmTarget> out;
+  bool isArray = false;
+  NAPI_OK(env, napi_is_array(env, v, &isArray));
+  if (!isArray) return out;
+  uint32_t n = 0;
+  NAPI_OK(env, napi_get_array_length(env, v, &n));
+  for (uint32_t i = 0; i + 3 < n; i += 4) {
+    napi_value e[4];
+    for (uint32_t k = 0; k < 4; k++) NAPI_OK(env, napi_get_element(env, v, i + k, &e[k]));
+    double start = 0, length = 0;
+    if (napi_get_value_double(env, e[0], &start) != napi_ok || napi_get_value_double(env, e[1], &length) != napi_ok)
+      throw Napi::TypeError::New(env, "target start and length must be numbers");
+    out.push_back(DmTarget{uint64_t(start), uint64_t(length), StringArg(env, e[2], "target type"), StringArg(env, e[3], "target params")});
+  }
+  return out;
+}
+
+// dm(fd, cmd, head, name, uuid, data, targets): the numbers in head, the strings positional.
+DmRequest ParseRequest(const Napi::CallbackInfo& info, const double* head) {
+  napi_env env = info.Env();
+  DmRequest r;
+  r.cmd = unsigned(ArgInt(info, 1));
+  r.flags = uint32_t(head[kHeadFlags]);
+  r.eventNr = uint32_t(head[kHeadEventNr]);
+  if (head[kHeadHasDev] != 0) r.dev = DmEncodeDev(uint32_t(head[kHeadMajor]), uint32_t(head[kHeadMinor]));
+  r.name = StringArg(env, info[3], "name");
+  r.uuid = StringArg(env, info[4], "uuid");
+  r.data = StringArg(env, info[5], "data");
+  r.hasMessage = head[kHeadHasMessage] != 0;
+  r.messageSector = uint64_t(head[kHeadSector]);
+  if (info.Length() > 6) r.targets = TargetsArg(env, info[6]);
+  return r;
+}
+
+void WriteHead(double* head, const DmResponse& r) {
+  uint32_t major, minor;
+  DmDecodeDev(r.dev, &major, &minor);
+  head[kHeadFlags] = r.flags;
+  head[kHeadEventNr] = r.eventNr;
+  head[kHeadMajor] = major;
+  head[kHeadMinor] = minor;
+  head[kHeadOpenCount] = r.openCount;
+  head[kHeadTargetCount] = r.targetCount;
+  head[kHeadBufferSize] = r.bufferSize;
+  for (int i = 0; i < 3; i++) head[kHeadVersion + i] = r.version[i];
 }
 
 Napi::Object DevToJs(Napi::Env env, uint64_t dev) {
@@ -27,47 +118,17 @@ Napi::Object DevToJs(Napi::Env env, uint64_t dev) {
   return o;
 }
 
-DmRequest ParseRequest(const Napi::CallbackInfo& info, size_t cmdIndex) {
-  DmRequest r;
-  r.cmd = unsigned(ArgInt(info, cmdIndex));
-  Napi::Object o = ArgObject(info, cmdIndex + 1);
-  r.name = GetString(o, "name");
-  r.uuid = GetString(o, "uuid");
-  r.dev = GetDev(o);
-  r.flags = uint32_t(GetU64(o, "flags"));
-  r.eventNr = uint32_t(GetU64(o, "eventNr"));
-  r.data = GetString(o, "data");
-  Napi::Value targets = o.Get("targets");
-  if (targets.IsArray()) {
-    Napi::Array a = targets.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); i++) {
-      Napi::Object t = a.Get(i).As<Napi::Object>();
-      r.targets.push_back(DmTarget{GetU64(t, "start"), GetU64(t, "length"), GetString(t, "type"), GetString(t, "params")});
-    }
-  }
-  Napi::Value msg = o.Get("message");
-  if (msg.IsObject()) {
-    Napi::Object m = msg.As<Napi::Object>();
-    r.hasMessage = true;
-    r.messageSector = GetU64(m, "sector");
-    r.data = GetString(m, "text");
-  }
-  return r;
-}
-
-Napi::Object ResponseToJs(Napi::Env env, const DmResponse& r) {
+// The reply's strings: "name\0uuid" (neither can hold a NUL) when the command returns no payload, else an
+// object with that key and the payload. lib/dm-call.ts reads both shapes.
+Napi::Value ResponseToJs(Napi::Env env, const DmResponse& r) {
+  std::string key = r.name;
+  key.push_back('\0');
+  key += r.uuid;
+  Napi::String keyJs = Napi::String::New(env, key.data(), key.size());
+  bool payload = !r.targets.empty() || !r.deps.empty() || !r.devices.empty() || !r.versions.empty() || r.hasOutput;
+  if (!payload) return keyJs;
   Napi::Object o = Napi::Object::New(env);
-  Napi::Array version = Napi::Array::New(env, 3);
-  for (uint32_t i = 0; i < 3; i++) version.Set(i, r.version[i]);
-  o.Set("version", version);
-  o.Set("flags", r.flags);
-  o.Set("openCount", r.openCount);
-  o.Set("eventNr", r.eventNr);
-  o.Set("targetCount", r.targetCount);
-  o.Set("dev", DevToJs(env, r.dev));
-  o.Set("name", r.name);
-  o.Set("uuid", r.uuid);
-  o.Set("bufferSize", r.bufferSize);
+  o.Set("key", keyJs);
   if (!r.targets.empty()) {
     Napi::Array a = Napi::Array::New(env, r.targets.size());
     for (uint32_t i = 0; i < r.targets.size(); i++) {
@@ -85,17 +146,19 @@ Napi::Object ResponseToJs(Napi::Env env, const DmResponse& r) {
     for (uint32_t i = 0; i < r.deps.size(); i++) a.Set(i, DevToJs(env, r.deps[i]));
     o.Set("deps", a);
   }
-  Napi::Array devices = Napi::Array::New(env, r.devices.size());
-  for (uint32_t i = 0; i < r.devices.size(); i++) {
-    const DmNameEntry& e = r.devices[i];
-    Napi::Object d = Napi::Object::New(env);
-    d.Set("name", e.name);
-    d.Set("dev", DevToJs(env, e.dev));
-    if (e.hasExtra) d.Set("eventNr", e.eventNr);
-    if (e.hasUuid) d.Set("uuid", e.uuid);
-    devices.Set(i, d);
+  if (!r.devices.empty()) {
+    Napi::Array devices = Napi::Array::New(env, r.devices.size());
+    for (uint32_t i = 0; i < r.devices.size(); i++) {
+      const DmNameEntry& e = r.devices[i];
+      Napi::Object d = Napi::Object::New(env);
+      d.Set("name", e.name);
+      d.Set("dev", DevToJs(env, e.dev));
+      if (e.hasExtra) d.Set("eventNr", e.eventNr);
+      if (e.hasUuid) d.Set("uuid", e.uuid);
+      devices.Set(i, d);
+    }
+    o.Set("devices", devices);
   }
-  o.Set("devices", devices);
   if (!r.versions.empty()) {
     Napi::Array a = Napi::Array::New(env, r.versions.size());
     for (uint32_t i = 0; i < r.versions.size(); i++) {
@@ -112,18 +175,23 @@ Napi::Object ResponseToJs(Napi::Env env, const DmResponse& r) {
   return o;
 }
 
-// dm(fd, cmd, request): request.expectErrno names an errno the caller expects (ENXIO for "does it exist?"):
-// it comes back as null instead of a thrown error, which is much cheaper than building an Error.
+// dm(fd, cmd, head, name, uuid, data, targets). The head is written back with the reply's numbers; the
+// return value carries its strings and payload, or null when the call failed with head's expected errno
+// (cheaper than building an Error for "does it exist?").
 struct DmOp {
   int fd;
+  Napi::Reference<Napi::Value> headRef;  // keeps the head alive while the call runs off the main thread
+  double* head;
   DmRequest req;
   DmResponse res;
   int expectErrno;
   bool gotExpected = false;
   explicit DmOp(const Napi::CallbackInfo& info)
       : fd(ArgInt(info, 0)),
-        req(ParseRequest(info, 1)),
-        expectErrno(info[3].IsObject() ? int(GetU64(info[3].As<Napi::Object>(), "expectErrno")) : 0) {}
+        headRef(Napi::Persistent(info[2])),
+        head(HeadArg(info.Env(), info[2])),
+        req(ParseRequest(info, head)),
+        expectErrno(int(head[kHeadExpectErrno])) {}
   void Execute() {
     try {
       res = DmIoctl(fd, req);
@@ -132,10 +200,14 @@ struct DmOp {
       gotExpected = true;
     }
   }
-  Napi::Value Result(Napi::Env env) { return gotExpected ? env.Null() : Napi::Value(ResponseToJs(env, res)); }
+  Napi::Value Result(Napi::Env env) {
+    if (gotExpected) return env.Null();
+    WriteHead(head, res);
+    return ResponseToJs(env, res);
+  }
 };
 
-// dmWait(fd, request): DM_DEV_WAIT on a thread of its own.
+// dmWait(fd, cmd, head, name, uuid): DM_DEV_WAIT on a thread of its own.
 struct DmWaitOp : DmOp {
   explicit DmWaitOp(const Napi::CallbackInfo& info) : DmOp(info) { req.cmd = DM_DEV_WAIT_CMD; }
 };
@@ -170,6 +242,14 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterDm(Napi::Env env, Napi::Object exports) {
+  Napi::Object c = exports.Get("constants").As<Napi::Object>();
+#define HEAD_SLOT(js, slot) c.Set("DM_HEAD_" js, uint32_t(slot))
+  HEAD_SLOT("FLAGS", kHeadFlags); HEAD_SLOT("EVENT_NR", kHeadEventNr); HEAD_SLOT("MAJOR", kHeadMajor);
+  HEAD_SLOT("MINOR", kHeadMinor); HEAD_SLOT("HAS_DEV", kHeadHasDev); HEAD_SLOT("HAS_MESSAGE", kHeadHasMessage);
+  HEAD_SLOT("SECTOR", kHeadSector); HEAD_SLOT("EXPECT_ERRNO", kHeadExpectErrno); HEAD_SLOT("OPEN_COUNT", kHeadOpenCount);
+  HEAD_SLOT("TARGET_COUNT", kHeadTargetCount); HEAD_SLOT("BUFFER_SIZE", kHeadBufferSize);
+  HEAD_SLOT("VERSION", kHeadVersion); HEAD_SLOT("SIZE", kHeadSize);
+#undef HEAD_SLOT
   exports.Set("dm", Napi::Function::New(env, RunSync<DmOp>, "dm"));
   exports.Set("dmAsync", Napi::Function::New(env, RunAsync<DmOp>, "dmAsync"));
   exports.Set("dmWait", Napi::Function::New(env, RunOnOwnThread<DmWaitOp>, "dmWait"));

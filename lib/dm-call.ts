@@ -1,0 +1,71 @@
+// The one place that talks to the addon's DM entry points: packs a RawDmRequest into the native calling
+// convention (numbers in a Float64Array "head", strings positional, targets flat) and unpacks the reply into a
+// RawDmResponse. Each N-API property access costs more than the ioctl itself, so the boundary stays narrow.
+import { K, native, Cancellable, RawDmPayload, RawDmRequest, RawDmResponse } from './native';
+
+const H = {
+  flags: K.DM_HEAD_FLAGS, eventNr: K.DM_HEAD_EVENT_NR, major: K.DM_HEAD_MAJOR, minor: K.DM_HEAD_MINOR,
+  hasDev: K.DM_HEAD_HAS_DEV, hasMessage: K.DM_HEAD_HAS_MESSAGE, sector: K.DM_HEAD_SECTOR,
+  expectErrno: K.DM_HEAD_EXPECT_ERRNO, openCount: K.DM_HEAD_OPEN_COUNT, targetCount: K.DM_HEAD_TARGET_COUNT,
+  bufferSize: K.DM_HEAD_BUFFER_SIZE, version: K.DM_HEAD_VERSION, size: K.DM_HEAD_SIZE,
+};
+
+function packHead(req: RawDmRequest, expectErrno: number): Float64Array {
+  const head = new Float64Array(H.size);
+  head[H.flags] = req.flags ?? 0;
+  head[H.eventNr] = req.eventNr ?? 0;
+  if (req.dev) { head[H.hasDev] = 1; head[H.major] = req.dev.major; head[H.minor] = req.dev.minor; }
+  if (req.message) { head[H.hasMessage] = 1; head[H.sector] = req.message.sector; }
+  head[H.expectErrno] = expectErrno;
+  return head;
+}
+
+function flatTargets(req: RawDmRequest): (number | string)[] | undefined {
+  if (!req.targets) return undefined;
+  const flat: (number | string)[] = [];
+  for (const t of req.targets) flat.push(t.start, t.length, t.type, t.params);
+  return flat;
+}
+
+function unpack(head: Float64Array, ret: string | RawDmPayload): RawDmResponse {
+  const payload = typeof ret === 'string' ? undefined : ret;
+  const key = payload ? payload.key : (ret as string);
+  const z = key.indexOf('\0');
+  return {
+    version: [head[H.version], head[H.version + 1], head[H.version + 2]],
+    flags: head[H.flags],
+    openCount: head[H.openCount],
+    eventNr: head[H.eventNr],
+    targetCount: head[H.targetCount],
+    dev: { major: head[H.major], minor: head[H.minor] },
+    name: key.slice(0, z),
+    uuid: key.slice(z + 1),
+    bufferSize: head[H.bufferSize],
+    targets: payload?.targets,
+    deps: payload?.deps,
+    devices: payload?.devices ?? [],
+    versions: payload?.versions,
+    output: payload?.output,
+  };
+}
+
+/** One DM ioctl on the calling thread. With expectErrno, that errno returns null instead of throwing. */
+export function dmSync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): RawDmResponse | null {
+  const head = packHead(req, expectErrno);
+  const ret = native.dm(fd, cmd, head, req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req));
+  return ret === null ? null : unpack(head, ret);
+}
+
+/** One DM ioctl on the libuv pool. */
+export async function dmAsync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): Promise<RawDmResponse | null> {
+  const head = packHead(req, expectErrno);
+  const ret = await native.dmAsync(fd, cmd, head, req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req));
+  return ret === null ? null : unpack(head, ret);
+}
+
+/** DM_DEV_WAIT on a thread of its own; cancel() rejects the promise with ECANCELED. */
+export function dmWait(fd: number, req: RawDmRequest): Cancellable<RawDmResponse> {
+  const head = packHead(req, 0);
+  const job = native.dmWait(fd, K.DM_DEV_WAIT_CMD, head, req.name, req.uuid);
+  return { promise: job.promise.then((ret) => unpack(head, ret!)), cancel: job.cancel };
+}
