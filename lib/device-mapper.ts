@@ -3,7 +3,7 @@
 import os from 'node:os';
 import { dmError } from './errors';
 import { K, native, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from './native';
-import { dmAsync, dmSync, dmWait } from './dm-call';
+import { dmAsync, dmSeqAsync, dmSeqSync, dmSync, dmWait } from './dm-call';
 import { Sectors, sectors } from './units';
 import { checkInteger, checkName, checkUuid } from './validate';
 import * as nodes from './dev-nodes';
@@ -191,11 +191,18 @@ export class DeviceMapper {
     return plan.map(r);
   }
 
-  private async runPlan<T>(plan: Plan<T>, label = ''): Promise<T> {
-    this.checkKernel(plan, label);
-    const r = (await dmAsync(this.fd, plan.cmd, plan.req))!;
-    await this.nodeEffect(plan.node, r);
-    return plan.map(r);
+  // One .then per call, no async layers: under emulation each extra promise turn is measurable.
+  private runPlan<T>(plan: Plan<T>, label = ''): Promise<T> {
+    try {
+      this.checkKernel(plan, label);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return dmAsync(this.fd, plan.cmd, plan.req).then((r) => {
+      if (plan.node === 'make' && this.nodePolicy === 'udev') return nodes.awaitUdevNode(r!.name, r!.dev, this.udevTimeoutMs).then(() => plan.map(r!));
+      this.nodeEffectSync(plan.node, r!);
+      return plan.map(r!);
+    });
   }
 
   private nodeEffectSync(effect: NodeEffect | undefined, r: RawDmResponse): void {
@@ -206,11 +213,6 @@ export class DeviceMapper {
     } else if (this.nodePolicy === 'manage') {
       this.applyRemoveOrRename(effect, r);
     }
-  }
-
-  private async nodeEffect(effect: NodeEffect | undefined, r: RawDmResponse): Promise<void> {
-    if (effect === 'make' && this.nodePolicy === 'udev') return nodes.awaitUdevNode(r.name, r.dev, this.udevTimeoutMs);
-    this.nodeEffectSync(effect, r);
   }
 
   private applyRemoveOrRename(effect: 'remove' | { rename: string }, r: RawDmResponse): void {
@@ -434,29 +436,38 @@ export class DeviceMapper {
     return { info: toInfo(r), status: toTargets(r) };
   }
 
-  /** CREATE + LOAD + RESUME; removes the device again if LOAD or RESUME fails. */
+  /**
+   * CREATE + LOAD + RESUME, sent as one native call (one trip off the main thread); removes the device again
+   * if LOAD, RESUME or making its node fails.
+   */
   async createDevice(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): Promise<DeviceInfo> {
-    checkTable(targets);
-    await this.create(name, o);
+    const { replies, error } = await dmSeqAsync(this.fd, this.createDevicePlans(name, targets, o));
     try {
-      await this.load(name, targets, o);
-      return await this.resume(name);
+      if (error) throw error;
+      const r = replies[2];
+      if (this.nodePolicy === 'udev') await nodes.awaitUdevNode(r.name, r.dev, this.udevTimeoutMs);
+      else this.nodeEffectSync('make', r);
+      return toInfo(r);
     } catch (e) {
-      await this.remove(name).catch(() => undefined);
+      if (replies.length > 0) await this.remove(name).catch(() => undefined);  // CREATE ran: undo it
       throw e;
     }
   }
 
   createDeviceSync(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): DeviceInfo {
-    checkTable(targets);
-    this.createSync(name, o);
+    const { replies, error } = dmSeqSync(this.fd, this.createDevicePlans(name, targets, o));
     try {
-      this.loadSync(name, targets, o);
-      return this.resumeSync(name);
+      if (error) throw error;
+      this.nodeEffectSync('make', replies[2]);
+      return toInfo(replies[2]);
     } catch (e) {
-      try { this.removeSync(name); } catch { /* the first error is the one that matters */ }
+      if (replies.length > 0) { try { this.removeSync(name); } catch { /* the first error is the one that matters */ } }
       throw e;
     }
+  }
+
+  private createDevicePlans(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions): Plan<DeviceInfo>[] {
+    return [this.planCreate(name, o), this.planLoad(name, targets, o), this.planResume(name)];
   }
 
   /** The device's info, or undefined if there is no such device (no error is built for that case). */

@@ -1,7 +1,7 @@
 // The one place that talks to the addon's DM entry points: packs a RawDmRequest into the native calling
 // convention (numbers in a Float64Array "head", strings positional, targets flat) and unpacks the reply into a
 // RawDmResponse. Each N-API property access costs more than the ioctl itself, so the boundary stays narrow.
-import { K, native, Cancellable, RawDmPayload, RawDmRequest, RawDmResponse } from './native';
+import { K, native, Cancellable, RawDmPayload, RawDmRequest, RawDmResponse, RawDmSeqResult, RawDmStep } from './native';
 
 const H = {
   flags: K.DM_HEAD_FLAGS, eventNr: K.DM_HEAD_EVENT_NR, major: K.DM_HEAD_MAJOR, minor: K.DM_HEAD_MINOR,
@@ -10,8 +10,15 @@ const H = {
   bufferSize: K.DM_HEAD_BUFFER_SIZE, version: K.DM_HEAD_VERSION, size: K.DM_HEAD_SIZE,
 };
 
-function packHead(req: RawDmRequest, expectErrno: number): Float64Array {
-  const head = new Float64Array(H.size);
+// Allocating a typed array costs more than the ioctl, so heads are reused: one for sync calls (they cannot
+// overlap), a small free list for calls in flight off the main thread.
+const syncHead = new Float64Array(H.size);
+const freeHeads: Float64Array[] = [];
+const takeHead = () => freeHeads.pop() ?? new Float64Array(H.size);
+const giveHead = (head: Float64Array) => { if (freeHeads.length < 64) freeHeads.push(head); };
+
+function packHead(head: Float64Array, req: RawDmRequest, expectErrno: number): Float64Array {
+  head.fill(0);
   head[H.flags] = req.flags ?? 0;
   head[H.eventNr] = req.eventNr ?? 0;
   if (req.dev) { head[H.hasDev] = 1; head[H.major] = req.dev.major; head[H.minor] = req.dev.minor; }
@@ -51,21 +58,45 @@ function unpack(head: Float64Array, ret: string | RawDmPayload): RawDmResponse {
 
 /** One DM ioctl on the calling thread. With expectErrno, that errno returns null instead of throwing. */
 export function dmSync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): RawDmResponse | null {
-  const head = packHead(req, expectErrno);
+  const head = packHead(syncHead, req, expectErrno);
   const ret = native.dm(fd, cmd, head, req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req));
   return ret === null ? null : unpack(head, ret);
 }
 
 /** One DM ioctl on the libuv pool. */
-export async function dmAsync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): Promise<RawDmResponse | null> {
-  const head = packHead(req, expectErrno);
-  const ret = await native.dmAsync(fd, cmd, head, req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req));
-  return ret === null ? null : unpack(head, ret);
+export function dmAsync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): Promise<RawDmResponse | null> {
+  const head = packHead(takeHead(), req, expectErrno);
+  return native.dmAsync(fd, cmd, head, req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req)).then(
+    (ret) => { const r = ret === null ? null : unpack(head, ret); giveHead(head); return r; },
+    (e) => { giveHead(head); throw e; });
+}
+
+export interface DmStep { cmd: number; req: RawDmRequest }
+export interface DmSeqResult { replies: RawDmResponse[]; error?: Error }
+
+function packSteps(steps: readonly DmStep[], heads: Float64Array[]): RawDmStep[] {
+  return steps.map(({ cmd, req }, i) => [cmd, packHead(heads[i], req, 0), req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req)]);
+}
+const unpackSeq = (heads: Float64Array[], r: RawDmSeqResult): DmSeqResult =>
+  ({ replies: r.replies.map((ret, i) => unpack(heads[i], ret)), error: r.error });
+
+/** Several DM ioctls in order on the calling thread; stops at the first failure, whose error comes back. */
+export function dmSeqSync(fd: number, steps: readonly DmStep[]): DmSeqResult {
+  const heads = steps.map(() => new Float64Array(H.size));
+  return unpackSeq(heads, native.dmSeq(fd, packSteps(steps, heads)));
+}
+
+/** The same in one trip to the libuv pool. */
+export function dmSeqAsync(fd: number, steps: readonly DmStep[]): Promise<DmSeqResult> {
+  const heads = steps.map(takeHead);
+  return native.dmSeqAsync(fd, packSteps(steps, heads)).then(
+    (r) => { const out = unpackSeq(heads, r); heads.forEach(giveHead); return out; },
+    (e) => { heads.forEach(giveHead); throw e; });
 }
 
 /** DM_DEV_WAIT on a thread of its own; cancel() rejects the promise with ECANCELED. */
 export function dmWait(fd: number, req: RawDmRequest): Cancellable<RawDmResponse> {
-  const head = packHead(req, 0);
+  const head = packHead(new Float64Array(H.size), req, 0);
   const job = native.dmWait(fd, K.DM_DEV_WAIT_CMD, head, req.name, req.uuid);
   return { promise: job.promise.then((ret) => unpack(head, ret!)), cancel: job.cancel };
 }

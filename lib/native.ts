@@ -44,6 +44,8 @@ export interface RawDmPayload {
   output?: string;
 }
 type RawDmReply = string | RawDmPayload;
+export type RawDmStep = [cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]];
+export interface RawDmSeqResult { replies: RawDmReply[]; error?: Error }
 
 /** What the addon hands the error factory; lib/errors.ts turns it into a DevmapperError. */
 export interface RawSysError {
@@ -79,6 +81,10 @@ export type NativeAddon = {
    *  Returns null when it failed with head's expected errno. Called only through dm-call.ts. */
   dm(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]): RawDmReply | null;
   dmAsync(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]): Promise<RawDmReply | null>;
+  /** Several ioctls in order, in one call (one trip off the main thread for the promise); stops at the first
+   *  failure. Each step is [cmd, head, name, uuid, data, targets]. */
+  dmSeq(fd: number, steps: RawDmStep[]): RawDmSeqResult;
+  dmSeqAsync(fd: number, steps: RawDmStep[]): Promise<RawDmSeqResult>;
   /** DM_DEV_WAIT on a thread of its own; cancel() makes the promise reject with ECANCELED. */
   dmWait(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string): Cancellable<RawDmReply | null>;
   /** poll(POLLIN) on a control fd on a thread of its own: true on an event, false on timeout. */

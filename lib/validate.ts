@@ -2,12 +2,13 @@
 import { dmError } from './errors';
 import { K } from './native';
 
-const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
+// Over max UTF-8 bytes? A UTF-16 unit is 1..3 bytes, so most strings need no byte count (a native call).
+const overBytes = (s: string, max: number) => s.length > max || (s.length * 3 > max && Buffer.byteLength(s, 'utf8') > max);
 
 /** dm names: 1..127 bytes, no '/', not '.' or '..' (the kernel refuses those as node names). */
 export function checkName(name: unknown, what = 'name'): string {
   if (typeof name !== 'string' || name.length === 0) throw dmError('ERR_DM_INVALID_NAME', `${what} must be a non-empty string`);
-  if (utf8(name) > K.DM_NAME_LEN - 1) throw dmError('ERR_DM_INVALID_NAME', `${what} '${name}' is longer than ${K.DM_NAME_LEN - 1} bytes`);
+  if (overBytes(name, K.DM_NAME_LEN - 1)) throw dmError('ERR_DM_INVALID_NAME', `${what} '${name}' is longer than ${K.DM_NAME_LEN - 1} bytes`);
   if (name.includes('/')) throw dmError('ERR_DM_INVALID_NAME', `${what} '${name}' contains '/'`);
   if (name === '.' || name === '..') throw dmError('ERR_DM_INVALID_NAME', `${what} cannot be '${name}'`);
   if (name.includes('\0')) throw dmError('ERR_DM_INVALID_NAME', `${what} contains a NUL byte`);
@@ -16,7 +17,7 @@ export function checkName(name: unknown, what = 'name'): string {
 
 export function checkUuid(uuid: unknown): string {
   if (typeof uuid !== 'string' || uuid.length === 0) throw dmError('ERR_DM_INVALID_UUID', 'uuid must be a non-empty string');
-  if (utf8(uuid) > K.DM_UUID_LEN - 1) throw dmError('ERR_DM_INVALID_UUID', `uuid is longer than ${K.DM_UUID_LEN - 1} bytes`);
+  if (overBytes(uuid, K.DM_UUID_LEN - 1)) throw dmError('ERR_DM_INVALID_UUID', `uuid is longer than ${K.DM_UUID_LEN - 1} bytes`);
   if (uuid.includes('\0')) throw dmError('ERR_DM_INVALID_UUID', 'uuid contains a NUL byte');
   return uuid;
 }

@@ -37,7 +37,9 @@ struct BlockingJob {
   bool failed = false;
   std::shared_ptr<BlockingState> state = std::make_shared<BlockingState>();
   Napi::Promise::Deferred deferred;
-  explicit BlockingJob(const Napi::CallbackInfo& i) : op(i), deferred(Napi::Promise::Deferred::New(i.Env())) {}
+  explicit BlockingJob(const Napi::CallbackInfo& i) : op(i), deferred(Napi::Promise::Deferred::New(i.Env())) {
+    RetainIfNeeded(op, i);
+  }
 
   // Runs on the main thread once the call returned.
   static void Settle(Napi::Env env, Napi::Function, void*, BlockingJob* job) {

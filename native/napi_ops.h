@@ -4,7 +4,20 @@
 #pragma once
 #include <napi.h>
 
+#include <type_traits>
+
 #include "sys_error.h"
+
+// An Op whose Result() writes into JS memory it was handed (a typed array) has Retain(info): called only when
+// the Op outlives the JS call (promise, own thread), so the sync twin pays nothing for it.
+template <class Op, class = void>
+struct HasRetain : std::false_type {};
+template <class Op>
+struct HasRetain<Op, std::void_t<decltype(&Op::Retain)>> : std::true_type {};
+template <class Op>
+void RetainIfNeeded(Op& op, const Napi::CallbackInfo& info) {
+  if constexpr (HasRetain<Op>::value) op.Retain(info);
+}
 
 // Builds the JS error for a SysError through the factory that lib/errors.ts registered.
 Napi::Value MakeError(Napi::Env env, const SysError& e);
@@ -24,7 +37,9 @@ template <class Op>
 class OpWorker : public Napi::AsyncWorker {
  public:
   explicit OpWorker(const Napi::CallbackInfo& info)
-      : Napi::AsyncWorker(info.Env(), "devmapper"), op_(info), deferred_(Napi::Promise::Deferred::New(info.Env())) {}
+      : Napi::AsyncWorker(info.Env(), "devmapper"), op_(info), deferred_(Napi::Promise::Deferred::New(info.Env())) {
+    RetainIfNeeded(op_, info);
+  }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:
