@@ -10,6 +10,7 @@ import { DeviceMapper, Loop, Target, sectors } from '../lib';
 
 const N = Number(process.env.BENCH_N ?? 300);
 const N_DMSETUP = Number(process.env.BENCH_N_DMSETUP ?? 40);
+const PER_ROUND = Number(process.env.BENCH_PER_ROUND ?? 10);
 const SIZE = sectors(2048);
 const rawBin = path.join(__dirname, '..', '..', 'bench', 'out', 'raw-lifecycle');
 
@@ -59,6 +60,21 @@ async function main() {
       m.removeSync(name);
       m.messageSync(pool, 0, `delete ${i}`);
     };
+    // The same lifecycle through createDevice (CREATE + LOAD + RESUME in one native call).
+    const syncOnceCd = (i: number, m = dm) => {
+      const name = `bench-${i}`;
+      m.messageSync(pool, 0, `create_thin ${i}`);
+      m.createDeviceSync(name, thinTable(poolDev, i));
+      m.removeSync(name);
+      m.messageSync(pool, 0, `delete ${i}`);
+    };
+    const asyncOnceCd = async (i: number, m = dm) => {
+      const name = `bench-${i}`;
+      await m.message(pool, 0, `create_thin ${i}`);
+      await m.createDevice(name, thinTable(poolDev, i));
+      await m.remove(name);
+      await m.message(pool, 0, `delete ${i}`);
+    };
     const asyncOnce = async (i: number, m = dm) => {
       const name = `bench-${i}`;
       await m.message(pool, 0, `create_thin ${i}`);
@@ -69,40 +85,49 @@ async function main() {
       await m.message(pool, 0, `delete ${i}`);
     };
 
-    // Warm up each path, then measure in interleaved rounds so drift (a fuller pool, a warmer cache) is
-    // shared by every path instead of landing on whichever ran last.
-    for (let i = 0; i < 20; i++) { syncOnce(id++); syncOnce(id++, bare); await asyncOnce(id++); await asyncOnce(id++, bare); }
+    // Warm up each path, then measure in many short interleaved rounds, the order rotating each round, so
+    // drift (a fuller pool, a warmer cache, a busy host) lands on every path alike. The raw C program runs
+    // twice a round: bare, and making /dev/mapper nodes like the library does without udev.
+    for (let i = 0; i < 20; i++) { syncOnce(id++); syncOnce(id++, bare); await asyncOnce(id++); await asyncOnce(id++, bare); syncOnceCd(id++); await asyncOnceCd(id++); }
     const haveRaw = fs.existsSync(rawBin);
     const env = { ...process.env, DM_DISABLE_UDEV: '1' };
-    const total = { raw: 0, sync: 0, promise: 0, syncBare: 0, promiseBare: 0, dmsetup: 0 };
-    const rounds = 5, per = Math.ceil(N / rounds), perDmsetup = Math.ceil(N_DMSETUP / rounds);
-    for (let r = 0; r < rounds; r++) {
-      if (haveRaw) {
-        total.raw += Number(execFileSync(rawBin, [pool, poolDev, String(per), String(id), String(SIZE)], { encoding: 'utf8' })) / 1e9;
-        id += per;
-      }
-      const s1 = id; total.sync += time(() => { for (let i = 0; i < per; i++) syncOnce(s1 + i); }); id += per;
-      const s2 = id; total.promise += await timeAsync(async () => { for (let i = 0; i < per; i++) await asyncOnce(s2 + i); }); id += per;
-      const s4 = id; total.syncBare += time(() => { for (let i = 0; i < per; i++) syncOnce(s4 + i, bare); }); id += per;
-      const s5 = id; total.promiseBare += await timeAsync(async () => { for (let i = 0; i < per; i++) await asyncOnce(s5 + i, bare); }); id += per;
-      const s3 = id;
-      total.dmsetup += time(() => {
+    const rounds = Math.max(1, Math.ceil(N / PER_ROUND)), perDmsetup = Math.max(1, Math.ceil(N_DMSETUP / rounds));
+    const raw = (nodes: boolean) => () => {
+      const secs = Number(execFileSync(rawBin, [pool, poolDev, String(PER_ROUND), String(id), String(SIZE), nodes ? '1' : '0'], { encoding: 'utf8' })) / 1e9;
+      id += PER_ROUND;
+      return secs;
+    };
+    const syncPath = (m: DeviceMapper, once = syncOnce) => () => { const s = id; id += PER_ROUND; return time(() => { for (let i = 0; i < PER_ROUND; i++) once(s + i, m); }); };
+    const promisePath = (m: DeviceMapper, once = asyncOnce) => () => { const s = id; id += PER_ROUND; return timeAsync(async () => { for (let i = 0; i < PER_ROUND; i++) await once(s + i, m); }); };
+    const dmsetupPath = () => {
+      const s = id; id += perDmsetup;
+      return time(() => {
         for (let i = 0; i < perDmsetup; i++) {
-          const n = s3 + i, name = `bench-${n}`;
+          const n = s + i, name = `bench-${n}`;
           execFileSync('dmsetup', ['message', pool, '0', `create_thin ${n}`], { env });
           execFileSync('dmsetup', ['create', name, '--table', `0 ${SIZE} thin ${poolDev} ${n}`], { env });
           execFileSync('dmsetup', ['remove', name], { env });
           execFileSync('dmsetup', ['message', pool, '0', `delete ${n}`], { env });
         }
       });
-      id += perDmsetup;
+    };
+    const paths: { name: string; run: () => number | Promise<number>; per: number; total: number }[] = [
+      ...(haveRaw ? [{ name: 'raw C ioctls + nodes', run: raw(true), per: PER_ROUND, total: 0 }, { name: 'raw C ioctls', run: raw(false), per: PER_ROUND, total: 0 }] : []),
+      { name: 'devmapper sync', run: syncPath(dm), per: PER_ROUND, total: 0 },
+      { name: 'devmapper promise', run: promisePath(dm), per: PER_ROUND, total: 0 },
+      { name: 'devmapper sync, createDevice', run: syncPath(dm, syncOnceCd), per: PER_ROUND, total: 0 },
+      { name: 'devmapper promise, createDevice', run: promisePath(dm, asyncOnceCd), per: PER_ROUND, total: 0 },
+      { name: 'devmapper sync, no nodes', run: syncPath(bare), per: PER_ROUND, total: 0 },
+      { name: 'devmapper promise, no nodes', run: promisePath(bare), per: PER_ROUND, total: 0 },
+      { name: 'dmsetup subprocesses', run: dmsetupPath, per: perDmsetup, total: 0 },
+    ];
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < paths.length; k++) {
+        const p = paths[(r + k) % paths.length];
+        p.total += await p.run();
+      }
     }
-    if (haveRaw) row('raw C ioctls', per * rounds, total.raw);
-    row('devmapper sync', per * rounds, total.sync);
-    row('devmapper promise', per * rounds, total.promise);
-    row('devmapper sync, no nodes', per * rounds, total.syncBare);
-    row('devmapper promise, no nodes', per * rounds, total.promiseBare);
-    row('dmsetup subprocesses', perDmsetup * rounds, total.dmsetup);
+    for (const p of paths) row(p.name, p.per * rounds, p.total);
 
     // Event-loop lag while 1,000 ops (info calls, the cheapest) run through the promise API, 8 in flight.
     const h = monitorEventLoopDelay({ resolution: 1 });
@@ -113,10 +138,12 @@ async function main() {
     const lagP99 = h.percentile(99) / 1e6, lagMax = h.max / 1e6;
 
     const by = (n: string) => rows.find((r) => r.name === n);
-    const rawRate = by('raw C ioctls')?.perSec;
-    console.log('\n| path | lifecycles/s | µs per lifecycle | vs raw C | vs dmsetup |');
+    // Each library row is compared with the raw C run that does the same work: nodes or no nodes.
+    const rawFor = (r: Row) => by(r.name.includes('no nodes') || r.name === 'raw C ioctls' ? 'raw C ioctls' : 'raw C ioctls + nodes')?.perSec;
+    console.log('\n| path | lifecycles/s | µs per lifecycle | vs raw C (same work) | vs dmsetup |');
     console.log('|---|---|---|---|---|');
     for (const r of rows) {
+      const rawRate = r.name.startsWith('dmsetup') ? undefined : rawFor(r);
       const vsRaw = rawRate ? (r.perSec / rawRate).toFixed(2) + '×' : 'n/a';
       const vsDmsetup = (r.perSec / by('dmsetup subprocesses')!.perSec).toFixed(1) + '×';
       console.log(`| ${r.name} | ${r.perSec.toFixed(1)} | ${r.usPerOp.toFixed(0)} | ${vsRaw} | ${vsDmsetup} |`);

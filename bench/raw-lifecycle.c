@@ -1,12 +1,16 @@
 /* The limit for the lifecycle benchmark: the same DM ioctls as the library, from C, with nothing else.
- * usage: raw-lifecycle <pool-name> <pool-major:minor> <count> <first-id> <sectors>
- * Per volume: create_thin, CREATE, LOAD (thin), RESUME, then REMOVE, delete. Prints elapsed nanoseconds. */
+ * usage: raw-lifecycle <pool-name> <pool-major:minor> <count> <first-id> <sectors> [nodes]
+ * Per volume: create_thin, CREATE, LOAD (thin), RESUME, then REMOVE, delete. With nodes=1 it also does what
+ * the library does without udev (and dmsetup with DM_DISABLE_UDEV): mknod /dev/mapper/<name> after RESUME,
+ * unlink it after REMOVE. Prints elapsed nanoseconds. */
 #include <fcntl.h>
 #include <linux/dm-ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,7 +39,8 @@ static void message(const char *pool, const char *text) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) { fprintf(stderr, "usage: %s pool maj:min count first-id sectors\n", argv[0]); return 2; }
+  if (argc != 6 && argc != 7) { fprintf(stderr, "usage: %s pool maj:min count first-id sectors [nodes]\n", argv[0]); return 2; }
+  int nodes = argc == 7 && atoi(argv[6]) == 1;
   const char *pool = argv[1], *pooldev = argv[2];
   int count = atoi(argv[3]), first = atoi(argv[4]);
   unsigned long long sectors = strtoull(argv[5], 0, 10);
@@ -59,8 +64,13 @@ int main(int argc, char **argv) {
     sprintf(params, "%s %d", pooldev, id);
     spec->next = (sizeof(*spec) + strlen(params) + 1 + 7) & ~7u;
     run(DM_TABLE_LOAD, io, "load");
-    run(DM_DEV_SUSPEND, hdr(name, 0), "resume");
+    io = hdr(name, 0);
+    run(DM_DEV_SUSPEND, io, "resume");
+    char node[128];
+    snprintf(node, sizeof node, "/dev/mapper/%s", name);
+    if (nodes && mknod(node, S_IFBLK | 0600, makedev((unsigned)(io->dev >> 8) & 0xfff, (unsigned)(io->dev & 0xff) | (unsigned)((io->dev >> 12) & ~0xffull)))) { perror("mknod"); exit(1); }
     run(DM_DEV_REMOVE, hdr(name, 0), "remove");
+    if (nodes && unlink(node)) { perror("unlink"); exit(1); }
     snprintf(text, sizeof text, "delete %d", id);
     message(pool, text);
   }

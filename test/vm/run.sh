@@ -99,7 +99,7 @@ mkdir -p "$run"
 trap 'rm -rf "$run"' EXIT
 {
   echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp CI=true DEVMAPPER_IN_VM=1"
-  for v in $(compgen -e | grep -E '^(DEVMAPPER_|JEST_|NODE_OPTIONS$)' || true); do printf 'export %s=%q\n' "$v" "${!v}"; done
+  for v in $(compgen -e | grep -E '^(DEVMAPPER_|BENCH_|JEST_|NODE_OPTIONS$)' || true); do printf 'export %s=%q\n' "$v" "${!v}"; done
   printf 'cd %q\n' "$PWD"
   printf '%q ' "$@"; echo
 } > "$run/cmd.sh"
