@@ -21,4 +21,4 @@ export type { ThinPoolOptions, ThinPoolCreateOptions, ThinPoolHooks, VolumeListE
 export { ThinVolume } from './thin/volume';
 export type { DeactivateOptions, VolumeUsage } from './thin/volume';
 export { LmdbRegistry } from './thin/registry';
-export type { RegistryStore, RegistryWrite, VolumeRecord, PendingChange } from './thin/registry';
+export type { RegistryStore, RegistryWrite, VolumeRecord, PendingChange, IntendedChange } from './thin/registry';

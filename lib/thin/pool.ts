@@ -3,9 +3,11 @@
 //   1. record the intended change (pending, with the pool's transaction id before and after)
 //   2. send the pool message (create_thin / create_snap / delete)
 //   3. update the volume records
-//   4. commit: set_transaction_id <before> <after>, then clear the pending record.
-// A process killed anywhere leaves a pending record that open() (or the next change) completes or rolls
-// back by comparing it with the pool's transaction id. `hooks.step` marks each step for crash tests.
+//   4. commit: set_transaction_id <before> <after>.
+// The pending record then stays until the next change replaces it (the pool's transaction id equal to its
+// "after" proves it committed) or close() clears it: one registry write fewer per change. A process killed
+// anywhere leaves a pending record that open() (or the next change) completes or rolls back by comparing it
+// with the pool's transaction id. `hooks.step` marks each step for crash tests.
 import fs from 'node:fs';
 import path from 'node:path';
 import { Block, formatDev } from '../block';
@@ -16,9 +18,9 @@ import { DevNumber } from '../native';
 import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors } from '../units';
 import { checkName } from '../validate';
 import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
-import { LmdbRegistry, PendingChange, RegistryStore, VolumeRecord } from './registry';
+import { LmdbRegistry, PendingChange, RegistryStore, VolumeRecord, sameChange } from './registry';
 import { PoolLock } from './lock';
-import { ThinVolume } from './volume';
+import { DeactivateOptions, ThinVolume } from './volume';
 
 export type Step = 'intent' | 'message' | 'record' | 'commit';
 
@@ -88,6 +90,7 @@ export class ThinPool {
   readonly dm: DeviceMapper;
   private readonly lock: PoolLock;
   private readonly ownsDm: boolean;
+  private committed?: PendingChange;
 
   private constructor(
     readonly name: string,
@@ -250,9 +253,8 @@ export class ThinPool {
     const sz = bytesToSectors(toBytes(size));
     if (sz === 0) throw dmError('ERR_DM_INVALID_SIZE', 'a volume needs a size above 0', name);
     const rec = await this.lock.run(async () => {
-      await this.recover();
-      await this.checkNameFree(name);
-      return this.createId('create', name, sz, null, (id) => `create_thin ${id}`);
+      const [tid, recovered] = await Promise.all([this.transactionId(), this.checkNameFree(name)]);
+      return this.createId('create', name, sz, null, recovered ? await this.transactionId() : tid, (id) => `create_thin ${id}`);
     });
     return new ThinVolume(this, rec);
   }
@@ -265,16 +267,16 @@ export class ThinPool {
     const originName = typeof origin === 'string' ? origin : origin.name;
     checkName(name, 'snapshot name');
     const rec = await this.lock.run(async () => {
-      await this.recover();
+      this.registry.refresh();
       const from = this.registry.get(originName);
       if (!from) throw dmError('ERR_DM_NO_SUCH_VOLUME', `origin '${originName}' is not a volume of pool ${this.name}`, originName);
-      await this.checkNameFree(name);
-      const active = await this.isActiveThin(originName, from.id);
+      const [tidRead, recovered, active] = await Promise.all([this.transactionId(), this.checkNameFree(name), this.isActiveThin(originName, from.id)]);
+      const tid = recovered ? await this.transactionId() : tidRead;
       let suspended = false;
       const resume = async () => { if (suspended) { suspended = false; await this.dm.resume(originName); } };
       if (active) { await this.dm.suspend(originName); suspended = true; }
       try {
-        return await this.createId('snapshot', name, from.size, from.name, (id) => `create_snap ${id} ${from.id}`, resume);
+        return await this.createId('snapshot', name, from.size, from.name, tid, (id) => `create_snap ${id} ${from.id}`, resume);
       } finally {
         await resume();
       }
@@ -314,18 +316,39 @@ export class ThinPool {
     return out.join('\n');
   }
 
-  /** Deletes a volume's thin device (it must be inactive; ThinVolume.delete() deactivates first). */
-  async deleteVolume(name: string): Promise<void> {
+  /**
+   * Deletes a volume's thin device, which must be inactive. With `deactivate`, it deactivates the volume
+   * first (ThinVolume.delete() does), while it reads the transaction id and records the intent: the REMOVE
+   * waits in the kernel, the registry work need not wait for it.
+   */
+  async deleteVolume(name: string, o: { deactivate?: DeactivateOptions } = {}): Promise<void> {
     await this.lock.run(async () => {
-      await this.recover();
-      const rec = this.registry.get(name);
-      if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `no volume '${name}' in pool ${this.name}`, name);
-      const fromTid = await this.transactionId();
-      const change: PendingChange = { op: 'delete', id: rec.id, name, size: rec.size, parent: rec.parent, fromTid, toTid: fromTid + 1 };
-      this.registry.commit({ pending: change });
+      const removing = o.deactivate && ThinVolume.removeWithRetry(this.dm, name, o.deactivate);
+      removing?.catch(() => undefined);  // awaited below; this only keeps it from counting as unhandled
+      let change: PendingChange;
+      try {
+        this.registry.refresh();
+        let tid = await this.transactionId();
+        for (;;) {
+          const rec = this.registry.get(name);  // read (again, after a recovery: it may have changed the record)
+          if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `no volume '${name}' in pool ${this.name}`, name);
+          const r = this.registry.intend({ op: 'delete', id: rec.id, name, size: rec.size, parent: rec.parent, fromTid: tid, toTid: tid + 1 }, this.committed);
+          if ('recorded' in r) { change = r.recorded; break; }
+          tid = await this.finish(r.unfinished, tid);
+        }
+      } catch (e) {
+        await removing?.catch(() => undefined);
+        throw e;
+      }
+      try {
+        await removing;
+      } catch (e) {
+        this.registry.commit({ pending: null });  // still active: nothing was sent to the pool
+        throw e;
+      }
       this.step('intent', change);
       try {
-        await this.dm.message(this.name, 0, `delete ${rec.id}`);
+        await this.dm.message(this.name, 0, `delete ${change.id}`);
       } catch (e) {
         if ((e as DevmapperError).code !== 'ENODATA') {  // ENODATA: already gone from the pool, finish the delete
           this.registry.commit({ pending: null });  // nothing changed in the pool
@@ -375,8 +398,19 @@ export class ThinPool {
 
   /** Closes the registry (and the DeviceMapper, if the pool made its own). */
   async close(): Promise<void> {
+    await this.lock.run(async () => this.clearCommitted());
     if (this.ownsDm) this.dm.close();
     await this.registry.close();
+  }
+
+  // The last change this process committed stays recorded as pending until the next change replaces it (one
+  // registry write fewer per change); on close it is cleared, if no other process has replaced it since.
+  private clearCommitted(): void {
+    const c = this.committed;
+    this.committed = undefined;
+    if (!c) return;
+    this.registry.refresh();
+    if (sameChange(this.registry.pending(), c)) this.registry.commit({ pending: null });
   }
 
   // ---- the change protocol -------------------------------------------------------------------------
@@ -385,19 +419,31 @@ export class ThinPool {
     this.hooks.step?.(step, change);
   }
 
-  private async checkNameFree(name: string): Promise<void> {
+  // A name recorded by a change a crashed process left is free again once that change is rolled back: then
+  // it recovers first, and says so (the pool's transaction id may have moved).
+  private async checkNameFree(name: string): Promise<boolean> {
+    this.registry.refresh();
+    const recover = this.registry.get(name) !== undefined && this.registry.pending()?.name === name;
+    if (recover) await this.recover();
     if (this.registry.get(name)) throw dmError('ERR_DM_VOLUME_EXISTS', `pool ${this.name} has a volume of that name`, name);
     if (name === this.name || await this.dm.exists(name)) throw dmError('ERR_DM_VOLUME_EXISTS', 'a dm device of that name exists', name);
+    return recover;
   }
 
-  /** Allocates an id, sends the message, records the volume and commits: steps 1-4 of the protocol. */
-  private async createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null,
+  /**
+   * Allocates an id, sends the message, records the volume and commits: steps 1-4 of the protocol. `tid` is
+   * the pool's transaction id read under the lock; a change a crashed process left is finished first.
+   */
+  private async createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, tid: number,
     message: (id: number) => string, afterMessage?: () => Promise<void>): Promise<VolumeRecord> {
-    const fromTid = await this.transactionId();
     for (;;) {
-      const id = this.registry.nextFreeId();
-      const change: PendingChange = { op, id, name, size, parent, fromTid, toTid: fromTid + 1 };
-      this.registry.commit({ pending: change, takeIds: [id] });
+      const r = this.registry.intend({ op, name, size, parent, fromTid: tid, toTid: tid + 1 }, this.committed);
+      if ('unfinished' in r) {
+        tid = await this.finish(r.unfinished, tid);
+        await this.checkNameFree(name);  // the finished change may have been a create of this very name
+        continue;
+      }
+      const change = r.recorded, id = change.id;
       this.step('intent', change);
       try {
         await this.dm.message(this.name, 0, message(id));
@@ -416,13 +462,13 @@ export class ThinPool {
       this.registry.commit({ put: [rec] });
       this.step('record', change);
       try {
-        await this.dm.message(this.name, 0, `set_transaction_id ${fromTid} ${fromTid + 1}`);
+        await this.dm.message(this.name, 0, `set_transaction_id ${change.fromTid} ${change.toTid}`);
       } catch (e) {
         await this.rollBackCreate(change).catch(() => undefined);  // if this fails too, recover() finishes it later
         throw e;
       }
       this.step('commit', change);
-      this.registry.commit({ pending: null });
+      this.committed = change;  // left pending: the next intend() replaces it, close() clears it
       return rec;
     }
   }
@@ -438,37 +484,46 @@ export class ThinPool {
   }
 
   private async finishDelete(change: PendingChange): Promise<void> {
-    // Children of a deleted volume keep their data (thin snapshots share nothing they need): re-parent them.
-    const children = this.registry.children(change.name).map((r) => ({ ...r, parent: change.parent }));
-    this.registry.commit({ remove: [change.name], put: children, freeIds: [change.id] });
+    this.registry.commit({ remove: [change.name], freeIds: [change.id] });  // its children keep their data
     this.step('record', change);
     await this.dm.message(this.name, 0, `set_transaction_id ${change.fromTid} ${change.toTid}`);
     this.step('commit', change);
-    this.registry.commit({ pending: null });
+    this.committed = change;
   }
 
-  /** Completes or rolls back a change a crashed process left behind. Runs under the lock. */
+  /**
+   * Completes or rolls back a change a crashed process left behind, and clears it. Runs under the lock, on
+   * open and when a name is held by a pending change; every change also meets one through intend().
+   */
   private async recover(): Promise<void> {
     this.registry.refresh();
     const p = this.registry.pending();
     if (!p) return;
-    const tid = await this.transactionId();
+    await this.finish(p, await this.transactionId());
+    this.clearCommitted();
+  }
+
+  /** Finishes the unfinished change `p`, given the pool's transaction id; returns the transaction id after. */
+  private async finish(p: PendingChange, tid: number): Promise<number> {
     if (tid === p.toTid) {
       // Committed in the pool: make the registry say so.
       if (p.op === 'delete') this.registry.commit({ remove: [p.name], freeIds: [p.id], pending: null });
       else this.registry.commit({ put: [this.registry.get(p.name) ?? { name: p.name, id: p.id, size: p.size, parent: p.parent, state: 'ready', created: Date.now() }], pending: null });
-    } else if (tid === p.fromTid) {
+      return tid;
+    }
+    if (tid === p.fromTid) {
       if (p.op === 'delete') {
-        // The user asked for the delete: finish it.
+        // The user asked for the delete: finish it (deactivating first: the intent may predate the REMOVE).
+        if (await this.isActiveThin(p.name, p.id)) await ThinVolume.removeWithRetry(this.dm, p.name, {});
         try { await this.dm.message(this.name, 0, `delete ${p.id}`); } catch (e) { if ((e as DevmapperError).code !== 'ENODATA') throw e; }
         await this.finishDelete(p);
-      } else {
-        await this.rollBackCreate(p);
+        return p.toTid;
       }
-    } else {
-      throw dmError('ERR_DM_POOL_STATE',
-        `the pool's transaction id is ${tid}, but the registry's unfinished ${p.op} of '${p.name}' expects ${p.fromTid} or ${p.toTid}; was the pool changed by another tool?`, this.name);
+      await this.rollBackCreate(p);
+      return tid;
     }
+    throw dmError('ERR_DM_POOL_STATE',
+      `the pool's transaction id is ${tid}, but the registry's unfinished ${p.op} of '${p.name}' expects ${p.fromTid} or ${p.toTid}; was the pool changed by another tool?`, this.name);
   }
 
   /** Whether a dm device of this name is active with a thin table for this pool and id. */

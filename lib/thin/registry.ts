@@ -36,6 +36,7 @@ export interface PendingChange {
 /** One atomic, durable write. */
 export interface RegistryWrite {
   put?: VolumeRecord[];
+  /** Volumes to forget. Their children are re-parented to the removed volume's parent (they keep their data). */
   remove?: string[];
   /** Mark ids in use (by a volume, or by something in the pool the registry did not know). */
   takeIds?: number[];
@@ -44,6 +45,14 @@ export interface RegistryWrite {
   /** Set (object) or clear (null) the pending change; undefined leaves it. */
   pending?: PendingChange | null;
 }
+
+/** The same change (pending records are compared by value: they round-trip through the store). */
+export function sameChange(a: PendingChange | undefined, b: PendingChange | undefined): boolean {
+  return !!a && !!b && a.op === b.op && a.id === b.id && a.name === b.name && a.fromTid === b.fromTid && a.toTid === b.toTid;
+}
+
+/** What intend() is asked to record: the change, with its id when it names an existing volume (delete). */
+export type IntendedChange = Omit<PendingChange, 'id'> & { id?: number };
 
 export interface RegistryStore {
   get(name: string): VolumeRecord | undefined;
@@ -55,6 +64,14 @@ export interface RegistryStore {
   /** The id the next allocation gets: a freed id if any, else the lowest never used. O(log n). */
   nextFreeId(): number;
   commit(w: RegistryWrite): void;
+  /**
+   * Step 1 of a change, in one atomic, durable write: takes the change's id (or the next free one, as
+   * nextFreeId()) and records the change as pending. A pending change that committed is simply replaced:
+   * the caller's own last `committed` change, or one whose toTid is this change's fromTid (its
+   * set_transaction_id moved the pool there). Any other pending change is unfinished: nothing is written
+   * and it comes back.
+   */
+  intend(change: IntendedChange, committed?: PendingChange): { recorded: PendingChange } | { unfinished: PendingChange };
   /** Called after the inter-process lock is taken: reads must see other processes' commits. */
   refresh(): void;
   close(): Promise<void> | void;
@@ -106,30 +123,47 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   commit(w: RegistryWrite): void {
-    this.db.transactionSync(() => {
-      let next = (this.db.get('next') as number | undefined) ?? 0;
-      for (const id of w.takeIds ?? []) {
-        this.db.removeSync(['free', id]);
-        if (id >= next) {
-          for (let gap = next; gap < id; gap++) this.db.putSync(['free', gap], 1);
-          next = id + 1;
-        }
-      }
-      for (const id of w.freeIds ?? []) if (id < next) this.db.putSync(['free', id], 1);
-      this.db.putSync('next', next);
-      const unindex = (name: string) => {
-        const old = this.get(name);
-        if (old?.parent != null) this.db.removeSync(['child', old.parent, name]);
-      };
-      for (const name of w.remove ?? []) { unindex(name); this.db.removeSync(['vol', name]); }
-      for (const rec of w.put ?? []) {
-        unindex(rec.name);
-        this.db.putSync(['vol', rec.name], rec);
-        if (rec.parent != null) this.db.putSync(['child', rec.parent, rec.name], 1);
-      }
-      if (w.pending === null) this.db.removeSync('pending');
-      else if (w.pending) this.db.putSync('pending', w.pending);
+    this.db.transactionSync(() => this.write(w));
+  }
+
+  intend(change: IntendedChange, committed?: PendingChange): { recorded: PendingChange } | { unfinished: PendingChange } {
+    return this.db.transactionSync(() => {
+      const unfinished = this.db.get('pending') as PendingChange | undefined;
+      if (unfinished && unfinished.toTid !== change.fromTid && !sameChange(unfinished, committed)) return { unfinished };
+      const recorded: PendingChange = { ...change, id: change.id ?? this.firstFreeId() };
+      this.write({ pending: recorded, takeIds: change.id === undefined ? [recorded.id] : [] });
+      return { recorded };
     });
+  }
+
+  // The body of one write transaction.
+  private write(w: RegistryWrite): void {
+    const before = (this.db.get('next') as number | undefined) ?? 0;
+    let next = before;
+    for (const id of w.takeIds ?? []) {
+      this.db.removeSync(['free', id]);
+      if (id >= next) {
+        for (let gap = next; gap < id; gap++) this.db.putSync(['free', gap], 1);
+        next = id + 1;
+      }
+    }
+    for (const id of w.freeIds ?? []) if (id < next) this.db.putSync(['free', id], 1);
+    if (next !== before) this.db.putSync('next', next);
+    for (const name of w.remove ?? []) {
+      const gone = this.get(name);
+      for (const child of this.children(name)) this.putRecord({ ...child, parent: gone?.parent ?? null }, name);
+      if (gone?.parent != null) this.db.removeSync(['child', gone.parent, name]);
+      this.db.removeSync(['vol', name]);
+    }
+    for (const rec of w.put ?? []) this.putRecord(rec, this.get(rec.name)?.parent ?? undefined);
+    if (w.pending === null) this.db.removeSync('pending');
+    else if (w.pending) this.db.putSync('pending', w.pending);
+  }
+
+  private putRecord(rec: VolumeRecord, oldParent?: string): void {
+    if (oldParent !== undefined) this.db.removeSync(['child', oldParent, rec.name]);
+    this.db.putSync(['vol', rec.name], rec);
+    if (rec.parent != null) this.db.putSync(['child', rec.parent, rec.name], 1);
   }
 
   refresh(): void {

@@ -58,8 +58,7 @@ export class ThinVolume {
 
   /** Deactivates, then deletes the thin device from the pool and the registry. Its snapshots keep their data. */
   async delete(o: DeactivateOptions = {}): Promise<void> {
-    await this.deactivate(o);
-    await this.pool.deleteVolume(this.name);
+    await this.pool.deleteVolume(this.name, { deactivate: o });
   }
 
   /** Grows the volume (and its live table when active). */

@@ -36,6 +36,40 @@ test('ids are allocated from 0, freed ids are reused lowest first, pending is se
   }
 });
 
+test('intend() takes the next free id and records the change atomically, or hands back an unfinished one', async () => {
+  const d = dir();
+  const r = LmdbRegistry.open(d);
+  try {
+    r.commit({ takeIds: [0, 1, 2], put: [rec('a', 0), rec('b', 1), rec('c', 2)] });
+    r.commit({ remove: ['b'], freeIds: [1] });
+    const change = { op: 'create', name: 'n', size: 8 as never, parent: null, fromTid: 4, toTid: 5 } as const;
+    const first = r.intend(change);
+    expect(first).toEqual({ recorded: { ...change, id: 1 } });
+    expect(r.pending()).toEqual({ ...change, id: 1 });
+    expect(r.nextFreeId()).toBe(3);  // id 1 is taken by the intent
+    // A second intent while one is pending writes nothing and returns the pending one.
+    expect(r.intend({ ...change, name: 'm' })).toEqual({ unfinished: { ...change, id: 1 } });
+    expect(r.nextFreeId()).toBe(3);
+    // Once the pool's transaction id reached the pending change's toTid, it committed: the next one replaces it.
+    expect(r.intend({ ...change, name: 'm', fromTid: 5, toTid: 6 })).toEqual({ recorded: { ...change, name: 'm', id: 3, fromTid: 5, toTid: 6 } });
+    expect(r.nextFreeId()).toBe(4);
+    r.commit({ pending: null, freeIds: [1, 3] });
+    // A delete names its id: nothing is allocated.
+    expect(r.intend({ op: 'delete', id: 2, name: 'c', size: 8 as never, parent: null, fromTid: 5, toTid: 6 })).toMatchObject({ recorded: { id: 2 } });
+    expect(r.nextFreeId()).toBe(1);
+    // Removing a volume re-parents its children to its own parent.
+    r.commit({ takeIds: [1, 3], put: [{ ...rec('k1', 1), parent: 'c' }, { ...rec('k2', 3), parent: 'c' }] });
+    r.commit({ put: [{ ...rec('c', 2), parent: 'a' }] });
+    r.commit({ remove: ['c'] });
+    expect(r.children('a').map((v) => v.name)).toEqual(['k1', 'k2']);
+    expect(r.get('k1')?.parent).toBe('a');
+    expect(r.children('c')).toEqual([]);
+  } finally {
+    await r.close();
+    fs.rmSync(d, { recursive: true });
+  }
+});
+
 test('100,000 volumes: allocation stays cheap', async () => {
   const d = dir();
   const r = LmdbRegistry.open(d);
