@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { DeviceMapper, Loop, Target, sectors } from '../lib';
+import { native } from '../lib/native';
 
 const N = Number(process.env.BENCH_N ?? 300);
 const N_DMSETUP = Number(process.env.BENCH_N_DMSETUP ?? 40);
@@ -14,7 +15,7 @@ const PER_ROUND = Number(process.env.BENCH_PER_ROUND ?? 10);
 const SIZE = sectors(2048);
 const rawBin = path.join(__dirname, '..', '..', 'bench', 'out', 'raw-lifecycle');
 
-interface Row { name: string; perSec: number; usPerOp: number }
+interface Row { name: string; perSec: number; usPerOp: number; kernelUs?: number }
 
 function thinTable(poolDev: string, id: number): Target[] {
   return [{ start: sectors(0), length: SIZE, type: 'thin', params: `${poolDev} ${id}` }];
@@ -42,8 +43,8 @@ async function main() {
   const bare = new DeviceMapper({ nodes: 'none' });
   const pool = 'bench-pool';
   const rows: Row[] = [];
-  const row = (name: string, ops: number, secs: number) => {
-    rows.push({ name, perSec: ops / secs, usPerOp: (secs / ops) * 1e6 });
+  const row = (name: string, ops: number, secs: number, kernelSecs?: number) => {
+    rows.push({ name, perSec: ops / secs, usPerOp: (secs / ops) * 1e6, kernelUs: kernelSecs === undefined ? undefined : (kernelSecs / ops) * 1e6 });
     console.log(`${name}: ${ops} lifecycles in ${secs.toFixed(3)} s`);
   };
   try {
@@ -111,7 +112,9 @@ async function main() {
         }
       });
     };
-    const paths: { name: string; run: () => number | Promise<number>; per: number; total: number }[] = [
+    // Library paths also record the time spent inside their ioctls: wall time minus that is the library's own
+    // cost, measured on the same lifecycles (the raw C comparison needs two runs and inherits their noise).
+    const paths: { name: string; run: () => number | Promise<number>; per: number; total: number; kernel?: number }[] = [
       ...(haveRaw ? [{ name: 'raw C ioctls + nodes', run: raw(true), per: PER_ROUND, total: 0 }, { name: 'raw C ioctls', run: raw(false), per: PER_ROUND, total: 0 }] : []),
       { name: 'devmapper sync', run: syncPath(dm), per: PER_ROUND, total: 0 },
       { name: 'devmapper promise', run: promisePath(dm), per: PER_ROUND, total: 0 },
@@ -124,10 +127,12 @@ async function main() {
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < paths.length; k++) {
         const p = paths[(r + k) % paths.length];
+        const before = native.dmIoctlStats().nanos;
         p.total += await p.run();
+        if (p.name.startsWith('devmapper')) p.kernel = (p.kernel ?? 0) + (native.dmIoctlStats().nanos - before) / 1e9;
       }
     }
-    for (const p of paths) row(p.name, p.per * rounds, p.total);
+    for (const p of paths) row(p.name, p.per * rounds, p.total, p.kernel);
 
     // Event-loop lag while 1,000 ops (info calls, the cheapest) run through the promise API, 8 in flight.
     const h = monitorEventLoopDelay({ resolution: 1 });
@@ -140,13 +145,14 @@ async function main() {
     const by = (n: string) => rows.find((r) => r.name === n);
     // Each library row is compared with the raw C run that does the same work: nodes or no nodes.
     const rawFor = (r: Row) => by(r.name.includes('no nodes') || r.name === 'raw C ioctls' ? 'raw C ioctls' : 'raw C ioctls + nodes')?.perSec;
-    console.log('\n| path | lifecycles/s | µs per lifecycle | vs raw C (same work) | vs dmsetup |');
-    console.log('|---|---|---|---|---|');
+    console.log('\n| path | lifecycles/s | µs per lifecycle | vs raw C (same work) | vs dmsetup | µs inside ioctls | kernel share |');
+    console.log('|---|---|---|---|---|---|---|');
     for (const r of rows) {
       const rawRate = r.name.startsWith('dmsetup') ? undefined : rawFor(r);
       const vsRaw = rawRate ? (r.perSec / rawRate).toFixed(2) + '×' : 'n/a';
       const vsDmsetup = (r.perSec / by('dmsetup subprocesses')!.perSec).toFixed(1) + '×';
-      console.log(`| ${r.name} | ${r.perSec.toFixed(1)} | ${r.usPerOp.toFixed(0)} | ${vsRaw} | ${vsDmsetup} |`);
+      const kernel = r.kernelUs === undefined ? 'n/a | n/a' : `${r.kernelUs.toFixed(0)} | ${(r.kernelUs / r.usPerOp).toFixed(2)}`;
+      console.log(`| ${r.name} | ${r.perSec.toFixed(1)} | ${r.usPerOp.toFixed(0)} | ${vsRaw} | ${vsDmsetup} | ${kernel} |`);
     }
     console.log(`\nevent-loop lag during 1,000 promise ops (8 in flight): p99 ${lagP99.toFixed(2)} ms, max ${lagMax.toFixed(2)} ms`);
     console.log(`kernel: ${os.release()}, dm ${Object.values(dm.kernelVersionSync()).join('.')}`);

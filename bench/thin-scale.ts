@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DeviceMapper, ThinPool, line, thin } from '../lib';
+import { native } from '../lib/native';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 25), PER = Number(process.env.BENCH_PER ?? 4), SAMPLE = Number(process.env.BENCH_SAMPLE ?? 30);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10_000);
@@ -64,15 +65,24 @@ async function main() {
       while (pool.registry.count() < target) { await pool.createVolume(`fill-${pool.registry.count()}`, '16M'); made++; }
       return made ? (now() - t0) / made : 0;
     };
+    // Each sample also splits off the time spent inside ioctls: the kernel's share may grow with the pool's
+    // metadata; what is left is the library's own cost.
+    const sample = async () => {
+      const k0 = native.dmIoctlStats().nanos;
+      const wall = (await timeN(SAMPLE, viaPool)) / SAMPLE;
+      return { wall, own: wall - (native.dmIoctlStats().nanos - k0) / 1e6 / SAMPLE };
+    };
     await fill(100);
-    const at100 = (await timeN(SAMPLE, viaPool)) / SAMPLE;
+    const s100 = await sample();
     const fillMs = await fill(SCALE);
-    const atScale = (await timeN(SAMPLE, viaPool)) / SAMPLE;
+    const sScale = await sample();
+    const at100 = s100.wall, atScale = sScale.wall;
     const mem = process.memoryUsage();
     const listed = (await pool.list()).length;
     const memList = process.memoryUsage();
     const s = await pool.status();
     console.log(`\nlifecycle at 100 volumes: ${at100.toFixed(1)} ms; at ${SCALE}: ${atScale.toFixed(1)} ms (${(atScale / at100).toFixed(2)}×)`);
+    console.log(`  outside the kernel (library, registry): ${s100.own.toFixed(1)} ms at 100; ${sScale.own.toFixed(1)} ms at ${SCALE} (${(sScale.own / s100.own).toFixed(2)}×)`);
     console.log(`filling to ${SCALE}: ${fillMs.toFixed(1)} ms per createVolume`);
     console.log(`memory at ${SCALE} volumes: rss ${mib(mem.rss)}, heap used ${mib(mem.heapUsed)}; after list() of ${listed}: rss ${mib(memList.rss)}, heap used ${mib(memList.heapUsed)}`);
     if (s.state === 'ok') console.log(`pool: transaction ${s.transactionId}, metadata ${s.metadata.used}/${s.metadata.total} blocks`);

@@ -77,6 +77,8 @@ export type NativeAddon = {
   setErrorFactory(factory: (raw: RawSysError) => Error): void;
   openControl(): number;
   closeFd(fd: number): void;
+  /** Every DM ioctl this process made and the nanoseconds spent inside them (benchmarks). */
+  dmIoctlStats(): { count: number; nanos: number };
   /** One DM ioctl: numbers in `head` (DM_HEAD_* slots, written back), strings positional, targets flat.
    *  Returns null when it failed with head's expected errno. Called only through dm-call.ts. */
   dm(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]): RawDmReply | null;

@@ -287,6 +287,15 @@ struct OpenControlOp {
   Napi::Value Result(Napi::Env env) { return Napi::Number::New(env, fd); }
 };
 
+// dmIoctlStats(): {count, nanos} of every DM ioctl this process made, for benchmarks.
+Napi::Value IoctlStats(const Napi::CallbackInfo& info) {
+  DmIoctlStats s = DmGetIoctlStats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("count", double(s.count));
+  o.Set("nanos", double(s.nanos));
+  return o;
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   close(ArgInt(info, 0));
   return info.Env().Undefined();
@@ -311,4 +320,5 @@ void RegisterDm(Napi::Env env, Napi::Object exports) {
   exports.Set("pollControl", Napi::Function::New(env, RunOnOwnThread<PollOp>, "pollControl"));
   exports.Set("openControl", Napi::Function::New(env, RunSync<OpenControlOp>, "openControl"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("dmIoctlStats", Napi::Function::New(env, IoctlStats, "dmIoctlStats"));
 }

@@ -65,6 +65,13 @@ const char* DmCommandName(unsigned cmd);
 // overflow means it already ran) and remembers the size that worked, per command. Throws SysError.
 DmResponse DmIoctl(int controlFd, const DmRequest& req);
 
+// DM ioctls issued by this process and the time spent inside them (benchmarks subtract it from wall time).
+struct DmIoctlStats {
+  uint64_t count;
+  uint64_t nanos;
+};
+DmIoctlStats DmGetIoctlStats();
+
 // dev_t as the kernel encodes it in dm_ioctl.dev / dm_name_list.dev.
 uint64_t DmEncodeDev(uint32_t major, uint32_t minor);
 void DmDecodeDev(uint64_t dev, uint32_t* major, uint32_t* minor);
