@@ -67,10 +67,17 @@ async function main() {
     };
     // Each sample also splits off the time spent inside ioctls: the kernel's share may grow with the pool's
     // metadata; what is left is the library's own cost.
+    // The low-level lifecycle (same kernel work, no registry) is sampled alongside, interleaved: if both grow
+    // alike, the growth is the kernel's or the emulator's, not the registry's.
     const sample = async () => {
-      const k0 = native.dmIoctlStats().nanos;
-      const wall = (await timeN(SAMPLE, viaPool)) / SAMPLE;
-      return { wall, own: wall - (native.dmIoctlStats().nanos - k0) / 1e6 / SAMPLE };
+      let wall = 0, kernel = 0, low = 0;
+      for (let i = 0; i < SAMPLE; i++) {
+        const k0 = native.dmIoctlStats().nanos;
+        wall += await timeN(1, viaPool);
+        kernel += (native.dmIoctlStats().nanos - k0) / 1e6;
+        low += await timeN(1, () => lowLevel(true));
+      }
+      return { wall: wall / SAMPLE, own: (wall - kernel) / SAMPLE, low: low / SAMPLE };
     };
     await fill(100);
     const s100 = await sample();
@@ -83,6 +90,8 @@ async function main() {
     const s = await pool.status();
     console.log(`\nlifecycle at 100 volumes: ${at100.toFixed(1)} ms; at ${SCALE}: ${atScale.toFixed(1)} ms (${(atScale / at100).toFixed(2)}×)`);
     console.log(`  outside the kernel (library, registry): ${s100.own.toFixed(1)} ms at 100; ${sScale.own.toFixed(1)} ms at ${SCALE} (${(sScale.own / s100.own).toFixed(2)}×)`);
+    console.log(`  low-level lifecycle with the same commits, sampled alongside: ${s100.low.toFixed(1)} ms at 100; ${sScale.low.toFixed(1)} ms at ${SCALE} (${(sScale.low / s100.low).toFixed(2)}×)`);
+    console.log(`  ThinPool over it: +${((s100.wall / s100.low - 1) * 100).toFixed(0)}% at 100; +${((sScale.wall / sScale.low - 1) * 100).toFixed(0)}% at ${SCALE}`);
     console.log(`filling to ${SCALE}: ${fillMs.toFixed(1)} ms per createVolume`);
     console.log(`memory at ${SCALE} volumes: rss ${mib(mem.rss)}, heap used ${mib(mem.heapUsed)}; after list() of ${listed}: rss ${mib(memList.rss)}, heap used ${mib(memList.heapUsed)}`);
     if (s.state === 'ok') console.log(`pool: transaction ${s.transactionId}, metadata ${s.metadata.used}/${s.metadata.total} blocks`);

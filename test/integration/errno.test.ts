@@ -1,4 +1,5 @@
 // Kernel errors arrive as one JS error with code, errno, syscall, the DM command and the device.
+import fs from 'node:fs';
 import { DeviceMapper, DevmapperError, sectors } from '../../lib';
 import { removeQuietly, scratchLoop, uniqueName, zeroMetadata } from './helpers';
 
@@ -34,6 +35,26 @@ test('a bad table is EINVAL (a missing device in it ENODEV)', async () => {
   } finally {
     removeQuietly(dm, name);
   }
+});
+
+test('createDevice (one native call) undoes CREATE when LOAD fails, and never removes a device it did not create', async () => {
+  const name = uniqueName('cd');
+  const bad = [{ start: sectors(0), length: sectors(128), type: 'linear', params: '7:0' }];
+  await expect(dm.createDevice(name, bad)).rejects.toMatchObject({ code: 'EINVAL', command: 'DM_TABLE_LOAD', device: name });
+  expect(dm.existsSync(name)).toBe(false);
+  expect(() => dm.createDeviceSync(name, bad)).toThrow(expect.objectContaining({ code: 'EINVAL', command: 'DM_TABLE_LOAD' }));
+  expect(dm.existsSync(name)).toBe(false);
+  const zero = [{ start: sectors(0), length: sectors(128), type: 'zero', params: '' }];
+  await dm.createDevice(name, zero);
+  try {
+    await expect(dm.createDevice(name, zero)).rejects.toMatchObject({ code: 'EBUSY', command: 'DM_DEV_CREATE' });
+    expect(() => dm.createDeviceSync(name, zero)).toThrow(expect.objectContaining({ code: 'EBUSY', command: 'DM_DEV_CREATE' }));
+    expect((await dm.info(name)).liveTable).toBe(true);  // the first one is untouched
+    expect(fs.existsSync(`/dev/mapper/${name}`)).toBe(true);
+  } finally {
+    removeQuietly(dm, name);
+  }
+  expect(fs.existsSync(`/dev/mapper/${name}`)).toBe(false);
 });
 
 test('thin messages: create_thin of a taken id EEXIST, delete of a missing id ENODATA, pool with an active thin EBUSY', async () => {
