@@ -34,6 +34,12 @@ function flatTargets(req: RawDmRequest): (number | string)[] | undefined {
   return flat;
 }
 
+/** A request in the addon's calling convention, after fd and cmd: [head, name, uuid, data, targets]. */
+type Args = [head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]];
+function pack(head: Float64Array, req: RawDmRequest, expectErrno = 0): Args {
+  return [packHead(head, req, expectErrno), req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req)];
+}
+
 function unpack(head: Float64Array, ret: string | RawDmPayload): RawDmResponse {
   const payload = typeof ret === 'string' ? undefined : ret;
   const key = payload ? payload.key : (ret as string);
@@ -58,15 +64,14 @@ function unpack(head: Float64Array, ret: string | RawDmPayload): RawDmResponse {
 
 /** One DM ioctl on the calling thread. With expectErrno, that errno returns null instead of throwing. */
 export function dmSync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): RawDmResponse | null {
-  const head = packHead(syncHead, req, expectErrno);
-  const ret = native.dm(fd, cmd, head, req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req));
-  return ret === null ? null : unpack(head, ret);
+  const ret = native.dm(fd, cmd, ...pack(syncHead, req, expectErrno));
+  return ret === null ? null : unpack(syncHead, ret);
 }
 
 /** One DM ioctl on the libuv pool. */
 export function dmAsync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): Promise<RawDmResponse | null> {
-  const head = packHead(takeHead(), req, expectErrno);
-  return native.dmAsync(fd, cmd, head, req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req)).then(
+  const head = takeHead();
+  return native.dmAsync(fd, cmd, ...pack(head, req, expectErrno)).then(
     (ret) => { const r = ret === null ? null : unpack(head, ret); giveHead(head); return r; },
     (e) => { giveHead(head); throw e; });
 }
@@ -75,7 +80,7 @@ export interface DmStep { cmd: number; req: RawDmRequest }
 export interface DmSeqResult { replies: RawDmResponse[]; error?: Error }
 
 function packSteps(steps: readonly DmStep[], heads: Float64Array[]): RawDmStep[] {
-  return steps.map(({ cmd, req }, i) => [cmd, packHead(heads[i], req, 0), req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req)]);
+  return steps.map(({ cmd, req }, i) => [cmd, ...pack(heads[i], req)]);
 }
 const unpackSeq = (heads: Float64Array[], r: RawDmSeqResult): DmSeqResult =>
   ({ replies: r.replies.map((ret, i) => unpack(heads[i], ret)), error: r.error });
@@ -96,7 +101,7 @@ export function dmSeqAsync(fd: number, steps: readonly DmStep[]): Promise<DmSeqR
 
 /** DM_DEV_WAIT on a thread of its own; cancel() rejects the promise with ECANCELED. */
 export function dmWait(fd: number, req: RawDmRequest): Cancellable<RawDmResponse> {
-  const head = packHead(new Float64Array(H.size), req, 0);
-  const job = native.dmWait(fd, K.DM_DEV_WAIT_CMD, head, req.name, req.uuid);
+  const [head, name, uuid] = pack(new Float64Array(H.size), req);
+  const job = native.dmWait(fd, K.DM_DEV_WAIT_CMD, head, name, uuid);
   return { promise: job.promise.then((ret) => unpack(head, ret!)), cancel: job.cancel };
 }

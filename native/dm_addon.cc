@@ -177,6 +177,12 @@ Napi::Value ResponseToJs(Napi::Env env, const DmResponse& r) {
   return o;
 }
 
+// A reply handed back to JS: its numbers into the caller's head, its strings and payload as the value.
+Napi::Value ReplyToJs(Napi::Env env, double* head, const DmResponse& r) {
+  WriteHead(head, r);
+  return ResponseToJs(env, r);
+}
+
 // dm(fd, cmd, head, name, uuid, data, targets). The head is written back with the reply's numbers; the
 // return value carries its strings and payload, or null when the call failed with head's expected errno
 // (cheaper than building an Error for "does it exist?").
@@ -203,9 +209,7 @@ struct DmOp {
     }
   }
   Napi::Value Result(Napi::Env env) {
-    if (gotExpected) return env.Null();
-    WriteHead(head, res);
-    return ResponseToJs(env, res);
+    return gotExpected ? env.Null() : ReplyToJs(env, head, res);
   }
 };
 
@@ -254,10 +258,7 @@ struct DmSeqOp {
   }
   Napi::Value Result(Napi::Env env) {
     Napi::Array replies = Napi::Array::New(env, res.size());
-    for (uint32_t i = 0; i < res.size(); i++) {
-      WriteHead(heads[i], res[i]);
-      replies.Set(i, ResponseToJs(env, res[i]));
-    }
+    for (uint32_t i = 0; i < res.size(); i++) replies.Set(i, ReplyToJs(env, heads[i], res[i]));
     Napi::Object out = Napi::Object::New(env);
     out.Set("replies", replies);
     if (failed) out.Set("error", MakeError(env, error));

@@ -91,8 +91,4 @@ inline uint64_t GetU64(Napi::Object o, const char* key, uint64_t dflt = 0) {
   if (d < 0 || d > 9007199254740991.0) throw Napi::RangeError::New(o.Env(), std::string(key) + " out of range");
   return uint64_t(d);
 }
-inline std::string GetString(Napi::Object o, const char* key) {
-  Napi::Value v = o.Get(key);
-  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
-}
 inline bool GetBool(Napi::Object o, const char* key) { return o.Get(key).ToBoolean().Value(); }

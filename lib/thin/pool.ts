@@ -18,7 +18,7 @@ import { DevNumber } from '../native';
 import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors } from '../units';
 import { checkName } from '../validate';
 import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
-import { LmdbRegistry, PendingChange, RegistryStore, VolumeRecord, sameChange } from './registry';
+import { IntendedChange, LmdbRegistry, PendingChange, RegistryStore, VolumeRecord, sameChange } from './registry';
 import { PoolLock } from './lock';
 import { DeactivateOptions, ThinVolume } from './volume';
 
@@ -328,14 +328,11 @@ export class ThinPool {
       let change: PendingChange;
       try {
         this.registry.refresh();
-        let tid = await this.transactionId();
-        for (;;) {
-          const rec = this.registry.get(name);  // read (again, after a recovery: it may have changed the record)
+        change = await this.intendChange(await this.transactionId(), (tid) => {
+          const rec = this.registry.get(name);
           if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `no volume '${name}' in pool ${this.name}`, name);
-          const r = this.registry.intend({ op: 'delete', id: rec.id, name, size: rec.size, parent: rec.parent, fromTid: tid, toTid: tid + 1 }, this.committed);
-          if ('recorded' in r) { change = r.recorded; break; }
-          tid = await this.finish(r.unfinished, tid);
-        }
+          return { op: 'delete', id: rec.id, name, size: rec.size, parent: rec.parent, fromTid: tid, toTid: tid + 1 };
+        });
       } catch (e) {
         await removing?.catch(() => undefined);
         throw e;
@@ -437,13 +434,13 @@ export class ThinPool {
   private async createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, tid: number,
     message: (id: number) => string, afterMessage?: () => Promise<void>): Promise<VolumeRecord> {
     for (;;) {
-      const r = this.registry.intend({ op, name, size, parent, fromTid: tid, toTid: tid + 1 }, this.committed);
-      if ('unfinished' in r) {
-        tid = await this.finish(r.unfinished, tid);
-        await this.checkNameFree(name);  // the finished change may have been a create of this very name
-        continue;
-      }
-      const change = r.recorded, id = change.id;
+      const change = await this.intendChange(tid, (t, afterFinish) => {
+        // A finished change may have been a create of this very name.
+        if (afterFinish && this.registry.get(name)) throw dmError('ERR_DM_VOLUME_EXISTS', `pool ${this.name} has a volume of that name`, name);
+        return { op, name, size, parent, fromTid: t, toTid: t + 1 };
+      });
+      const id = change.id;
+      tid = change.fromTid;
       this.step('intent', change);
       try {
         await this.dm.message(this.name, 0, message(id));
@@ -470,6 +467,18 @@ export class ThinPool {
       this.step('commit', change);
       this.committed = change;  // left pending: the next intend() replaces it, close() clears it
       return rec;
+    }
+  }
+
+  /**
+   * Step 1: records the change `build` makes from the pool's transaction id. A change another process left
+   * unfinished is finished first; the transaction id may then have moved, so the change is built again.
+   */
+  private async intendChange(tid: number, build: (tid: number, afterFinish: boolean) => IntendedChange): Promise<PendingChange> {
+    for (let afterFinish = false; ; afterFinish = true) {
+      const r = this.registry.intend(build(tid, afterFinish), this.committed);
+      if ('recorded' in r) return r.recorded;
+      tid = await this.finish(r.unfinished, tid);
     }
   }
 
