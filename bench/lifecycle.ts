@@ -14,6 +14,15 @@ const N_DMSETUP = Number(process.env.BENCH_N_DMSETUP ?? 40);
 const PER_ROUND = Number(process.env.BENCH_PER_ROUND ?? 10);
 const SIZE = sectors(2048);
 const rawBin = path.join(__dirname, '..', '..', 'bench', 'out', 'raw-lifecycle');
+const floorAddon = path.join(__dirname, '..', '..', 'bench', 'floor', 'build', 'Release', 'floor.node');
+
+/** bench/floor: the raw steps of raw-steps.h, one native call per ioctl, sync or on the libuv pool. */
+interface Floor {
+  setup(fd: number, pool: string, poolDev: string, sectors: number): void;
+  step(k: number, id: number): number;
+  stepAsync(k: number, id: number): Promise<number>;
+}
+const STEPS = 6;
 
 interface Row { name: string; perSec: number; usPerOp: number; kernelUs?: number }
 
@@ -91,6 +100,12 @@ async function main() {
     // twice a round: bare, and making /dev/mapper nodes like the library does without udev.
     for (let i = 0; i < 20; i++) { syncOnce(id++); syncOnce(id++, bare); await asyncOnce(id++); await asyncOnce(id++, bare); syncOnceCd(id++); await asyncOnceCd(id++); }
     const haveRaw = fs.existsSync(rawBin);
+    // The floor rows: what any API with one JS call per ioctl pays here, with the library's work taken out.
+    const floor = fs.existsSync(floorAddon) ? (require(floorAddon) as Floor) : undefined;
+    floor?.setup(bare.fd, pool, poolDev, SIZE);
+    const check = (rc: number) => { if (rc < 0) throw new Error(`floor step failed: errno ${-rc}`); };
+    const floorSync = () => { const s = id; id += PER_ROUND; return time(() => { for (let i = 0; i < PER_ROUND; i++) for (let k = 0; k < STEPS; k++) check(floor!.step(k, s + i)); }); };
+    const floorPromise = () => { const s = id; id += PER_ROUND; return timeAsync(async () => { for (let i = 0; i < PER_ROUND; i++) for (let k = 0; k < STEPS; k++) check(await floor!.stepAsync(k, s + i)); }); };
     const env = { ...process.env, DM_DISABLE_UDEV: '1' };
     const rounds = Math.max(1, Math.ceil(N / PER_ROUND)), perDmsetup = Math.max(1, Math.ceil(N_DMSETUP / rounds));
     const raw = (nodes: boolean) => () => {
@@ -116,6 +131,7 @@ async function main() {
     // cost, measured on the same lifecycles (the raw C comparison needs two runs and inherits their noise).
     const paths: { name: string; run: () => number | Promise<number>; per: number; total: number; kernel?: number }[] = [
       ...(haveRaw ? [{ name: 'raw C ioctls + nodes', run: raw(true), per: PER_ROUND, total: 0 }, { name: 'raw C ioctls', run: raw(false), per: PER_ROUND, total: 0 }] : []),
+      ...(floor ? [{ name: 'floor: a native call per ioctl, sync', run: floorSync, per: PER_ROUND, total: 0 }, { name: 'floor: a native call per ioctl, promise', run: floorPromise, per: PER_ROUND, total: 0 }] : []),
       { name: 'devmapper sync', run: syncPath(dm), per: PER_ROUND, total: 0 },
       { name: 'devmapper promise', run: promisePath(dm), per: PER_ROUND, total: 0 },
       { name: 'devmapper sync, createDevice', run: syncPath(dm, syncOnceCd), per: PER_ROUND, total: 0 },
@@ -144,15 +160,19 @@ async function main() {
 
     const by = (n: string) => rows.find((r) => r.name === n);
     // Each library row is compared with the raw C run that does the same work: nodes or no nodes.
-    const rawFor = (r: Row) => by(r.name.includes('no nodes') || r.name === 'raw C ioctls' ? 'raw C ioctls' : 'raw C ioctls + nodes')?.perSec;
-    console.log('\n| path | lifecycles/s | µs per lifecycle | vs raw C (same work) | vs dmsetup | µs inside ioctls | kernel share |');
-    console.log('|---|---|---|---|---|---|---|');
+    const rawFor = (r: Row) => by(r.name.includes('no nodes') || r.name === 'raw C ioctls' || r.name.startsWith('floor') ? 'raw C ioctls' : 'raw C ioctls + nodes')?.perSec;
+    // ... and with the floor of its mode (the floor makes no nodes: rows with nodes read a little low here).
+    const floorFor = (r: Row) => by(`floor: a native call per ioctl, ${r.name.includes('promise') ? 'promise' : 'sync'}`)?.perSec;
+    console.log('\n| path | lifecycles/s | µs per lifecycle | vs raw C (same work) | vs floor | vs dmsetup | µs inside ioctls | kernel share |');
+    console.log('|---|---|---|---|---|---|---|---|');
     for (const r of rows) {
       const rawRate = r.name.startsWith('dmsetup') ? undefined : rawFor(r);
       const vsRaw = rawRate ? (r.perSec / rawRate).toFixed(2) + '×' : 'n/a';
+      const floorRate = r.name.startsWith('devmapper') ? floorFor(r) : undefined;
+      const vsFloor = floorRate ? (r.perSec / floorRate).toFixed(2) + '×' : '';
       const vsDmsetup = (r.perSec / by('dmsetup subprocesses')!.perSec).toFixed(1) + '×';
       const kernel = r.kernelUs === undefined ? 'n/a | n/a' : `${r.kernelUs.toFixed(0)} | ${(r.kernelUs / r.usPerOp).toFixed(2)}`;
-      console.log(`| ${r.name} | ${r.perSec.toFixed(1)} | ${r.usPerOp.toFixed(0)} | ${vsRaw} | ${vsDmsetup} | ${kernel} |`);
+      console.log(`| ${r.name} | ${r.perSec.toFixed(1)} | ${r.usPerOp.toFixed(0)} | ${vsRaw} | ${vsFloor} | ${vsDmsetup} | ${kernel} |`);
     }
     console.log(`\nevent-loop lag during 1,000 promise ops (8 in flight): p99 ${lagP99.toFixed(2)} ms, max ${lagMax.toFixed(2)} ms`);
     console.log(`kernel: ${os.release()}, dm ${Object.values(dm.kernelVersionSync()).join('.')}`);
