@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { dmError } from './errors';
-import { K, native, RawLoopStatus } from './native';
+import { K, native, RawLoopAttachResult, RawLoopStatus } from './native';
 import { Bytes } from './units';
 import { checkInteger } from './validate';
 
@@ -18,11 +18,18 @@ export interface LoopAttachOptions {
   sizeLimit?: Bytes | number;
   /** Logical block size: 512, 1024, 2048 or 4096. */
   blockSize?: number;
+  /**
+   * How to bind: 'configure' (LOOP_CONFIGURE, one ioctl; the default, and where the kernel lacks it, before
+   * 5.8, 'set-fd' is used instead) or 'set-fd' (LOOP_SET_FD, then LOOP_SET_STATUS64 and the rest).
+   */
+  method?: 'configure' | 'set-fd';
 }
 
 export interface LoopDevice {
   path: string;
   number: number;
+  /** How it was bound: 'set-fd' when asked for, or when the kernel has no LOOP_CONFIGURE. */
+  method: 'configure' | 'set-fd';
   /**
    * An autoclear device detaches at its last close, so attach() returns it held open: call release() once
    * something else (a dm table) holds it, or to let it go. A no-op for devices without autoclear.
@@ -32,7 +39,7 @@ export interface LoopDevice {
 
 class AttachedLoop implements LoopDevice {
   readonly path: string;
-  constructor(readonly number: number, private fd: number) { this.path = devPath(number); }
+  constructor(readonly number: number, readonly method: LoopDevice['method'], private fd: number) { this.path = devPath(number); }
   release(): void {
     if (this.fd >= 0) native.closeFd(this.fd);
     this.fd = -1;
@@ -57,10 +64,12 @@ export interface LoopStatus {
 function checkOptions(o: LoopAttachOptions) {
   if (o.blockSize !== undefined && ![512, 1024, 2048, 4096].includes(o.blockSize))
     throw dmError('ERR_DM_INVALID_ARGUMENT', `loop block size must be 512, 1024, 2048 or 4096, got ${o.blockSize}`);
+  if (o.method !== undefined && o.method !== 'configure' && o.method !== 'set-fd')
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `loop attach method must be 'configure' or 'set-fd', got ${String(o.method)}`);
   return {
     readOnly: !!o.readOnly, autoclear: !!o.autoclear, directIo: !!o.directIo, partscan: !!o.partscan,
     offset: checkInteger(o.offset ?? 0, 'offset'), sizeLimit: checkInteger(o.sizeLimit ?? 0, 'sizeLimit'),
-    blockSize: o.blockSize ?? 0, keepOpen: !!o.autoclear,
+    blockSize: o.blockSize ?? 0, keepOpen: !!o.autoclear, legacy: o.method === 'set-fd',
   };
 }
 
@@ -70,6 +79,7 @@ function checkFile(file: string): string {
 }
 
 const devPath = (n: number) => `/dev/loop${n}`;
+const attached = (r: RawLoopAttachResult) => new AttachedLoop(r.number, r.usedConfigure ? 'configure' : 'set-fd', r.fd);
 
 function sysfsBackingFile(n: number): string | undefined {
   try {
@@ -118,12 +128,10 @@ function matchesFile(st: fs.Stats, s: RawLoopStatus): boolean {
 
 export const Loop = {
   async attach(file: string, o: LoopAttachOptions = {}): Promise<LoopDevice> {
-    const r = await native.loopAttachAsync(checkFile(file), checkOptions(o));
-    return new AttachedLoop(r.number, r.fd);
+    return attached(await native.loopAttachAsync(checkFile(file), checkOptions(o)));
   },
   attachSync(file: string, o: LoopAttachOptions = {}): LoopDevice {
-    const r = native.loopAttach(checkFile(file), checkOptions(o));
-    return new AttachedLoop(r.number, r.fd);
+    return attached(native.loopAttach(checkFile(file), checkOptions(o)));
   },
   /** Detaches; on an open device the kernel only sets autoclear and detaches at last close. */
   detach(device: string): Promise<void> { return native.loopDetachAsync(checkDevice(device)); },

@@ -62,6 +62,8 @@ export interface Cancellable<T> { promise: Promise<T>; cancel(): boolean }
 export interface RawLoopAttachOptions {
   readOnly?: boolean; autoclear?: boolean; directIo?: boolean; partscan?: boolean;
   offset?: number; sizeLimit?: number; blockSize?: number; keepOpen?: boolean;
+  /** SET_FD + SET_STATUS64 even where LOOP_CONFIGURE exists. */
+  legacy?: boolean;
 }
 export interface RawLoopAttachResult { number: number; attempts: number; usedConfigure: boolean; fd: number }
 export interface RawLoopStatus {

@@ -87,7 +87,7 @@ LoopAttachResult LoopAttach(const std::string& file, const LoopAttachOptions& o)
     }
     Fd loopFd(lfd);
 
-    if (!configureMissing) {
+    if (!configureMissing && !o.legacy) {
       struct loop_config cfg;
       memset(&cfg, 0, sizeof(cfg));
       cfg.fd = fileFd.fd;

@@ -12,6 +12,7 @@ struct LoopAttachOptions {
   uint64_t sizeLimit = 0;   // bytes, 0 = to the end of the file
   uint32_t blockSize = 0;   // logical block size, 0 = kernel default (512)
   bool keepOpen = false;    // return the loop fd open (autoclear devices detach at their last close)
+  bool legacy = false;      // SET_FD + SET_STATUS64 even where LOOP_CONFIGURE exists
 };
 
 struct LoopStatus {

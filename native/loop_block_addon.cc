@@ -18,7 +18,7 @@ Napi::Object LoopStatusToJs(Napi::Env env, const LoopStatus& s) {
   return o;
 }
 
-// loopAttach(file, {readOnly, autoclear, directIo, partscan, offset, sizeLimit, blockSize})
+// loopAttach(file, {readOnly, autoclear, directIo, partscan, offset, sizeLimit, blockSize, keepOpen, legacy})
 struct LoopAttachOp {
   std::string file;
   LoopAttachOptions opts;
@@ -33,6 +33,7 @@ struct LoopAttachOp {
     opts.sizeLimit = GetU64(o, "sizeLimit");
     opts.blockSize = uint32_t(GetU64(o, "blockSize"));
     opts.keepOpen = GetBool(o, "keepOpen");
+    opts.legacy = GetBool(o, "legacy");
   }
   void Execute() { res = LoopAttach(file, opts); }
   Napi::Value Result(Napi::Env env) {

@@ -2,7 +2,7 @@
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DeviceMapper, Loop, sectors } from '../../lib';
+import { Block, DeviceMapper, Loop, sectors } from '../../lib';
 import { scratchDir, uniqueName } from './helpers';
 
 test('attach, status, find, list, set capacity, detach', async () => {
@@ -24,6 +24,32 @@ test('attach, status, find, list, set capacity, detach', async () => {
   expect(Loop.findSync(file)).toEqual([]);
   await expect(Loop.detach(loop.path)).rejects.toMatchObject({ code: 'ENXIO', command: 'LOOP_CLR_FD' });
   fs.rmSync(dir, { recursive: true });
+});
+
+test('the pre-5.8 sequence (SET_FD + SET_STATUS64) binds with the same options', async () => {
+  const dir = scratchDir();
+  const file = path.join(dir, 'legacy.img');
+  fs.writeFileSync(file, Buffer.alloc(1 << 20));
+  const o = { offset: 8192, sizeLimit: 256 * 1024, readOnly: true, blockSize: 4096 } as const;
+  const plain = Loop.attachSync(file);  // this kernel has LOOP_CONFIGURE: the default uses it
+  expect(plain.method).toBe('configure');
+  Loop.detachSync(plain.path);
+  const loop = await Loop.attach(file, { ...o, method: 'set-fd' });
+  const sync = Loop.attachSync(file, { ...o, method: 'set-fd', autoclear: true });
+  try {
+    expect([loop.method, sync.method]).toEqual(['set-fd', 'set-fd']);
+    for (const l of [loop, sync]) {
+      expect(await Loop.status(l.path)).toMatchObject({ backingFile: file, offset: 8192, sizeLimit: 256 * 1024, readOnly: true, autoclear: l === sync });
+      expect(Block.sizeSync(l.path)).toBe(256 * 1024);
+      expect(fs.readFileSync(`/sys/block/loop${l.number}/queue/logical_block_size`, 'utf8').trim()).toBe('4096');
+    }
+    sync.release();  // autoclear, and nothing else holds it: it detaches
+    expect(Loop.findSync(file)).toEqual([loop.path]);
+  } finally {
+    sync.release();
+    await Loop.detach(loop.path);
+    fs.rmSync(dir, { recursive: true });
+  }
 });
 
 test('a grown backing file shows after set capacity', () => {
