@@ -1,6 +1,7 @@
 // Every DM command against the real kernel, through both the promise API and the sync twins.
 import fs from 'node:fs';
 import { DeviceMapper, Target, mapperPath, sectors } from '../../lib';
+import { native } from '../../lib/native';
 import { eventually, removeQuietly, scratchLoop, swapTable, uniqueName } from './helpers';
 
 const dm = new DeviceMapper();
@@ -38,6 +39,38 @@ test('CREATE, TABLE_LOAD, DEV_SUSPEND (resume), DEV_STATUS, TABLE_STATUS, REMOVE
   await dm.remove(name);
   expect(fs.existsSync(mapperPath(name))).toBe(false);
   expect(await dm.exists(name)).toBe(false);
+});
+
+test("nodes: 'udev' takes udev's node when it comes, and makes one itself when none comes in time", async () => {
+  const udev = new DeviceMapper({ nodes: 'udev', udevTimeoutMs: 10_000 });
+  const late = new DeviceMapper({ nodes: 'udev', udevTimeoutMs: 50 });
+  const a = uniqueName('udev'), b = uniqueName('udev');
+  try {
+    // There is no udev in the test VM: the test plays it, making a's node (mode 0660, ours would be 0600)
+    // while resume waits for it.
+    const { dev } = await udev.create(a);
+    await udev.load(a, zero(128));
+    let waited = true;
+    const resumed = udev.resume(a).finally(() => { waited = false; });
+    expect(await eventually(async () => (await dm.info(a)).liveTable)).toBe(true);  // the RESUME ran
+    expect(fs.existsSync(mapperPath(a))).toBe(false);
+    expect(waited).toBe(true);  // and resume() is waiting for udev's node
+    native.ensureBlockNode(mapperPath(a), { major: dev.major, minor: dev.minor, mode: 0o660 });
+    fs.chmodSync(mapperPath(a), 0o660);  // whatever the umask
+    await resumed;
+    expect(fs.statSync(mapperPath(a)).mode & 0o777).toBe(0o660);
+    // Nobody makes b's node: after the wait, the library does (sync path).
+    late.createSync(b);
+    late.loadSync(b, zero(128));
+    const info = late.resumeSync(b);
+    const st = fs.statSync(mapperPath(b));
+    expect(st.isBlockDevice() && st.mode & 0o777).toBe(0o600);
+    expect(native.deviceNumber(mapperPath(b))).toEqual(info.dev);
+  } finally {
+    // Under udev, udev removes nodes on remove; here the test does.
+    for (const n of [a, b]) { await udev.remove(n).catch(() => undefined); fs.rmSync(mapperPath(n), { force: true }); }
+    udev.close(); late.close();
+  }
 });
 
 test('devices addressed by uuid and by dev number', async () => {

@@ -46,3 +46,18 @@ test('kernel errors read like Node system errors and name the command and device
   expect(acc.message).toMatch(/CAP_SYS_ADMIN/);
   expect(acc.code).toBe('EACCES');
 });
+
+test('loop options are checked before any ioctl', () => {
+  const { Loop } = require('../../lib');
+  for (const bad of [{ blockSize: 1000 }, { method: 'losetup' }, { offset: -1 }])
+    expect(() => Loop.attachSync('/nonexistent.img', bad)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARGUMENT' }));
+});
+
+test('a command the kernel is too old for is refused before any ioctl (ERR_DM_UNSUPPORTED)', async () => {
+  const { DeviceMapper } = require('../../lib');
+  const dm = new DeviceMapper({ nodes: 'none' });
+  dm.kernel = { major: 4, minor: 35, patch: 0 };  // as if read from a 4.35 kernel (the version is read once)
+  expect(() => dm.targetVersionSync('thin')).toThrow(expect.objectContaining({ code: 'ERR_DM_UNSUPPORTED', message: expect.stringContaining('4.41') }));
+  await expect(dm.armPoll()).rejects.toMatchObject({ code: 'ERR_DM_UNSUPPORTED' });
+  dm.close();
+});
