@@ -79,7 +79,7 @@ export type NativeAddon = {
   setErrorFactory(factory: (raw: RawSysError) => Error): void;
   openControl(): number;
   closeFd(fd: number): void;
-  /** Every DM ioctl this process made and the nanoseconds spent inside them (benchmarks). */
+  /** DM ioctls and the nanoseconds spent inside them, counted from the first call on (benchmarks; off until then). */
   dmIoctlStats(): { count: number; nanos: number };
   /** One DM ioctl: numbers in `head` (DM_HEAD_* slots, written back), strings positional, targets flat.
    *  Returns null when it failed with head's expected errno. Called only through dm-call.ts. */

@@ -288,9 +288,9 @@ struct OpenControlOp {
   Napi::Value Result(Napi::Env env) { return Napi::Number::New(env, fd); }
 };
 
-// dmIoctlStats(): {count, nanos} of every DM ioctl this process made, for benchmarks.
+// dmIoctlStats(): {count, nanos} of the DM ioctls since the first call, for benchmarks.
 Napi::Value IoctlStats(const Napi::CallbackInfo& info) {
-  DmIoctlStats s = DmGetIoctlStats();
+  DmIoctlStats s = DmIoctlStatsStart();
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("count", double(s.count));
   o.Set("nanos", double(s.nanos));

@@ -66,11 +66,12 @@ const char* DmCommandName(unsigned cmd);
 DmResponse DmIoctl(int controlFd, const DmRequest& req);
 
 // DM ioctls issued by this process and the time spent inside them (benchmarks subtract it from wall time).
+// Counting starts with the first call; until then ioctls are not timed.
 struct DmIoctlStats {
   uint64_t count;
   uint64_t nanos;
 };
-DmIoctlStats DmGetIoctlStats();
+DmIoctlStats DmIoctlStatsStart();
 
 // dev_t as the kernel encodes it in dm_ioctl.dev / dm_name_list.dev.
 uint64_t DmEncodeDev(uint32_t major, uint32_t minor);
