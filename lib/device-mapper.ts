@@ -199,10 +199,17 @@ export class DeviceMapper {
       return Promise.reject(e);
     }
     return dmAsync(this.fd, plan.cmd, plan.req).then((r) => {
-      if (plan.node === 'make' && this.nodePolicy === 'udev') return nodes.awaitUdevNode(r!.name, r!.dev, this.udevTimeoutMs).then(() => plan.map(r!));
-      this.nodeEffectSync(plan.node, r!);
-      return plan.map(r!);
+      const waiting = this.nodeEffectAsync(plan.node, r!);
+      return waiting ? waiting.then(() => plan.map(r!)) : plan.map(r!);
     });
+  }
+
+  // The promise API's node effect: a promise only when it must wait (for udev's node), so the usual case
+  // costs no extra promise turn.
+  private nodeEffectAsync(effect: NodeEffect | undefined, r: RawDmResponse): Promise<void> | undefined {
+    if (effect === 'make' && this.nodePolicy === 'udev') return nodes.awaitUdevNode(r.name, r.dev, this.udevTimeoutMs);
+    this.nodeEffectSync(effect, r);
+    return undefined;
   }
 
   private nodeEffectSync(effect: NodeEffect | undefined, r: RawDmResponse): void {
@@ -444,10 +451,8 @@ export class DeviceMapper {
     const { replies, error } = await dmSeqAsync(this.fd, this.createDevicePlans(name, targets, o));
     try {
       if (error) throw error;
-      const r = replies[2];
-      if (this.nodePolicy === 'udev') await nodes.awaitUdevNode(r.name, r.dev, this.udevTimeoutMs);
-      else this.nodeEffectSync('make', r);
-      return toInfo(r);
+      await this.nodeEffectAsync('make', replies[2]);
+      return toInfo(replies[2]);
     } catch (e) {
       if (replies.length > 0) await this.remove(name).catch(() => undefined);  // CREATE ran: undo it
       throw e;
