@@ -24,7 +24,19 @@ interface Floor {
 }
 const STEPS = 6;
 
-interface Row { name: string; perSec: number; usPerOp: number; kernelUs?: number }
+/** One measured path, and the paths it is read against. */
+interface Path {
+  name: string;
+  run: () => number | Promise<number>;
+  /** Lifecycles per round. */
+  per: number;
+  /** Seconds over all rounds, and (library paths) seconds inside their DM ioctls. */
+  total: number;
+  kernel?: number;
+  library?: boolean;
+  raw?: Path;
+  floor?: Path;
+}
 
 function thinTable(poolDev: string, id: number): Target[] {
   return [{ start: sectors(0), length: SIZE, type: 'thin', params: `${poolDev} ${id}` }];
@@ -51,11 +63,6 @@ async function main() {
   // The C baseline makes no /dev/mapper nodes; a second mapper without node management is the like-for-like row.
   const bare = new DeviceMapper({ nodes: 'none' });
   const pool = 'bench-pool';
-  const rows: Row[] = [];
-  const row = (name: string, ops: number, secs: number, kernelSecs?: number) => {
-    rows.push({ name, perSec: ops / secs, usPerOp: (secs / ops) * 1e6, kernelUs: kernelSecs === undefined ? undefined : (kernelSecs / ops) * 1e6 });
-    console.log(`${name}: ${ops} lifecycles in ${secs.toFixed(3)} s`);
-  };
   try {
     const p = dm.createDeviceSync(pool, [{ start: sectors(0), length: sectors((1 << 30) / 512), type: 'thin-pool', params: `7:${meta.number} 7:${data.number} 128 0 1 skip_block_zeroing` }]);
     const poolDev = `${p.dev.major}:${p.dev.minor}`;
@@ -100,12 +107,12 @@ async function main() {
     // twice a round: bare, and making /dev/mapper nodes like the library does without udev.
     for (let i = 0; i < 20; i++) { syncOnce(id++); syncOnce(id++, bare); await asyncOnce(id++); await asyncOnce(id++, bare); syncOnceCd(id++); await asyncOnceCd(id++); }
     const haveRaw = fs.existsSync(rawBin);
-    // The floor rows: what any API with one JS call per ioctl pays here, with the library's work taken out.
+    // The floor: the raw steps, one native call per ioctl: what any API with one JS call per ioctl pays here.
     const floor = fs.existsSync(floorAddon) ? (require(floorAddon) as Floor) : undefined;
     floor?.setup(bare.fd, pool, poolDev, SIZE);
     const check = (rc: number) => { if (rc < 0) throw new Error(`floor step failed: errno ${-rc}`); };
-    const floorSync = () => { const s = id; id += PER_ROUND; return time(() => { for (let i = 0; i < PER_ROUND; i++) for (let k = 0; k < STEPS; k++) check(floor!.step(k, s + i)); }); };
-    const floorPromise = () => { const s = id; id += PER_ROUND; return timeAsync(async () => { for (let i = 0; i < PER_ROUND; i++) for (let k = 0; k < STEPS; k++) check(await floor!.stepAsync(k, s + i)); }); };
+    const floorOnce = (i: number) => { for (let k = 0; k < STEPS; k++) check(floor!.step(k, i)); };
+    const floorOnceAsync = async (i: number) => { for (let k = 0; k < STEPS; k++) check(await floor!.stepAsync(k, i)); };
     const env = { ...process.env, DM_DISABLE_UDEV: '1' };
     const rounds = Math.max(1, Math.ceil(N / PER_ROUND)), perDmsetup = Math.max(1, Math.ceil(N_DMSETUP / rounds));
     const raw = (nodes: boolean) => () => {
@@ -113,8 +120,8 @@ async function main() {
       id += PER_ROUND;
       return secs;
     };
-    const syncPath = (m: DeviceMapper, once = syncOnce) => () => { const s = id; id += PER_ROUND; return time(() => { for (let i = 0; i < PER_ROUND; i++) once(s + i, m); }); };
-    const promisePath = (m: DeviceMapper, once = asyncOnce) => () => { const s = id; id += PER_ROUND; return timeAsync(async () => { for (let i = 0; i < PER_ROUND; i++) await once(s + i, m); }); };
+    const syncPath = (m: DeviceMapper, once: (i: number, m: DeviceMapper) => void = syncOnce) => () => { const s = id; id += PER_ROUND; return time(() => { for (let i = 0; i < PER_ROUND; i++) once(s + i, m); }); };
+    const promisePath = (m: DeviceMapper, once: (i: number, m: DeviceMapper) => Promise<void> = asyncOnce) => () => { const s = id; id += PER_ROUND; return timeAsync(async () => { for (let i = 0; i < PER_ROUND; i++) await once(s + i, m); }); };
     const dmsetupPath = () => {
       const s = id; id += perDmsetup;
       return time(() => {
@@ -127,28 +134,37 @@ async function main() {
         }
       });
     };
+    // Each path names what it is read against: the raw C run doing the same work (nodes or none) and, for the
+    // library, the floor of its mode (the floor makes no nodes: rows with nodes read a little low there).
     // Library paths also record the time spent inside their ioctls: wall time minus that is the library's own
     // cost, measured on the same lifecycles (the raw C comparison needs two runs and inherits their noise).
-    const paths: { name: string; run: () => number | Promise<number>; per: number; total: number; kernel?: number }[] = [
-      ...(haveRaw ? [{ name: 'raw C ioctls + nodes', run: raw(true), per: PER_ROUND, total: 0 }, { name: 'raw C ioctls', run: raw(false), per: PER_ROUND, total: 0 }] : []),
-      ...(floor ? [{ name: 'floor: a native call per ioctl, sync', run: floorSync, per: PER_ROUND, total: 0 }, { name: 'floor: a native call per ioctl, promise', run: floorPromise, per: PER_ROUND, total: 0 }] : []),
-      { name: 'devmapper sync', run: syncPath(dm), per: PER_ROUND, total: 0 },
-      { name: 'devmapper promise', run: promisePath(dm), per: PER_ROUND, total: 0 },
-      { name: 'devmapper sync, createDevice', run: syncPath(dm, syncOnceCd), per: PER_ROUND, total: 0 },
-      { name: 'devmapper promise, createDevice', run: promisePath(dm, asyncOnceCd), per: PER_ROUND, total: 0 },
-      { name: 'devmapper sync, no nodes', run: syncPath(bare), per: PER_ROUND, total: 0 },
-      { name: 'devmapper promise, no nodes', run: promisePath(bare), per: PER_ROUND, total: 0 },
-      { name: 'dmsetup subprocesses', run: dmsetupPath, per: perDmsetup, total: 0 },
-    ];
+    const path_ = (name: string, run: Path['run'], more: Partial<Path> = {}): Path => ({ name, run, per: PER_ROUND, total: 0, ...more });
+    const rawNodes = haveRaw ? path_('raw C ioctls + nodes', raw(true)) : undefined;
+    const rawBare = haveRaw ? path_('raw C ioctls', raw(false)) : undefined;
+    for (const r of [rawNodes, rawBare]) if (r) r.raw = r;  // the baseline reads 1.00× against itself
+    const floorSync = floor ? path_('floor: a native call per ioctl, sync', syncPath(bare, floorOnce), { raw: rawBare }) : undefined;
+    const floorPromise = floor ? path_('floor: a native call per ioctl, promise', promisePath(bare, floorOnceAsync), { raw: rawBare }) : undefined;
+    const lib = (name: string, run: Path['run'], nodes: boolean, floorPath?: Path) => path_(name, run, { library: true, raw: nodes ? rawNodes : rawBare, floor: floorPath });
+    const dmsetupRow = path_('dmsetup subprocesses', dmsetupPath, { per: perDmsetup });
+    const paths = [rawNodes, rawBare, floorSync, floorPromise,
+      lib('devmapper sync', syncPath(dm), true, floorSync),
+      lib('devmapper promise', promisePath(dm), true, floorPromise),
+      lib('devmapper sync, createDevice', syncPath(dm, syncOnceCd), true, floorSync),
+      lib('devmapper promise, createDevice', promisePath(dm, asyncOnceCd), true, floorPromise),
+      lib('devmapper sync, no nodes', syncPath(bare), false, floorSync),
+      lib('devmapper promise, no nodes', promisePath(bare), false, floorPromise),
+      dmsetupRow,
+    ].filter((p): p is Path => p !== undefined);
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < paths.length; k++) {
         const p = paths[(r + k) % paths.length];
         const before = native.dmIoctlStats().nanos;
         p.total += await p.run();
-        if (p.name.startsWith('devmapper')) p.kernel = (p.kernel ?? 0) + (native.dmIoctlStats().nanos - before) / 1e9;
+        if (p.library) p.kernel = (p.kernel ?? 0) + (native.dmIoctlStats().nanos - before) / 1e9;
       }
     }
-    for (const p of paths) row(p.name, p.per * rounds, p.total, p.kernel);
+    const rate = (p: Path) => (p.per * rounds) / p.total;
+    for (const p of paths) console.log(`${p.name}: ${p.per * rounds} lifecycles in ${p.total.toFixed(3)} s`);
 
     // Event-loop lag while 1,000 ops (info calls, the cheapest) run through the promise API, 8 in flight.
     const h = monitorEventLoopDelay({ resolution: 1 });
@@ -158,21 +174,13 @@ async function main() {
     h.disable();
     const lagP99 = h.percentile(99) / 1e6, lagMax = h.max / 1e6;
 
-    const by = (n: string) => rows.find((r) => r.name === n);
-    // Each library row is compared with the raw C run that does the same work: nodes or no nodes.
-    const rawFor = (r: Row) => by(r.name.includes('no nodes') || r.name === 'raw C ioctls' || r.name.startsWith('floor') ? 'raw C ioctls' : 'raw C ioctls + nodes')?.perSec;
-    // ... and with the floor of its mode (the floor makes no nodes: rows with nodes read a little low here).
-    const floorFor = (r: Row) => by(`floor: a native call per ioctl, ${r.name.includes('promise') ? 'promise' : 'sync'}`)?.perSec;
     console.log('\n| path | lifecycles/s | µs per lifecycle | vs raw C (same work) | vs floor | vs dmsetup | µs inside ioctls | kernel share |');
     console.log('|---|---|---|---|---|---|---|---|');
-    for (const r of rows) {
-      const rawRate = r.name.startsWith('dmsetup') ? undefined : rawFor(r);
-      const vsRaw = rawRate ? (r.perSec / rawRate).toFixed(2) + '×' : 'n/a';
-      const floorRate = r.name.startsWith('devmapper') ? floorFor(r) : undefined;
-      const vsFloor = floorRate ? (r.perSec / floorRate).toFixed(2) + '×' : '';
-      const vsDmsetup = (r.perSec / by('dmsetup subprocesses')!.perSec).toFixed(1) + '×';
-      const kernel = r.kernelUs === undefined ? 'n/a | n/a' : `${r.kernelUs.toFixed(0)} | ${(r.kernelUs / r.usPerOp).toFixed(2)}`;
-      console.log(`| ${r.name} | ${r.perSec.toFixed(1)} | ${r.usPerOp.toFixed(0)} | ${vsRaw} | ${vsFloor} | ${vsDmsetup} | ${kernel} |`);
+    const ratio = (p: Path, to?: Path, digits = 2) => (to ? (rate(p) / rate(to)).toFixed(digits) + '×' : '');
+    for (const p of paths) {
+      const us = (p.total / (p.per * rounds)) * 1e6, kernelUs = p.kernel === undefined ? undefined : (p.kernel / (p.per * rounds)) * 1e6;
+      const kernel = kernelUs === undefined ? ' | ' : `${kernelUs.toFixed(0)} | ${(kernelUs / us).toFixed(2)}`;
+      console.log(`| ${p.name} | ${rate(p).toFixed(1)} | ${us.toFixed(0)} | ${ratio(p, p.raw)} | ${ratio(p, p.floor)} | ${ratio(p, dmsetupRow, 1)} | ${kernel} |`);
     }
     console.log(`\nevent-loop lag during 1,000 promise ops (8 in flight): p99 ${lagP99.toFixed(2)} ms, max ${lagMax.toFixed(2)} ms`);
     console.log(`kernel: ${os.release()}, dm ${Object.values(dm.kernelVersionSync()).join('.')}`);
