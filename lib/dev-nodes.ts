@@ -2,14 +2,14 @@
 // (like libdm's fallback) we make it after create/resume, remove it on remove and move it on rename. With
 // udev running we leave it to udev and wait for it, bounded, then fall back to making it ourselves.
 import fs from 'node:fs';
-import path from 'node:path';
 import { native, DevNumber } from './native';
 
 export type NodePolicy = 'auto' | 'manage' | 'udev' | 'none';
-export const MAPPER_DIR = '/dev/mapper';
+export const MAPPER_DIR = native.mapperDir;
 
+/** /dev/mapper/<name>. Names are checked before they get here: no '/', not '.' or '..'. */
 export function mapperPath(name: string): string {
-  return path.join(MAPPER_DIR, name);
+  return `${MAPPER_DIR}/${name}`;
 }
 
 export function udevRunning(): boolean {
@@ -30,7 +30,7 @@ function sameNode(p: string, dev: DevNumber): boolean {
 }
 
 export function makeNode(name: string, dev: DevNumber): void {
-  native.ensureBlockNode(mapperPath(name), { major: dev.major, minor: dev.minor, mode: 0o600 });
+  native.ensureBlockNode(mapperPath(name), { major: dev.major, minor: dev.minor });  // the addon's mode: 0600
 }
 
 /** Removes the node if it is the one for `dev` (or any block node, when dev is unknown). */

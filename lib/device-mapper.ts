@@ -3,7 +3,7 @@
 import os from 'node:os';
 import { dmError } from './errors';
 import { K, native, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from './native';
-import { dmAsync, dmSeqAsync, dmSeqSync, dmSync, dmWait } from './dm-call';
+import { dmAsync, dmRequest, dmSeqAsync, dmSeqSync, dmSync, dmWait } from './dm-call';
 import { Sectors, sectors } from './units';
 import { checkInteger, checkName, checkUuid } from './validate';
 import * as nodes from './dev-nodes';
@@ -76,17 +76,31 @@ interface Plan<T> {
   needsMinor?: number;
 }
 
+// Every plan has all fields, in one order: one object shape, so runPlan's reads of it stay monomorphic.
+function plan<T>(cmd: number, req: RawDmRequest, map: (r: RawDmResponse) => T, node?: NodeEffect, needsMinor?: number): Plan<T> {
+  return { cmd, req, map, node, needsMinor };
+}
+
 const ENXIO = os.constants.errno.ENXIO;
+const TARGET_TYPE = /^[A-Za-z0-9_-]{1,15}$/;
 
 // udev flags in the high 16 bits of event_nr: mark our events as a primary source, as libdm does.
 const UDEV_PRIMARY_SOURCE = 0x40 << 16;
 
 function refRequest(ref: DeviceRef): RawDmRequest {
-  if (typeof ref === 'string') return { name: checkName(ref) };
-  if ('name' in ref) return { name: checkName(ref.name) };
-  if ('uuid' in ref) return { uuid: checkUuid(ref.uuid) };
-  if ('dev' in ref) return { dev: { major: checkInteger(ref.dev.major, 'major'), minor: checkInteger(ref.dev.minor, 'minor') } };
-  throw dmError('ERR_DM_INVALID_ARGUMENT', 'a device is named by a string, {name}, {uuid} or {dev}');
+  const req = dmRequest();
+  if (typeof ref === 'string') req.name = checkName(ref);
+  else if ('name' in ref) req.name = checkName(ref.name);
+  else if ('uuid' in ref) req.uuid = checkUuid(ref.uuid);
+  else if ('dev' in ref) req.dev = { major: checkInteger(ref.dev.major, 'major'), minor: checkInteger(ref.dev.minor, 'minor') };
+  else throw dmError('ERR_DM_INVALID_ARGUMENT', 'a device is named by a string, {name}, {uuid} or {dev}');
+  return req;
+}
+
+function flagsRequest(flags: number): RawDmRequest {
+  const req = dmRequest();
+  req.flags = flags;
+  return req;
 }
 
 function waitRequest(ref: DeviceRef, eventNr: number, o: { inactive?: boolean }): RawDmRequest {
@@ -128,22 +142,35 @@ function toVersion(v: [number, number, number]): KernelVersion {
   return { major: v[0], minor: v[1], patch: v[2] };
 }
 
+// Readers of replies, one per kind of result (module-level: no closure is made per call).
+const versionOf = (r: RawDmResponse): KernelVersion => toVersion(r.version);
+const devicesOf = (r: RawDmResponse): DeviceListEntry[] => r.devices;
+const depsOf = (r: RawDmResponse): DevNumber[] => r.deps ?? [];
+const outputOf = (r: RawDmResponse): string | undefined => r.output;
+const nothing = (): void => undefined;
+const infoOrUndefined = (r: RawDmResponse | null): DeviceInfo | undefined => (r ? toInfo(r) : undefined);
+const targetVersionsOf = (r: RawDmResponse): TargetVersion[] =>
+  (r.versions ?? []).map((v) => ({ name: v.name, version: toVersion(v.version) }));
+
 /** Checks a table before it reaches the kernel: contiguous from 0, positive lengths, sane type and params. */
 export function checkTable(targets: readonly Target[] | readonly RawTarget[]): RawTarget[] {
   if (!Array.isArray(targets) || targets.length === 0) throw dmError('ERR_DM_INVALID_TABLE', 'a table needs at least one target');
+  const out: RawTarget[] = [];
   let next = 0;
-  return targets.map((t, i) => {
+  for (let i = 0; i < targets.length; i++) {
+    const t = targets[i];
     const start = sectors(t.start);
     const length = sectors(t.length);
     if (start !== next) throw dmError('ERR_DM_INVALID_TABLE', `target ${i} starts at ${start}, expected ${next}`);
     if (length === 0) throw dmError('ERR_DM_INVALID_TABLE', `target ${i} has length 0`);
-    if (typeof t.type !== 'string' || !/^[A-Za-z0-9_-]{1,15}$/.test(t.type))
+    if (typeof t.type !== 'string' || !TARGET_TYPE.test(t.type))
       throw dmError('ERR_DM_INVALID_TABLE', `target ${i} type '${String(t.type)}' is not a target name`);
     if (typeof t.params !== 'string' || t.params.includes('\0') || t.params.includes('\n'))
       throw dmError('ERR_DM_INVALID_TABLE', `target ${i} params must be one line of text`);
     next = start + length;
-    return { start, length, type: t.type, params: t.params };
-  });
+    out.push({ start, length, type: t.type, params: t.params });
+  }
+  return out;
 }
 
 export class DeviceMapper {
@@ -198,7 +225,7 @@ export class DeviceMapper {
     } catch (e) {
       return Promise.reject(e);
     }
-    return dmAsync(this.fd, plan.cmd, plan.req).then((r) => {
+    return dmAsync(this.fd, plan.cmd, plan.req, (r) => {
       const waiting = this.nodeEffectAsync(plan.node, r!);
       return waiting ? waiting.then(() => plan.map(r!)) : plan.map(r!);
     });
@@ -212,127 +239,119 @@ export class DeviceMapper {
     return undefined;
   }
 
+  // What is left to JS after the call: waiting for udev's node, and moving a renamed one. Without udev
+  // ('manage'), the addon makes and removes nodes itself right after the ioctl (nodeStep).
   private nodeEffectSync(effect: NodeEffect | undefined, r: RawDmResponse): void {
-    if (!effect || this.nodePolicy === 'none') return;
+    if (effect === undefined || effect === 'remove') return;
     if (effect === 'make') {
       if (this.nodePolicy === 'udev') nodes.awaitUdevNodeSync(r.name, r.dev, this.udevTimeoutMs);
-      else nodes.makeNode(r.name, r.dev);
-    } else if (this.nodePolicy === 'manage') {
-      this.applyRemoveOrRename(effect, r);
+    } else if (this.nodePolicy === 'manage' && r.name) {
+      nodes.renameNode(r.name, effect.rename, r.dev);
     }
   }
 
-  private applyRemoveOrRename(effect: 'remove' | { rename: string }, r: RawDmResponse): void {
-    if (effect === 'remove') {
-      if (!(r.flags & K.DM_DEFERRED_REMOVE) && r.name) nodes.removeNode(r.name);
-    } else if (r.name) {
-      nodes.renameNode(r.name, effect.rename, r.dev);
-    }
+  /** The node step the addon takes after the ioctl (K.DM_NODE_*), or 0. */
+  private nodeStep(effect: 'make' | 'remove'): number {
+    if (this.nodePolicy !== 'manage') return 0;
+    return effect === 'make' ? K.DM_NODE_MAKE : K.DM_NODE_REMOVE;
   }
 
   // ---- plans: one per command ----------------------------------------------------------------------
 
   private planVersion(): Plan<KernelVersion> {
-    return { cmd: K.DM_VERSION_CMD, req: {}, map: (r) => toVersion(r.version) };
+    return plan(K.DM_VERSION_CMD, dmRequest(), versionOf);
   }
   private planList(uuids: boolean): Plan<DeviceListEntry[]> {
-    return {
-      cmd: K.DM_LIST_DEVICES_CMD,
-      req: { flags: uuids ? K.DM_UUID_FLAG : 0 },
-      map: (r) => r.devices,
-    };
+    return plan(K.DM_LIST_DEVICES_CMD, flagsRequest(uuids ? K.DM_UUID_FLAG : 0), devicesOf);
   }
   private planCreate(name: string, o: CreateOptions): Plan<DeviceInfo> {
-    const req: RawDmRequest = { name: checkName(name), flags: o.readOnly ? K.DM_READONLY_FLAG : 0 };
+    const req = refRequest(name);
+    req.flags = o.readOnly ? K.DM_READONLY_FLAG : 0;
     if (o.uuid !== undefined) req.uuid = checkUuid(o.uuid);
     if (o.minor !== undefined) {
       req.dev = { major: 0, minor: checkInteger(o.minor, 'minor', 0, 2 ** 20 - 1) };
       req.flags! |= K.DM_PERSISTENT_DEV_FLAG;
     }
-    return { cmd: K.DM_DEV_CREATE_CMD, req, map: toInfo };
+    return plan(K.DM_DEV_CREATE_CMD, req, toInfo);
   }
   private planRemove(ref: DeviceRef, o: RemoveOptions): Plan<DeviceInfo> {
     const req = refRequest(ref);
     req.flags = o.deferred ? K.DM_DEFERRED_REMOVE : 0;
     req.eventNr = UDEV_PRIMARY_SOURCE;
-    return { cmd: K.DM_DEV_REMOVE_CMD, req, map: toInfo, node: 'remove' };
+    req.node = this.nodeStep('remove');
+    return plan(K.DM_DEV_REMOVE_CMD, req, toInfo, 'remove');
   }
   private planRemoveAll(o: RemoveOptions): Plan<void> {
-    return { cmd: K.DM_REMOVE_ALL_CMD, req: { flags: o.deferred ? K.DM_DEFERRED_REMOVE : 0 }, map: () => undefined };
+    return plan(K.DM_REMOVE_ALL_CMD, flagsRequest(o.deferred ? K.DM_DEFERRED_REMOVE : 0), nothing);
   }
   private planRename(ref: DeviceRef, newName: string): Plan<DeviceInfo> {
     const req = refRequest(ref);
     req.data = checkName(newName, 'new name');
     req.eventNr = UDEV_PRIMARY_SOURCE;
-    return { cmd: K.DM_DEV_RENAME_CMD, req, map: toInfo, node: { rename: newName } };
+    return plan(K.DM_DEV_RENAME_CMD, req, toInfo, { rename: newName });
   }
   private planSetUuid(ref: DeviceRef, uuid: string): Plan<DeviceInfo> {
     const req = refRequest(ref);
     req.data = checkUuid(uuid);
     req.flags = K.DM_UUID_FLAG;
-    return { cmd: K.DM_DEV_RENAME_CMD, req, map: toInfo };
+    return plan(K.DM_DEV_RENAME_CMD, req, toInfo);
   }
   private planSuspend(ref: DeviceRef, o: SuspendOptions): Plan<DeviceInfo> {
     const req = refRequest(ref);
     req.flags = K.DM_SUSPEND_FLAG | (o.noflush ? K.DM_NOFLUSH_FLAG : 0) | (o.skipLockfs ? K.DM_SKIP_LOCKFS_FLAG : 0);
-    return { cmd: K.DM_DEV_SUSPEND_CMD, req, map: toInfo };
+    return plan(K.DM_DEV_SUSPEND_CMD, req, toInfo);
   }
   private planResume(ref: DeviceRef): Plan<DeviceInfo> {
     const req = refRequest(ref);
     req.eventNr = UDEV_PRIMARY_SOURCE;
-    return { cmd: K.DM_DEV_SUSPEND_CMD, req, map: toInfo, node: 'make' };
+    req.node = this.nodeStep('make');
+    return plan(K.DM_DEV_SUSPEND_CMD, req, toInfo, 'make');
   }
   private planInfo(ref: DeviceRef): Plan<DeviceInfo> {
-    return { cmd: K.DM_DEV_STATUS_CMD, req: refRequest(ref), map: toInfo };
+    return plan(K.DM_DEV_STATUS_CMD, refRequest(ref), toInfo);
   }
   private planLoad(ref: DeviceRef, targets: readonly Target[], o: LoadOptions): Plan<DeviceInfo> {
     const req = refRequest(ref);
     req.targets = checkTable(targets);
     req.flags = (o.readOnly ? K.DM_READONLY_FLAG : 0) | (o.secure ? K.DM_SECURE_DATA_FLAG : 0);
-    return { cmd: K.DM_TABLE_LOAD_CMD, req, map: toInfo };
+    return plan(K.DM_TABLE_LOAD_CMD, req, toInfo);
   }
   private planClear(ref: DeviceRef): Plan<DeviceInfo> {
-    return { cmd: K.DM_TABLE_CLEAR_CMD, req: refRequest(ref), map: toInfo };
+    return plan(K.DM_TABLE_CLEAR_CMD, refRequest(ref), toInfo);
   }
   private planDeps(ref: DeviceRef, o: QueryOptions): Plan<DevNumber[]> {
     const req = refRequest(ref);
     req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
-    return { cmd: K.DM_TABLE_DEPS_CMD, req, map: (r) => r.deps ?? [] };
+    return plan(K.DM_TABLE_DEPS_CMD, req, depsOf);
   }
   private planTableStatus(ref: DeviceRef, table: boolean, o: QueryOptions): Plan<Target[]> {
     const req = refRequest(ref);
     req.flags = (table ? K.DM_STATUS_TABLE_FLAG : 0) | (o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0) |
       (o.noflush ? K.DM_NOFLUSH_FLAG : 0);
-    return { cmd: K.DM_TABLE_STATUS_CMD, req, map: toTargets };
+    return plan(K.DM_TABLE_STATUS_CMD, req, toTargets);
   }
   private planTargetVersions(): Plan<TargetVersion[]> {
-    return {
-      cmd: K.DM_LIST_VERSIONS_CMD, req: {},
-      map: (r) => (r.versions ?? []).map((v) => ({ name: v.name, version: toVersion(v.version) })),
-    };
+    return plan(K.DM_LIST_VERSIONS_CMD, dmRequest(), targetVersionsOf);
   }
   private planTargetVersion(type: string): Plan<TargetVersion> {
-    if (typeof type !== 'string' || !/^[A-Za-z0-9_-]{1,15}$/.test(type)) throw dmError('ERR_DM_INVALID_ARGUMENT', `'${type}' is not a target name`);
-    return {
-      cmd: K.DM_GET_TARGET_VERSION_CMD, req: { name: type }, needsMinor: 41,
-      map: (r) => { const v = r.versions![0]; return { name: v.name, version: toVersion(v.version) }; },
-    };
+    if (typeof type !== 'string' || !TARGET_TYPE.test(type)) throw dmError('ERR_DM_INVALID_ARGUMENT', `'${type}' is not a target name`);
+    return plan(K.DM_GET_TARGET_VERSION_CMD, refRequest(type), (r) => targetVersionsOf(r)[0], undefined, 41);
   }
   private planMessage(ref: DeviceRef, sector: number, text: string, o: MessageOptions): Plan<string | undefined> {
     const req = refRequest(ref);
     if (typeof text !== 'string' || text.length === 0 || text.includes('\0')) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a message is non-empty text');
     req.message = { sector: sectors(sector), text };
     req.flags = o.secure ? K.DM_SECURE_DATA_FLAG : 0;
-    return { cmd: K.DM_TARGET_MSG_CMD, req, map: (r) => r.output };
+    return plan(K.DM_TARGET_MSG_CMD, req, outputOf);
   }
   private planSetGeometry(ref: DeviceRef, g: Geometry): Plan<void> {
     const req = refRequest(ref);
     const n = (v: number, what: string) => checkInteger(v, what);
     req.data = `${n(g.cylinders, 'cylinders')} ${n(g.heads, 'heads')} ${n(g.sectors, 'sectors')} ${n(g.start, 'start')}`;
-    return { cmd: K.DM_DEV_SET_GEOMETRY_CMD, req, map: () => undefined };
+    return plan(K.DM_DEV_SET_GEOMETRY_CMD, req, nothing);
   }
   private planArmPoll(): Plan<void> {
-    return { cmd: K.DM_DEV_ARM_POLL_CMD, req: {}, map: () => undefined, needsMinor: 36 };
+    return plan(K.DM_DEV_ARM_POLL_CMD, dmRequest(), nothing, undefined, 36);
   }
 
   // ---- public API: promise and sync twin for each command ------------------------------------------
@@ -476,13 +495,11 @@ export class DeviceMapper {
   }
 
   /** The device's info, or undefined if there is no such device (no error is built for that case). */
-  async infoIfExists(ref: DeviceRef): Promise<DeviceInfo | undefined> {
-    const r = await dmAsync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), ENXIO);
-    return r ? toInfo(r) : undefined;
+  infoIfExists(ref: DeviceRef): Promise<DeviceInfo | undefined> {
+    return dmAsync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), infoOrUndefined, ENXIO);
   }
   infoIfExistsSync(ref: DeviceRef): DeviceInfo | undefined {
-    const r = dmSync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), ENXIO);
-    return r ? toInfo(r) : undefined;
+    return infoOrUndefined(dmSync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), ENXIO));
   }
 
   /** True if the device exists. */

@@ -7,7 +7,7 @@ const H = {
   flags: K.DM_HEAD_FLAGS, eventNr: K.DM_HEAD_EVENT_NR, major: K.DM_HEAD_MAJOR, minor: K.DM_HEAD_MINOR,
   hasDev: K.DM_HEAD_HAS_DEV, hasMessage: K.DM_HEAD_HAS_MESSAGE, sector: K.DM_HEAD_SECTOR,
   expectErrno: K.DM_HEAD_EXPECT_ERRNO, openCount: K.DM_HEAD_OPEN_COUNT, targetCount: K.DM_HEAD_TARGET_COUNT,
-  bufferSize: K.DM_HEAD_BUFFER_SIZE, version: K.DM_HEAD_VERSION, size: K.DM_HEAD_SIZE,
+  node: K.DM_HEAD_NODE, bufferSize: K.DM_HEAD_BUFFER_SIZE, version: K.DM_HEAD_VERSION, size: K.DM_HEAD_SIZE,
 };
 
 // Allocating a typed array costs more than the ioctl, so heads are reused: one for sync calls (they cannot
@@ -17,27 +17,42 @@ const freeHeads: Float64Array[] = [];
 const takeHead = () => freeHeads.pop() ?? new Float64Array(H.size);
 const giveHead = (head: Float64Array) => { if (freeHeads.length < 64) freeHeads.push(head); };
 
+/** A request with every field present, in one order: built this way, all requests share one shape and the
+ * reads in packHead stay monomorphic (a megamorphic read costs more than the ioctl under emulation). */
+export function dmRequest(): RawDmRequest {
+  return { name: undefined, uuid: undefined, dev: undefined, flags: 0, eventNr: 0, targets: undefined, message: undefined, data: undefined, node: 0 };
+}
+
+// Sets every slot the addon reads, so a reused head needs no clearing.
 function packHead(head: Float64Array, req: RawDmRequest, expectErrno: number): Float64Array {
-  head.fill(0);
   head[H.flags] = req.flags ?? 0;
   head[H.eventNr] = req.eventNr ?? 0;
-  if (req.dev) { head[H.hasDev] = 1; head[H.major] = req.dev.major; head[H.minor] = req.dev.minor; }
-  if (req.message) { head[H.hasMessage] = 1; head[H.sector] = req.message.sector; }
+  const dev = req.dev;
+  head[H.hasDev] = dev ? 1 : 0;
+  head[H.major] = dev ? dev.major : 0;
+  head[H.minor] = dev ? dev.minor : 0;
+  const message = req.message;
+  head[H.hasMessage] = message ? 1 : 0;
+  head[H.sector] = message ? message.sector : 0;
   head[H.expectErrno] = expectErrno;
+  head[H.node] = req.node ?? 0;
   return head;
 }
 
 function flatTargets(req: RawDmRequest): (number | string)[] | undefined {
-  if (!req.targets) return undefined;
+  const targets = req.targets;
+  if (!targets) return undefined;
   const flat: (number | string)[] = [];
-  for (const t of req.targets) flat.push(t.start, t.length, t.type, t.params);
+  for (let i = 0; i < targets.length; i++) { const t = targets[i]; flat.push(t.start, t.length, t.type, t.params); }
   return flat;
 }
+
+const dataOf = (req: RawDmRequest) => (req.message ? req.message.text : req.data);
 
 /** A request in the addon's calling convention, after fd and cmd: [head, name, uuid, data, targets]. */
 type Args = [head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]];
 function pack(head: Float64Array, req: RawDmRequest, expectErrno = 0): Args {
-  return [packHead(head, req, expectErrno), req.name, req.uuid, req.message?.text ?? req.data, flatTargets(req)];
+  return [packHead(head, req, expectErrno), req.name, req.uuid, dataOf(req), flatTargets(req)];
 }
 
 function unpack(head: Float64Array, ret: string | RawDmPayload): RawDmResponse {
@@ -64,15 +79,18 @@ function unpack(head: Float64Array, ret: string | RawDmPayload): RawDmResponse {
 
 /** One DM ioctl on the calling thread. With expectErrno, that errno returns null instead of throwing. */
 export function dmSync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): RawDmResponse | null {
-  const ret = native.dm(fd, cmd, ...pack(syncHead, req, expectErrno));
+  // Arguments passed one by one, not spread from pack(): this is the hot path.
+  const ret = native.dm(fd, cmd, packHead(syncHead, req, expectErrno), req.name, req.uuid, dataOf(req), flatTargets(req));
   return ret === null ? null : unpack(syncHead, ret);
 }
 
-/** One DM ioctl on the libuv pool. */
-export function dmAsync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): Promise<RawDmResponse | null> {
+/** One DM ioctl on the libuv pool. `read` makes the result from the reply in the same turn: under emulation
+ * each extra promise turn per call is measurable. */
+export function dmAsync<T>(fd: number, cmd: number, req: RawDmRequest,
+  read: (r: RawDmResponse | null) => T | PromiseLike<T>, expectErrno = 0): Promise<T> {
   const head = takeHead();
-  return native.dmAsync(fd, cmd, ...pack(head, req, expectErrno)).then(
-    (ret) => { const r = ret === null ? null : unpack(head, ret); giveHead(head); return r; },
+  return native.dmAsync(fd, cmd, packHead(head, req, expectErrno), req.name, req.uuid, dataOf(req), flatTargets(req)).then(
+    (ret) => { const r = ret === null ? null : unpack(head, ret); giveHead(head); return read(r); },
     (e) => { giveHead(head); throw e; });
 }
 

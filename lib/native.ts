@@ -15,6 +15,8 @@ export interface RawDmRequest {
   targets?: RawTarget[];
   message?: { sector: number; text: string };
   data?: string;
+  /** K.DM_NODE_MAKE / K.DM_NODE_REMOVE: the addon makes or removes /dev/mapper/<name> right after the ioctl. */
+  node?: number;
 }
 
 export interface RawDmResponse {
@@ -76,6 +78,8 @@ type SyncAsync<A extends unknown[], R, N extends string> =
 
 export type NativeAddon = {
   constants: Record<string, number>;
+  /** "/dev/mapper": where named dm nodes live. */
+  mapperDir: string;
   setErrorFactory(factory: (raw: RawSysError) => Error): void;
   openControl(): number;
   closeFd(fd: number): void;
@@ -111,4 +115,5 @@ export type NativeAddon = {
 // The package root is two levels above dist/lib.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 export const native: NativeAddon = require('node-gyp-build')(path.join(__dirname, '..', '..'));
-export const K = native.constants;
+// A copy: the addon's object is in dictionary mode, and K.* is read on every call.
+export const K: Record<string, number> = { ...native.constants };

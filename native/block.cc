@@ -55,16 +55,21 @@ void DeviceNumber(const std::string& path, uint32_t* major_, uint32_t* minor_) {
   *minor_ = minor(st.st_rdev);
 }
 
+// mknod first: the usual case (no node yet) costs one syscall, as it does for dmsetup without udev.
 bool EnsureBlockNode(const std::string& path, uint32_t maj, uint32_t min, uint32_t mode) {
-  struct stat st;
   dev_t want = makedev(maj, min);
-  if (lstat(path.c_str(), &st) == 0) {
-    if (S_ISBLK(st.st_mode) && st.st_rdev == want) return false;
-    if (unlink(path.c_str()) < 0) throw SysError{errno, "unlink", "", path, ""};
-  } else if (errno != ENOENT) {
-    throw SysError{errno, "lstat", "", path, ""};
-  }
-  if (mknod(path.c_str(), S_IFBLK | (mode & 07777), want) < 0 && errno != EEXIST)
+  mode_t type = S_IFBLK | (mode & 07777);
+  if (mknod(path.c_str(), type, want) == 0) return true;
+  if (errno != EEXIST) throw SysError{errno, "mknod", "", path, ""};
+  struct stat st;
+  if (lstat(path.c_str(), &st) < 0) throw SysError{errno, "lstat", "", path, ""};
+  if (S_ISBLK(st.st_mode) && st.st_rdev == want) return false;
+  if (unlink(path.c_str()) < 0) throw SysError{errno, "unlink", "", path, ""};
+  if (mknod(path.c_str(), type, want) < 0 && errno != EEXIST)  // EEXIST: udev made it meanwhile
     throw SysError{errno, "mknod", "", path, ""};
   return true;
+}
+
+void RemoveNode(const std::string& path) {
+  if (unlink(path.c_str()) < 0 && errno != ENOENT) throw SysError{errno, "unlink", "", path, ""};
 }

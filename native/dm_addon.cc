@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "addon.h"
+#include "block.h"
 #include "blocking_thread.h"
 #include "dm_ioctl.h"
 
@@ -23,12 +24,33 @@ enum HeadSlot : uint32_t {
   kHeadHasMessage,   // in: data is a TARGET_MSG text for sector kHeadSector
   kHeadSector,
   kHeadExpectErrno,  // in: this errno returns null instead of throwing (0: none)
+  kHeadNode,         // in: a MapperNode step to take after the ioctl succeeds
   kHeadOpenCount,    // out
   kHeadTargetCount,
   kHeadBufferSize,
   kHeadVersion,      // out: 3 slots
   kHeadSize = kHeadVersion + 3,
 };
+
+// /dev/mapper/<name> upkeep without udev, done right after the ioctl, on the same thread: the promise API
+// then makes or removes the node off the main thread, and JS pays nothing for it.
+enum MapperNode : uint32_t {
+  kNodeNone,
+  kNodeMake,    // after RESUME: make the node (replacing a wrong one)
+  kNodeRemove,  // after REMOVE: unlink it, unless the remove was deferred
+};
+
+void ApplyMapperNode(uint32_t step, const DmResponse& r) {
+  if (step == kNodeNone || r.name.empty()) return;
+  std::string path = std::string(kMapperDir) + "/" + r.name;
+  if (step == kNodeMake) {
+    uint32_t major, minor;
+    DmDecodeDev(r.dev, &major, &minor);
+    EnsureBlockNode(path, major, minor, kMapperNodeMode);
+  } else if (step == kNodeRemove && !(r.flags & DM_DEFERRED_REMOVE)) {
+    RemoveNode(path);
+  }
+}
 
 #define NAPI_OK(env, call) \
   do { if ((call) != napi_ok) throw Napi::Error::New(env, "N-API call failed: " #call); } while (0)
@@ -194,19 +216,23 @@ struct DmOp {
   DmRequest req;
   DmResponse res;
   int expectErrno;
+  uint32_t node;
   bool gotExpected = false;
   explicit DmOp(const Napi::CallbackInfo& info)
       : fd(ArgInt(info, 0)),
         head(HeadArg(info.Env(), info[2])),
         req(ParseRequest(info.Env(), info[1], head, info[3], info[4], info[5], info.Length() > 6 ? napi_value(info[6]) : nullptr)),
-        expectErrno(int(head[kHeadExpectErrno])) {}
+        expectErrno(int(head[kHeadExpectErrno])),
+        node(uint32_t(head[kHeadNode])) {}
   void Execute() {
     try {
       res = DmIoctl(fd, req);
     } catch (const SysError& e) {
       if (expectErrno == 0 || e.err != expectErrno) throw;
       gotExpected = true;
+      return;
     }
+    ApplyMapperNode(node, res);
   }
   Napi::Value Result(Napi::Env env) {
     return gotExpected ? env.Null() : ReplyToJs(env, head, res);
@@ -226,6 +252,7 @@ struct DmSeqOp {
   Napi::Reference<Napi::Value> stepsRef;
   std::vector<double*> heads;
   std::vector<DmRequest> reqs;
+  std::vector<uint32_t> nodes;  // each step's MapperNode
   std::vector<DmResponse> res;
   SysError error;
   bool failed = false;
@@ -242,13 +269,16 @@ struct DmSeqOp {
       for (uint32_t k = 0; k < 6; k++) NAPI_OK(env, napi_get_element(env, step, k, &e[k]));
       heads.push_back(HeadArg(env, e[1]));
       reqs.push_back(ParseRequest(env, e[0], heads.back(), e[2], e[3], e[4], e[5]));
+      nodes.push_back(uint32_t(heads.back()[kHeadNode]));
     }
   }
   void Retain(const Napi::CallbackInfo& info) { stepsRef = Napi::Persistent(info[1]); }
   void Execute() {
-    for (const DmRequest& r : reqs) {
+    for (size_t i = 0; i < reqs.size(); i++) {
       try {
-        res.push_back(DmIoctl(fd, r));
+        DmResponse r = DmIoctl(fd, reqs[i]);
+        ApplyMapperNode(nodes[i], r);  // a failure here fails the step
+        res.push_back(std::move(r));
       } catch (const SysError& e) {
         error = e;
         failed = true;
@@ -309,10 +339,13 @@ void RegisterDm(Napi::Env env, Napi::Object exports) {
 #define HEAD_SLOT(js, slot) c.Set("DM_HEAD_" js, uint32_t(slot))
   HEAD_SLOT("FLAGS", kHeadFlags); HEAD_SLOT("EVENT_NR", kHeadEventNr); HEAD_SLOT("MAJOR", kHeadMajor);
   HEAD_SLOT("MINOR", kHeadMinor); HEAD_SLOT("HAS_DEV", kHeadHasDev); HEAD_SLOT("HAS_MESSAGE", kHeadHasMessage);
-  HEAD_SLOT("SECTOR", kHeadSector); HEAD_SLOT("EXPECT_ERRNO", kHeadExpectErrno); HEAD_SLOT("OPEN_COUNT", kHeadOpenCount);
+  HEAD_SLOT("SECTOR", kHeadSector); HEAD_SLOT("EXPECT_ERRNO", kHeadExpectErrno); HEAD_SLOT("NODE", kHeadNode); HEAD_SLOT("OPEN_COUNT", kHeadOpenCount);
   HEAD_SLOT("TARGET_COUNT", kHeadTargetCount); HEAD_SLOT("BUFFER_SIZE", kHeadBufferSize);
   HEAD_SLOT("VERSION", kHeadVersion); HEAD_SLOT("SIZE", kHeadSize);
 #undef HEAD_SLOT
+  c.Set("DM_NODE_MAKE", uint32_t(kNodeMake));
+  c.Set("DM_NODE_REMOVE", uint32_t(kNodeRemove));
+  exports.Set("mapperDir", kMapperDir);
   exports.Set("dm", Napi::Function::New(env, RunSync<DmOp>, "dm"));
   exports.Set("dmAsync", Napi::Function::New(env, RunAsync<DmOp>, "dmAsync"));
   exports.Set("dmWait", Napi::Function::New(env, RunOnOwnThread<DmWaitOp>, "dmWait"));

@@ -105,7 +105,7 @@ struct EnsureNodeOp : PathOp {
       : PathOp(info),
         major(uint32_t(GetU64(ArgObject(info, 1), "major"))),
         minor(uint32_t(GetU64(ArgObject(info, 1), "minor"))),
-        mode(uint32_t(GetU64(ArgObject(info, 1), "mode", 0600))) {}
+        mode(uint32_t(GetU64(ArgObject(info, 1), "mode", kMapperNodeMode))) {}
   void Execute() { changed = EnsureBlockNode(path, major, minor, mode); }
   Napi::Value Result(Napi::Env env) { return Napi::Boolean::New(env, changed); }
 };

@@ -41,6 +41,29 @@ test('CREATE, TABLE_LOAD, DEV_SUSPEND (resume), DEV_STATUS, TABLE_STATUS, REMOVE
   expect(await dm.exists(name)).toBe(false);
 });
 
+test('without udev: resume makes the node (0600, right dev) over a stale one; remove unlinks it; sync and promise', async () => {
+  const a = uniqueName('node'), b = uniqueName('node');
+  try {
+    // A stale node (a leftover naming another device, mode 0644) where a's node goes: resume replaces it.
+    native.ensureBlockNode(mapperPath(a), { major: 7, minor: 255, mode: 0o644 });
+    const info = await dm.createDevice(a, zero(128));
+    const st = fs.statSync(mapperPath(a));
+    expect(st.isBlockDevice() && st.mode & 0o777).toBe(0o600);
+    expect(native.deviceNumber(mapperPath(a))).toEqual(info.dev);
+    dm.createSync(b);
+    dm.loadSync(b, zero(128));
+    const infoB = dm.resumeSync(b);
+    expect(native.deviceNumber(mapperPath(b))).toEqual(infoB.dev);
+    dm.resumeSync(b);  // a right node already there: kept
+    expect(native.deviceNumber(mapperPath(b))).toEqual(infoB.dev);
+    await dm.remove(a);
+    dm.removeSync(b);
+    for (const n of [a, b]) expect(fs.existsSync(mapperPath(n))).toBe(false);
+  } finally {
+    for (const n of [a, b]) { removeQuietly(dm, n); fs.rmSync(mapperPath(n), { force: true }); }
+  }
+});
+
 test("nodes: 'udev' takes udev's node when it comes, and makes one itself when none comes in time", async () => {
   const udev = new DeviceMapper({ nodes: 'udev', udevTimeoutMs: 10_000 });
   const late = new DeviceMapper({ nodes: 'udev', udevTimeoutMs: 50 });
