@@ -420,9 +420,13 @@ export class ThinPool {
   // it recovers first, and says so (the pool's transaction id may have moved).
   private async checkNameFree(name: string): Promise<boolean> {
     this.registry.refresh();
-    const recover = this.registry.get(name) !== undefined && this.registry.pending()?.name === name;
-    if (recover) await this.recover();
-    if (this.registry.get(name)) throw dmError('ERR_DM_VOLUME_EXISTS', `pool ${this.name} has a volume of that name`, name);
+    let taken = this.registry.get(name) !== undefined;
+    const recover = taken && this.registry.pending()?.name === name;
+    if (recover) {
+      await this.recover();
+      taken = this.registry.get(name) !== undefined;
+    }
+    if (taken) throw dmError('ERR_DM_VOLUME_EXISTS', `pool ${this.name} has a volume of that name`, name);
     if (name === this.name || await this.dm.exists(name)) throw dmError('ERR_DM_VOLUME_EXISTS', 'a dm device of that name exists', name);
     return recover;
   }

@@ -112,14 +112,20 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   nextFreeId(): number {
-    return this.db.transactionSync(() => this.firstFreeId());
+    return this.db.transactionSync(() => this.firstFreeId().id);
   }
 
-  private firstFreeId(): number {
-    for (const key of this.db.getKeys({ start: ['free'], end: ['free', Infinity], limit: 1 })) return (key as [string, number])[1];
-    const next = (this.db.get('next') as number | undefined) ?? 0;
+  // The lowest freed id, else the lowest never used ('next'). Under emulation each store operation costs
+  // about as much as an ioctl, so the write paths below do only the operations their change needs.
+  private firstFreeId(): { id: number; freed: boolean } {
+    for (const key of this.db.getKeys({ start: ['free'], end: ['free', Infinity], limit: 1 })) return { id: (key as [string, number])[1], freed: true };
+    const next = this.next();
     if (next > MAX_THIN_ID) throw dmError('ERR_DM_IDS_EXHAUSTED', `all ${MAX_THIN_ID + 1} thin ids are in use`);
-    return next;
+    return { id: next, freed: false };
+  }
+
+  private next(): number {
+    return (this.db.get('next') as number | undefined) ?? 0;
   }
 
   commit(w: RegistryWrite): void {
@@ -130,25 +136,35 @@ export class LmdbRegistry implements RegistryStore {
     return this.db.transactionSync(() => {
       const unfinished = this.db.get('pending') as PendingChange | undefined;
       if (unfinished && unfinished.toTid !== change.fromTid && !sameChange(unfinished, committed)) return { unfinished };
-      const recorded: PendingChange = { ...change, id: change.id ?? this.firstFreeId() };
-      this.write({ pending: recorded, takeIds: change.id === undefined ? [recorded.id] : [] });
+      let id = change.id;
+      if (id === undefined) {
+        const free = this.firstFreeId();
+        id = free.id;
+        if (free.freed) this.db.removeSync(['free', id]);
+        else this.db.putSync('next', id + 1);
+      }
+      const recorded: PendingChange = { ...change, id };
+      this.db.putSync('pending', recorded);
       return { recorded };
     });
   }
 
   // The body of one write transaction.
   private write(w: RegistryWrite): void {
-    const before = (this.db.get('next') as number | undefined) ?? 0;
-    let next = before;
-    for (const id of w.takeIds ?? []) {
-      this.db.removeSync(['free', id]);
-      if (id >= next) {
-        for (let gap = next; gap < id; gap++) this.db.putSync(['free', gap], 1);
-        next = id + 1;
+    if (w.takeIds?.length || w.freeIds?.length) {
+      const before = this.next();
+      let next = before;
+      for (const id of w.takeIds ?? []) {
+        if (id < next) {
+          this.db.removeSync(['free', id]);
+        } else {
+          for (let gap = next; gap < id; gap++) this.db.putSync(['free', gap], 1);
+          next = id + 1;
+        }
       }
+      for (const id of w.freeIds ?? []) if (id < next) this.db.putSync(['free', id], 1);
+      if (next !== before) this.db.putSync('next', next);
     }
-    for (const id of w.freeIds ?? []) if (id < next) this.db.putSync(['free', id], 1);
-    if (next !== before) this.db.putSync('next', next);
     for (const name of w.remove ?? []) {
       const gone = this.get(name);
       for (const child of this.children(name)) this.putRecord({ ...child, parent: gone?.parent ?? null }, name);
