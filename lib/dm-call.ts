@@ -18,7 +18,7 @@ const takeHead = () => freeHeads.pop() ?? new Float64Array(H.size);
 const giveHead = (head: Float64Array) => { if (freeHeads.length < 64) freeHeads.push(head); };
 
 /** A request with every field present, in one order: built this way, all requests share one shape and the
- * reads in packHead stay monomorphic (a megamorphic read costs more than the ioctl under emulation). */
+ * reads in packHead stay monomorphic. */
 export function dmRequest(): RawDmRequest {
   return { name: undefined, uuid: undefined, dev: undefined, flags: 0, eventNr: 0, targets: undefined, message: undefined, data: undefined, node: 0 };
 }

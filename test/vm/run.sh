@@ -17,6 +17,8 @@ cache=${DEVMAPPER_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devmapper-vm}
 mem=${DEVMAPPER_VM_MEM:-2048}
 smp=${DEVMAPPER_VM_SMP:-2}
 timeout_s=${DEVMAPPER_VM_TIMEOUT:-1800}
+# Extra guest kernel parameters (e.g. idle=poll for benchmark experiments).
+append_extra=${DEVMAPPER_VM_APPEND:-}
 
 [ $# -gt 0 ] || { echo "usage: $0 <command...>" >&2; exit 2; }
 
@@ -108,7 +110,7 @@ accel_note=""
 set +e
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m "$mem" -smp "$smp" -nographic -no-reboot -nic none \
   -kernel "$cache/root/boot/vmlinuz-$kver" -initrd "$cache/initrd.img" \
-  -append "console=ttyS0 quiet loglevel=3 panic=-1 devmapper.project=$project devmapper.run=$run" \
+  -append "console=ttyS0 quiet loglevel=3 panic=-1 devmapper.project=$project devmapper.run=$run $append_extra" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
   -virtfs local,path="$project",mount_tag=project,security_model=passthrough,multidevs=remap \
   < /dev/null
