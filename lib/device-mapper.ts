@@ -82,6 +82,15 @@ function plan<T>(cmd: number, req: RawDmRequest, map: (r: RawDmResponse) => T, n
 }
 
 const ENXIO = os.constants.errno.ENXIO;
+
+/** Runs `fn`; a synchronous throw (bad input, a closed DeviceMapper) becomes a rejected promise. */
+function settle<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
 const TARGET_TYPE = /^[A-Za-z0-9_-]{1,15}$/;
 
 // udev flags in the high 16 bits of event_nr: mark our events as a primary source, as libdm does.
@@ -218,14 +227,18 @@ export class DeviceMapper {
     return plan.map(r);
   }
 
-  // One .then per call, no async layers: under emulation each extra promise turn is measurable.
-  private runPlan<T>(plan: Plan<T>, label = ''): Promise<T> {
+  // One .then per call, no async layers. The plan is made inside the try: bad input (checked before any
+  // ioctl) rejects the promise rather than throwing at the caller.
+  private runPlan<T>(make: () => Plan<T>, label = ''): Promise<T> {
+    let plan: Plan<T>, fd: number;
     try {
+      plan = make();
       this.checkKernel(plan, label);
+      fd = this.fd;
     } catch (e) {
       return Promise.reject(e);
     }
-    return dmAsync(this.fd, plan.cmd, plan.req, (r) => {
+    return dmAsync(fd, plan.cmd, plan.req, (r) => {
       const waiting = this.nodeEffectAsync(plan.node, r!);
       return waiting ? waiting.then(() => plan.map(r!)) : plan.map(r!);
     });
@@ -357,23 +370,23 @@ export class DeviceMapper {
   // ---- public API: promise and sync twin for each command ------------------------------------------
 
   /** The kernel's dm interface version; read once. */
-  async kernelVersion(): Promise<KernelVersion> { return this.kernel ??= await this.runPlan(this.planVersion()); }
+  async kernelVersion(): Promise<KernelVersion> { return this.kernel ??= await this.runPlan(() => this.planVersion()); }
   kernelVersionSync(): KernelVersion { return this.kernel ??= this.runPlanSync(this.planVersion()); }
 
   /** All dm devices. With `uuids`, each entry carries its uuid when it has one. */
-  list(o: { uuids?: boolean } = {}): Promise<DeviceListEntry[]> { return this.runPlan(this.planList(o.uuids ?? true)); }
+  list(o: { uuids?: boolean } = {}): Promise<DeviceListEntry[]> { return this.runPlan(() => this.planList(o.uuids ?? true)); }
   listSync(o: { uuids?: boolean } = {}): DeviceListEntry[] { return this.runPlanSync(this.planList(o.uuids ?? true)); }
 
-  create(name: string, o: CreateOptions = {}): Promise<DeviceInfo> { return this.runPlan(this.planCreate(name, o)); }
+  create(name: string, o: CreateOptions = {}): Promise<DeviceInfo> { return this.runPlan(() => this.planCreate(name, o)); }
   createSync(name: string, o: CreateOptions = {}): DeviceInfo { return this.runPlanSync(this.planCreate(name, o)); }
 
-  remove(ref: DeviceRef, o: RemoveOptions = {}): Promise<DeviceInfo> { return this.withName(ref, (r) => this.runPlan(this.planRemove(r, o))); }
+  remove(ref: DeviceRef, o: RemoveOptions = {}): Promise<DeviceInfo> { return this.withName(ref, (r) => this.runPlan(() => this.planRemove(r, o))); }
   removeSync(ref: DeviceRef, o: RemoveOptions = {}): DeviceInfo { return this.runPlanSync(this.planRemove(this.nameOfSync(ref), o)); }
 
   /** Removes every dm device that is not open (DM_REMOVE_ALL); with `deferred`, open ones at last close. */
   async removeAll(o: RemoveOptions = {}): Promise<void> {
     const before = this.nodePolicy === 'manage' ? await this.list({ uuids: false }) : [];
-    await this.runPlan(this.planRemoveAll(o));
+    await this.runPlan(() => this.planRemoveAll(o));
     if (before.length) this.dropNodesOfGone(before, await this.list({ uuids: false }));
   }
   removeAllSync(o: RemoveOptions = {}): void {
@@ -382,60 +395,60 @@ export class DeviceMapper {
     if (before.length) this.dropNodesOfGone(before, this.listSync({ uuids: false }));
   }
 
-  rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> { return this.withName(ref, (r) => this.runPlan(this.planRename(r, newName))); }
+  rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> { return this.withName(ref, (r) => this.runPlan(() => this.planRename(r, newName))); }
   renameSync(ref: DeviceRef, newName: string): DeviceInfo { return this.runPlanSync(this.planRename(this.nameOfSync(ref), newName)); }
 
   /** Sets the uuid of a device that has none (the kernel refuses to change a set one). */
-  setUuid(ref: DeviceRef, uuid: string): Promise<DeviceInfo> { return this.runPlan(this.planSetUuid(ref, uuid)); }
+  setUuid(ref: DeviceRef, uuid: string): Promise<DeviceInfo> { return this.runPlan(() => this.planSetUuid(ref, uuid)); }
   setUuidSync(ref: DeviceRef, uuid: string): DeviceInfo { return this.runPlanSync(this.planSetUuid(ref, uuid)); }
 
-  suspend(ref: DeviceRef, o: SuspendOptions = {}): Promise<DeviceInfo> { return this.runPlan(this.planSuspend(ref, o)); }
+  suspend(ref: DeviceRef, o: SuspendOptions = {}): Promise<DeviceInfo> { return this.runPlan(() => this.planSuspend(ref, o)); }
   suspendSync(ref: DeviceRef, o: SuspendOptions = {}): DeviceInfo { return this.runPlanSync(this.planSuspend(ref, o)); }
 
   /** Resumes a device, making a loaded inactive table live. */
-  resume(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(this.planResume(ref)); }
+  resume(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(() => this.planResume(ref)); }
   resumeSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planResume(ref)); }
 
-  info(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(this.planInfo(ref)); }
+  info(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(() => this.planInfo(ref)); }
   infoSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planInfo(ref)); }
 
   /** Loads a table into the inactive slot; resume makes it live. */
-  load(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): Promise<DeviceInfo> { return this.runPlan(this.planLoad(ref, targets, o)); }
+  load(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): Promise<DeviceInfo> { return this.runPlan(() => this.planLoad(ref, targets, o)); }
   loadSync(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): DeviceInfo { return this.runPlanSync(this.planLoad(ref, targets, o)); }
 
   /** Drops the inactive table. */
-  clear(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(this.planClear(ref)); }
+  clear(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(() => this.planClear(ref)); }
   clearSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planClear(ref)); }
 
   /** The devices the table uses. */
-  deps(ref: DeviceRef, o: QueryOptions = {}): Promise<DevNumber[]> { return this.runPlan(this.planDeps(ref, o)); }
+  deps(ref: DeviceRef, o: QueryOptions = {}): Promise<DevNumber[]> { return this.runPlan(() => this.planDeps(ref, o)); }
   depsSync(ref: DeviceRef, o: QueryOptions = {}): DevNumber[] { return this.runPlanSync(this.planDeps(ref, o)); }
 
   /** Each target's status line (params hold the status text, without the trailing space trimmed). */
-  status(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.runPlan(this.planTableStatus(ref, false, o)); }
+  status(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.runPlan(() => this.planTableStatus(ref, false, o)); }
   statusSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.runPlanSync(this.planTableStatus(ref, false, o)); }
 
   /** The table as the kernel holds it (live, or the inactive one). */
-  table(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.runPlan(this.planTableStatus(ref, true, o)); }
+  table(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.runPlan(() => this.planTableStatus(ref, true, o)); }
   tableSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.runPlanSync(this.planTableStatus(ref, true, o)); }
 
   /** Loaded target types and their versions. */
-  targetVersions(): Promise<TargetVersion[]> { return this.runPlan(this.planTargetVersions()); }
+  targetVersions(): Promise<TargetVersion[]> { return this.runPlan(() => this.planTargetVersions()); }
   targetVersionsSync(): TargetVersion[] { return this.runPlanSync(this.planTargetVersions()); }
 
   /** One target type's version; the kernel loads its module if needed (dm >= 4.41). */
-  targetVersion(type: string): Promise<TargetVersion> { return this.runPlan(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
+  targetVersion(type: string): Promise<TargetVersion> { return this.runPlan(() => this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
   targetVersionSync(type: string): TargetVersion { return this.runPlanSync(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
 
   /** Sends a target message; returns the target's output when it produced any. Never re-sent. */
-  message(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): Promise<string | undefined> { return this.runPlan(this.planMessage(ref, sector, text, o)); }
+  message(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): Promise<string | undefined> { return this.runPlan(() => this.planMessage(ref, sector, text, o)); }
   messageSync(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): string | undefined { return this.runPlanSync(this.planMessage(ref, sector, text, o)); }
 
-  setGeometry(ref: DeviceRef, g: Geometry): Promise<void> { return this.runPlan(this.planSetGeometry(ref, g)); }
+  setGeometry(ref: DeviceRef, g: Geometry): Promise<void> { return this.runPlan(() => this.planSetGeometry(ref, g)); }
   setGeometrySync(ref: DeviceRef, g: Geometry): void { this.runPlanSync(this.planSetGeometry(ref, g)); }
 
   /** Snapshots the global event counter for this fd; pollEvent() then reports when it moves (dm >= 4.36). */
-  armPoll(): Promise<void> { return this.runPlan(this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
+  armPoll(): Promise<void> { return this.runPlan(() => this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
   armPollSync(): void { this.runPlanSync(this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
 
   /**
@@ -443,8 +456,10 @@ export class DeviceMapper {
    * event of any device), false after timeoutMs. Waits on a thread of its own, not the libuv pool.
    */
   pollEvent(o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
-    const timeout = o.timeoutMs === undefined ? -1 : checkInteger(o.timeoutMs, 'timeoutMs', 0, 2 ** 31 - 1);
-    return this.cancellable(native.pollControl(this.fd, timeout), 'DM_DEV_ARM_POLL', '/dev/mapper/control', { signal: o.signal });
+    return settle(() => {
+      const timeout = o.timeoutMs === undefined ? -1 : checkInteger(o.timeoutMs, 'timeoutMs', 0, 2 ** 31 - 1);
+      return this.cancellable(native.pollControl(this.fd, timeout), 'DM_DEV_ARM_POLL', '/dev/mapper/control', { signal: o.signal });
+    });
   }
 
   /**
@@ -452,13 +467,17 @@ export class DeviceMapper {
    * Runs on a thread of its own; a timeout, an abort signal or close() ends it.
    */
   wait(ref: DeviceRef, eventNr: number, o: WaitOptions = {}): Promise<WaitResult> {
-    const job = dmWait(this.fd, waitRequest(ref, eventNr, o));
-    return this.cancellable(job, 'DM_DEV_WAIT', refLabel(ref), o).then((r) => ({ info: toInfo(r), status: toTargets(r) }));
+    return settle(() => {
+      const req = waitRequest(ref, eventNr, o);
+      const job = dmWait(this.fd, req);
+      return this.cancellable(job, 'DM_DEV_WAIT', refLabel(ref), o).then((r) => ({ info: toInfo(r), status: toTargets(r) }));
+    });
   }
 
   /** DM_DEV_WAIT on the calling thread: blocks until the event; for scripts. */
   waitSync(ref: DeviceRef, eventNr: number, o: { inactive?: boolean } = {}): WaitResult {
-    const r = dmSync(this.fd, K.DM_DEV_WAIT_CMD, waitRequest(ref, eventNr, o))!;
+    const req = waitRequest(ref, eventNr, o);
+    const r = dmSync(this.fd, K.DM_DEV_WAIT_CMD, req)!;
     return { info: toInfo(r), status: toTargets(r) };
   }
 
@@ -467,7 +486,8 @@ export class DeviceMapper {
    * if LOAD, RESUME or making its node fails.
    */
   async createDevice(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): Promise<DeviceInfo> {
-    const { replies, error } = await dmSeqAsync(this.fd, this.createDevicePlans(name, targets, o));
+    const plans = this.createDevicePlans(name, targets, o);
+    const { replies, error } = await dmSeqAsync(this.fd, plans);
     try {
       if (error) throw error;
       await this.nodeEffectAsync('make', replies[2]);
@@ -479,7 +499,8 @@ export class DeviceMapper {
   }
 
   createDeviceSync(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): DeviceInfo {
-    const { replies, error } = dmSeqSync(this.fd, this.createDevicePlans(name, targets, o));
+    const plans = this.createDevicePlans(name, targets, o);
+    const { replies, error } = dmSeqSync(this.fd, plans);
     try {
       if (error) throw error;
       this.nodeEffectSync('make', replies[2]);
@@ -496,10 +517,11 @@ export class DeviceMapper {
 
   /** The device's info, or undefined if there is no such device (no error is built for that case). */
   infoIfExists(ref: DeviceRef): Promise<DeviceInfo | undefined> {
-    return dmAsync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), infoOrUndefined, ENXIO);
+    return settle(() => { const req = refRequest(ref); return dmAsync(this.fd, K.DM_DEV_STATUS_CMD, req, infoOrUndefined, ENXIO); });
   }
   infoIfExistsSync(ref: DeviceRef): DeviceInfo | undefined {
-    return infoOrUndefined(dmSync(this.fd, K.DM_DEV_STATUS_CMD, refRequest(ref), ENXIO));
+    const req = refRequest(ref);
+    return infoOrUndefined(dmSync(this.fd, K.DM_DEV_STATUS_CMD, req, ENXIO));
   }
 
   /** True if the device exists. */

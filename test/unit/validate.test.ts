@@ -61,3 +61,31 @@ test('a command the kernel is too old for is refused before any ioctl (ERR_DM_UN
   await expect(dm.armPoll()).rejects.toMatchObject({ code: 'ERR_DM_UNSUPPORTED' });
   dm.close();
 });
+
+test('the promise API rejects bad input (and use after close) instead of throwing at the caller', async () => {
+  const { DeviceMapper } = require('../../lib');
+  const dm = new DeviceMapper({ nodes: 'none' });
+  // No ioctl runs: each call returns a promise that rejects with the typed error.
+  const calls: [() => Promise<unknown>, string][] = [
+    [() => dm.create('a/b'), 'ERR_DM_INVALID_NAME'],
+    [() => dm.load('x', []), 'ERR_DM_INVALID_TABLE'],
+    [() => dm.message('x', -1, 'delete 1'), 'ERR_DM_INVALID_SIZE'],
+    [() => dm.info({ uuid: '' }), 'ERR_DM_INVALID_UUID'],
+    [() => dm.infoIfExists('x'.repeat(128)), 'ERR_DM_INVALID_NAME'],
+    [() => dm.wait('x', -1), 'ERR_DM_INVALID_ARGUMENT'],
+    [() => dm.pollEvent({ timeoutMs: -5 }), 'ERR_DM_INVALID_ARGUMENT'],
+    [() => dm.createDevice('a/b', [{ start: 0, length: 8, type: 'zero', params: '' }]), 'ERR_DM_INVALID_NAME'],
+  ];
+  for (const [call, code] of calls) {
+    let p: Promise<unknown> | undefined;
+    expect(() => { p = call(); }).not.toThrow();
+    await expect(p).rejects.toMatchObject({ code });
+  }
+  // The sync twins throw the same typed errors, before opening the control device.
+  expect(() => dm.createDeviceSync('x', [])).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_TABLE' }));
+  expect(() => dm.infoIfExistsSync('a/b')).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_NAME' }));
+  dm.close();
+  let closed: Promise<unknown> | undefined;
+  expect(() => { closed = dm.info('x'); }).not.toThrow();
+  await expect(closed).rejects.toMatchObject({ code: 'ERR_DM_CLOSED' });
+});
