@@ -308,14 +308,17 @@ int DmOpenControl() {
     return fd;
   }
   // No node (no udev, fresh devtmpfs without it): make it from the misc device's numbers, as libdm does.
-  unsigned major = 10, minor = 236;
+  // No misc device means no device-mapper in this kernel: make nothing (a node would name no driver).
+  unsigned major = 0, minor = 0;
   int sfd = open("/sys/class/misc/device-mapper/dev", O_RDONLY | O_CLOEXEC);
   if (sfd >= 0) {
     char text[32] = {0};
     ssize_t n = read(sfd, text, sizeof(text) - 1);
     close(sfd);
-    if (n > 0) sscanf(text, "%u:%u", &major, &minor);
+    if (n <= 0 || sscanf(text, "%u:%u", &major, &minor) != 2) major = 0;
   }
+  if (major == 0)
+    throw SysError{ENODEV, "open", "", path, "this kernel has no device-mapper (is dm-mod loaded?)"};
   mkdir("/dev/mapper", 0755);
   if (mknod(path, S_IFCHR | 0600, makedev(major, minor)) < 0 && errno != EEXIST)
     throw SysError{errno, "mknod", "", path, ""};
