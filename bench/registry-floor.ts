@@ -6,8 +6,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ThinPool, line, thin } from '../lib';
+import { ThinPool } from '../lib';
 import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from '../lib/thin/registry';
+import { lowLevel, viaPool } from './thin-paths';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20), PER = Number(process.env.BENCH_PER ?? 4);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -73,28 +74,10 @@ async function main() {
   const lmdbPool = await ThinPool.create({ name: 'rf-lmdb', dataFile: path.join(dir, 'a-data'), dataSize: '8G', metadataSize: '256M', skipBlockZeroing: true });
   const journalPool = await ThinPool.create({ name: 'rf-journal', dataFile: path.join(dir, 'b-data'), dataSize: '8G', metadataSize: '256M',
     skipBlockZeroing: true, registryDir: path.join(dir, 'b-lock'), registry: new JournalStore(path.join(dir, 'b-journal')) });
-  let seq = 0, lowId = 5_000_000;
   try {
-    const viaPool = (pool: ThinPool) => async () => {
-      const v = await pool.createVolume(`rf-${seq++}`, '16M');
-      await v.activate();
-      await v.delete();
-    };
-    // The low-level path with the same kernel work and commits, ids from a counter, no registry.
-    const lowLevel = (pool: ThinPool) => async () => {
-      const dm = pool.dm, id = lowId++, name = `rfl-${id}`;
-      let tid = await pool.transactionId();
-      await dm.message(pool.name, 0, `create_thin ${id}`);
-      await dm.message(pool.name, 0, `set_transaction_id ${tid} ${tid + 1}`);
-      await dm.createDevice(name, [line(thin, 0, 32768, { pool: pool.devSpec, deviceId: id })]);
-      await dm.remove(name);
-      tid = await pool.transactionId();
-      await dm.message(pool.name, 0, `delete ${id}`);
-      await dm.message(pool.name, 0, `set_transaction_id ${tid} ${tid + 1}`);
-    };
     const paths: [string, () => Promise<void>][] = [
-      ['low-level + commits (pool A)', lowLevel(lmdbPool)], ['ThinPool, LMDB registry (pool A)', viaPool(lmdbPool)],
-      ['low-level + commits (pool B)', lowLevel(journalPool)], ['ThinPool, bench-only journal (pool B)', viaPool(journalPool)],
+      ['low-level + commits (pool A)', lowLevel(lmdbPool, true)], ['ThinPool, LMDB registry (pool A)', viaPool(lmdbPool)],
+      ['low-level + commits (pool B)', lowLevel(journalPool, true)], ['ThinPool, bench-only journal (pool B)', viaPool(journalPool)],
     ];
     for (let i = 0; i < 5; i++) for (const [, fn] of paths) await fn();
     const total = paths.map(() => 0);

@@ -4,8 +4,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DeviceMapper, ThinPool, line, thin } from '../lib';
+import { ThinPool } from '../lib';
 import { native } from '../lib/native';
+import { lowLevel, viaPool as viaPoolOf } from './thin-paths';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 25), PER = Number(process.env.BENCH_PER ?? 4), SAMPLE = Number(process.env.BENCH_SAMPLE ?? 30);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10_000);
@@ -16,34 +17,14 @@ const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'thin-bench-'));
   const pool = await ThinPool.create({ name: 'tb-pool', dataFile: path.join(dir, 'data'), dataSize: '8G', metadataSize: '256M', skipBlockZeroing: true });
-  const dm: DeviceMapper = pool.dm;
-  let seq = 0;
   try {
-    const viaPool = async () => {
-      const v = await pool.createVolume(`tb-${seq++}`, '16M');
-      await v.activate();
-      await v.delete();
-    };
-    // The low-level path: the same kernel work, ids picked by a counter, no registry.
-    let lowId = 5_000_000;
-    const lowLevel = async (withTid: boolean) => {
-      const id = lowId++, name = `tbl-${id}`;
-      let tid = 0;
-      if (withTid) tid = await pool.transactionId();
-      await dm.message(pool.name, 0, `create_thin ${id}`);
-      if (withTid) await dm.message(pool.name, 0, `set_transaction_id ${tid} ${tid + 1}`);
-      await dm.createDevice(name, [line(thin, 0, 32768, { pool: pool.devSpec, deviceId: id })]);
-      await dm.remove(name);
-      if (withTid) tid = await pool.transactionId();
-      await dm.message(pool.name, 0, `delete ${id}`);
-      if (withTid) await dm.message(pool.name, 0, `set_transaction_id ${tid} ${tid + 1}`);
-    };
+    const viaPool = viaPoolOf(pool), lowNoTid = lowLevel(pool, false), lowTid = lowLevel(pool, true);
     const timeN = async (n: number, fn: () => Promise<void>) => { const t0 = now(); for (let i = 0; i < n; i++) await fn(); return now() - t0; };
 
-    for (let i = 0; i < 10; i++) { await viaPool(); await lowLevel(false); await lowLevel(true); }
+    for (let i = 0; i < 10; i++) { await viaPool(); await lowNoTid(); await lowTid(); }
     const t = { pool: 0, low: 0, lowTid: 0 };
     // Many short rounds, the order rotating, so drift and the emulator's moods land on every path alike.
-    const paths: [keyof typeof t, () => Promise<void>][] = [['low', () => lowLevel(false)], ['lowTid', () => lowLevel(true)], ['pool', viaPool]];
+    const paths: [keyof typeof t, () => Promise<void>][] = [['low', lowNoTid], ['lowTid', lowTid], ['pool', viaPool]];
     for (let r = 0; r < ROUNDS; r++) {
       for (let k = 0; k < paths.length; k++) {
         const [key, fn] = paths[(r + k) % paths.length];
@@ -75,7 +56,7 @@ async function main() {
         const k0 = native.dmIoctlStats().nanos;
         wall += await timeN(1, viaPool);
         kernel += (native.dmIoctlStats().nanos - k0) / 1e6;
-        low += await timeN(1, () => lowLevel(true));
+        low += await timeN(1, lowTid);
       }
       return { wall: wall / SAMPLE, own: (wall - kernel) / SAMPLE, low: low / SAMPLE };
     };
