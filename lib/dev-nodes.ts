@@ -33,10 +33,10 @@ export function makeNode(name: string, dev: DevNumber): void {
   native.ensureBlockNode(mapperPath(name), { major: dev.major, minor: dev.minor });  // the addon's mode: 0600
 }
 
-/** Removes the node if it is the one for `dev` (or any block node, when dev is unknown). */
-export function removeNode(name: string, dev?: DevNumber): void {
+/** Removes the node if it is the one for `dev` (after REMOVE without udev, the addon unlinks it itself). */
+export function removeNode(name: string, dev: DevNumber): void {
   const p = mapperPath(name);
-  if (dev && !sameNode(p, dev)) return;
+  if (!sameNode(p, dev)) return;
   try {
     fs.unlinkSync(p);
   } catch (e) {

@@ -64,7 +64,9 @@ export interface DeviceMapperOptions {
 }
 export interface WaitResult { info: DeviceInfo; status: Target[] }
 
-type NodeEffect = 'make' | 'remove' | { rename: string };
+// What JS does about /dev/mapper after a command: wait for udev's node ('make'), or move it (rename). Making
+// and removing nodes without udev is the addon's, through the request's node step (nodeStep).
+type NodeEffect = 'make' | { rename: string };
 
 /** One DM command: what to send and how to read what comes back. Run by runPlan (promise) or runPlanSync. */
 interface Plan<T> {
@@ -255,7 +257,7 @@ export class DeviceMapper {
   // What is left to JS after the call: waiting for udev's node, and moving a renamed one. Without udev
   // ('manage'), the addon makes and removes nodes itself right after the ioctl (nodeStep).
   private nodeEffectSync(effect: NodeEffect | undefined, r: RawDmResponse): void {
-    if (effect === undefined || effect === 'remove') return;
+    if (effect === undefined) return;
     if (effect === 'make') {
       if (this.nodePolicy === 'udev') nodes.awaitUdevNodeSync(r.name, r.dev, this.udevTimeoutMs);
     } else if (this.nodePolicy === 'manage' && r.name) {
@@ -292,7 +294,7 @@ export class DeviceMapper {
     req.flags = o.deferred ? K.DM_DEFERRED_REMOVE : 0;
     req.eventNr = UDEV_PRIMARY_SOURCE;
     req.node = this.nodeStep('remove');
-    return plan(K.DM_DEV_REMOVE_CMD, req, toInfo, 'remove');
+    return plan(K.DM_DEV_REMOVE_CMD, req, toInfo);
   }
   private planRemoveAll(o: RemoveOptions): Plan<void> {
     return plan(K.DM_REMOVE_ALL_CMD, flagsRequest(o.deferred ? K.DM_DEFERRED_REMOVE : 0), nothing);

@@ -49,12 +49,6 @@ function flatTargets(req: RawDmRequest): (number | string)[] | undefined {
 
 const dataOf = (req: RawDmRequest) => (req.message ? req.message.text : req.data);
 
-/** A request in the addon's calling convention, after fd and cmd: [head, name, uuid, data, targets]. */
-type Args = [head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]];
-function pack(head: Float64Array, req: RawDmRequest, expectErrno = 0): Args {
-  return [packHead(head, req, expectErrno), req.name, req.uuid, dataOf(req), flatTargets(req)];
-}
-
 function unpack(head: Float64Array, ret: string | RawDmPayload): RawDmResponse {
   const payload = typeof ret === 'string' ? undefined : ret;
   const key = payload ? payload.key : (ret as string);
@@ -79,7 +73,6 @@ function unpack(head: Float64Array, ret: string | RawDmPayload): RawDmResponse {
 
 /** One DM ioctl on the calling thread. With expectErrno, that errno returns null instead of throwing. */
 export function dmSync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): RawDmResponse | null {
-  // Arguments passed one by one, not spread from pack(): this is the hot path.
   const ret = native.dm(fd, cmd, packHead(syncHead, req, expectErrno), req.name, req.uuid, dataOf(req), flatTargets(req));
   return ret === null ? null : unpack(syncHead, ret);
 }
@@ -98,7 +91,7 @@ export interface DmStep { cmd: number; req: RawDmRequest }
 export interface DmSeqResult { replies: RawDmResponse[]; error?: Error }
 
 function packSteps(steps: readonly DmStep[], heads: Float64Array[]): RawDmStep[] {
-  return steps.map(({ cmd, req }, i) => [cmd, ...pack(heads[i], req)]);
+  return steps.map(({ cmd, req }, i) => [cmd, packHead(heads[i], req, 0), req.name, req.uuid, dataOf(req), flatTargets(req)]);
 }
 const unpackSeq = (heads: Float64Array[], r: RawDmSeqResult): DmSeqResult =>
   ({ replies: r.replies.map((ret, i) => unpack(heads[i], ret)), error: r.error });
@@ -119,7 +112,7 @@ export function dmSeqAsync(fd: number, steps: readonly DmStep[]): Promise<DmSeqR
 
 /** DM_DEV_WAIT on a thread of its own; cancel() rejects the promise with ECANCELED. */
 export function dmWait(fd: number, req: RawDmRequest): Cancellable<RawDmResponse> {
-  const [head, name, uuid] = pack(new Float64Array(H.size), req);
-  const job = native.dmWait(fd, K.DM_DEV_WAIT_CMD, head, name, uuid);
+  const head = packHead(new Float64Array(H.size), req, 0);
+  const job = native.dmWait(fd, K.DM_DEV_WAIT_CMD, head, req.name, req.uuid);
   return { promise: job.promise.then((ret) => unpack(head, ret!)), cancel: job.cancel };
 }
