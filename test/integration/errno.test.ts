@@ -1,6 +1,6 @@
 // Kernel errors arrive as one JS error with code, errno, syscall, the DM command and the device.
 import fs from 'node:fs';
-import { DeviceMapper, DevmapperError, sectors } from '../../lib';
+import { DeviceMapper, DevmapperError, mapperPath, sectors } from '../../lib';
 import { removeQuietly, scratchLoop, uniqueName, zeroMetadata } from './helpers';
 
 const dm = new DeviceMapper();
@@ -50,11 +50,11 @@ test('createDevice (one native call) undoes CREATE when LOAD fails, and never re
     await expect(dm.createDevice(name, zero)).rejects.toMatchObject({ code: 'EBUSY', command: 'DM_DEV_CREATE' });
     expect(() => dm.createDeviceSync(name, zero)).toThrow(expect.objectContaining({ code: 'EBUSY', command: 'DM_DEV_CREATE' }));
     expect((await dm.info(name)).liveTable).toBe(true);  // the first one is untouched
-    expect(fs.existsSync(`/dev/mapper/${name}`)).toBe(true);
+    expect(fs.existsSync(mapperPath(name))).toBe(true);
   } finally {
     removeQuietly(dm, name);
   }
-  expect(fs.existsSync(`/dev/mapper/${name}`)).toBe(false);
+  expect(fs.existsSync(mapperPath(name))).toBe(false);
 });
 
 test('thin messages: create_thin of a taken id EEXIST, delete of a missing id ENODATA, pool with an active thin EBUSY', async () => {
