@@ -3,7 +3,7 @@
 // RegistryStore is the small interface a user can implement over another store; LmdbRegistry is ours.
 import fs from 'node:fs';
 import path from 'node:path';
-import { open, RootDatabase } from 'lmdb';
+import type { RootDatabase } from 'lmdb';
 import { dmError } from '../errors';
 import { Sectors } from '../units';
 import { MAX_THIN_ID } from '../validate';
@@ -84,6 +84,9 @@ export class LmdbRegistry implements RegistryStore {
 
   static open(dir: string): LmdbRegistry {
     fs.mkdirSync(dir, { recursive: true });
+    // Loaded here, not at the top: lmdb adds ~10 MiB to the process, which users of the low-level API alone
+    // (DeviceMapper, Loop) should not pay.
+    const { open } = require('lmdb') as typeof import('lmdb');
     // overlappingSync off: each commit is on disk when commit() returns, not flushed later in the background.
     return new LmdbRegistry(open({ path: path.join(dir, 'registry.lmdb'), compression: false, overlappingSync: false }));
   }

@@ -1,4 +1,5 @@
 // The LMDB registry on its own (no kernel): O(1)-ish allocation, reuse of freed ids, atomic writes.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +7,15 @@ import { LmdbRegistry, VolumeRecord } from '../../lib';
 
 const dir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'registry-'));
 const rec = (name: string, id: number): VolumeRecord => ({ name, id, size: 2048 as never, parent: null, state: 'ready', created: 0 });
+
+test('loading devmapper loads no lmdb (~10 MiB) until a registry is opened', () => {
+  const lib = path.join(__dirname, '..', '..', 'lib');
+  const script = `const m = require(${JSON.stringify(lib)}); const has = () => Object.keys(require.cache).some((k) => k.includes('/node_modules/lmdb/'));
+    const before = has(); const d = require('fs').mkdtempSync(require('os').tmpdir() + '/registry-');
+    const r = m.LmdbRegistry.open(d); const after = has(); r.close(); require('fs').rmSync(d, { recursive: true });
+    process.stdout.write(JSON.stringify([before, after]));`;
+  expect(JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }))).toEqual([false, true]);
+});
 
 test('ids are allocated from 0, freed ids are reused lowest first, pending is set and cleared', async () => {
   const d = dir();
