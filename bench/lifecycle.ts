@@ -1,7 +1,9 @@
 // Thin lifecycle benchmark (issue 2): create_thin, CREATE, LOAD, RESUME, REMOVE, delete, per volume, through
 // the library's sync API, its promise API, raw C ioctls (the limit) and dmsetup subprocesses, in one run.
-// Also the event loop's p99 lag while 1,000 ops run through the promise API. Run by bench/run.sh.
-import { execFileSync } from 'node:child_process';
+// Also the event loop's p99 lag while 1,000 ops run through the promise API, and memory: the peak RSS of a
+// process doing the lifecycle each way (bench/peak-rss.c), and the heap left after GC by the timed rounds.
+// Run by bench/run.sh.
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +16,9 @@ const N_DMSETUP = Number(process.env.BENCH_N_DMSETUP ?? 40);
 const PER_ROUND = Number(process.env.BENCH_PER_ROUND ?? 10);
 const SIZE = sectors(2048);
 const rawBin = path.join(__dirname, '..', '..', 'bench', 'out', 'raw-lifecycle');
+const peakRssBin = path.join(__dirname, '..', '..', 'bench', 'out', 'peak-rss');
+/** Lifecycles (sync, then as many promise) in the child whose peak memory is measured. */
+const MEM_N = Number(process.env.BENCH_MEM_N ?? 100);
 const floorAddon = path.join(__dirname, '..', '..', 'bench', 'floor', 'build', 'Release', 'floor.node');
 
 /** bench/floor: the raw steps of raw-steps.h, one native call per ioctl, sync or on the libuv pool. */
@@ -42,6 +47,44 @@ function thinTable(poolDev: string, id: number): Target[] {
   return [{ start: sectors(0), length: SIZE, type: 'thin', params: `${poolDev} ${id}` }];
 }
 
+/** The thin lifecycle, four ways: each step its own call, or CREATE+LOAD+RESUME as createDevice; sync or promise. */
+function lifecycles(dm: DeviceMapper, pool: string, poolDev: string) {
+  return {
+    syncOnce: (i: number, m = dm) => {
+      const name = `bench-${i}`;
+      m.messageSync(pool, 0, `create_thin ${i}`);
+      m.createSync(name);
+      m.loadSync(name, thinTable(poolDev, i));
+      m.resumeSync(name);
+      m.removeSync(name);
+      m.messageSync(pool, 0, `delete ${i}`);
+    },
+    syncOnceCd: (i: number, m = dm) => {
+      const name = `bench-${i}`;
+      m.messageSync(pool, 0, `create_thin ${i}`);
+      m.createDeviceSync(name, thinTable(poolDev, i));
+      m.removeSync(name);
+      m.messageSync(pool, 0, `delete ${i}`);
+    },
+    asyncOnce: async (i: number, m = dm) => {
+      const name = `bench-${i}`;
+      await m.message(pool, 0, `create_thin ${i}`);
+      await m.create(name);
+      await m.load(name, thinTable(poolDev, i));
+      await m.resume(name);
+      await m.remove(name);
+      await m.message(pool, 0, `delete ${i}`);
+    },
+    asyncOnceCd: async (i: number, m = dm) => {
+      const name = `bench-${i}`;
+      await m.message(pool, 0, `create_thin ${i}`);
+      await m.createDevice(name, thinTable(poolDev, i));
+      await m.remove(name);
+      await m.message(pool, 0, `delete ${i}`);
+    },
+  };
+}
+
 function time(fn: () => void): number {
   const t0 = process.hrtime.bigint();
   fn();
@@ -68,39 +111,7 @@ async function main() {
     const poolDev = `${p.dev.major}:${p.dev.minor}`;
     let id = 1;
 
-    const syncOnce = (i: number, m = dm) => {
-      const name = `bench-${i}`;
-      m.messageSync(pool, 0, `create_thin ${i}`);
-      m.createSync(name);
-      m.loadSync(name, thinTable(poolDev, i));
-      m.resumeSync(name);
-      m.removeSync(name);
-      m.messageSync(pool, 0, `delete ${i}`);
-    };
-    // The same lifecycle through createDevice (CREATE + LOAD + RESUME in one native call).
-    const syncOnceCd = (i: number, m = dm) => {
-      const name = `bench-${i}`;
-      m.messageSync(pool, 0, `create_thin ${i}`);
-      m.createDeviceSync(name, thinTable(poolDev, i));
-      m.removeSync(name);
-      m.messageSync(pool, 0, `delete ${i}`);
-    };
-    const asyncOnceCd = async (i: number, m = dm) => {
-      const name = `bench-${i}`;
-      await m.message(pool, 0, `create_thin ${i}`);
-      await m.createDevice(name, thinTable(poolDev, i));
-      await m.remove(name);
-      await m.message(pool, 0, `delete ${i}`);
-    };
-    const asyncOnce = async (i: number, m = dm) => {
-      const name = `bench-${i}`;
-      await m.message(pool, 0, `create_thin ${i}`);
-      await m.create(name);
-      await m.load(name, thinTable(poolDev, i));
-      await m.resume(name);
-      await m.remove(name);
-      await m.message(pool, 0, `delete ${i}`);
-    };
+    const { syncOnce, syncOnceCd, asyncOnce, asyncOnceCd } = lifecycles(dm, pool, poolDev);
 
     // Warm up each path, then measure in many short interleaved rounds, the order rotating each round, so
     // drift (a fuller pool, a warmer cache, a busy host) lands on every path alike. The raw C program runs
@@ -155,6 +166,9 @@ async function main() {
       lib('devmapper promise, no nodes', promisePath(bare), false, floorPromise),
       dmsetupRow,
     ].filter((p): p is Path => p !== undefined);
+    const gc = (globalThis as { gc?: () => void }).gc;  // bench/run.sh runs node --expose-gc
+    gc?.();
+    const heapBefore = process.memoryUsage().heapUsed;
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < paths.length; k++) {
         const p = paths[(r + k) % paths.length];
@@ -163,6 +177,9 @@ async function main() {
         if (p.library) p.kernel = (p.kernel ?? 0) + (native.dmIoctlStats().nanos - before) / 1e9;
       }
     }
+    gc?.();
+    const heapAfter = process.memoryUsage().heapUsed;
+    const libraryLifecycles = paths.filter((p) => p.library).reduce((n, p) => n + p.per * rounds, 0);
     const rate = (p: Path) => (p.per * rounds) / p.total;
     for (const p of paths) console.log(`${p.name}: ${p.per * rounds} lifecycles in ${p.total.toFixed(3)} s`);
 
@@ -183,6 +200,37 @@ async function main() {
       console.log(`| ${p.name} | ${rate(p).toFixed(1)} | ${us.toFixed(0)} | ${ratio(p, p.raw)} | ${ratio(p, p.floor)} | ${ratio(p, dmsetupRow, 1)} | ${kernel} |`);
     }
     console.log(`\nevent-loop lag during 1,000 promise ops (8 in flight): p99 ${lagP99.toFixed(2)} ms, max ${lagMax.toFixed(2)} ms`);
+
+    // Peak RSS, one process per path, all measured by the kernel (ru_maxrss) through bench/peak-rss.
+    if (fs.existsSync(peakRssBin) && haveRaw) {
+      const peak = (cmd: string, args: string[]): number => {
+        const r = spawnSync(peakRssBin, [cmd, ...args], { env, encoding: 'utf8' });
+        const kib = /peak-rss-kib (\d+)/.exec(r.stderr ?? '');
+        if (r.status !== 0 || !kib) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
+        return Number(kib[1]);
+      };
+      const rawKib = peak(rawBin, [pool, poolDev, String(MEM_N), String(id), String(SIZE), '1']);
+      id += MEM_N;
+      const n = id++, name = `bench-${n}`;
+      const dmsetupKib = Math.max(...[
+        ['message', pool, '0', `create_thin ${n}`], ['create', name, '--table', `0 ${SIZE} thin ${poolDev} ${n}`],
+        ['remove', name], ['message', pool, '0', `delete ${n}`]].map((args) => peak('dmsetup', args)));
+      const nodeKib = peak(process.execPath, ['-e', '0']);
+      const loadedKib = peak(process.execPath, [__filename, '--memory-child']);
+      const workedKib = peak(process.execPath, [__filename, '--memory-child', pool, poolDev, String(MEM_N), String(id)]);
+      id += 2 * MEM_N;
+      const mib = (kib: number) => (kib / 1024).toFixed(1);
+      const row = (what: string, kib: number) => console.log(`| ${what} | ${mib(kib)} | ${(kib / rawKib).toFixed(1)}× | ${(kib / dmsetupKib).toFixed(1)}× |`);
+      console.log('\n| process (peak RSS, ru_maxrss) | MiB | vs raw C | vs one dmsetup |');
+      console.log('|---|---|---|---|');
+      row(`raw C, ${MEM_N} lifecycles with nodes`, rawKib);
+      row('one dmsetup (largest of message, create, remove)', dmsetupKib);
+      row('node -e 0', nodeKib);
+      row('node + devmapper loaded', loadedKib);
+      row(`node + devmapper, ${MEM_N} sync + ${MEM_N} promise lifecycles`, workedKib);
+      console.log(`devmapper's own memory: ${mib(loadedKib - nodeKib)} MiB loaded, ${mib(workedKib - nodeKib)} MiB after the lifecycles (over bare Node)`);
+    }
+    console.log(`JS heap after GC: ${(heapBefore / 2 ** 20).toFixed(2)} MiB before the timed rounds, ${(heapAfter / 2 ** 20).toFixed(2)} MiB after ${libraryLifecycles} library lifecycles${gc ? '' : ' (no --expose-gc: not collected)'}`);
     console.log(`kernel: ${os.release()}, dm ${Object.values(dm.kernelVersionSync()).join('.')}`);
   } finally {
     try { dm.removeSync(pool); } catch (e) { console.error(e); }
@@ -192,4 +240,20 @@ async function main() {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
-main().catch((e) => { console.error(e); process.exit(1); });
+// The process bench/peak-rss measures for the library rows: with no arguments it only loads devmapper; with a
+// pool it runs MEM_N lifecycles sync, then MEM_N through promises, as the main rows do (with /dev/mapper nodes).
+async function memoryChild(pool?: string, poolDev?: string, count?: string, first?: string): Promise<void> {
+  if (!pool || !poolDev) return;
+  const dm = new DeviceMapper();
+  try {
+    const { syncOnce, asyncOnce } = lifecycles(dm, pool, poolDev);
+    const n = Number(count), s = Number(first);
+    for (let i = 0; i < n; i++) syncOnce(s + i);
+    for (let i = 0; i < n; i++) await asyncOnce(s + n + i);
+  } finally {
+    dm.close();
+  }
+}
+
+const run = process.argv[2] === '--memory-child' ? memoryChild(...process.argv.slice(3)) : main();
+run.catch((e) => { console.error(e); process.exit(1); });

@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json
 mkdir -p bench/out
 cc -O2 -Wall -o bench/out/raw-lifecycle bench/raw-lifecycle.c
+cc -O2 -Wall -o bench/out/peak-rss bench/peak-rss.c
 npx node-gyp rebuild -C bench/floor --loglevel=error >/dev/null  # the floor rows (bench-only addon)
 benches=(${BENCHES:-lifecycle})
-cmd="for b in ${benches[*]}; do node dist/bench/\$b.js || exit 1; done"
+cmd="for b in ${benches[*]}; do node --expose-gc dist/bench/\$b.js || exit 1; done"
 if [ "$(id -u)" = 0 ] && grep -q device-mapper /proc/misc 2>/dev/null; then
   sh -c "$cmd"
 else
