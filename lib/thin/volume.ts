@@ -1,5 +1,6 @@
 // ThinVolume: one thin device of a pool, activated as /dev/mapper/<name>.
 import { DeviceMapper, Target } from '../device-mapper';
+import { Block } from '../block';
 import { dmError, DevmapperError } from '../errors';
 import { mapperPath } from '../dev-nodes';
 import { Bytes, Sectors, sectorsToBytes } from '../units';
@@ -56,9 +57,25 @@ export class ThinVolume {
     await this.pool.dm.message(this.name, 0, '@cancel_deferred_remove');
   }
 
-  /** Deactivates, then deletes the thin device from the pool and the registry. Its snapshots keep their data. */
-  async delete(o: DeactivateOptions = {}): Promise<void> {
-    await this.pool.deleteVolume(this.name, { deactivate: o });
+  /**
+   * Deactivates, then deletes the thin device from the pool and the registry. Its snapshots keep their data.
+   * With `discard`, first discards the whole volume (activating it for that if needed), as Docker's
+   * dm.blkdiscard did: the pool passes the discard down to its data device for blocks no snapshot shares, so a
+   * sparse data file gets that space back. Deleting alone frees the blocks in the pool only.
+   */
+  async delete(o: DeactivateOptions & { discard?: boolean } = {}): Promise<void> {
+    const { discard, ...deactivate } = o;
+    if (discard) {
+      const wasActive = await this.isActive();
+      if (!wasActive) await this.activate();
+      try {
+        await Block.discard(this.path, 0, sectorsToBytes(this.size));
+      } catch (e) {
+        if (!wasActive) await this.deactivate().catch(() => undefined);  // as it was
+        throw e;
+      }
+    }
+    await this.pool.deleteVolume(this.name, { deactivate });
   }
 
   /** Grows the volume (and its live table when active). */

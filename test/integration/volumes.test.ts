@@ -1,5 +1,7 @@
 // ThinVolume against the real kernel: activate, write, snapshot (copy-on-write isolation), delete, resize.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { mapperPath } from '../../lib';
 import { eventually, uniqueName } from './helpers';
 import { checksum, readAt, withPool, writeAt } from './thin-helpers';
@@ -48,6 +50,36 @@ test('volumes and snapshots keep their data apart; deleting an origin leaves its
     const next = await pool.createVolume(uniqueName('reuse'), MiB);
     expect(next.id).toBe(1);  // the freed id is reused
     expect((await pool.status()).state === 'ok' && (await pool.transactionId())).toBe(5);
+  });
+});
+
+test('delete with discard gives a sparse data file its space back, except blocks a snapshot shares', async () => {
+  await withPool({}, async (pool, dir) => {
+    const allocated = () => fs.statSync(path.join(dir, 'data')).blocks * 512;
+    const junk = crypto.randomBytes(8 * MiB);
+    const vols = [];
+    for (const n of ['plain', 'discard', 'origin']) {
+      const v = await (await pool.createVolume(uniqueName(n), 16 * MiB)).activate();
+      writeAt(v.path, 0, junk);
+      vols.push(v);
+    }
+    const [plain, discarded, origin] = vols;
+    await origin.deactivate();
+    const snap = await pool.snapshot(origin, uniqueName('snap'));
+    const written = allocated();
+    await plain.delete();
+    expect(allocated()).toBe(written);  // freed inside the pool only
+    await discarded.delete({ discard: true });
+    const afterDiscard = allocated();
+    expect(afterDiscard).toBeLessThanOrEqual(written - 8 * MiB);
+    await origin.delete({ discard: true });  // inactive: activated for the discard, then deleted
+    expect(fs.existsSync(origin.path)).toBe(false);
+    expect(allocated()).toBe(afterDiscard);  // the snapshot still maps those blocks
+    await snap.activate();
+    expect(readAt(snap.path, 0, 8 * MiB).equals(junk)).toBe(true);
+    await snap.delete({ discard: true });
+    expect(allocated()).toBeLessThanOrEqual(afterDiscard - 8 * MiB);
+    expect(pool.registry.list()).toEqual([]);
   });
 });
 
