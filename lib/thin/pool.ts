@@ -345,12 +345,10 @@ export class ThinPool {
       }
       this.step('intent', change);
       try {
-        await this.dm.message(this.name, 0, `delete ${change.id}`);
+        await this.deleteThin(change.id, name);
       } catch (e) {
-        if ((e as DevmapperError).code !== 'ENODATA') {  // ENODATA: already gone from the pool, finish the delete
-          this.registry.commit({ pending: null });  // nothing changed in the pool
-          throw e;
-        }
+        this.registry.commit({ pending: null });  // nothing changed in the pool
+        throw e;
       }
       this.step('message', change);
       await this.finishDelete(change);
@@ -487,11 +485,7 @@ export class ThinPool {
   }
 
   private async rollBackCreate(change: PendingChange): Promise<void> {
-    try {
-      await this.dm.message(this.name, 0, `delete ${change.id}`);
-    } catch (e) {
-      if ((e as DevmapperError).code !== 'ENODATA') throw e;  // never created: nothing to delete
-    }
+    await this.deleteThin(change.id, change.name);
     const rec = this.registry.get(change.name);
     this.registry.commit({ remove: rec?.id === change.id ? [change.name] : [], freeIds: [change.id], pending: null });
   }
@@ -528,7 +522,7 @@ export class ThinPool {
       if (p.op === 'delete') {
         // The user asked for the delete: finish it (deactivating first: the intent may predate the REMOVE).
         if (await this.isActiveThin(p.name, p.id)) await ThinVolume.removeWithRetry(this.dm, p.name, {});
-        try { await this.dm.message(this.name, 0, `delete ${p.id}`); } catch (e) { if ((e as DevmapperError).code !== 'ENODATA') throw e; }
+        await this.deleteThin(p.id, p.name);
         await this.finishDelete(p);
         return p.toTid;
       }
@@ -540,6 +534,25 @@ export class ThinPool {
   }
 
   /** Whether a dm device of this name is active with a thin table for this pool and id. */
+  /**
+   * `delete <id>`. ENODATA (no such thin) counts as done: never created, or deleted before a crash. EBUSY while
+   * no device of this volume is active means its last device is still closing (a deferred remove runs in a
+   * kernel workqueue, and the name goes before the table): retried, bounded.
+   */
+  private async deleteThin(id: number, name: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.dm.message(this.name, 0, `delete ${id}`);
+        return;
+      } catch (e) {
+        const code = (e as DevmapperError).code;
+        if (code === 'ENODATA') return;
+        if (code !== 'EBUSY' || attempt >= 50 || await this.isActiveThin(name, id)) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
   async isActiveThin(name: string, id: number): Promise<boolean> {
     const info = await this.dm.infoIfExists(name);
     if (!info?.liveTable) return false;
