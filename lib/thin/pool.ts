@@ -231,10 +231,69 @@ export class ThinPool {
     return this.reload({ ...this.params, lowWaterMark: blocks });
   }
 
+  /**
+   * Grows the pool's data device. For a pool on its own sparse file: the file is extended to `size` and its
+   * loop told (LOOP_SET_CAPACITY). For a pool on block devices, grow the device first and call this without a
+   * size. Then the table is reloaded with the new length (whole blocks). Volumes stay active throughout.
+   */
+  async growData(size?: Bytes | number | string): Promise<void> {
+    await this.lock.run(async () => {
+      const [current] = await this.dm.table(this.name);
+      const grown = await this.growBacking(this.params.dataDev, this.files.data, size);
+      await grown.undoIfFails(async () => {
+        const length = sectors(Math.floor(grown.sectors / this.blockSize) * this.blockSize);
+        if (length <= current.length) throw dmError('ERR_DM_INVALID_SIZE', `the data device holds ${length} sectors of whole blocks; the pool has ${current.length} already`, this.name);
+        await this.reload(this.params, length);
+      });
+    });
+  }
+
+  /**
+   * Grows the pool's metadata device (at most the kernel's ~15.88 GiB), the same way as growData(); the pool
+   * takes up the new size when it resumes.
+   */
+  async growMetadata(size?: Bytes | number | string): Promise<void> {
+    await this.lock.run(async () => {
+      const before = await this.status();
+      const grown = await this.growBacking(this.params.metadataDev, this.files.metadata, size, MAX_METADATA_SECTORS);
+      await grown.undoIfFails(async () => {
+        const blocks = Math.floor(grown.sectors / 8);  // 4 KiB metadata blocks
+        if (before.state === 'ok' && blocks <= before.metadata.total)
+          throw dmError('ERR_DM_INVALID_SIZE', `the metadata device holds ${blocks} blocks; the pool has ${before.metadata.total} already`, this.name);
+        await this.reload(this.params);
+      });
+    });
+  }
+
+  // Extends the pool's own backing file to `size` (only ever grows) and updates its loop. Returns the
+  // device's size in sectors, and a wrapper that shrinks the file back if what follows fails (the pool's
+  // table still has the old length then). Without a file, the device must have grown already.
+  private async growBacking(dev: string, file: string | undefined, size: Bytes | number | string | undefined, max?: number) {
+    const node = `/dev/${path.basename(fs.readlinkSync(`/sys/dev/block/${dev}`))}`;
+    let undo = async () => {};
+    if (size !== undefined) {
+      if (!file) throw dmError('ERR_DM_INVALID_ARGUMENT', 'this pool is on block devices: grow the device, then call without a size', this.name);
+      const want = toBytes(size), had = fs.statSync(file).size;
+      bytesToSectors(want);
+      if (max !== undefined && want > max * 512) throw dmError('ERR_DM_INVALID_SIZE', `at most ${max} sectors`, this.name);
+      if (want <= had) throw dmError('ERR_DM_INVALID_SIZE', `${file} is already ${had} bytes; pools only grow`, this.name);
+      fs.truncateSync(file, want);
+      undo = async () => { fs.truncateSync(file, had); await Loop.setCapacity(node); };
+      try { await Loop.setCapacity(node); } catch (e) { await undo().catch(() => undefined); throw e; }
+    }
+    const s = bytesToSectors(await Block.size(node));
+    return {
+      sectors: sectors(max !== undefined ? Math.min(s, max) : s),
+      async undoIfFails(fn: () => Promise<void>): Promise<void> {
+        try { await fn(); } catch (e) { await undo().catch(() => undefined); throw e; }
+      },
+    };
+  }
+
   // Load first, then suspend/resume: suspending a pool before loading has deadlocked under memory pressure.
-  private async reload(params: ThinPoolParams): Promise<void> {
+  private async reload(params: ThinPoolParams, length?: Sectors): Promise<void> {
     const [current] = await this.dm.table(this.name);
-    await this.dm.load(this.name, [line(thinPool, 0, current.length, params)]);
+    await this.dm.load(this.name, [line(thinPool, 0, length ?? current.length, params)]);
     try {
       await this.dm.suspend(this.name);
     } catch (e) {

@@ -3,7 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DeviceMapper, ThinPool, Loop, sectors } from '../../lib';
 import { removeQuietly, scratchDir, scratchLoop, uniqueName } from './helpers';
-import { withPool } from './thin-helpers';
+import { readAt, withPool, writeAt } from './thin-helpers';
+
+const MiB = 1 << 20;
 
 test('a pool on two sparse files: loops attached with autoclear, zeroed metadata, typed status', async () => {
   await withPool({ dataSize: '512M', blockSize: 256, skipBlockZeroing: true }, async (pool, dir) => {
@@ -15,6 +17,35 @@ test('a pool on two sparse files: loops attached with autoclear, zeroed metadata
     const loops = Loop.list().filter((l) => l.backingFile.startsWith(dir));
     expect(loops).toHaveLength(2);
     for (const l of loops) expect((await Loop.status(l.path)).autoclear).toBe(true);
+  });
+});
+
+test('growData and growMetadata extend the files, the loops and the pool while a volume stays live; never shrink', async () => {
+  await withPool({ dataSize: '64M', metadataSize: '4M' }, async (pool, dir) => {
+    const data = path.join(dir, 'data'), meta = path.join(dir, 'data.meta');
+    const v = await (await pool.createVolume(uniqueName('live'), 128 * MiB)).activate();
+    writeAt(v.path, 0, 'before the grow');
+    expect(await pool.status()).toMatchObject({ data: { total: 1024 }, metadata: { total: 1024 } });
+
+    await pool.growData('128M');
+    expect(fs.statSync(data).size).toBe(128 * MiB);
+    expect((await pool.dm.table(pool.name))[0].length).toBe(128 * MiB / 512);
+    expect(await pool.status()).toMatchObject({ state: 'ok', mode: 'rw', data: { total: 2048 } });
+    writeAt(v.path, 100 * MiB, 'after the grow');
+    expect(readAt(v.path, 0, 15).toString()).toBe('before the grow');
+    expect(readAt(v.path, 100 * MiB, 14).toString()).toBe('after the grow');
+
+    await pool.growMetadata('8M');
+    expect(fs.statSync(meta).size).toBe(8 * MiB);
+    expect(await pool.status()).toMatchObject({ state: 'ok', metadata: { total: 2048 }, data: { total: 2048 } });
+
+    // Refused before anything changes: a smaller or equal size, a size not in sectors, no growth to take up.
+    await expect(pool.growData('64M')).rejects.toMatchObject({ code: 'ERR_DM_INVALID_SIZE' });
+    await expect(pool.growData(128 * MiB + 100)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_SIZE' });
+    await expect(pool.growData()).rejects.toMatchObject({ code: 'ERR_DM_INVALID_SIZE' });
+    await expect(pool.growMetadata('20G')).rejects.toMatchObject({ code: 'ERR_DM_INVALID_SIZE' });
+    expect([fs.statSync(data).size, fs.statSync(meta).size]).toEqual([128 * MiB, 8 * MiB]);
+    expect((await pool.dm.table(pool.name))[0].length).toBe(128 * MiB / 512);
   });
 });
 
