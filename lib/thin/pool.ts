@@ -19,6 +19,7 @@ import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors } from '../un
 import { checkName } from '../validate';
 import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
 import { IntendedChange, LmdbRegistry, PendingChange, RegistryStore, VolumeRecord, sameChange } from './registry';
+import { retryWhileBusy } from './busy';
 import { PoolLock } from './lock';
 import { DeactivateOptions, ThinVolume } from './volume';
 
@@ -592,26 +593,22 @@ export class ThinPool {
       `the pool's transaction id is ${tid}, but the registry's unfinished ${p.op} of '${p.name}' expects ${p.fromTid} or ${p.toTid}; was the pool changed by another tool?`, this.name);
   }
 
-  /** Whether a dm device of this name is active with a thin table for this pool and id. */
   /**
    * `delete <id>`. ENODATA (no such thin) counts as done: never created, or deleted before a crash. EBUSY while
    * no device of this volume is active means its last device is still closing (a deferred remove runs in a
    * kernel workqueue, and the name goes before the table): retried, bounded.
    */
   private async deleteThin(id: number, name: string): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
+    await retryWhileBusy(async () => {
       try {
         await this.dm.message(this.name, 0, `delete ${id}`);
-        return;
       } catch (e) {
-        const code = (e as DevmapperError).code;
-        if (code === 'ENODATA') return;
-        if (code !== 'EBUSY' || attempt >= 50 || await this.isActiveThin(name, id)) throw e;
-        await new Promise((r) => setTimeout(r, 20));
+        if ((e as DevmapperError).code !== 'ENODATA') throw e;
       }
-    }
+    }, { retries: 50, delayMs: 20, lasting: () => this.isActiveThin(name, id) });
   }
 
+  /** Whether a dm device of this name is active with a thin table for this pool and id. */
   async isActiveThin(name: string, id: number): Promise<boolean> {
     const info = await this.dm.infoIfExists(name);
     if (!info?.liveTable) return false;

@@ -7,6 +7,7 @@ import { Bytes, Sectors, sectorsToBytes } from '../units';
 import { line, parseThinStatus, thin, ThinStatus } from '../targets';
 import type { ThinPool } from './pool';
 import type { VolumeRecord } from './registry';
+import { retryWhileBusy } from './busy';
 
 export interface DeactivateOptions {
   /** Remove at last close if busy, instead of retrying. */
@@ -96,17 +97,12 @@ export class ThinVolume {
   }
 
   static async removeWithRetry(dm: DeviceMapper, name: string, o: DeactivateOptions): Promise<void> {
-    const retries = o.retries ?? 20;
-    for (let attempt = 0; ; attempt++) {
+    await retryWhileBusy(async () => {
       try {
         await dm.remove(name, { deferred: o.deferred });
-        return;
       } catch (e) {
-        const code = (e as DevmapperError).code;
-        if (code === 'ENXIO') return;  // not active
-        if (code !== 'EBUSY' || o.deferred || attempt >= retries) throw e;
-        await new Promise((r) => setTimeout(r, o.retryDelayMs ?? 50));
+        if ((e as DevmapperError).code !== 'ENXIO') throw e;  // ENXIO: not active
       }
-    }
+    }, { retries: o.deferred ? 0 : o.retries ?? 20, delayMs: o.retryDelayMs ?? 50 });
   }
 }
