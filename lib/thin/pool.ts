@@ -240,9 +240,8 @@ export class ThinPool {
   async growData(size?: Bytes | number | string): Promise<void> {
     await this.lock.run(async () => {
       const [current] = await this.dm.table(this.name);
-      const grown = await this.growBacking(this.params.dataDev, this.files.data, size);
-      await grown.undoIfFails(async () => {
-        const length = sectors(Math.floor(grown.sectors / this.blockSize) * this.blockSize);
+      await this.growDevice(this.params.dataDev, this.files.data, size, undefined, async (deviceSectors) => {
+        const length = sectors(Math.floor(deviceSectors / this.blockSize) * this.blockSize);
         if (length <= current.length) throw dmError('ERR_DM_INVALID_SIZE', `the data device holds ${length} sectors of whole blocks; the pool has ${current.length} already`, this.name);
         await this.reload(this.params, length);
       });
@@ -256,9 +255,8 @@ export class ThinPool {
   async growMetadata(size?: Bytes | number | string): Promise<void> {
     await this.lock.run(async () => {
       const before = await this.status();
-      const grown = await this.growBacking(this.params.metadataDev, this.files.metadata, size, MAX_METADATA_SECTORS);
-      await grown.undoIfFails(async () => {
-        const blocks = Math.floor(grown.sectors / 8);  // 4 KiB metadata blocks
+      await this.growDevice(this.params.metadataDev, this.files.metadata, size, MAX_METADATA_SECTORS, async (deviceSectors) => {
+        const blocks = Math.floor(deviceSectors / 8);  // 4 KiB metadata blocks
         if (before.state === 'ok' && blocks <= before.metadata.total)
           throw dmError('ERR_DM_INVALID_SIZE', `the metadata device holds ${blocks} blocks; the pool has ${before.metadata.total} already`, this.name);
         await this.reload(this.params);
@@ -266,10 +264,11 @@ export class ThinPool {
     });
   }
 
-  // Extends the pool's own backing file to `size` (only ever grows) and updates its loop. Returns the
-  // device's size in sectors, and a wrapper that shrinks the file back if what follows fails (the pool's
-  // table still has the old length then). Without a file, the device must have grown already.
-  private async growBacking(dev: string, file: string | undefined, size: Bytes | number | string | undefined, max?: number) {
+  // Extends the pool's own backing file to `size` (only ever grows) and updates its loop, then hands the
+  // device's size in sectors (at most `max`) to `apply`. If that fails, the file is shrunk back: the pool's
+  // table still has the old length. Without a size, the device must have grown already.
+  private async growDevice(dev: string, file: string | undefined, size: Bytes | number | string | undefined, max: number | undefined,
+    apply: (deviceSectors: Sectors) => Promise<void>): Promise<void> {
     const node = `/dev/${path.basename(fs.readlinkSync(`/sys/dev/block/${dev}`))}`;
     let undo = async () => {};
     if (size !== undefined) {
@@ -280,21 +279,22 @@ export class ThinPool {
       if (want <= had) throw dmError('ERR_DM_INVALID_SIZE', `${file} is already ${had} bytes; pools only grow`, this.name);
       fs.truncateSync(file, want);
       undo = async () => { fs.truncateSync(file, had); await Loop.setCapacity(node); };
-      try { await Loop.setCapacity(node); } catch (e) { await undo().catch(() => undefined); throw e; }
     }
-    const s = bytesToSectors(await Block.size(node));
-    return {
-      sectors: sectors(max !== undefined ? Math.min(s, max) : s),
-      async undoIfFails(fn: () => Promise<void>): Promise<void> {
-        try { await fn(); } catch (e) { await undo().catch(() => undefined); throw e; }
-      },
-    };
+    try {
+      if (size !== undefined) await Loop.setCapacity(node);
+      const s = bytesToSectors(await Block.size(node));
+      await apply(sectors(max !== undefined ? Math.min(s, max) : s));
+    } catch (e) {
+      await undo().catch(() => undefined);
+      throw e;
+    }
   }
 
   // Load first, then suspend/resume: suspending a pool before loading has deadlocked under memory pressure.
+  // `length` changes the pool's size; without it the table's current length is kept.
   private async reload(params: ThinPoolParams, length?: Sectors): Promise<void> {
-    const [current] = await this.dm.table(this.name);
-    await this.dm.load(this.name, [line(thinPool, 0, length ?? current.length, params)]);
+    length ??= (await this.dm.table(this.name))[0].length;
+    await this.dm.load(this.name, [line(thinPool, 0, length, params)]);
     try {
       await this.dm.suspend(this.name);
     } catch (e) {
