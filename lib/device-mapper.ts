@@ -460,7 +460,7 @@ export class DeviceMapper {
   pollEvent(o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
     return settle(() => {
       const timeout = o.timeoutMs === undefined ? -1 : checkInteger(o.timeoutMs, 'timeoutMs', 0, 2 ** 31 - 1);
-      return this.cancellable(native.pollControl(this.fd, timeout), 'DM_DEV_ARM_POLL', '/dev/mapper/control', { signal: o.signal });
+      return this.cancellable(native.pollControl(this.fd, timeout), 'DM_DEV_ARM_POLL', nodes.mapperPath('control'), { signal: o.signal });
     });
   }
 

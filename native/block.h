@@ -7,9 +7,6 @@ uint64_t BlockGetSize(const std::string& path);                         // BLKGE
 void BlockDiscard(const std::string& path, uint64_t offset, uint64_t length);  // BLKDISCARD, bytes
 void BlockFlush(const std::string& path);                               // fsync + BLKFLSBUF
 void DeviceNumber(const std::string& path, uint32_t* major, uint32_t* minor);  // st_rdev of a device node
-// Where device-mapper's named nodes live, and their mode when we make them (libdm's default without udev).
-constexpr const char* kMapperDir = "/dev/mapper";
-constexpr uint32_t kMapperNodeMode = 0600;
 // Makes `path` a block node for major:minor with `mode`, replacing a node that names another device.
 // Returns true if it created or replaced the node, false if a right one was already there.
 bool EnsureBlockNode(const std::string& path, uint32_t major, uint32_t minor, uint32_t mode);

@@ -305,7 +305,7 @@ struct PollOp {
   void Execute() {
     struct pollfd p = {fd, POLLIN, 0};
     int rc = poll(&p, 1, timeoutMs);
-    if (rc < 0) throw SysError{errno, "poll", "DM_DEV_ARM_POLL", "/dev/mapper/control", ""};
+    if (rc < 0) throw SysError{errno, "poll", "DM_DEV_ARM_POLL", kMapperControl, ""};
     ready = rc > 0;
   }
   Napi::Value Result(Napi::Env env) { return Napi::Boolean::New(env, ready); }

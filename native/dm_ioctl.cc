@@ -301,7 +301,7 @@ DmResponse DmIoctl(int fd, const DmRequest& req) {
 }
 
 int DmOpenControl() {
-  const char* path = "/dev/mapper/control";
+  const char* path = kMapperControl;
   int fd = open(path, O_RDWR | O_CLOEXEC);
   if (fd >= 0 || errno != ENOENT) {
     if (fd < 0) throw SysError{errno, "open", "", path, ""};
@@ -319,7 +319,7 @@ int DmOpenControl() {
   }
   if (major == 0)
     throw SysError{ENODEV, "open", "", path, "this kernel has no device-mapper (is dm-mod loaded?)"};
-  mkdir("/dev/mapper", 0755);
+  mkdir(kMapperDir, 0755);
   if (mknod(path, S_IFCHR | 0600, makedev(major, minor)) < 0 && errno != EEXIST)
     throw SysError{errno, "mknod", "", path, ""};
   fd = open(path, O_RDWR | O_CLOEXEC);

@@ -1,6 +1,7 @@
 // JS entry points for loop devices and block-device helpers; each has a sync twin and a promise.
 #include "addon.h"
 #include "block.h"
+#include "dm_ioctl.h"  // kMapperNodeMode
 #include "loop.h"
 #include "napi_ops.h"
 
