@@ -42,6 +42,11 @@ class JournalStore implements RegistryStore {
   }
 
   commit(w: RegistryWrite): void {
+    this.apply(w);
+    this.log(w);
+  }
+
+  private apply(w: RegistryWrite): void {
     for (const id of w.takeIds ?? []) this.take(id);
     for (const id of w.freeIds ?? []) if (id < this.next) this.free.add(id);
     for (const name of w.remove ?? []) {
@@ -51,16 +56,17 @@ class JournalStore implements RegistryStore {
     }
     for (const rec of w.put ?? []) this.vols.set(rec.name, rec);
     if (w.pending !== undefined) this.pend = w.pending ?? undefined;
-    this.log(w);
   }
 
-  intend(change: IntendedChange, committed?: PendingChange) {
+  intend(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite) {
     const unfinished = this.pend;
     if (unfinished && unfinished.toTid !== change.fromTid && !sameChange(unfinished, committed)) return { unfinished };
     const id = change.id ?? this.nextFreeId();
     if (change.id === undefined) this.take(id);
     this.pend = { ...change, id };
-    this.log({ pending: this.pend });
+    const w = { ...effect?.(id), pending: this.pend };
+    this.apply(w);
+    this.log(w);
     return { recorded: this.pend };
   }
 

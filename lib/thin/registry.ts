@@ -66,12 +66,13 @@ export interface RegistryStore {
   commit(w: RegistryWrite): void;
   /**
    * Step 1 of a change, in one atomic, durable write: takes the change's id (or the next free one, as
-   * nextFreeId()) and records the change as pending. A pending change that committed is simply replaced:
-   * the caller's own last `committed` change, or one whose toTid is this change's fromTid (its
-   * set_transaction_id moved the pool there). Any other pending change is unfinished: nothing is written
-   * and it comes back.
+   * nextFreeId()), records the change as pending, and applies `effect(id)`, the change's own effect on the
+   * records (as commit() would). A pending change that committed is simply replaced: the caller's own last
+   * `committed` change, or one whose toTid is this change's fromTid (its set_transaction_id moved the pool
+   * there). Any other pending change is unfinished: nothing is written and it comes back.
    */
-  intend(change: IntendedChange, committed?: PendingChange): { recorded: PendingChange } | { unfinished: PendingChange };
+  intend(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
+    { recorded: PendingChange } | { unfinished: PendingChange };
   /** Called after the inter-process lock is taken: reads must see other processes' commits. */
   refresh(): void;
   close(): Promise<void> | void;
@@ -135,7 +136,8 @@ export class LmdbRegistry implements RegistryStore {
     this.db.transactionSync(() => this.write(w));
   }
 
-  intend(change: IntendedChange, committed?: PendingChange): { recorded: PendingChange } | { unfinished: PendingChange } {
+  intend(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
+    { recorded: PendingChange } | { unfinished: PendingChange } {
     return this.db.transactionSync(() => {
       const unfinished = this.db.get('pending') as PendingChange | undefined;
       if (unfinished && unfinished.toTid !== change.fromTid && !sameChange(unfinished, committed)) return { unfinished };
@@ -147,6 +149,7 @@ export class LmdbRegistry implements RegistryStore {
         else this.db.putSync('next', id + 1);
       }
       const recorded: PendingChange = { ...change, id };
+      if (effect) this.write(effect(id));
       this.db.putSync('pending', recorded);
       return { recorded };
     });

@@ -18,7 +18,7 @@ test('an id the pool already has (EEXIST) is recorded as taken and skipped, not 
   });
 });
 
-const steps: Step[] = ['intent', 'message', 'record', 'commit'];
+const steps: Step[] = ['intent', 'message', 'commit'];
 const cases = steps.flatMap((s) => (['create', 'snapshot', 'delete'] as const).map((op) => [op, s] as const));
 
 /** After a change to `name` (or of `base`, for delete) was interrupted after `step`, open() must leave the

@@ -80,6 +80,40 @@ test('intend() takes the next free id and records the change atomically, or hand
   }
 });
 
+test("intend() writes the change's effect on the records in the same write, and none when it hands one back", async () => {
+  const d = dir();
+  const r = LmdbRegistry.open(d);
+  try {
+    const create = { op: 'create', name: 'n', size: 8 as never, parent: null, fromTid: 1, toTid: 2 } as const;
+    expect(r.intend(create, undefined, (id) => ({ put: [rec('n', id)] }))).toEqual({ recorded: { ...create, id: 0 } });
+    expect(r.get('n')).toEqual(rec('n', 0));
+    // Unfinished: neither the pending record nor the records change.
+    expect(r.intend({ ...create, name: 'm' }, undefined, (id) => ({ put: [rec('m', id)] }))).toMatchObject({ unfinished: { name: 'n' } });
+    expect(r.get('m')).toBeUndefined();
+    expect(r.nextFreeId()).toBe(1);
+    // A delete's effect: the record goes, its children move up, its id is free.
+    const snap = r.intend({ ...create, op: 'snapshot', name: 's', parent: 'n', fromTid: 2, toTid: 3 }, undefined,
+      (id) => ({ put: [{ ...rec('s', id), parent: 'n' }] }));
+    expect(snap).toMatchObject({ recorded: { id: 1 } });
+    const before = { n: r.get('n')!, kids: r.children('n') };
+    expect(before.kids.map((v) => v.name)).toEqual(['s']);
+    r.intend({ op: 'delete', id: 0, name: 'n', size: 8 as never, parent: null, fromTid: 3, toTid: 4 }, undefined,
+      (id) => ({ remove: ['n'], freeIds: [id] }));
+    expect(r.get('n')).toBeUndefined();
+    expect(r.get('s')?.parent).toBeNull();
+    expect(r.nextFreeId()).toBe(0);
+    // ThinPool's undo when the delete never reached the pool: record, id and children as they were.
+    r.commit({ put: [before.n, ...before.kids], takeIds: [0], pending: null });
+    expect(r.get('n')).toEqual(rec('n', 0));
+    expect(r.children('n').map((v) => v.name)).toEqual(['s']);
+    expect(r.nextFreeId()).toBe(2);
+    expect(r.pending()).toBeUndefined();
+  } finally {
+    await r.close();
+    fs.rmSync(d, { recursive: true });
+  }
+});
+
 test('100,000 volumes: allocation stays cheap', async () => {
   const d = dir();
   const r = LmdbRegistry.open(d);
