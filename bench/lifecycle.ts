@@ -47,7 +47,8 @@ function thinTable(poolDev: string, id: number): Target[] {
   return [{ start: sectors(0), length: SIZE, type: 'thin', params: `${poolDev} ${id}` }];
 }
 
-/** The thin lifecycle, four ways: each step its own call, or CREATE+LOAD+RESUME as createDevice; sync or promise. */
+/** The thin lifecycle, five ways: each step its own call, or CREATE+LOAD+RESUME as createDevice; sync or promise;
+ * and as two promise batches (create_thin+CREATE+LOAD+RESUME, then REMOVE+delete): two trips off the main thread. */
 function lifecycles(dm: DeviceMapper, pool: string, poolDev: string) {
   return {
     syncOnce: (i: number, m = dm) => {
@@ -82,6 +83,11 @@ function lifecycles(dm: DeviceMapper, pool: string, poolDev: string) {
       await m.remove(name);
       await m.message(pool, 0, `delete ${i}`);
     },
+    asyncBatch: async (i: number, m = dm) => {
+      const name = `bench-${i}`;
+      await m.batch().message(pool, 0, `create_thin ${i}`).create(name).load(name, thinTable(poolDev, i)).resume(name).run();
+      await m.batch().remove(name).message(pool, 0, `delete ${i}`).run();
+    },
   };
 }
 
@@ -111,12 +117,12 @@ async function main() {
     const poolDev = `${p.dev.major}:${p.dev.minor}`;
     let id = 1;
 
-    const { syncOnce, syncOnceCd, asyncOnce, asyncOnceCd } = lifecycles(dm, pool, poolDev);
+    const { syncOnce, syncOnceCd, asyncOnce, asyncOnceCd, asyncBatch } = lifecycles(dm, pool, poolDev);
 
     // Warm up each path, then measure in many short interleaved rounds, the order rotating each round, so
     // drift (a fuller pool, a warmer cache, a busy host) lands on every path alike. The raw C program runs
     // twice a round: bare, and making /dev/mapper nodes like the library does without udev.
-    for (let i = 0; i < 20; i++) { syncOnce(id++); syncOnce(id++, bare); await asyncOnce(id++); await asyncOnce(id++, bare); syncOnceCd(id++); await asyncOnceCd(id++); }
+    for (let i = 0; i < 20; i++) { syncOnce(id++); syncOnce(id++, bare); await asyncOnce(id++); await asyncOnce(id++, bare); syncOnceCd(id++); await asyncOnceCd(id++); await asyncBatch(id++); }
     const haveRaw = fs.existsSync(rawBin);
     // The floor: the raw steps, one native call per ioctl: what any API with one JS call per ioctl pays here.
     const floor = fs.existsSync(floorAddon) ? (require(floorAddon) as Floor) : undefined;
@@ -162,6 +168,7 @@ async function main() {
       lib('devmapper promise', promisePath(dm), true, floorPromise),
       lib('devmapper sync, createDevice', syncPath(dm, syncOnceCd), true, floorSync),
       lib('devmapper promise, createDevice', promisePath(dm, asyncOnceCd), true, floorPromise),
+      lib('devmapper promise, two batches (two trips)', promisePath(dm, asyncBatch), true),
       lib('devmapper sync, no nodes', syncPath(bare), false, floorSync),
       lib('devmapper promise, no nodes', promisePath(bare), false, floorPromise),
       dmsetupRow,

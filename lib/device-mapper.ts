@@ -1,7 +1,7 @@
 // The low-level control API: one method per DM command, each as a promise (runs on the libuv pool, or on a
 // thread of its own for waits) and as a sync twin (`...Sync`). Requests are validated before any ioctl.
 import os from 'node:os';
-import { dmError } from './errors';
+import { dmError, DevmapperError } from './errors';
 import { K, native, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from './native';
 import { dmAsync, dmRequest, dmSeqAsync, dmSeqSync, dmSync, dmWait } from './dm-call';
 import { Sectors, sectors } from './units';
@@ -64,6 +64,32 @@ export interface DeviceMapperOptions {
 }
 export interface WaitResult { info: DeviceInfo; status: Target[] }
 
+/**
+ * Commands queued by `dm.batch()`, sent in order in one native call: one trip off the main thread for all of
+ * them. Each method checks its arguments at once (bad input throws before anything is sent) and returns the
+ * batch; `run()` resolves with each command's result, in order. The batch stops at the first command that
+ * fails: that error rejects, with `completed`, how many commands before it ran (nothing is undone).
+ */
+export interface DmBatch<R extends unknown[] = []> {
+  create(name: string, o?: CreateOptions): DmBatch<[...R, DeviceInfo]>;
+  /** By name: a batch has no step to look a name up. */
+  remove(name: string, o?: RemoveOptions): DmBatch<[...R, DeviceInfo]>;
+  rename(name: string, newName: string): DmBatch<[...R, DeviceInfo]>;
+  suspend(ref: DeviceRef, o?: SuspendOptions): DmBatch<[...R, DeviceInfo]>;
+  resume(ref: DeviceRef): DmBatch<[...R, DeviceInfo]>;
+  info(ref: DeviceRef): DmBatch<[...R, DeviceInfo]>;
+  load(ref: DeviceRef, targets: readonly Target[], o?: LoadOptions): DmBatch<[...R, DeviceInfo]>;
+  clear(ref: DeviceRef): DmBatch<[...R, DeviceInfo]>;
+  deps(ref: DeviceRef, o?: QueryOptions): DmBatch<[...R, DevNumber[]]>;
+  status(ref: DeviceRef, o?: QueryOptions): DmBatch<[...R, Target[]]>;
+  table(ref: DeviceRef, o?: QueryOptions): DmBatch<[...R, Target[]]>;
+  message(ref: DeviceRef, sector: number, text: string, o?: MessageOptions): DmBatch<[...R, string | undefined]>;
+  /** How many commands are queued. */
+  readonly length: number;
+  run(): Promise<R>;
+  runSync(): R;
+}
+
 // What JS does about /dev/mapper after a command: wait for udev's node ('make'), or move it (rename). Making
 // and removing nodes without udev is the addon's, through the request's node step (nodeStep).
 type NodeEffect = 'make' | { rename: string };
@@ -84,6 +110,12 @@ function plan<T>(cmd: number, req: RawDmRequest, map: (r: RawDmResponse) => T, n
 }
 
 const ENXIO = os.constants.errno.ENXIO;
+
+/** Marks a batch's error with how many of its commands ran before it. */
+function completedBefore(e: unknown, completed: number): unknown {
+  if (e instanceof DevmapperError) e.completed = completed;
+  return e;
+}
 
 /** Runs `fn`; a synchronous throw (bad input, a closed DeviceMapper) becomes a rejected promise. */
 function settle<T>(fn: () => Promise<T>): Promise<T> {
@@ -244,6 +276,48 @@ export class DeviceMapper {
       const waiting = this.nodeEffectAsync(plan.node, r!);
       return waiting ? waiting.then(() => plan.map(r!)) : plan.map(r!);
     });
+  }
+
+  // A batch's commands in one native call. Node effects follow for the commands that ran, in order; a failure
+  // (of a command, or of waiting for udev's node) carries how many commands completed.
+  private runPlans(plans: readonly Plan<unknown>[]): Promise<unknown[]> {
+    let fd: number;
+    try {
+      for (const p of plans) this.checkKernel(p, '');
+      fd = this.fd;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return dmSeqAsync(fd, plans).then(async ({ replies, error }) => {
+      const results: unknown[] = [];
+      try {
+        for (let i = 0; i < replies.length; i++) {
+          const waiting = this.nodeEffectAsync(plans[i].node, replies[i]);
+          if (waiting) await waiting;
+          results.push(plans[i].map(replies[i]));
+        }
+      } catch (e) {
+        throw completedBefore(e, results.length);
+      }
+      if (error) throw completedBefore(error, replies.length);
+      return results;
+    });
+  }
+
+  private runPlansSync(plans: readonly Plan<unknown>[]): unknown[] {
+    for (const p of plans) this.checkKernel(p, '');
+    const { replies, error } = dmSeqSync(this.fd, plans);
+    const results: unknown[] = [];
+    try {
+      for (let i = 0; i < replies.length; i++) {
+        this.nodeEffectSync(plans[i].node, replies[i]);
+        results.push(plans[i].map(replies[i]));
+      }
+    } catch (e) {
+      throw completedBefore(e, results.length);
+    }
+    if (error) throw completedBefore(error, replies.length);
+    return results;
   }
 
   // The promise API's node effect: a promise only when it must wait (for udev's node), so the usual case
@@ -488,33 +562,56 @@ export class DeviceMapper {
    * if LOAD, RESUME or making its node fails.
    */
   async createDevice(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): Promise<DeviceInfo> {
-    const plans = this.createDevicePlans(name, targets, o);
-    const { replies, error } = await dmSeqAsync(this.fd, plans);
+    const batch = this.createDeviceBatch(name, targets, o);
     try {
-      if (error) throw error;
-      await this.nodeEffectAsync('make', replies[2]);
-      return toInfo(replies[2]);
+      return (await batch.run())[2];
     } catch (e) {
-      if (replies.length > 0) await this.remove(name).catch(() => undefined);  // CREATE ran: undo it
+      if (((e as DevmapperError).completed ?? 0) > 0) await this.remove(name).catch(() => undefined);  // CREATE ran: undo it
       throw e;
     }
   }
 
   createDeviceSync(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): DeviceInfo {
-    const plans = this.createDevicePlans(name, targets, o);
-    const { replies, error } = dmSeqSync(this.fd, plans);
+    const batch = this.createDeviceBatch(name, targets, o);
     try {
-      if (error) throw error;
-      this.nodeEffectSync('make', replies[2]);
-      return toInfo(replies[2]);
+      return batch.runSync()[2];
     } catch (e) {
-      if (replies.length > 0) { try { this.removeSync(name); } catch { /* the first error is the one that matters */ } }
+      if (((e as DevmapperError).completed ?? 0) > 0) { try { this.removeSync(name); } catch { /* the first error is the one that matters */ } }
       throw e;
     }
   }
 
-  private createDevicePlans(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions): Plan<DeviceInfo>[] {
-    return [this.planCreate(name, o), this.planLoad(name, targets, o), this.planResume(name)];
+  private createDeviceBatch(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions) {
+    return this.batch().create(name, o).load(name, targets, o).resume(name);
+  }
+
+  /** Queues commands to send in one native call (one trip off the main thread); see DmBatch. */
+  batch(): DmBatch {
+    const plans: Plan<unknown>[] = [];
+    const named = (name: string) => {
+      if (typeof name !== 'string') throw dmError('ERR_DM_INVALID_ARGUMENT', 'in a batch, remove and rename take a device name');
+      return name;
+    };
+    // One builder object; each method queues a plan and returns it (the result type grows per call).
+    const b = {
+      create: (name: string, o: CreateOptions = {}) => add(this.planCreate(name, o)),
+      remove: (name: string, o: RemoveOptions = {}) => add(this.planRemove(named(name), o)),
+      rename: (name: string, newName: string) => add(this.planRename(named(name), newName)),
+      suspend: (ref: DeviceRef, o: SuspendOptions = {}) => add(this.planSuspend(ref, o)),
+      resume: (ref: DeviceRef) => add(this.planResume(ref)),
+      info: (ref: DeviceRef) => add(this.planInfo(ref)),
+      load: (ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}) => add(this.planLoad(ref, targets, o)),
+      clear: (ref: DeviceRef) => add(this.planClear(ref)),
+      deps: (ref: DeviceRef, o: QueryOptions = {}) => add(this.planDeps(ref, o)),
+      status: (ref: DeviceRef, o: QueryOptions = {}) => add(this.planTableStatus(ref, false, o)),
+      table: (ref: DeviceRef, o: QueryOptions = {}) => add(this.planTableStatus(ref, true, o)),
+      message: (ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}) => add(this.planMessage(ref, sector, text, o)),
+      get length() { return plans.length; },
+      run: () => this.runPlans(plans),
+      runSync: () => this.runPlansSync(plans),
+    };
+    const add = (p: Plan<unknown>) => { plans.push(p); return b; };
+    return b as unknown as DmBatch;
   }
 
   /** The device's info, or undefined if there is no such device (no error is built for that case). */

@@ -35,6 +35,8 @@ export class DevmapperError extends Error {
   command?: string;
   /** The device name or path the call was about. */
   device?: string;
+  /** In a batch (`dm.batch()`, `createDevice`): how many of its commands ran before this one failed. */
+  completed?: number;
   constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string }) {
     super(message);
     this.name = 'DevmapperError';

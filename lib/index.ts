@@ -1,7 +1,7 @@
 export { DeviceMapper, checkTable } from './device-mapper';
 export type {
   DeviceRef, Target, DeviceInfo, DeviceListEntry, KernelVersion, TargetVersion, CreateOptions, LoadOptions,
-  SuspendOptions, RemoveOptions, QueryOptions, WaitOptions, WaitResult, MessageOptions, Geometry, DeviceMapperOptions,
+  SuspendOptions, RemoveOptions, QueryOptions, WaitOptions, WaitResult, MessageOptions, Geometry, DeviceMapperOptions, DmBatch,
 } from './device-mapper';
 export { Loop } from './loop';
 export type { LoopAttachOptions, LoopDevice, LoopStatus } from './loop';

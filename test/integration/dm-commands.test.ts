@@ -247,3 +247,31 @@ test('a table with a bad layout is refused before any ioctl', () => {
   expect(() => dm.loadSync('x', [{ start: sectors(8), length: sectors(8), type: 'zero', params: '' }]))
     .toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_TABLE' }));
 });
+
+test('a batch sends its commands in order in one call, each result typed; it stops at the first failure and says how many ran', async () => {
+  const name = uniqueName('batch');
+  const [created, , resumed, table, status] = await dm.batch()
+    .create(name, { uuid: `DEVMAPPER-${name}` }).load(name, zero(2048)).resume(name).table(name).status(name).run();
+  expect(created).toMatchObject({ name, liveTable: false });
+  expect(resumed).toMatchObject({ name, liveTable: true, dev: created.dev });
+  expect(table).toEqual(zero(2048));
+  expect(status[0]).toMatchObject({ type: 'zero', length: 2048 });
+  expect(fs.statSync(mapperPath(name)).rdev).toBeGreaterThan(0);  // the node is made after the resume
+  // Sync twin; the third command fails (no such device): the first two ran and stay done.
+  const other = uniqueName('batch');
+  try {
+    expect(() => dm.batch().suspend(name).resume(name).info(other).remove(name).runSync())
+      .toThrow(expect.objectContaining({ code: 'ENXIO', command: 'DM_DEV_STATUS', device: other, completed: 2 }));
+    expect(dm.infoSync(name)).toMatchObject({ suspended: false, liveTable: true });
+    // Bad input throws as it is queued, before anything is sent.
+    expect(() => dm.batch().info(name).message(name, 0, '')).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARGUMENT' }));
+    expect(() => dm.batch().remove({ uuid: 'x' } as never)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARGUMENT' }));
+    // A promise batch that fails on its first command ran nothing.
+    await expect(dm.batch().create(name).remove(name).run()).rejects.toMatchObject({ code: 'EBUSY', command: 'DM_DEV_CREATE', completed: 0 });
+    expect(dm.batch().length).toBe(0);
+  } finally {
+    const [gone] = await dm.batch().remove(name).run();
+    expect(gone.name).toBe(name);
+  }
+  expect(fs.existsSync(mapperPath(name))).toBe(false);
+});
