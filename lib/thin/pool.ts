@@ -317,14 +317,16 @@ export class ThinPool {
     if (sz === 0) throw dmError('ERR_DM_INVALID_SIZE', 'a volume needs a size above 0', name);
     const rec = await this.lock.run(async () => {
       const [tid, recovered] = await Promise.all([this.transactionId(), this.checkNameFree(name)]);
-      return this.createId('create', name, sz, null, recovered ? await this.transactionId() : tid, (id) => `create_thin ${id}`);
+      return this.createId('create', name, sz, null, recovered ? await this.transactionId() : tid,
+        async (id) => { await this.dm.message(this.name, 0, `create_thin ${id}`); });
     });
     return new ThinVolume(this, rec);
   }
 
   /**
    * A snapshot of `origin` named `name`. An active origin is suspended for the create_snap message and
-   * resumed whatever happens.
+   * resumed whatever happens: suspend, create_snap and resume go in one native call, after the registry's
+   * write, so the origin's I/O waits for the kernel's work alone.
    */
   async snapshot(origin: string | ThinVolume, name: string): Promise<ThinVolume> {
     const originName = typeof origin === 'string' ? origin : origin.name;
@@ -335,14 +337,19 @@ export class ThinPool {
       if (!from) throw dmError('ERR_DM_NO_SUCH_VOLUME', `origin '${originName}' is not a volume of pool ${this.name}`, originName);
       const [tidRead, recovered, active] = await Promise.all([this.transactionId(), this.checkNameFree(name), this.isActiveThin(originName, from.id)]);
       const tid = recovered ? await this.transactionId() : tidRead;
-      let suspended = false;
-      const resume = async () => { if (suspended) { suspended = false; await this.dm.resume(originName); } };
-      if (active) { await this.dm.suspend(originName); suspended = true; }
-      try {
-        return await this.createId('snapshot', name, from.size, from.name, tid, (id) => `create_snap ${id} ${from.id}`, resume);
-      } finally {
-        await resume();
-      }
+      const message = (id: number) => `create_snap ${id} ${from.id}`;
+      if (!active) return this.createId('snapshot', name, from.size, from.name, tid, async (id) => { await this.dm.message(this.name, 0, message(id)); });
+      let resumeFailed = false;
+      return this.createId('snapshot', name, from.size, from.name, tid, async (id) => {
+        try {
+          await this.dm.batch().suspend(originName).message(this.name, 0, message(id)).resume(originName).run();
+        } catch (e) {
+          const ran = (e as DevmapperError).completed ?? 0;
+          if (ran === 1) await this.dm.resume(originName);  // create_snap failed: resume, then report its error
+          if (ran < 2) throw e;  // create_snap did not run
+          resumeFailed = true;  // it ran; the resume failed: tried again after the message step
+        }
+      }, async () => { if (resumeFailed) await this.dm.resume(originName); });
     });
     return new ThinVolume(this, rec);
   }
@@ -498,9 +505,10 @@ export class ThinPool {
   /**
    * Allocates an id and records the volume, sends the message, commits: steps 1-3 of the protocol. `tid` is
    * the pool's transaction id read under the lock; a change a crashed process left is finished first.
+   * `send(id)` sends the message and throws only if it did not run; `afterMessage` follows the message step.
    */
   private async createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, tid: number,
-    message: (id: number) => string, afterMessage?: () => Promise<void>): Promise<VolumeRecord> {
+    send: (id: number) => Promise<void>, afterMessage?: () => Promise<void>): Promise<VolumeRecord> {
     for (;;) {
       let rec!: VolumeRecord;
       const change = await this.intendChange(tid, (t, afterFinish) => {
@@ -515,7 +523,7 @@ export class ThinPool {
       tid = change.fromTid;
       this.step('intent', change);
       try {
-        await this.dm.message(this.name, 0, message(id));
+        await send(id);  // throws only if the message did not run
       } catch (e) {
         if ((e as DevmapperError).code === 'EEXIST') {
           // The pool has this id though the registry thought it free: keep it taken, use the next one.

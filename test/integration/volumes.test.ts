@@ -53,6 +53,25 @@ test('volumes and snapshots keep their data apart; deleting an origin leaves its
   });
 });
 
+test('a snapshot of an active origin resumes it whatever create_snap does: a taken id (EEXIST), a refusal (read-only pool)', async () => {
+  await withPool({}, async (pool) => {
+    const base = await (await pool.createVolume(uniqueName('base'), MiB)).activate();
+    await pool.dm.message(pool.name, 0, 'create_thin 1');  // the next id, behind the registry's back
+    const snap = await pool.snapshot(base, uniqueName('snap'));
+    expect(snap.id).toBe(2);
+    expect((await pool.dm.info(base.name)).suspended).toBe(false);
+    await pool.setFeatures({ readOnly: true });
+    await expect(pool.snapshot(base, uniqueName('refused'))).rejects.toMatchObject({ command: 'DM_TARGET_MSG', device: pool.name });
+    expect((await pool.dm.info(base.name)).suspended).toBe(false);
+    expect(pool.registry.list().map((v) => v.name).sort()).toEqual([base.name, snap.name].sort());
+    expect(pool.registry.pending()).toBeUndefined();  // the refused change is gone, not left to recover
+    await pool.setFeatures({ readOnly: false });
+    writeAt(base.path, 0, 'still writable');
+    expect(readAt(base.path, 0, 14).toString()).toBe('still writable');
+    expect((await pool.snapshot(base, uniqueName('after'))).id).toBe(3);
+  });
+});
+
 test('delete with discard gives a sparse data file its space back, except blocks a snapshot shares', async () => {
   await withPool({}, async (pool, dir) => {
     const allocated = () => fs.statSync(path.join(dir, 'data')).blocks * 512;
