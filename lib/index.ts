@@ -15,7 +15,7 @@ export type { DevNumber } from './native';
 export { MAX_THIN_ID } from './validate';
 export * as targets from './targets';
 export { line, linear, striped, zero, error, flakey, delay, thin, thinPool, parseThinStatus, parseThinPoolStatus, parseTarget } from './targets';
-export type { ThinPoolParams, ThinPoolFeatures, ThinPoolStatus, ThinStatus, ThinParams } from './targets';
+export type { ThinPoolParams, ThinPoolFeatures, ThinPoolStatus, ThinPoolStatusOk, ThinStatus, ThinParams } from './targets';
 export { ThinPool, defaultMetadataSize } from './thin/pool';
 export type { ThinPoolOptions, ThinPoolCreateOptions, ThinPoolHooks, VolumeListEntry, Step } from './thin/pool';
 export { ThinVolume } from './thin/volume';

@@ -20,7 +20,7 @@ import { Loop, LoopDevice } from '../loop';
 import { DevNumber } from '../native';
 import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors } from '../units';
 import { checkName } from '../validate';
-import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
+import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
 import { IntendedChange, LmdbRegistry, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { PoolLock } from './lock';
@@ -224,6 +224,29 @@ export class ThinPool {
     const s = await this.status({ noflush: true });
     if (s.state !== 'ok') throw dmError('ERR_DM_POOL_STATE', `the pool reports ${s.state}`, this.name);
     return s.transactionId;
+  }
+
+  /**
+   * Calls `onLow(status)` while the pool's free data blocks are at or below its low water mark: once at the
+   * start if they already are, then at each event of the pool's (the kernel raises one when free blocks fall to
+   * the mark, and on running out of space, a mode change or a resume) that finds them so. Growing the pool
+   * (growData) ends it. Waits with DM_DEV_WAIT on a thread of its own; resolves when `signal` aborts.
+   */
+  async watchLowWater(onLow: (status: ThinPoolStatusOk) => void | Promise<void>, o: { signal: AbortSignal }): Promise<void> {
+    const low = (s: ThinPoolStatus): s is ThinPoolStatusOk => s.state === 'ok' && s.data.total - s.data.used <= this.params.lowWaterMark;
+    let { eventNr } = await this.dm.info(this.name);
+    let status = await this.status({ noflush: true });
+    while (!o.signal.aborted) {
+      if (low(status)) await onLow(status);
+      try {
+        const r = await this.dm.wait(this.name, eventNr, { signal: o.signal });
+        eventNr = r.info.eventNr;
+        status = parseThinPoolStatus(r.status[0].params);
+      } catch (e) {
+        if ((e as DevmapperError).code === 'ERR_DM_ABORTED') return;
+        throw e;
+      }
+    }
   }
 
   /** Reloads the pool table with new features (discard support cannot change after creation). */

@@ -1,8 +1,8 @@
 // ThinPool against the real kernel: create from files, typed status, open, settings, destroy.
 import fs from 'node:fs';
 import path from 'node:path';
-import { DeviceMapper, ThinPool, Loop, sectors } from '../../lib';
-import { removeQuietly, scratchDir, scratchLoop, uniqueName } from './helpers';
+import { DeviceMapper, ThinPool, ThinPoolStatusOk, Loop, sectors } from '../../lib';
+import { eventually, removeQuietly, scratchDir, scratchLoop, uniqueName } from './helpers';
 import { readAt, withPool, writeAt } from './thin-helpers';
 
 const MiB = 1 << 20;
@@ -111,4 +111,30 @@ test('setFeatures and setLowWaterMark reload the table; read_only refused on cre
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('watchLowWater calls back when free data blocks fall to the low water mark, not after the pool grew, and ends on abort', async () => {
+  // 1024 blocks of 64 KiB; the mark at 960 free blocks is crossed by writing 4 MiB or more.
+  await withPool({ dataSize: '64M', lowWaterMark: 960 }, async (pool) => {
+    const v = await (await pool.createVolume(uniqueName('fill'), 32 * MiB)).activate();
+    const calls: ThinPoolStatusOk[] = [];
+    const ac = new AbortController();
+    const watching = pool.watchLowWater((s) => { calls.push(s); }, { signal: ac.signal });
+    try {
+      writeAt(v.path, 0, Buffer.alloc(2 * MiB, 1));  // 32 blocks: 992 free, above the mark
+      expect(await eventually(() => calls.length > 0, 1000)).toBe(false);
+      writeAt(v.path, 2 * MiB, Buffer.alloc(4 * MiB, 2));  // 96 blocks used: 928 free
+      expect(await eventually(() => calls.length > 0)).toBe(true);
+      expect(calls[0].data.total).toBe(1024);
+      expect(calls[0].data.used).toBeGreaterThanOrEqual(64);  // the status when the wait woke: the write may still be going on
+      await pool.growData(128 * MiB);  // 2048 blocks: far above the mark again
+      const seen = calls.length;
+      writeAt(v.path, 6 * MiB, Buffer.alloc(MiB, 3));
+      expect(await eventually(() => calls.length > seen, 1000)).toBe(false);
+    } finally {
+      ac.abort();
+      await watching;
+    }
+    expect(await pool.status()).toMatchObject({ state: 'ok', data: { used: 112, total: 2048 } });
+  });
 });
