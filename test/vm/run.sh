@@ -24,7 +24,7 @@ append_extra=${DEVMAPPER_VM_APPEND:-}
 
 # Modules the guest loads, in this order after their dependencies (modprobe --show-depends gives those).
 modules=(virtio_pci 9pnet_virtio 9p crc32c_generic libcrc32c dm-mod dm-bufio dm-bio-prison
-         dm-persistent-data dm-thin-pool dm-zero loop dm-flakey dm-delay)
+         dm-persistent-data dm-thin-pool dm-zero loop dm-flakey dm-delay ext4)
 
 need_tools() {
   local missing=()
