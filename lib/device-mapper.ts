@@ -68,7 +68,8 @@ export interface WaitResult { info: DeviceInfo; status: Target[] }
  * Commands queued by `dm.batch()`, sent in order in one native call: one trip off the main thread for all of
  * them. Each method checks its arguments at once (bad input throws before anything is sent) and returns the
  * batch; `run()` resolves with each command's result, in order. The batch stops at the first command that
- * fails: that error rejects, with `completed`, how many commands before it ran (nothing is undone).
+ * fails: that error rejects, with `completed`, how many commands before it ran (nothing is undone). A batch
+ * is sent once.
  */
 export interface DmBatch<R extends unknown[] = []> {
   create(name: string, o?: CreateOptions): DmBatch<[...R, DeviceInfo]>;
@@ -588,6 +589,12 @@ export class DeviceMapper {
   /** Queues commands to send in one native call (one trip off the main thread); see DmBatch. */
   batch(): DmBatch {
     const plans: Plan<unknown>[] = [];
+    let sent = false;
+    // A batch is sent once: sending it again would repeat its messages, which are not idempotent.
+    const unsent = () => {
+      if (sent) throw dmError('ERR_DM_INVALID_ARGUMENT', 'this batch was already sent; make a new one');
+      return plans;
+    };
     const named = (name: string) => {
       if (typeof name !== 'string') throw dmError('ERR_DM_INVALID_ARGUMENT', 'in a batch, remove and rename take a device name');
       return name;
@@ -607,10 +614,10 @@ export class DeviceMapper {
       table: (ref: DeviceRef, o: QueryOptions = {}) => add(this.planTableStatus(ref, true, o)),
       message: (ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}) => add(this.planMessage(ref, sector, text, o)),
       get length() { return plans.length; },
-      run: () => this.runPlans(plans),
-      runSync: () => this.runPlansSync(plans),
+      run: () => settle(() => { const p = unsent(); sent = true; return this.runPlans(p); }),
+      runSync: () => { const p = unsent(); sent = true; return this.runPlansSync(p); },
     };
-    const add = (p: Plan<unknown>) => { plans.push(p); return b; };
+    const add = (p: Plan<unknown>) => { unsent().push(p); return b; };
     return b as unknown as DmBatch;
   }
 

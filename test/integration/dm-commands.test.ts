@@ -269,6 +269,12 @@ test('a batch sends its commands in order in one call, each result typed; it sto
     // A promise batch that fails on its first command ran nothing.
     await expect(dm.batch().create(name).remove(name).run()).rejects.toMatchObject({ code: 'EBUSY', command: 'DM_DEV_CREATE', completed: 0 });
     expect(dm.batch().length).toBe(0);
+    // Sent once: a second run would repeat its commands.
+    const once = dm.batch().info(name);
+    expect(once.runSync()[0].name).toBe(name);
+    expect(() => once.runSync()).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARGUMENT' }));
+    await expect(once.run()).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+    expect(() => once.info(name)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARGUMENT' }));
   } finally {
     const [gone] = await dm.batch().remove(name).run();
     expect(gone.name).toBe(name);
