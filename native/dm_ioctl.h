@@ -61,14 +61,14 @@ struct DmResponse {
 // Which payload a command returns: decides the buffer and how the result is read.
 const char* DmCommandName(unsigned cmd);
 
-// Runs one DM ioctl on an open control fd. Grows the buffer on BUFFER_FULL (except for TARGET_MSG, whose
-// overflow means it already ran) and remembers the size that worked, per command. Throws SysError.
 // Where device-mapper's nodes live: the control node, and named nodes with their mode when we make them
 // (libdm's default without udev).
 constexpr const char* kMapperDir = "/dev/mapper";
 constexpr const char* kMapperControl = "/dev/mapper/control";
 constexpr uint32_t kMapperNodeMode = 0600;
 
+// Runs one DM ioctl on an open control fd. Grows the buffer on BUFFER_FULL (except for TARGET_MSG, whose
+// overflow means it already ran) and remembers the size that worked, per command. Throws SysError.
 DmResponse DmIoctl(int controlFd, const DmRequest& req);
 
 // DM ioctls issued by this process and the time spent inside them (benchmarks subtract it from wall time).
