@@ -280,16 +280,11 @@ export class DeviceMapper {
   }
 
   // A batch's commands in one native call. Node effects follow for the commands that ran, in order; a failure
-  // (of a command, or of waiting for udev's node) carries how many commands completed.
+  // (of a command, or of waiting for udev's node) carries how many commands completed. May throw before
+  // sending (the batch's run() makes that a rejection).
   private runPlans(plans: readonly Plan<unknown>[]): Promise<unknown[]> {
-    let fd: number;
-    try {
-      for (const p of plans) this.checkKernel(p, '');
-      fd = this.fd;
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return dmSeqAsync(fd, plans).then(async ({ replies, error }) => {
+    for (const p of plans) this.checkKernel(p, '');
+    return dmSeqAsync(this.fd, plans).then(async ({ replies, error }) => {
       const results: unknown[] = [];
       try {
         for (let i = 0; i < replies.length; i++) {
