@@ -340,8 +340,7 @@ export class ThinPool {
     if (sz === 0) throw dmError('ERR_DM_INVALID_SIZE', 'a volume needs a size above 0', name);
     const rec = await this.lock.run(async () => {
       const [tid, recovered] = await Promise.all([this.transactionId(), this.checkNameFree(name)]);
-      return this.createId('create', name, sz, null, recovered ? await this.transactionId() : tid,
-        async (id) => { await this.dm.message(this.name, 0, `create_thin ${id}`); });
+      return this.createId('create', name, sz, null, recovered ? await this.transactionId() : tid, (id) => `create_thin ${id}`);
     });
     return new ThinVolume(this, rec);
   }
@@ -361,11 +360,11 @@ export class ThinPool {
       const [tidRead, recovered, active] = await Promise.all([this.transactionId(), this.checkNameFree(name), this.isActiveThin(originName, from.id)]);
       const tid = recovered ? await this.transactionId() : tidRead;
       const message = (id: number) => `create_snap ${id} ${from.id}`;
-      if (!active) return this.createId('snapshot', name, from.size, from.name, tid, async (id) => { await this.dm.message(this.name, 0, message(id)); });
+      if (!active) return this.createId('snapshot', name, from.size, from.name, tid, message);
       let resumeFailed = false;
-      return this.createId('snapshot', name, from.size, from.name, tid, async (id) => {
+      return this.createId('snapshot', name, from.size, from.name, tid, message, async (text) => {
         try {
-          await this.dm.batch().suspend(originName).message(this.name, 0, message(id)).resume(originName).run();
+          await this.dm.batch().suspend(originName).message(this.name, 0, text).resume(originName).run();
         } catch (e) {
           const ran = (e as DevmapperError).completed ?? 0;
           if (ran === 1) await this.dm.resume(originName);  // create_snap failed: resume, then report its error
@@ -528,10 +527,12 @@ export class ThinPool {
   /**
    * Allocates an id and records the volume, sends the message, commits: steps 1-3 of the protocol. `tid` is
    * the pool's transaction id read under the lock; a change a crashed process left is finished first.
-   * `send(id)` sends the message and throws only if it did not run; `afterMessage` follows the message step.
+   * `send` sends the message (by default alone) and throws only if it did not run; `afterMessage` follows
+   * the message step.
    */
   private async createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, tid: number,
-    send: (id: number) => Promise<void>, afterMessage?: () => Promise<void>): Promise<VolumeRecord> {
+    message: (id: number) => string, send = (text: string) => this.poolMessage(text),
+    afterMessage?: () => Promise<void>): Promise<VolumeRecord> {
     for (;;) {
       let rec!: VolumeRecord;
       const change = await this.intendChange(tid, (t, afterFinish) => {
@@ -546,7 +547,7 @@ export class ThinPool {
       tid = change.fromTid;
       this.step('intent', change);
       try {
-        await send(id);  // throws only if the message did not run
+        await send(message(id));  // throws only if the message did not run
       } catch (e) {
         if ((e as DevmapperError).code === 'EEXIST') {
           // The pool has this id though the registry thought it free: keep it taken, use the next one.
@@ -559,7 +560,7 @@ export class ThinPool {
       this.step('message', change);
       await afterMessage?.();
       try {
-        await this.dm.message(this.name, 0, `set_transaction_id ${change.fromTid} ${change.toTid}`);
+        await this.setTransactionId(change);
       } catch (e) {
         await this.rollBackCreate(change).catch(() => undefined);  // if this fails too, recover() finishes it later
         throw e;
@@ -568,6 +569,15 @@ export class ThinPool {
       this.committed = change;  // left pending: the next intend() replaces it, close() clears it
       return rec;
     }
+  }
+
+  private async poolMessage(text: string): Promise<void> {
+    await this.dm.message(this.name, 0, text);
+  }
+
+  // The commit point of every change.
+  private setTransactionId(change: PendingChange): Promise<void> {
+    return this.poolMessage(`set_transaction_id ${change.fromTid} ${change.toTid}`);
   }
 
   /**
@@ -592,7 +602,7 @@ export class ThinPool {
 
   // Step 3 of a delete: its records were updated with its intent.
   private async commitDelete(change: PendingChange): Promise<void> {
-    await this.dm.message(this.name, 0, `set_transaction_id ${change.fromTid} ${change.toTid}`);
+    await this.setTransactionId(change);
     this.step('commit', change);
     this.committed = change;
   }
@@ -639,7 +649,7 @@ export class ThinPool {
   private async deleteThin(id: number, name: string): Promise<void> {
     await retryWhileBusy(async () => {
       try {
-        await this.dm.message(this.name, 0, `delete ${id}`);
+        await this.poolMessage(`delete ${id}`);
       } catch (e) {
         if ((e as DevmapperError).code !== 'ENODATA') throw e;
       }
