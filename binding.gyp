@@ -1,4 +1,6 @@
 {
+  # LMDB's C sources, for the registry store (native/kv_store.cc), come from the lmdb npm package.
+  "variables": { "lmdb_src": "<!(node native/lmdb-src.js)" },
   "targets": [
     {
       "target_name": "devmapper",
@@ -10,14 +12,24 @@
         "native/block.cc",
         "native/blocking_thread.cc",
         "native/loop_block_addon.cc",
-        "native/file_lock.cc"
+        "native/file_lock.cc",
+        "native/kv_store.cc"
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "dependencies": ["lmdb"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<(lmdb_src)"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-fvisibility=hidden", "-fstack-protector-strong", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags": ["-fvisibility=hidden", "-fstack-protector-strong"]
+    },
+    {
+      "target_name": "lmdb",
+      "type": "static_library",
+      "sources": ["<(lmdb_src)/mdb.c", "<(lmdb_src)/midl.c"],
+      "include_dirs": ["<(lmdb_src)"],
+      # Third-party C: its warnings are not ours to fix.
+      "cflags": ["-fvisibility=hidden", "-fstack-protector-strong", "-fPIC", "-w"]
     }
   ]
 }

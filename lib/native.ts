@@ -73,11 +73,30 @@ export interface RawLoopStatus {
   number: number; flags: number; fileName: string;
 }
 
+/** LMDB through the addon (native/kv_store.cc), for the registry: string keys and values, synchronous. */
+export interface KvStore {
+  /** Opens the one write transaction; every call until commit() or abort() reads and writes in it. */
+  begin(): void;
+  commit(): void;
+  abort(): void;
+  get(key: string): string | undefined;
+  put(key: string, value: string): void;
+  /** Whether the key was there. */
+  del(key: string): boolean;
+  /** The [key, value] pairs (keysOnly: the keys) whose key starts with prefix, in key order, at most limit. */
+  range(prefix: string, limit?: number): [string, string][];
+  range(prefix: string, limit: number | undefined, keysOnly: true): string[];
+  count(prefix: string): number;
+  close(): void;
+}
+
 type SyncAsync<A extends unknown[], R, N extends string> =
   { [K in N]: (...args: A) => R } & { [K in `${N}Async`]: (...args: A) => Promise<R> };
 
 export type NativeAddon = {
   constants: Record<string, number>;
+  /** new KvStore(file): opens (creating) an LMDB file; its lock file is file + "-lock". */
+  KvStore: new (file: string) => KvStore;
   /** "/dev/mapper": where named dm nodes live. */
   mapperDir: string;
   setErrorFactory(factory: (raw: RawSysError) => Error): void;

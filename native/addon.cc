@@ -65,6 +65,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterDm(env, exports);
   RegisterLoopAndBlock(env, exports);
   RegisterFileLock(env, exports);
+  RegisterKvStore(env, exports);
   return exports;
 }
 

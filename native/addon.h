@@ -5,3 +5,4 @@
 void RegisterDm(Napi::Env env, Napi::Object exports);
 void RegisterLoopAndBlock(Napi::Env env, Napi::Object exports);
 void RegisterFileLock(Napi::Env env, Napi::Object exports);
+void RegisterKvStore(Napi::Env env, Napi::Object exports);

@@ -3,10 +3,10 @@
 // RegistryStore is the small interface a user can implement over another store; LmdbRegistry is ours.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { RootDatabase } from 'lmdb';
 import { dmError } from '../errors';
 import { Sectors } from '../units';
 import { MAX_THIN_ID } from '../validate';
+import { KvStore, native } from '../native';
 
 export type VolumeState = 'ready';
 
@@ -78,79 +78,112 @@ export interface RegistryStore {
   close(): Promise<void> | void;
 }
 
-// Keys: ['vol', name] -> VolumeRecord; ['child', parent, name] -> 1 (index for children()); ['free', id] -> 1
-// (freed ids); 'next' -> lowest never-used id; 'pending' -> PendingChange. lmdb orders array keys element-wise, so the first ['free', *] is the lowest.
+// Keys (names hold no '/'): 'vol/<name>' -> VolumeRecord as JSON; 'child/<parent>/<name>' -> '' (index for
+// children()); 'free/<id, 8 hex digits>' -> '' (freed ids; fixed width, so the first key is the lowest id);
+// 'next' -> the lowest never-used id; 'pending' -> PendingChange as JSON.
+const VOL = 'vol/', FREE = 'free/';
+const childPrefix = (parent: string) => `child/${parent}/`;
+const freeKey = (id: number) => FREE + id.toString(16).padStart(8, '0');
+
+// One LMDB environment per file per process, shared by every registry opened on it: LMDB must not open a file
+// twice in one process (the second open resets the first's reader slots and locks).
+const stores = new Map<string, { kv: KvStore; refs: number }>();
+
+/**
+ * The registry in one LMDB file, `registry.mdb` in the pool's registry folder, through the addon's own LMDB
+ * binding (native/kv_store.cc): one call into C per read or write, where lmdb-js's JS layer cost several
+ * times what LMDB does. Every read outside a write sees every process's last commit.
+ */
 export class LmdbRegistry implements RegistryStore {
-  private constructor(private readonly db: RootDatabase) {}
+  private closed = false;
+
+  private constructor(private readonly file: string, private readonly kv: KvStore) {}
 
   static open(dir: string): LmdbRegistry {
     fs.mkdirSync(dir, { recursive: true });
-    // Loaded here, not at the top: lmdb adds ~10 MiB to the process, which users of the low-level API alone
-    // (DeviceMapper, Loop) should not pay.
-    const { open } = require('lmdb') as typeof import('lmdb');
-    // overlappingSync off: each commit is on disk when commit() returns, not flushed later in the background.
-    return new LmdbRegistry(open({ path: path.join(dir, 'registry.lmdb'), compression: false, overlappingSync: false }));
+    const file = path.join(dir, 'registry.mdb');
+    // Earlier builds kept the registry through lmdb-js, in another format: refuse rather than start empty.
+    if (!fs.existsSync(file) && fs.existsSync(path.join(dir, 'registry.lmdb')))
+      throw dmError('ERR_DM_POOL_STATE', `${dir} holds a registry in an earlier devmapper's format (registry.lmdb)`);
+    const key = path.join(fs.realpathSync(dir), 'registry.mdb');
+    let shared = stores.get(key);
+    if (!shared) stores.set(key, shared = { kv: new native.KvStore(file), refs: 0 });
+    shared.refs++;
+    return new LmdbRegistry(key, shared.kv);
   }
 
   get(name: string): VolumeRecord | undefined {
-    return this.db.get(['vol', name]) as VolumeRecord | undefined;
+    const v = this.kv.get(VOL + name);
+    return v === undefined ? undefined : JSON.parse(v) as VolumeRecord;
   }
 
   list(): VolumeRecord[] {
-    return [...this.db.getRange({ start: ['vol'], end: ['vol', '\uffff'] })].map((e) => e.value as VolumeRecord);
+    return this.kv.range(VOL).map(([, v]) => JSON.parse(v) as VolumeRecord);
   }
 
   children(name: string): VolumeRecord[] {
-    return [...this.db.getKeys({ start: ['child', name], end: ['child', name, '\uffff'] })]
-      .map((k) => this.get((k as [string, string, string])[2])!).filter(Boolean);
+    const prefix = childPrefix(name);
+    return this.kv.range(prefix, undefined, true).map((k) => this.get(k.slice(prefix.length))!).filter(Boolean);
   }
 
   count(): number {
-    return this.db.getKeysCount({ start: ['vol'], end: ['vol', '\uffff'] });
+    return this.kv.count(VOL);
   }
 
-  // pending() and nextFreeId() decide what the pool is told next: read them inside a write transaction, which
-  // always sees every process's last commit (a read snapshot may be older).
   pending(): PendingChange | undefined {
-    return this.db.transactionSync(() => this.db.get('pending') as PendingChange | undefined);
+    const v = this.kv.get('pending');
+    return v === undefined ? undefined : JSON.parse(v) as PendingChange;
   }
 
   nextFreeId(): number {
-    return this.db.transactionSync(() => this.firstFreeId().id);
+    return this.firstFreeId().id;
   }
 
-  // The lowest freed id, else the lowest never used ('next'). Under emulation each store operation costs
-  // about as much as an ioctl, so the write paths below do only the operations their change needs.
+  // The lowest freed id, else the lowest never used ('next').
   private firstFreeId(): { id: number; freed: boolean } {
-    for (const key of this.db.getKeys({ start: ['free'], end: ['free', Infinity], limit: 1 })) return { id: (key as [string, number])[1], freed: true };
+    const [key] = this.kv.range(FREE, 1, true);
+    if (key !== undefined) return { id: parseInt(key.slice(FREE.length), 16), freed: true };
     const next = this.next();
     if (next > MAX_THIN_ID) throw dmError('ERR_DM_IDS_EXHAUSTED', `all ${MAX_THIN_ID + 1} thin ids are in use`);
     return { id: next, freed: false };
   }
 
   private next(): number {
-    return (this.db.get('next') as number | undefined) ?? 0;
+    return Number(this.kv.get('next') ?? 0);
+  }
+
+  // One write transaction: all of fn's writes, or none.
+  private transaction<T>(fn: () => T): T {
+    this.kv.begin();
+    try {
+      const result = fn();
+      this.kv.commit();
+      return result;
+    } catch (e) {
+      this.kv.abort();
+      throw e;
+    }
   }
 
   commit(w: RegistryWrite): void {
-    this.db.transactionSync(() => this.write(w));
+    this.transaction(() => this.write(w));
   }
 
   intend(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
     { recorded: PendingChange } | { unfinished: PendingChange } {
-    return this.db.transactionSync(() => {
-      const unfinished = this.db.get('pending') as PendingChange | undefined;
+    return this.transaction(() => {
+      const unfinished = this.pending();
       if (unfinished && unfinished.toTid !== change.fromTid && !sameChange(unfinished, committed)) return { unfinished };
       let id = change.id;
       if (id === undefined) {
         const free = this.firstFreeId();
         id = free.id;
-        if (free.freed) this.db.removeSync(['free', id]);
-        else this.db.putSync('next', id + 1);
+        if (free.freed) this.kv.del(freeKey(id));
+        else this.kv.put('next', String(id + 1));
       }
       const recorded: PendingChange = { ...change, id };
       if (effect) this.write(effect(id));
-      this.db.putSync('pending', recorded);
+      this.kv.put('pending', JSON.stringify(recorded));
       return { recorded };
     });
   }
@@ -162,37 +195,42 @@ export class LmdbRegistry implements RegistryStore {
       let next = before;
       for (const id of w.takeIds ?? []) {
         if (id < next) {
-          this.db.removeSync(['free', id]);
+          this.kv.del(freeKey(id));
         } else {
-          for (let gap = next; gap < id; gap++) this.db.putSync(['free', gap], 1);
+          for (let gap = next; gap < id; gap++) this.kv.put(freeKey(gap), '');
           next = id + 1;
         }
       }
-      for (const id of w.freeIds ?? []) if (id < next) this.db.putSync(['free', id], 1);
-      if (next !== before) this.db.putSync('next', next);
+      for (const id of w.freeIds ?? []) if (id < next) this.kv.put(freeKey(id), '');
+      if (next !== before) this.kv.put('next', String(next));
     }
     for (const name of w.remove ?? []) {
       const gone = this.get(name);
       for (const child of this.children(name)) this.putRecord({ ...child, parent: gone?.parent ?? null }, name);
-      if (gone?.parent != null) this.db.removeSync(['child', gone.parent, name]);
-      this.db.removeSync(['vol', name]);
+      if (gone?.parent != null) this.kv.del(childPrefix(gone.parent) + name);
+      this.kv.del(VOL + name);
     }
     for (const rec of w.put ?? []) this.putRecord(rec, this.get(rec.name)?.parent ?? undefined);
-    if (w.pending === null) this.db.removeSync('pending');
-    else if (w.pending) this.db.putSync('pending', w.pending);
+    if (w.pending === null) this.kv.del('pending');
+    else if (w.pending) this.kv.put('pending', JSON.stringify(w.pending));
   }
 
   private putRecord(rec: VolumeRecord, oldParent?: string): void {
-    if (oldParent !== undefined) this.db.removeSync(['child', oldParent, rec.name]);
-    this.db.putSync(['vol', rec.name], rec);
-    if (rec.parent != null) this.db.putSync(['child', rec.parent, rec.name], 1);
+    if (oldParent !== undefined) this.kv.del(childPrefix(oldParent) + rec.name);
+    this.kv.put(VOL + rec.name, JSON.stringify(rec));
+    if (rec.parent != null) this.kv.put(childPrefix(rec.parent) + rec.name, '');
   }
 
-  refresh(): void {
-    (this.db as unknown as { resetReadTxn?: () => void }).resetReadTxn?.();
-  }
+  // Nothing to do: every read renews its snapshot.
+  refresh(): void {}
 
-  close(): Promise<void> {
-    return this.db.close();
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const shared = stores.get(this.file);
+    if (shared && --shared.refs === 0) {
+      stores.delete(this.file);
+      this.kv.close();
+    }
   }
 }

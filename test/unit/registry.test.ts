@@ -8,13 +8,30 @@ import { LmdbRegistry, VolumeRecord } from '../../lib';
 const dir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'registry-'));
 const rec = (name: string, id: number): VolumeRecord => ({ name, id, size: 2048 as never, parent: null, state: 'ready', created: 0 });
 
-test('loading devmapper loads no lmdb (~10 MiB) until a registry is opened', () => {
+test('the registry never loads lmdb-js (~10 MiB): LMDB is compiled into the addon', () => {
   const lib = path.join(__dirname, '..', '..', 'lib');
   const script = `const m = require(${JSON.stringify(lib)}); const has = () => Object.keys(require.cache).some((k) => k.includes('/node_modules/lmdb/'));
-    const before = has(); const d = require('fs').mkdtempSync(require('os').tmpdir() + '/registry-');
-    const r = m.LmdbRegistry.open(d); const after = has(); r.close(); require('fs').rmSync(d, { recursive: true });
-    process.stdout.write(JSON.stringify([before, after]));`;
-  expect(JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }))).toEqual([false, true]);
+    const d = require('fs').mkdtempSync(require('os').tmpdir() + '/registry-');
+    const r = m.LmdbRegistry.open(d); r.commit({ takeIds: [0] }); const used = r.nextFreeId(); r.close(); require('fs').rmSync(d, { recursive: true });
+    process.stdout.write(JSON.stringify([has(), used]));`;
+  expect(JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }))).toEqual([false, 1]);
+});
+
+test("a store's failure is one typed error; a registry in an earlier build's format is refused, not started empty", async () => {
+  const d = dir();
+  try {
+    fs.writeFileSync(path.join(d, 'file'), '');
+    expect(() => LmdbRegistry.open(path.join(d, 'file'))).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    const sub = path.join(d, 'reg');
+    fs.mkdirSync(path.join(sub, 'registry.mdb'), { recursive: true });  // a folder where the file should be
+    expect(() => LmdbRegistry.open(sub)).toThrow(expect.objectContaining({ code: 'EISDIR', syscall: 'mdb_env_open', command: 'registry' }));
+    const old = path.join(d, 'old');
+    fs.mkdirSync(old);
+    fs.writeFileSync(path.join(old, 'registry.lmdb'), '');
+    expect(() => LmdbRegistry.open(old)).toThrow(expect.objectContaining({ code: 'ERR_DM_POOL_STATE' }));
+  } finally {
+    fs.rmSync(d, { recursive: true });
+  }
 });
 
 test('ids are allocated from 0, freed ids are reused lowest first, pending is set and cleared', async () => {
@@ -131,6 +148,25 @@ test('100,000 volumes: allocation stays cheap', async () => {
     expect(r.get('v99999')).toMatchObject({ id: 99_999 });
   } finally {
     await r.close();
+    fs.rmSync(d, { recursive: true });
+  }
+});
+
+test('two registries on one folder in one process share the store: each sees the other, closing one leaves the other', async () => {
+  const d = dir();
+  const a = LmdbRegistry.open(d), b = LmdbRegistry.open(d);
+  try {
+    a.commit({ takeIds: [0], put: [rec('x', 0)] });
+    expect(b.get('x')).toEqual(rec('x', 0));
+    a.close();
+    a.close();  // twice: still one reference dropped
+    b.commit({ takeIds: [1], put: [rec('y', 1)] });
+    expect(b.list().map((v) => v.name)).toEqual(['x', 'y']);
+    const c = LmdbRegistry.open(d);
+    expect(c.nextFreeId()).toBe(2);
+    c.close();
+  } finally {
+    b.close();
     fs.rmSync(d, { recursive: true });
   }
 });
