@@ -53,7 +53,8 @@ export interface LoadOptions { readOnly?: boolean; secure?: boolean }
 export interface SuspendOptions { noflush?: boolean; skipLockfs?: boolean }
 export interface RemoveOptions { deferred?: boolean }
 export interface QueryOptions { inactive?: boolean; noflush?: boolean }
-export interface WaitOptions { timeoutMs?: number; signal?: AbortSignal; inactive?: boolean }
+/** inactive and noflush as for status(): noflush keeps a thin-pool from committing its metadata for the status the wait returns. */
+export interface WaitOptions extends QueryOptions { timeoutMs?: number; signal?: AbortSignal }
 export interface MessageOptions { secure?: boolean }
 export interface Geometry { cylinders: number; heads: number; sectors: number; start: number }
 export interface DeviceMapperOptions {
@@ -147,10 +148,10 @@ function flagsRequest(flags: number): RawDmRequest {
   return req;
 }
 
-function waitRequest(ref: DeviceRef, eventNr: number, o: { inactive?: boolean }): RawDmRequest {
+function waitRequest(ref: DeviceRef, eventNr: number, o: QueryOptions): RawDmRequest {
   const req = refRequest(ref);
   req.eventNr = checkInteger(eventNr, 'eventNr', 0, 2 ** 32 - 1);
-  req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
+  req.flags = (o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0) | (o.noflush ? K.DM_NOFLUSH_FLAG : 0);
   return req;
 }
 
@@ -547,7 +548,7 @@ export class DeviceMapper {
   }
 
   /** DM_DEV_WAIT on the calling thread: blocks until the event; for scripts. */
-  waitSync(ref: DeviceRef, eventNr: number, o: { inactive?: boolean } = {}): WaitResult {
+  waitSync(ref: DeviceRef, eventNr: number, o: QueryOptions = {}): WaitResult {
     const req = waitRequest(ref, eventNr, o);
     const r = dmSync(this.fd, K.DM_DEV_WAIT_CMD, req)!;
     return { info: toInfo(r), status: toTargets(r) };

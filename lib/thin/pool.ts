@@ -8,7 +8,7 @@
 // Until the commit the records say what the change will make them; the pending record and the pool's
 // transaction id say whether it happened. The pending record then stays until the next change replaces it
 // (the pool's transaction id equal to its "after" proves it committed) or close() clears it. So a change
-// costs one durable write, not two: in the test VM each costs milliseconds of lmdb's CPU work. A process
+// costs one durable write (an LMDB commit, ~1 ms in the test VM), not two. A process
 // killed anywhere leaves a pending record that open() (or the next change) completes or rolls back by
 // comparing it with the pool's transaction id. `hooks.step` marks each step for crash tests.
 import fs from 'node:fs';
@@ -239,7 +239,7 @@ export class ThinPool {
     while (!o.signal.aborted) {
       if (low(status)) await onLow(status);
       try {
-        const r = await this.dm.wait(this.name, eventNr, { signal: o.signal });
+        const r = await this.dm.wait(this.name, eventNr, { signal: o.signal, noflush: true });
         eventNr = r.info.eventNr;
         status = parseThinPoolStatus(r.status[0].params);
       } catch (e) {
