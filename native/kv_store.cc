@@ -37,16 +37,17 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
   explicit KvStore(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KvStore>(info), path_(ArgString(info, 0)) {
     Napi::Env env = info.Env();
     Check(env, mdb_env_create(&env_), "mdb_env_create");
+    const char* call = "mdb_env_set_mapsize";
     int rc = mdb_env_set_mapsize(env_, kMapSize);
-    if (rc == 0) rc = mdb_env_open(env_, path_.c_str(), MDB_NOSUBDIR | MDB_NOTLS, 0600);
+    if (rc == 0) { call = "mdb_env_open"; rc = mdb_env_open(env_, path_.c_str(), MDB_NOSUBDIR | MDB_NOTLS, 0600); }
     MDB_txn* txn = nullptr;
-    if (rc == 0) rc = mdb_txn_begin(env_, nullptr, 0, &txn);
-    if (rc == 0) rc = mdb_dbi_open(txn, nullptr, 0, &dbi_);
-    if (txn) mdb_txn_abort(txn);  // the main database's handle stays valid
+    if (rc == 0) { call = "mdb_txn_begin"; rc = mdb_txn_begin(env_, nullptr, 0, &txn); }
+    if (rc == 0) { call = "mdb_dbi_open"; rc = mdb_dbi_open(txn, nullptr, 0, &dbi_); }
+    if (txn) mdb_txn_abort(txn);  // the main (unnamed) database's handle outlives the transaction
     if (rc != 0) {
       mdb_env_close(env_);
       env_ = nullptr;
-      Check(env, rc, "mdb_env_open");
+      Check(env, rc, call);
     }
   }
 
@@ -61,13 +62,13 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
     throw Napi::Error(env, MakeError(env, SysError{err, call, "registry", path_, rc < 0 ? mdb_strerror(rc) : ""}));
   }
 
-  void Open(Napi::Env env) {
+  void CheckOpen(Napi::Env env) {
     if (!env_) throw Napi::Error::New(env, "the registry store is closed");
   }
 
   // The transaction a read uses: the write transaction if one is open, else the renewed read transaction.
   MDB_txn* ReadTxn(Napi::Env env) {
-    Open(env);
+    CheckOpen(env);
     if (write_) return write_;
     if (!read_) Check(env, mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_), "mdb_txn_begin");
     else Check(env, mdb_txn_renew(read_), "mdb_txn_renew");
@@ -77,7 +78,7 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
     if (!write_ && read_) mdb_txn_reset(read_);
   }
   MDB_txn* WriteTxn(Napi::Env env) {
-    Open(env);
+    CheckOpen(env);
     if (!write_) throw Napi::Error::New(env, "registry store: write outside a transaction");
     return write_;
   }
@@ -88,7 +89,7 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
   }
 
   Napi::Value Begin(const Napi::CallbackInfo& info) {
-    Open(info.Env());
+    CheckOpen(info.Env());
     if (write_) throw Napi::Error::New(info.Env(), "registry store: a write transaction is already open");
     Check(info.Env(), mdb_txn_begin(env_, nullptr, 0, &write_), "mdb_txn_begin");
     return info.Env().Undefined();

@@ -2,7 +2,12 @@
 // into the addon and call its C API; see native/kv_store.cc).
 const fs = require('fs');
 const path = require('path');
+// The package's own folder: the nearest package.json above its entry point that names it.
+const named = (d) => { try { return JSON.parse(fs.readFileSync(path.join(d, 'package.json'), 'utf8')).name === 'lmdb'; } catch { return false; } };
 let dir = path.dirname(require.resolve('lmdb'));
-while (!fs.existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
+while (!named(dir)) {
+  if (dir === path.dirname(dir)) throw new Error('lmdb-src: cannot find the lmdb package folder');
+  dir = path.dirname(dir);
+}
 // Relative to the package root: gyp makes object paths from source paths, which must not be absolute.
 process.stdout.write(path.relative(path.join(__dirname, '..'), path.join(dir, 'dependencies', 'lmdb', 'libraries', 'liblmdb')));

@@ -84,9 +84,12 @@ export interface RegistryStore {
 const VOL = 'vol/', FREE = 'free/';
 const childPrefix = (parent: string) => `child/${parent}/`;
 const freeKey = (id: number) => FREE + id.toString(16).padStart(8, '0');
+const parsed = <T>(v: string | undefined): T | undefined => (v === undefined ? undefined : JSON.parse(v) as T);
 
 // One LMDB environment per file per process, shared by every registry opened on it: LMDB must not open a file
-// twice in one process (the second open resets the first's reader slots and locks).
+// twice in one process (the second open resets the first's reader slots and locks). Shared here, whole KvStore
+// and all, not per environment in C: two write transactions of one thread on one environment would deadlock on
+// its writer lock, where one shared KvStore refuses a second begin().
 const stores = new Map<string, { kv: KvStore; refs: number }>();
 
 /**
@@ -113,8 +116,7 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   get(name: string): VolumeRecord | undefined {
-    const v = this.kv.get(VOL + name);
-    return v === undefined ? undefined : JSON.parse(v) as VolumeRecord;
+    return parsed<VolumeRecord>(this.kv.get(VOL + name));
   }
 
   list(): VolumeRecord[] {
@@ -131,8 +133,7 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   pending(): PendingChange | undefined {
-    const v = this.kv.get('pending');
-    return v === undefined ? undefined : JSON.parse(v) as PendingChange;
+    return parsed<PendingChange>(this.kv.get('pending'));
   }
 
   nextFreeId(): number {

@@ -20,7 +20,7 @@ test('the registry never loads lmdb-js (~10 MiB): LMDB is compiled into the addo
 test("a store's failure is one typed error; a registry in an earlier build's format is refused, not started empty", async () => {
   const d = dir();
   try {
-    fs.writeFileSync(path.join(d, 'file'), '');
+    fs.writeFileSync(path.join(d, 'file'), '');  // a file where the folder should be: refused before LMDB
     expect(() => LmdbRegistry.open(path.join(d, 'file'))).toThrow(expect.objectContaining({ code: 'EEXIST' }));
     const sub = path.join(d, 'reg');
     fs.mkdirSync(path.join(sub, 'registry.mdb'), { recursive: true });  // a folder where the file should be
