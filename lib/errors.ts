@@ -22,6 +22,7 @@ export const ErrorCodes = {
   ERR_DM_NO_SUCH_VOLUME: 'no such volume',
   ERR_DM_POOL_STATE: 'pool state',
   ERR_DM_IDS_EXHAUSTED: 'no free thin device id',
+  ERR_DM_IN_PROGRESS: 'busy in this process',
 } as const;
 export type DevmapperErrorCode = keyof typeof ErrorCodes;
 

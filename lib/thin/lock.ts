@@ -1,13 +1,25 @@
 // Serializes changes to one pool: a promise queue inside this process, and flock() on a lock file across
 // processes, so two processes never allocate the same thin id or interleave pool messages.
+import { dmError } from '../errors';
 import { native } from '../native';
+import { Op, Steps, op, runAsync, runSync } from './twin';
 
 export class PoolLock {
   private tail: Promise<unknown> = Promise.resolve();
+  /** Promise-form runs queued or running in this process. */
+  private queued = 0;
 
   constructor(private readonly file: string) {}
 
-  run<T>(fn: () => Promise<T>): Promise<T> {
+  /** `body` under the lock, as an Op: the promise form queues behind this process's other runs; the sync
+   * form blocks on another process's lock, and refuses (ERR_DM_IN_PROGRESS) while a promise-form run of this
+   * process is queued or running, which it could never wait for. */
+  op<T>(body: () => Steps<T>, device: string): Op<T> {
+    return op(() => this.runSync(() => runSync(body()), device), () => this.run(() => runAsync(body())));
+  }
+
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    this.queued++;
     const result = this.tail.then(async () => {
       // Uncontended (the usual case): no thread. Contended: wait on a thread of its own.
       let fd = native.tryLockFile(this.file);
@@ -17,8 +29,18 @@ export class PoolLock {
       } finally {
         native.closeFd(fd);
       }
-    });
+    }).finally(() => { this.queued--; });  // before the caller's continuation: a sync call may follow at once
     this.tail = result.catch(() => undefined);
     return result;
+  }
+
+  private runSync<T>(fn: () => T, device: string): T {
+    if (this.queued > 0) throw dmError('ERR_DM_IN_PROGRESS', 'a promise call on this pool has not finished; a sync call cannot wait for it', device);
+    const fd = native.lockFile(this.file);
+    try {
+      return fn();
+    } finally {
+      native.closeFd(fd);
+    }
   }
 }

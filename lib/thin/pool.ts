@@ -11,6 +11,8 @@
 // costs one durable write (an LMDB commit, ~1 ms in the test VM), not two. A process
 // killed anywhere leaves a pending record that open() (or the next change) completes or rolls back by
 // comparing it with the pool's transaction id. `hooks.step` marks each step for crash tests.
+// Each operation is written once, as a generator of its blocking steps (./twin.ts): `createVolume()` drives it
+// with promises, `createVolumeSync()` with the sync twins of the same calls.
 import fs from 'node:fs';
 import path from 'node:path';
 import { Block, formatDev } from '../block';
@@ -25,6 +27,7 @@ import { IntendedChange, LmdbRegistry, PendingChange, RegistryStore, RegistryWri
 import { retryWhileBusy } from './busy';
 import { PoolLock } from './lock';
 import { DeactivateOptions, ThinVolume } from './volume';
+import { Op, Steps, both, local, op, runAsync, runSync, start, step, sub, twin } from './twin';
 
 export type Step = 'intent' | 'message' | 'commit';
 
@@ -116,7 +119,10 @@ export class ThinPool {
   get blockSize(): Sectors { return this.params.blockSize; }
 
   /** Creates the pool. Everything done is undone if a later step fails. */
-  static async create(o: ThinPoolCreateOptions): Promise<ThinPool> {
+  static create(o: ThinPoolCreateOptions): Promise<ThinPool> { return runAsync(ThinPool.createSteps(o)); }
+  static createSync(o: ThinPoolCreateOptions): ThinPool { return runSync(ThinPool.createSteps(o)); }
+
+  private static *createSteps(o: ThinPoolCreateOptions): Steps<ThinPool> {
     const name = checkName(o.name, 'pool name');
     const blockSize = checkBlockSize(o.blockSize ?? 128);
     if (o.readOnly) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a new pool cannot be read_only (the kernel refuses it at creation)', name);
@@ -139,24 +145,23 @@ export class ThinPool {
     }
     const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
     const dm = o.dm ?? new DeviceMapper();
-    if (await dm.exists(name)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a dm device of that name exists', name);
-
-    const undo: (() => Promise<void> | void)[] = [];
+    const undo: Op<unknown>[] = [];
     const held: LoopDevice[] = [];
     try {
+      if (yield* step(twin(dm, 'exists', name))) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a dm device of that name exists', name);
       let metaPath = o.metadataDevice!, dataPath = o.dataDevice!;
       if (onFiles) {
         for (const [f, size] of [[dataFile!, dataSize!], [metaFile!, metaSize!]] as const) {
           fs.writeFileSync(f, '', { flag: 'wx' });
-          undo.push(() => fs.rmSync(f, { force: true }));
+          undo.push(local(() => fs.rmSync(f, { force: true })));
           fs.truncateSync(f, size);
         }
-        const data = await Loop.attach(dataFile!, { autoclear: true });
+        const data = yield* step(twin(Loop, 'attach', dataFile!, { autoclear: true }));
         held.push(data);
-        undo.push(() => data.release());
-        const meta = await Loop.attach(metaFile!, { autoclear: true });
+        undo.push(local(() => data.release()));
+        const meta = yield* step(twin(Loop, 'attach', metaFile!, { autoclear: true }));
         held.push(meta);
-        undo.push(() => meta.release());
+        undo.push(local(() => meta.release()));
         dataPath = data.path;
         metaPath = meta.path;
       }
@@ -164,18 +169,18 @@ export class ThinPool {
       const fd = fs.openSync(metaPath, 'r+');
       try { fs.writeSync(fd, Buffer.alloc(4096), 0, 4096, 0); fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
 
-      const dataSectors = bytesToSectors(await Block.size(dataPath));
+      const dataSectors = bytesToSectors(yield* step(twin(Block, 'size', dataPath)));
       const length = sectors(Math.floor(dataSectors / blockSize) * blockSize);
       if (length === 0) throw dmError('ERR_DM_INVALID_SIZE', 'the data device is smaller than one block', name);
-      const metaDev = formatDev(await Block.deviceNumber(metaPath));
-      const dataDev = formatDev(await Block.deviceNumber(dataPath));
+      const metaDev = formatDev(yield* step(twin(Block, 'deviceNumber', metaPath)));
+      const dataDev = formatDev(yield* step(twin(Block, 'deviceNumber', dataPath)));
       const params: ThinPoolParams = {
         metadataDev: metaDev, dataDev, blockSize,
         lowWaterMark: o.lowWaterMark ?? Math.floor(length / blockSize / 10),
         features: { skipBlockZeroing: o.skipBlockZeroing, ignoreDiscard: o.ignoreDiscard, noDiscardPassdown: o.noDiscardPassdown, errorIfNoSpace: o.errorIfNoSpace },
       };
-      const info = await dm.createDevice(name, [line(thinPool, 0, length, params)], { uuid: `DEVMAPPER-POOL-${name}` });
-      undo.push(() => dm.remove(name).then(() => undefined));
+      const info = yield* step(twin(dm, 'createDevice', name, [line(thinPool, 0, length, params)], { uuid: `DEVMAPPER-POOL-${name}` }));
+      undo.push(twin(dm, 'remove', name));
       for (const l of held) l.release();  // the pool holds the loops now; autoclear detaches them with it
 
       const registry = o.registry ?? LmdbRegistry.open(registryDir!);
@@ -184,19 +189,22 @@ export class ThinPool {
       return new ThinPool(name, info.dev, thinPool.parse(thinPool.format(params)), { data: dataFile, metadata: metaFile },
         registryDir, registry, o.dm, o.hooks ?? {});
     } catch (e) {
-      for (const u of undo.reverse()) { try { await u(); } catch { /* keep the first error */ } }
+      for (const u of undo.reverse()) { try { yield* step(u); } catch { /* keep the first error */ } }
       if (!o.dm) dm.close();
       throw e;
     }
   }
 
   /** Opens an active pool: finds its devices, loop backing files and registry, and finishes an interrupted change. */
-  static async open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> {
+  static open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> { return runAsync(ThinPool.openSteps(name, o)); }
+  static openSync(name: string, o: ThinPoolOptions = {}): ThinPool { return runSync(ThinPool.openSteps(name, o)); }
+
+  private static *openSteps(name: string, o: ThinPoolOptions): Steps<ThinPool> {
     checkName(name, 'pool name');
     const dm = o.dm ?? new DeviceMapper();
     try {
-      const info = await dm.info(name);
-      const table = await dm.table(name);
+      const info = yield* step(twin(dm, 'info', name));
+      const table = yield* step(twin(dm, 'table', name));
       if (table.length !== 1 || table[0].type !== 'thin-pool')
         throw dmError('ERR_DM_NOT_A_THIN_POOL', `its table is ${table.map((t) => t.type).join(', ') || 'empty'}`, name);
       const params = thinPool.parse(table[0].params);
@@ -205,7 +213,7 @@ export class ThinPool {
       const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
       const registry = o.registry ?? LmdbRegistry.open(registryDir!);
       const pool = new ThinPool(name, info.dev, params, { data: dataFile, metadata: metaFile }, registryDir, registry, o.dm, o.hooks ?? {});
-      await pool.lock.run(() => pool.recover());
+      yield* pool.locked(() => pool.recover());
       return pool;
     } catch (e) {
       if (!o.dm) dm.close();
@@ -215,13 +223,19 @@ export class ThinPool {
 
   // ---- status and settings -------------------------------------------------------------------------
 
-  async status(o: { noflush?: boolean } = {}): Promise<ThinPoolStatus> {
-    const [t] = await this.dm.status(this.name, o);
+  status(o: { noflush?: boolean } = {}): Promise<ThinPoolStatus> { return runAsync(this.statusSteps(o)); }
+  statusSync(o: { noflush?: boolean } = {}): ThinPoolStatus { return runSync(this.statusSteps(o)); }
+
+  transactionId(): Promise<number> { return runAsync(this.transactionIdSteps()); }
+  transactionIdSync(): number { return runSync(this.transactionIdSteps()); }
+
+  private *statusSteps(o: { noflush?: boolean }): Steps<ThinPoolStatus> {
+    const [t] = yield* step(twin(this.dm, 'status', this.name, o));
     return parseThinPoolStatus(t.params);
   }
 
-  async transactionId(): Promise<number> {
-    const s = await this.status({ noflush: true });
+  private *transactionIdSteps(): Steps<number> {
+    const s = yield* this.statusSteps({ noflush: true });
     if (s.state !== 'ok') throw dmError('ERR_DM_POOL_STATE', `the pool reports ${s.state}`, this.name);
     return s.transactionId;
   }
@@ -231,6 +245,7 @@ export class ThinPool {
    * start if they already are, then at each event of the pool's (the kernel raises one when free blocks fall to
    * the mark, and on running out of space, a mode change or a resume) that finds them so. Growing the pool
    * (growData) ends it. Waits with DM_DEV_WAIT on a thread of its own; resolves when `signal` aborts.
+   * Promise only: it waits for events.
    */
   async watchLowWater(onLow: (status: ThinPoolStatusOk) => void | Promise<void>, o: { signal: AbortSignal }): Promise<void> {
     const low = (s: ThinPoolStatus): s is ThinPoolStatusOk => s.state === 'ok' && s.data.total - s.data.used <= this.params.lowWaterMark;
@@ -250,11 +265,17 @@ export class ThinPool {
   }
 
   /** Reloads the pool table with new features (discard support cannot change after creation). */
-  setFeatures(features: ThinPoolFeatures): Promise<void> {
+  setFeatures(features: ThinPoolFeatures): Promise<void> { return runAsync(this.setFeaturesSteps(features)); }
+  setFeaturesSync(features: ThinPoolFeatures): void { runSync(this.setFeaturesSteps(features)); }
+
+  setLowWaterMark(blocks: number): Promise<void> { return runAsync(this.setLowWaterMarkSteps(blocks)); }
+  setLowWaterMarkSync(blocks: number): void { runSync(this.setLowWaterMarkSteps(blocks)); }
+
+  private setFeaturesSteps(features: ThinPoolFeatures): Steps<void> {
     return this.reload({ ...this.params, features: { ...this.params.features, ...features } });
   }
 
-  setLowWaterMark(blocks: number): Promise<void> {
+  private setLowWaterMarkSteps(blocks: number): Steps<void> {
     return this.reload({ ...this.params, lowWaterMark: blocks });
   }
 
@@ -263,13 +284,16 @@ export class ThinPool {
    * loop told (LOOP_SET_CAPACITY). For a pool on block devices, grow the device first and call this without a
    * size. Then the table is reloaded with the new length (whole blocks). Volumes stay active throughout.
    */
-  async growData(size?: Bytes | number | string): Promise<void> {
-    await this.lock.run(async () => {
-      const [current] = await this.dm.table(this.name);
-      await this.growDevice(this.params.dataDev, this.files.data, size, undefined, async (deviceSectors) => {
+  growData(size?: Bytes | number | string): Promise<void> { return runAsync(this.growDataSteps(size)); }
+  growDataSync(size?: Bytes | number | string): void { runSync(this.growDataSteps(size)); }
+
+  private *growDataSteps(size: Bytes | number | string | undefined): Steps<void> {
+    yield* this.locked(function* (this: ThinPool): Steps<void> {
+      const [current] = yield* step(twin(this.dm, 'table', this.name));
+      yield* this.growDevice(this.params.dataDev, this.files.data, size, undefined, function* (this: ThinPool, deviceSectors: Sectors): Steps<void> {
         const length = sectors(Math.floor(deviceSectors / this.blockSize) * this.blockSize);
         if (length <= current.length) throw dmError('ERR_DM_INVALID_SIZE', `the data device holds ${length} sectors of whole blocks; the pool has ${current.length} already`, this.name);
-        await this.reload(this.params, length);
+        yield* this.reload(this.params, length);
       });
     });
   }
@@ -278,14 +302,17 @@ export class ThinPool {
    * Grows the pool's metadata device (at most the kernel's ~15.88 GiB), the same way as growData(); the pool
    * takes up the new size when it resumes.
    */
-  async growMetadata(size?: Bytes | number | string): Promise<void> {
-    await this.lock.run(async () => {
-      const before = await this.status();
-      await this.growDevice(this.params.metadataDev, this.files.metadata, size, MAX_METADATA_SECTORS, async (deviceSectors) => {
+  growMetadata(size?: Bytes | number | string): Promise<void> { return runAsync(this.growMetadataSteps(size)); }
+  growMetadataSync(size?: Bytes | number | string): void { runSync(this.growMetadataSteps(size)); }
+
+  private *growMetadataSteps(size: Bytes | number | string | undefined): Steps<void> {
+    yield* this.locked(function* (this: ThinPool): Steps<void> {
+      const before = yield* this.statusSteps({});
+      yield* this.growDevice(this.params.metadataDev, this.files.metadata, size, MAX_METADATA_SECTORS, function* (this: ThinPool, deviceSectors: Sectors): Steps<void> {
         const blocks = Math.floor(deviceSectors / 8);  // 4 KiB metadata blocks
         if (before.state === 'ok' && blocks <= before.metadata.total)
           throw dmError('ERR_DM_INVALID_SIZE', `the metadata device holds ${blocks} blocks; the pool has ${before.metadata.total} already`, this.name);
-        await this.reload(this.params);
+        yield* this.reload(this.params);
       });
     });
   }
@@ -293,54 +320,63 @@ export class ThinPool {
   // Extends the pool's own backing file to `size` (only ever grows) and updates its loop, then hands the
   // device's size in sectors (at most `max`) to `apply`. If that fails, the file is shrunk back: the pool's
   // table still has the old length. Without a size, the device must have grown already.
-  private async growDevice(dev: string, file: string | undefined, size: Bytes | number | string | undefined, max: number | undefined,
-    apply: (deviceSectors: Sectors) => Promise<void>): Promise<void> {
+  private *growDevice(dev: string, file: string | undefined, size: Bytes | number | string | undefined, max: number | undefined,
+    apply: (this: ThinPool, deviceSectors: Sectors) => Steps<void>): Steps<void> {
     const node = `/dev/${path.basename(fs.readlinkSync(`/sys/dev/block/${dev}`))}`;
-    let undo = async () => {};
+    let had: number | undefined;
     if (size !== undefined) {
       if (!file) throw dmError('ERR_DM_INVALID_ARGUMENT', 'this pool is on block devices: grow the device, then call without a size', this.name);
-      const want = toBytes(size), had = fs.statSync(file).size;
+      const want = toBytes(size);
+      had = fs.statSync(file).size;
       bytesToSectors(want);
       if (max !== undefined && want > max * 512) throw dmError('ERR_DM_INVALID_SIZE', `at most ${max} sectors`, this.name);
       if (want <= had) throw dmError('ERR_DM_INVALID_SIZE', `${file} is already ${had} bytes; pools only grow`, this.name);
       fs.truncateSync(file, want);
-      undo = async () => { fs.truncateSync(file, had); await Loop.setCapacity(node); };
     }
     try {
-      if (size !== undefined) await Loop.setCapacity(node);
-      const s = bytesToSectors(await Block.size(node));
-      await apply(sectors(max !== undefined ? Math.min(s, max) : s));
+      if (size !== undefined) yield* step(twin(Loop, 'setCapacity', node));
+      const s = bytesToSectors(yield* step(twin(Block, 'size', node)));
+      yield* apply.call(this, sectors(max !== undefined ? Math.min(s, max) : s));
     } catch (e) {
-      await undo().catch(() => undefined);
+      if (had !== undefined) {
+        try {
+          fs.truncateSync(file!, had);
+          yield* step(twin(Loop, 'setCapacity', node));
+        } catch { /* keep the first error */ }
+      }
       throw e;
     }
   }
 
   // Load first, then suspend/resume: suspending a pool before loading has deadlocked under memory pressure.
   // `length` changes the pool's size; without it the table's current length is kept.
-  private async reload(params: ThinPoolParams, length?: Sectors): Promise<void> {
-    length ??= (await this.dm.table(this.name))[0].length;
-    await this.dm.load(this.name, [line(thinPool, 0, length, params)]);
+  private *reload(params: ThinPoolParams, length?: Sectors): Steps<void> {
+    length ??= (yield* step(twin(this.dm, 'table', this.name)))[0].length;
+    yield* step(twin(this.dm, 'load', this.name, [line(thinPool, 0, length, params)]));
     try {
-      await this.dm.suspend(this.name);
+      yield* step(twin(this.dm, 'suspend', this.name));
     } catch (e) {
-      await this.dm.clear(this.name).catch(() => undefined);
+      try { yield* step(twin(this.dm, 'clear', this.name)); } catch { /* keep the first error */ }
       throw e;
     }
-    await this.dm.resume(this.name);
+    yield* step(twin(this.dm, 'resume', this.name));
     Object.assign(this.params, thinPool.parse(thinPool.format(params)));
   }
 
   // ---- volumes ---------------------------------------------------------------------------------------
 
   /** A new thin volume of `size` bytes (a multiple of 512; '1G' works too). Not activated. */
-  async createVolume(name: string, size: Bytes | number | string): Promise<ThinVolume> {
+  createVolume(name: string, size: Bytes | number | string): Promise<ThinVolume> { return runAsync(this.createVolumeSteps(name, size)); }
+  createVolumeSync(name: string, size: Bytes | number | string): ThinVolume { return runSync(this.createVolumeSteps(name, size)); }
+
+  private *createVolumeSteps(name: string, size: Bytes | number | string): Steps<ThinVolume> {
     checkName(name, 'volume name');
     const sz = bytesToSectors(toBytes(size));
     if (sz === 0) throw dmError('ERR_DM_INVALID_SIZE', 'a volume needs a size above 0', name);
-    const rec = await this.lock.run(async () => {
-      const [tid, recovered] = await Promise.all([this.transactionId(), this.checkNameFree(name)]);
-      return this.createId('create', name, sz, null, recovered ? await this.transactionId() : tid, (id) => `create_thin ${id}`);
+    const rec = yield* this.locked(function* (this: ThinPool): Steps<VolumeRecord> {
+      const [tid, recovered] = yield* step(both(sub(() => this.transactionIdSteps()), sub(() => this.checkNameFree(name))));
+      const from = recovered ? yield* this.transactionIdSteps() : tid;
+      return yield* this.createId('create', name, sz, null, from, (id) => `create_thin ${id}`);
     });
     return new ThinVolume(this, rec);
   }
@@ -350,28 +386,36 @@ export class ThinPool {
    * resumed whatever happens: suspend, create_snap and resume go in one native call, after the registry's
    * write, so the origin's I/O waits for the kernel's work alone.
    */
-  async snapshot(origin: string | ThinVolume, name: string): Promise<ThinVolume> {
+  snapshot(origin: string | ThinVolume, name: string): Promise<ThinVolume> { return runAsync(this.snapshotSteps(origin, name)); }
+  snapshotSync(origin: string | ThinVolume, name: string): ThinVolume { return runSync(this.snapshotSteps(origin, name)); }
+
+  private *snapshotSteps(origin: string | ThinVolume, name: string): Steps<ThinVolume> {
     const originName = typeof origin === 'string' ? origin : origin.name;
     checkName(name, 'snapshot name');
-    const rec = await this.lock.run(async () => {
+    const rec = yield* this.locked(function* (this: ThinPool): Steps<VolumeRecord> {
       this.registry.refresh();
       const from = this.registry.get(originName);
       if (!from) throw dmError('ERR_DM_NO_SUCH_VOLUME', `origin '${originName}' is not a volume of pool ${this.name}`, originName);
-      const [tidRead, recovered, active] = await Promise.all([this.transactionId(), this.checkNameFree(name), this.isActiveThin(originName, from.id)]);
-      const tid = recovered ? await this.transactionId() : tidRead;
+      const [[tidRead, recovered], active] = yield* step(both(
+        both(sub(() => this.transactionIdSteps()), sub(() => this.checkNameFree(name))),
+        sub(() => this.isActiveThinSteps(originName, from.id))));
+      const tid = recovered ? yield* this.transactionIdSteps() : tidRead;
       const message = (id: number) => `create_snap ${id} ${from.id}`;
-      if (!active) return this.createId('snapshot', name, from.size, from.name, tid, message);
+      if (!active) return yield* this.createId('snapshot', name, from.size, from.name, tid, message);
       let resumeFailed = false;
-      return this.createId('snapshot', name, from.size, from.name, tid, message, async (text) => {
+      const batch = (text: string) => this.dm.batch().suspend(originName).message(this.name, 0, text).resume(originName);
+      return yield* this.createId('snapshot', name, from.size, from.name, tid, message, function* (this: ThinPool, text: string): Steps<void> {
         try {
-          await this.dm.batch().suspend(originName).message(this.name, 0, text).resume(originName).run();
+          yield* step(op(() => batch(text).runSync(), () => batch(text).run()));
         } catch (e) {
           const ran = (e as DevmapperError).completed ?? 0;
-          if (ran === 1) await this.dm.resume(originName);  // create_snap failed: resume, then report its error
+          if (ran === 1) yield* step(twin(this.dm, 'resume', originName));  // create_snap failed: resume, then report its error
           if (ran < 2) throw e;  // create_snap did not run
           resumeFailed = true;  // it ran; the resume failed: tried again after the message step
         }
-      }, async () => { if (resumeFailed) await this.dm.resume(originName); });
+      }, function* (this: ThinPool): Steps<void> {
+        if (resumeFailed) yield* step(twin(this.dm, 'resume', originName));
+      });
     });
     return new ThinVolume(this, rec);
   }
@@ -383,14 +427,20 @@ export class ThinPool {
   }
 
   /** All volumes, with whether each is active now. */
-  async list(): Promise<VolumeListEntry[]> {
-    const active = new Set((await this.dm.list({ uuids: false })).map((d) => d.name));
+  list(): Promise<VolumeListEntry[]> { return runAsync(this.listSteps()); }
+  listSync(): VolumeListEntry[] { return runSync(this.listSteps()); }
+
+  private *listSteps(): Steps<VolumeListEntry[]> {
+    const active = new Set((yield* step(twin(this.dm, 'list', { uuids: false }))).map((d) => d.name));
     return this.registry.list().map((r) => ({ ...r, active: active.has(r.name) }));
   }
 
   /** The layer tree, one line per volume, children indented under their parent. */
-  async tree(describe: (v: VolumeListEntry) => string = (v) => `${v.name} (id ${v.id})`): Promise<string> {
-    const all = await this.list();
+  tree(describe?: (v: VolumeListEntry) => string): Promise<string> { return runAsync(this.treeSteps(describe)); }
+  treeSync(describe?: (v: VolumeListEntry) => string): string { return runSync(this.treeSteps(describe)); }
+
+  private *treeSteps(describe: (v: VolumeListEntry) => string = (v) => `${v.name} (id ${v.id})`): Steps<string> {
+    const all = yield* this.listSteps();
     const names = new Set(all.map((v) => v.name));
     const kids = new Map<string | null, VolumeListEntry[]>();
     for (const v of all) {
@@ -413,15 +463,19 @@ export class ThinPool {
    * first (ThinVolume.delete() does), while it reads the transaction id and records the intent: the REMOVE
    * waits in the kernel, the registry work need not wait for it.
    */
-  async deleteVolume(name: string, o: { deactivate?: DeactivateOptions } = {}): Promise<void> {
-    await this.lock.run(async () => {
-      const removing = o.deactivate && ThinVolume.removeWithRetry(this.dm, name, o.deactivate);
-      removing?.catch(() => undefined);  // awaited below; this only keeps it from counting as unhandled
+  deleteVolume(name: string, o: { deactivate?: DeactivateOptions } = {}): Promise<void> { return runAsync(this.deleteVolumeSteps(name, o)); }
+  deleteVolumeSync(name: string, o: { deactivate?: DeactivateOptions } = {}): void { runSync(this.deleteVolumeSteps(name, o)); }
+
+  /** @internal ThinVolume.delete's body. */
+  *deleteVolumeSteps(name: string, o: { deactivate?: DeactivateOptions }): Steps<void> {
+    yield* this.locked(function* (this: ThinPool): Steps<void> {
+      const deactivate = o.deactivate;
+      const removing = deactivate && (yield* step(start(sub(() => ThinVolume.removeWithRetry(this.dm, name, deactivate)))));
       let change: PendingChange;
       let undo!: RegistryWrite;
       try {
         this.registry.refresh();
-        change = await this.intendChange(await this.transactionId(), (tid) => {
+        change = yield* this.intendChange(yield* this.transactionIdSteps(), (tid) => {
           const rec = this.registry.get(name);
           if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `no volume '${name}' in pool ${this.name}`, name);
           // If nothing reaches the pool: the record back, its id taken again, its children under it again.
@@ -429,38 +483,42 @@ export class ThinPool {
           return { op: 'delete', id: rec.id, name, size: rec.size, parent: rec.parent, fromTid: tid, toTid: tid + 1 };
         }, (id) => ({ remove: [name], freeIds: [id] }));  // its children keep their data
       } catch (e) {
-        await removing?.catch(() => undefined);
+        if (removing) { try { yield* step(removing); } catch { /* the first error is the one that matters */ } }
         throw e;
       }
       try {
-        await removing;
+        if (removing) yield* step(removing);
       } catch (e) {
         this.registry.commit(undo);  // still active: nothing was sent to the pool
         throw e;
       }
       this.step('intent', change);
       try {
-        await this.deleteThin(change.id, name);
+        yield* this.deleteThin(change.id, name);
       } catch (e) {
         this.registry.commit(undo);  // nothing changed in the pool
         throw e;
       }
       this.step('message', change);
-      await this.commitDelete(change);
+      yield* this.commitDelete(change);
     });
   }
 
   /** Resizes (grows) a volume: records the size, and reloads its table if it is active. */
-  async resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> {
+  resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> { return runAsync(this.resizeVolumeSteps(name, size)); }
+  resizeVolumeSync(name: string, size: Bytes | number | string): VolumeRecord { return runSync(this.resizeVolumeSteps(name, size)); }
+
+  /** @internal ThinVolume.resize's body. */
+  *resizeVolumeSteps(name: string, size: Bytes | number | string): Steps<VolumeRecord> {
     const sz = bytesToSectors(toBytes(size));
-    return this.lock.run(async () => {
+    return yield* this.locked(function* (this: ThinPool): Steps<VolumeRecord> {
       const rec = this.registry.get(name);
       if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `no volume '${name}' in pool ${this.name}`, name);
       if (sz < rec.size) throw dmError('ERR_DM_INVALID_SIZE', `thin volumes only grow here (${rec.size} -> ${sz} sectors)`, name);
-      if (await this.isActiveThin(name, rec.id)) {
-        await this.dm.load(name, [ThinVolume.table(this, rec.id, sz)]);
-        await this.dm.suspend(name);
-        await this.dm.resume(name);
+      if (yield* this.isActiveThinSteps(name, rec.id)) {
+        yield* step(twin(this.dm, 'load', name, [ThinVolume.table(this, rec.id, sz)]));
+        yield* step(twin(this.dm, 'suspend', name));
+        yield* step(twin(this.dm, 'resume', name));
       }
       const next = { ...rec, size: sz };
       this.registry.commit({ put: [next] });
@@ -472,14 +530,18 @@ export class ThinPool {
    * Deactivates every volume, removes the pool (its own loop devices, autoclear, detach with it), and closes
    * the registry. With deleteFiles, also removes the backing files it created and the registry.
    */
-  async destroy(o: { deleteFiles?: boolean } = {}): Promise<void> {
-    const users = (await this.dm.list({ uuids: false })).map((d) => d.name).filter((n) => n !== this.name);
+  destroy(o: { deleteFiles?: boolean } = {}): Promise<void> { return runAsync(this.destroySteps(o)); }
+  destroySync(o: { deleteFiles?: boolean } = {}): void { runSync(this.destroySteps(o)); }
+
+  private *destroySteps(o: { deleteFiles?: boolean }): Steps<void> {
+    const users = (yield* step(twin(this.dm, 'list', { uuids: false }))).map((d) => d.name).filter((n) => n !== this.name);
     for (const n of users) {
-      const deps = await this.dm.deps(n).catch(() => []);
-      if (deps.some((d) => d.major === this.dev.major && d.minor === this.dev.minor)) await ThinVolume.removeWithRetry(this.dm, n, {});
+      let deps: DevNumber[] = [];
+      try { deps = yield* step(twin(this.dm, 'deps', n)); } catch { /* gone meanwhile */ }
+      if (deps.some((d) => d.major === this.dev.major && d.minor === this.dev.minor)) yield* ThinVolume.removeWithRetry(this.dm, n, {});
     }
-    await ThinVolume.removeWithRetry(this.dm, this.name, {});  // our loops are autoclear: they go with the pool
-    await this.close();
+    yield* ThinVolume.removeWithRetry(this.dm, this.name, {});  // our loops are autoclear: they go with the pool
+    yield* this.closeSteps();
     if (o.deleteFiles) {
       for (const f of [this.files.data, this.files.metadata]) if (f) fs.rmSync(f, { force: true });
       if (this.registryDir) fs.rmSync(this.registryDir, { recursive: true, force: true });
@@ -487,10 +549,13 @@ export class ThinPool {
   }
 
   /** Closes the registry (and the DeviceMapper, if the pool made its own). */
-  async close(): Promise<void> {
-    await this.lock.run(async () => this.clearCommitted());
+  close(): Promise<void> { return runAsync(this.closeSteps()); }
+  closeSync(): void { runSync(this.closeSteps()); }
+
+  private *closeSteps(): Steps<void> {
+    yield* this.locked(function* (this: ThinPool): Steps<void> { this.clearCommitted(); });
     if (this.ownsDm) this.dm.close();
-    await this.registry.close();
+    this.registry.close();
   }
 
   // The last change this process committed stays recorded as pending until the next change replaces it (one
@@ -505,22 +570,27 @@ export class ThinPool {
 
   // ---- the change protocol -------------------------------------------------------------------------
 
+  /** `body` (called with this pool as `this`) under the pool's lock. */
+  private *locked<T>(body: (this: ThinPool) => Steps<T>): Steps<T> {
+    return yield* step(this.lock.op(() => body.call(this), this.name));
+  }
+
   private step(step: Step, change: PendingChange): void {
     this.hooks.step?.(step, change);
   }
 
   // A name recorded by a change a crashed process left is free again once that change is rolled back: then
   // it recovers first, and says so (the pool's transaction id may have moved).
-  private async checkNameFree(name: string): Promise<boolean> {
+  private *checkNameFree(name: string): Steps<boolean> {
     this.registry.refresh();
     let taken = this.registry.get(name) !== undefined;
     const recover = taken && this.registry.pending()?.name === name;
     if (recover) {
-      await this.recover();
+      yield* this.recover();
       taken = this.registry.get(name) !== undefined;
     }
     if (taken) throw dmError('ERR_DM_VOLUME_EXISTS', `pool ${this.name} has a volume of that name`, name);
-    if (name === this.name || await this.dm.exists(name)) throw dmError('ERR_DM_VOLUME_EXISTS', 'a dm device of that name exists', name);
+    if (name === this.name || (yield* step(twin(this.dm, 'exists', name)))) throw dmError('ERR_DM_VOLUME_EXISTS', 'a dm device of that name exists', name);
     return recover;
   }
 
@@ -528,14 +598,14 @@ export class ThinPool {
    * Allocates an id and records the volume, sends the message, commits: steps 1-3 of the protocol. `tid` is
    * the pool's transaction id read under the lock; a change a crashed process left is finished first.
    * `send` sends the message (by default alone) and throws only if it did not run; `afterMessage` follows
-   * the message step.
+   * the message step. Both are called with this pool as `this`.
    */
-  private async createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, tid: number,
-    message: (id: number) => string, send = (text: string) => this.poolMessage(text),
-    afterMessage?: () => Promise<void>): Promise<VolumeRecord> {
+  private *createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, tid: number,
+    message: (id: number) => string, send: (this: ThinPool, text: string) => Steps<void> = this.poolMessage,
+    afterMessage?: (this: ThinPool) => Steps<void>): Steps<VolumeRecord> {
     for (;;) {
       let rec!: VolumeRecord;
-      const change = await this.intendChange(tid, (t, afterFinish) => {
+      const change = yield* this.intendChange(tid, (t, afterFinish) => {
         // A finished change may have been a create of this very name.
         if (afterFinish && this.registry.get(name)) throw dmError('ERR_DM_VOLUME_EXISTS', `pool ${this.name} has a volume of that name`, name);
         return { op, name, size, parent, fromTid: t, toTid: t + 1 };
@@ -547,7 +617,7 @@ export class ThinPool {
       tid = change.fromTid;
       this.step('intent', change);
       try {
-        await send(message(id));  // throws only if the message did not run
+        yield* send.call(this, message(id));  // throws only if the message did not run
       } catch (e) {
         if ((e as DevmapperError).code === 'EEXIST') {
           // The pool has this id though the registry thought it free: keep it taken, use the next one.
@@ -558,11 +628,11 @@ export class ThinPool {
         throw e;
       }
       this.step('message', change);
-      await afterMessage?.();
+      if (afterMessage) yield* afterMessage.call(this);
       try {
-        await this.setTransactionId(change);
+        yield* this.setTransactionId(change);
       } catch (e) {
-        await this.rollBackCreate(change).catch(() => undefined);  // if this fails too, recover() finishes it later
+        try { yield* this.rollBackCreate(change); } catch { /* if this fails too, recover() finishes it later */ }
         throw e;
       }
       this.step('commit', change);
@@ -571,12 +641,12 @@ export class ThinPool {
     }
   }
 
-  private async poolMessage(text: string): Promise<void> {
-    await this.dm.message(this.name, 0, text);
+  private *poolMessage(text: string): Steps<void> {
+    yield* step(twin(this.dm, 'message', this.name, 0, text));
   }
 
   // The commit point of every change.
-  private setTransactionId(change: PendingChange): Promise<void> {
+  private setTransactionId(change: PendingChange): Steps<void> {
     return this.poolMessage(`set_transaction_id ${change.fromTid} ${change.toTid}`);
   }
 
@@ -585,24 +655,24 @@ export class ThinPool {
    * A change another process left unfinished is finished first; the transaction id may then have moved, so
    * the change is built again.
    */
-  private async intendChange(tid: number, build: (tid: number, afterFinish: boolean) => IntendedChange,
-    effect: (id: number) => RegistryWrite): Promise<PendingChange> {
+  private *intendChange(tid: number, build: (tid: number, afterFinish: boolean) => IntendedChange,
+    effect: (id: number) => RegistryWrite): Steps<PendingChange> {
     for (let afterFinish = false; ; afterFinish = true) {
       const r = this.registry.intend(build(tid, afterFinish), this.committed, effect);
       if ('recorded' in r) return r.recorded;
-      tid = await this.finish(r.unfinished, tid);
+      tid = yield* this.finish(r.unfinished, tid);
     }
   }
 
-  private async rollBackCreate(change: PendingChange): Promise<void> {
-    await this.deleteThin(change.id, change.name);
+  private *rollBackCreate(change: PendingChange): Steps<void> {
+    yield* this.deleteThin(change.id, change.name);
     const rec = this.registry.get(change.name);
     this.registry.commit({ remove: rec?.id === change.id ? [change.name] : [], freeIds: [change.id], pending: null });
   }
 
   // Step 3 of a delete: its records were updated with its intent.
-  private async commitDelete(change: PendingChange): Promise<void> {
-    await this.setTransactionId(change);
+  private *commitDelete(change: PendingChange): Steps<void> {
+    yield* this.setTransactionId(change);
     this.step('commit', change);
     this.committed = change;
   }
@@ -611,16 +681,16 @@ export class ThinPool {
    * Completes or rolls back a change a crashed process left behind, and clears it. Runs under the lock, on
    * open and when a name is held by a pending change; every change also meets one through intend().
    */
-  private async recover(): Promise<void> {
+  private *recover(): Steps<void> {
     this.registry.refresh();
     const p = this.registry.pending();
     if (!p) return;
-    await this.finish(p, await this.transactionId());
+    yield* this.finish(p, yield* this.transactionIdSteps());
     this.clearCommitted();
   }
 
   /** Finishes the unfinished change `p`, given the pool's transaction id; returns the transaction id after. */
-  private async finish(p: PendingChange, tid: number): Promise<number> {
+  private *finish(p: PendingChange, tid: number): Steps<number> {
     if (tid === p.toTid) {
       // Committed in the pool; the records were updated with the intent.
       this.registry.commit({ pending: null });
@@ -629,12 +699,12 @@ export class ThinPool {
     if (tid === p.fromTid) {
       if (p.op === 'delete') {
         // The user asked for the delete: finish it (deactivating first: the intent may predate the REMOVE).
-        if (await this.isActiveThin(p.name, p.id)) await ThinVolume.removeWithRetry(this.dm, p.name, {});
-        await this.deleteThin(p.id, p.name);
-        await this.commitDelete(p);
+        if (yield* this.isActiveThinSteps(p.name, p.id)) yield* ThinVolume.removeWithRetry(this.dm, p.name, {});
+        yield* this.deleteThin(p.id, p.name);
+        yield* this.commitDelete(p);
         return p.toTid;
       }
-      await this.rollBackCreate(p);
+      yield* this.rollBackCreate(p);
       return tid;
     }
     throw dmError('ERR_DM_POOL_STATE',
@@ -646,21 +716,26 @@ export class ThinPool {
    * no device of this volume is active means its last device is still closing (a deferred remove runs in a
    * kernel workqueue, and the name goes before the table): retried, bounded.
    */
-  private async deleteThin(id: number, name: string): Promise<void> {
-    await retryWhileBusy(async () => {
+  private *deleteThin(id: number, name: string): Steps<void> {
+    const pool = this;
+    yield* retryWhileBusy(function* (): Steps<void> {
       try {
-        await this.poolMessage(`delete ${id}`);
+        yield* pool.poolMessage(`delete ${id}`);
       } catch (e) {
         if ((e as DevmapperError).code !== 'ENODATA') throw e;
       }
-    }, { retries: 50, delayMs: 20, lasting: () => this.isActiveThin(name, id) });
+    }, { retries: 50, delayMs: 20, lasting: () => this.isActiveThinSteps(name, id) });
   }
 
   /** Whether a dm device of this name is active with a thin table for this pool and id. */
-  async isActiveThin(name: string, id: number): Promise<boolean> {
-    const info = await this.dm.infoIfExists(name);
+  isActiveThin(name: string, id: number): Promise<boolean> { return runAsync(this.isActiveThinSteps(name, id)); }
+  isActiveThinSync(name: string, id: number): boolean { return runSync(this.isActiveThinSteps(name, id)); }
+
+  /** @internal */
+  *isActiveThinSteps(name: string, id: number): Steps<boolean> {
+    const info = yield* step(twin(this.dm, 'infoIfExists', name));
     if (!info?.liveTable) return false;
-    const [t] = await this.dm.table(name);
+    const [t] = yield* step(twin(this.dm, 'table', name));
     return t?.type === 'thin' && t.params.split(' ')[0] === this.devSpec && Number(t.params.split(' ')[1]) === id;
   }
 }

@@ -75,7 +75,7 @@ export interface RegistryStore {
     { recorded: PendingChange } | { unfinished: PendingChange };
   /** Called after the inter-process lock is taken: reads must see other processes' commits. */
   refresh(): void;
-  close(): Promise<void> | void;
+  close(): void;
 }
 
 // Keys (names hold no '/'): 'vol/<name>' -> VolumeRecord as JSON; 'child/<parent>/<name>' -> '' (index for

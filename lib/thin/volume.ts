@@ -1,4 +1,5 @@
-// ThinVolume: one thin device of a pool, activated as /dev/mapper/<name>.
+// ThinVolume: one thin device of a pool, activated as /dev/mapper/<name>. Each operation is one body of steps
+// (./twin.ts) with a promise form and a sync twin.
 import { DeviceMapper, Target } from '../device-mapper';
 import { Block } from '../block';
 import { dmError, DevmapperError } from '../errors';
@@ -8,6 +9,7 @@ import { line, parseThinStatus, thin, ThinStatus } from '../targets';
 import type { ThinPool } from './pool';
 import type { VolumeRecord } from './registry';
 import { retryWhileBusy } from './busy';
+import { Steps, runAsync, runSync, step, twin } from './twin';
 
 export interface DeactivateOptions {
   /** Remove at last close if busy, instead of retrying. */
@@ -35,28 +37,31 @@ export class ThinVolume {
   }
 
   isActive(): Promise<boolean> { return this.pool.isActiveThin(this.name, this.id); }
+  isActiveSync(): boolean { return this.pool.isActiveThinSync(this.name, this.id); }
 
   /** CREATE + LOAD + RESUME (removed again if a step fails); a no-op when already active. */
-  async activate(o: { readOnly?: boolean } = {}): Promise<this> {
+  activate(o: { readOnly?: boolean } = {}): Promise<this> { return runAsync(this.activateSteps(o)); }
+  activateSync(o: { readOnly?: boolean } = {}): this { return runSync(this.activateSteps(o)); }
+
+  private *activateSteps(o: { readOnly?: boolean }): Steps<this> {
     try {
-      await this.pool.dm.createDevice(this.name, [ThinVolume.table(this.pool, this.id, this.size)],
-        { uuid: `DEVMAPPER-THIN-${this.pool.name}-${this.id}`, readOnly: o.readOnly });
+      yield* step(twin(this.pool.dm, 'createDevice', this.name, [ThinVolume.table(this.pool, this.id, this.size)],
+        { uuid: `DEVMAPPER-THIN-${this.pool.name}-${this.id}`, readOnly: o.readOnly }));
     } catch (e) {
       // EBUSY from CREATE: the name is taken; fine if it is this volume, already active.
-      if ((e as DevmapperError).code !== 'EBUSY' || (e as DevmapperError).command !== 'DM_DEV_CREATE' || !(await this.isActive())) throw e;
+      if ((e as DevmapperError).code !== 'EBUSY' || (e as DevmapperError).command !== 'DM_DEV_CREATE' ||
+        !(yield* this.pool.isActiveThinSteps(this.name, this.id))) throw e;
     }
     return this;
   }
 
   /** REMOVE, retried while busy (bounded), or deferred to last close. */
-  async deactivate(o: DeactivateOptions = {}): Promise<void> {
-    await ThinVolume.removeWithRetry(this.pool.dm, this.name, o);
-  }
+  deactivate(o: DeactivateOptions = {}): Promise<void> { return runAsync(ThinVolume.removeWithRetry(this.pool.dm, this.name, o)); }
+  deactivateSync(o: DeactivateOptions = {}): void { runSync(ThinVolume.removeWithRetry(this.pool.dm, this.name, o)); }
 
   /** Cancels a deferred remove that has not happened yet. */
-  async cancelDeferredRemove(): Promise<void> {
-    await this.pool.dm.message(this.name, 0, '@cancel_deferred_remove');
-  }
+  async cancelDeferredRemove(): Promise<void> { await this.pool.dm.message(this.name, 0, '@cancel_deferred_remove'); }
+  cancelDeferredRemoveSync(): void { this.pool.dm.messageSync(this.name, 0, '@cancel_deferred_remove'); }
 
   /**
    * Deactivates, then deletes the thin device from the pool and the registry. Its snapshots keep their data.
@@ -64,42 +69,51 @@ export class ThinVolume {
    * dm.blkdiscard did: the pool passes the discard down to its data device for blocks no snapshot shares, so a
    * sparse data file gets that space back. Deleting alone frees the blocks in the pool only.
    */
-  async delete(o: DeactivateOptions & { discard?: boolean } = {}): Promise<void> {
+  delete(o: DeactivateOptions & { discard?: boolean } = {}): Promise<void> { return runAsync(this.deleteSteps(o)); }
+  deleteSync(o: DeactivateOptions & { discard?: boolean } = {}): void { runSync(this.deleteSteps(o)); }
+
+  private *deleteSteps(o: DeactivateOptions & { discard?: boolean }): Steps<void> {
     const { discard, ...deactivate } = o;
     if (discard) {
-      const wasActive = await this.isActive();
-      if (!wasActive) await this.activate();
+      const wasActive = yield* this.pool.isActiveThinSteps(this.name, this.id);
+      if (!wasActive) yield* this.activateSteps({});
       try {
-        await Block.discard(this.path, 0, sectorsToBytes(this.size));
+        yield* step(twin(Block, 'discard', this.path, 0, sectorsToBytes(this.size)));
       } catch (e) {
-        if (!wasActive) await this.deactivate().catch(() => undefined);  // as it was
+        if (!wasActive) { try { yield* ThinVolume.removeWithRetry(this.pool.dm, this.name, {}); } catch { /* as it was */ } }
         throw e;
       }
     }
-    await this.pool.deleteVolume(this.name, { deactivate });
+    yield* this.pool.deleteVolumeSteps(this.name, { deactivate });
   }
 
   /** Grows the volume (and its live table when active). */
-  async resize(size: Bytes | number | string): Promise<void> {
-    this.rec = await this.pool.resizeVolume(this.name, size);
-  }
+  async resize(size: Bytes | number | string): Promise<void> { this.rec = await runAsync(this.pool.resizeVolumeSteps(this.name, size)); }
+  resizeSync(size: Bytes | number | string): void { this.rec = runSync(this.pool.resizeVolumeSteps(this.name, size)); }
 
-  async status(): Promise<ThinStatus> {
-    const [t] = await this.pool.dm.status(this.name);
+  status(): Promise<ThinStatus> { return runAsync(this.statusSteps()); }
+  statusSync(): ThinStatus { return runSync(this.statusSteps()); }
+
+  private *statusSteps(): Steps<ThinStatus> {
+    const [t] = yield* step(twin(this.pool.dm, 'status', this.name));
     return parseThinStatus(t.params);
   }
 
   /** Space the volume uses in the pool (it must be active). */
-  async usage(): Promise<VolumeUsage> {
-    const s = await this.status();
+  usage(): Promise<VolumeUsage> { return runAsync(this.usageSteps()); }
+  usageSync(): VolumeUsage { return runSync(this.usageSteps()); }
+
+  private *usageSteps(): Steps<VolumeUsage> {
+    const s = yield* this.statusSteps();
     if (s.state !== 'ok') throw dmError('ERR_DM_POOL_STATE', `thin status is ${s.state}`, this.name);
     return { mappedSectors: s.mappedSectors, mappedBytes: sectorsToBytes(s.mappedSectors), highestMappedSector: s.highestMappedSector, size: this.size };
   }
 
-  static async removeWithRetry(dm: DeviceMapper, name: string, o: DeactivateOptions): Promise<void> {
-    await retryWhileBusy(async () => {
+  /** @internal REMOVE, retried while busy; not active (ENXIO) counts as done. */
+  static *removeWithRetry(dm: DeviceMapper, name: string, o: DeactivateOptions): Steps<void> {
+    yield* retryWhileBusy(function* (): Steps<void> {
       try {
-        await dm.remove(name, { deferred: o.deferred });
+        yield* step(twin(dm, 'remove', name, { deferred: o.deferred }));
       } catch (e) {
         if ((e as DevmapperError).code !== 'ENXIO') throw e;  // ENXIO: not active
       }

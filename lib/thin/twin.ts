@@ -1,0 +1,108 @@
+// One body, two twins. ThinPool and ThinVolume write each operation once, as a generator that yields the
+// blocking steps it needs (Op: a sync form and a promise form of the same call); runAsync drives it with
+// promises, runSync with the sync twins. So the promise API and its sync twin cannot drift apart.
+//   const info = yield* step(twin(this.dm, 'info', name));   // dm.info(name) or dm.infoSync(name)
+
+/** A blocking step in both forms. */
+export interface Op<T> {
+  sync(): T;
+  async(): Promise<T>;
+}
+
+/** An operation's body: yields Ops, gets each one's result back, returns T. */
+export type Steps<T> = Generator<Op<unknown>, T, unknown>;
+
+export function op<T>(sync: () => T, async: () => Promise<T>): Op<T> {
+  return { sync, async };
+}
+
+/** Work that does not block (a local file, a close): the same function in both forms. */
+export const local = <T>(fn: () => T): Op<T> => op(fn, async () => fn());
+
+/** A value already known, as an Op. */
+export const done = <T>(v: T): Op<T> => op(() => v, () => Promise.resolve(v));
+
+/** Runs an Op inside a body: `const r = yield* step(op)`, typed. */
+export function* step<T>(o: Op<T>): Generator<Op<unknown>, T, unknown> {
+  return (yield o) as T;
+}
+
+/** The methods `m` of O that have an `mSync` twin. */
+type Twinned<O> = {
+  [K in keyof O & string]: O[K] extends (...a: never[]) => Promise<unknown>
+    ? (`${K}Sync` extends keyof O ? K : never) : never;
+}[keyof O & string];
+type Fn = (...a: unknown[]) => unknown;
+
+/** `o.m(...args)` as an Op whose sync form is `o.mSync(...args)`. */
+export function twin<O, K extends Twinned<O>>(o: O, m: K,
+  ...args: O[K] extends (...a: infer A) => unknown ? A : never): Op<O[K] extends (...a: never[]) => Promise<infer R> ? R : never> {
+  type R = O[K] extends (...a: never[]) => Promise<infer T> ? T : never;
+  const target = o as unknown as Record<string, Fn>;
+  return op(() => target[`${m}Sync`].apply(o, args) as R, () => target[m].apply(o, args) as Promise<R>);
+}
+
+/** A nested body as an Op: run in the same mode as the body that yields it. */
+export function sub<T>(body: () => Steps<T>): Op<T> {
+  return op(() => runSync(body()), () => runAsync(body()));
+}
+
+/** Both Ops, concurrently in the promise form (Promise.all), one after the other in the sync form. */
+export function both<A, B>(a: Op<A>, b: Op<B>): Op<[A, B]> {
+  return op(() => [a.sync(), b.sync()], () => Promise.all([a.async(), b.async()]));
+}
+
+/**
+ * Starts `o` and goes on; `yield* step(started)` later gives its result (or throws its error). The promise
+ * form runs it alongside what follows; the sync form runs it at once. Either way its failure waits for the join.
+ */
+export function start<T>(o: Op<T>): Op<Op<T>> {
+  return op(() => {
+    try {
+      const v = o.sync();
+      return done(v);
+    } catch (e) {
+      return op<T>(() => { throw e; }, () => Promise.reject(e));
+    }
+  }, () => {
+    const p = o.async();
+    p.catch(() => undefined);  // joined later; this only keeps it from counting as unhandled meanwhile
+    return Promise.resolve(op<T>(() => { throw new Error('a started promise joined synchronously'); }, () => p));
+  });
+}
+
+/** Waits `ms`: a timer in the promise form, a blocking sleep in the sync form (scripts only). */
+export function sleep(ms: number): Op<void> {
+  return op(() => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); },
+    () => new Promise<void>((r) => setTimeout(r, ms)));
+}
+
+export function runSync<T>(g: Steps<T>): T {
+  let r = g.next();
+  while (!r.done) {
+    let v: unknown;
+    try {
+      v = r.value.sync();
+    } catch (e) {
+      r = g.throw(e);
+      continue;
+    }
+    r = g.next(v);
+  }
+  return r.value;
+}
+
+export async function runAsync<T>(g: Steps<T>): Promise<T> {
+  let r = g.next();
+  while (!r.done) {
+    let v: unknown;
+    try {
+      v = await r.value.async();
+    } catch (e) {
+      r = g.throw(e);
+      continue;
+    }
+    r = g.next(v);
+  }
+  return r.value;
+}
