@@ -92,17 +92,27 @@ export function runSync<T>(g: Steps<T>): T {
   return r.value;
 }
 
-export async function runAsync<T>(g: Steps<T>): Promise<T> {
-  let r = g.next();
-  while (!r.done) {
-    let v: unknown;
-    try {
-      v = await r.value.async();
-    } catch (e) {
-      r = g.throw(e);
-      continue;
-    }
-    r = g.next(v);
-  }
-  return r.value;
+// A plain promise chain, not an async function: one .then per step, no extra promise per await.
+export function runAsync<T>(g: Steps<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const advance = (resume: () => IteratorResult<Op<unknown>, T>): void => {
+      let r: IteratorResult<Op<unknown>, T>;
+      try {
+        r = resume();
+      } catch (e) {
+        return reject(e);  // the body threw
+      }
+      if (r.done) return resolve(r.value);
+      let next: Promise<unknown>;
+      try {
+        next = r.value.async();
+      } catch (e) {
+        return onError(e);  // the step threw before making its promise: the body gets it, as from a rejection
+      }
+      next.then(onValue, onError);
+    };
+    const onValue = (v: unknown) => advance(() => g.next(v));
+    const onError = (e: unknown) => advance(() => g.throw(e));
+    advance(() => g.next());
+  });
 }

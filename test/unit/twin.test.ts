@@ -49,6 +49,20 @@ test('an uncaught error leaves both forms as a throw and a rejection', async () 
   await expect(runAsync(failing())).rejects.toThrow('boom');
 });
 
+test('a step that throws before making its promise reaches the body like a rejection', async () => {
+  const throwing = op<number>(() => { throw new Error('early'); }, () => { throw new Error('early'); });
+  function* catching(): Steps<string> {
+    try {
+      yield* step(throwing);
+      return 'no error';
+    } catch (e) {
+      return `caught ${(e as Error).message}`;
+    }
+  }
+  expect(runSync(catching())).toBe('caught early');
+  expect(await runAsync(catching())).toBe('caught early');
+});
+
 test('start() runs alongside in the promise form, at once in the sync form; its error waits for the join', async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => { release = r; });
