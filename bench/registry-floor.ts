@@ -2,13 +2,14 @@
 // with its LMDB registry, and with a bench-only journal store that does the least a durable store can (records
 // in memory, one appended line + fdatasync per write), each against the low-level path with the same
 // set_transaction_id commits on its own pool, interleaved in one run. The journal is a yardstick, not a store
-// the library offers: it has no recovery of its own and keeps everything in memory.
+// the library offers: it has no recovery of its own and keeps everything in memory. Last, the same with the
+// LMDB registry through the sync twins, against the low-level sync calls.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ThinPool } from '../lib';
 import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from '../lib/thin/registry';
-import { lowLevel, viaPool } from './thin-paths';
+import { lowLevel, lowLevelSync, viaPool, viaPoolSync } from './thin-paths';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20), PER = Number(process.env.BENCH_PER ?? 4);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -84,6 +85,7 @@ async function main() {
     const paths: [string, () => Promise<void>][] = [
       ['low-level + commits (pool A)', lowLevel(lmdbPool, true)], ['ThinPool, LMDB registry (pool A)', viaPool(lmdbPool)],
       ['low-level + commits (pool B)', lowLevel(journalPool, true)], ['ThinPool, bench-only journal (pool B)', viaPool(journalPool)],
+      ['low-level sync calls + commits (pool A)', lowLevelSync(lmdbPool, true)], ['ThinPool sync twins, LMDB registry (pool A)', viaPoolSync(lmdbPool)],
     ];
     for (let i = 0; i < 5; i++) for (const [, fn] of paths) await fn();
     const total = paths.map(() => 0);
@@ -98,7 +100,8 @@ async function main() {
     const ms = total.map((t) => t / (ROUNDS * PER));
     console.log('| path | ms per lifecycle | over the low-level path on its pool |');
     console.log('|---|---|---|');
-    paths.forEach(([name], j) => console.log(`| ${name} | ${ms[j].toFixed(1)} | ${j % 2 ? `+${((ms[j] / ms[j - 1] - 1) * 100).toFixed(0)}%` : ''} |`));
+    const over = (j: number) => { const d = (ms[j] / ms[j - 1] - 1) * 100; return `${d >= 0 ? '+' : ''}${d.toFixed(0)}%`; };
+    paths.forEach(([name], j) => console.log(`| ${name} | ${ms[j].toFixed(1)} | ${j % 2 ? over(j) : ''} |`));
   } finally {
     await lmdbPool.destroy({ deleteFiles: true });
     await journalPool.destroy({ deleteFiles: true });

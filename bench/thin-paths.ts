@@ -1,5 +1,6 @@
 // The two lifecycles the ThinPool benches compare (thin-scale.ts, registry-floor.ts): one volume created,
-// activated and deleted through ThinPool, and the same kernel work through the low-level API.
+// activated and deleted through ThinPool, and the same kernel work through the low-level API; each also
+// through the sync twins.
 import { ThinPool, line, thin } from '../lib';
 
 let seq = 0, lowId = 5_000_000;
@@ -27,4 +28,23 @@ export const lowLevel = (pool: ThinPool, withTid: boolean) => async (): Promise<
   await dm.createDevice(name, [line(thin, 0, 32768, { pool: pool.devSpec, deviceId: id })]);
   await dm.remove(name);
   await change(`delete ${id}`);
+};
+
+/** viaPool through ThinPool's sync twins. */
+export const viaPoolSync = (pool: ThinPool) => async (): Promise<void> => {
+  pool.createVolumeSync(`bench-vol-${seq++}`, '16M').activateSync().deleteSync();
+};
+
+/** lowLevel through the low-level sync calls. */
+export const lowLevelSync = (pool: ThinPool, withTid: boolean) => async (): Promise<void> => {
+  const dm = pool.dm, id = lowId++, name = `bench-low-${id}`;
+  const change = (text: string) => {
+    const tid = withTid ? pool.transactionIdSync() : 0;
+    dm.messageSync(pool.name, 0, text);
+    if (withTid) dm.messageSync(pool.name, 0, `set_transaction_id ${tid} ${tid + 1}`);
+  };
+  change(`create_thin ${id}`);
+  dm.createDeviceSync(name, [line(thin, 0, 32768, { pool: pool.devSpec, deviceId: id })]);
+  dm.removeSync(name);
+  change(`delete ${id}`);
 };

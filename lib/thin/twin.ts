@@ -34,12 +34,17 @@ type Twinned<O> = {
 }[keyof O & string];
 type Fn = (...a: unknown[]) => unknown;
 
+// One object per step, methods on the prototype: no closures made per call.
+class TwinOp<R> implements Op<R> {
+  constructor(private readonly o: Record<string, Fn>, private readonly m: string, private readonly args: unknown[]) {}
+  sync(): R { return this.o[this.m + 'Sync'].apply(this.o, this.args) as R; }
+  async(): Promise<R> { return this.o[this.m].apply(this.o, this.args) as Promise<R>; }
+}
+
 /** `o.m(...args)` as an Op whose sync form is `o.mSync(...args)`. */
 export function twin<O, K extends Twinned<O>>(o: O, m: K,
   ...args: O[K] extends (...a: infer A) => unknown ? A : never): Op<O[K] extends (...a: never[]) => Promise<infer R> ? R : never> {
-  type R = O[K] extends (...a: never[]) => Promise<infer T> ? T : never;
-  const target = o as unknown as Record<string, Fn>;
-  return op(() => target[`${m}Sync`].apply(o, args) as R, () => target[m].apply(o, args) as Promise<R>);
+  return new TwinOp(o as unknown as Record<string, Fn>, m, args);
 }
 
 /** A nested body as an Op: run in the same mode as the body that yields it. */
@@ -95,10 +100,10 @@ export function runSync<T>(g: Steps<T>): T {
 // A plain promise chain, not an async function: one .then per step, no extra promise per await.
 export function runAsync<T>(g: Steps<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const advance = (resume: () => IteratorResult<Op<unknown>, T>): void => {
+    const advance = (failed: boolean, v: unknown): void => {
       let r: IteratorResult<Op<unknown>, T>;
       try {
-        r = resume();
+        r = failed ? g.throw(v) : g.next(v);
       } catch (e) {
         return reject(e);  // the body threw
       }
@@ -111,8 +116,8 @@ export function runAsync<T>(g: Steps<T>): Promise<T> {
       }
       next.then(onValue, onError);
     };
-    const onValue = (v: unknown) => advance(() => g.next(v));
-    const onError = (e: unknown) => advance(() => g.throw(e));
-    advance(() => g.next());
+    const onValue = (v: unknown) => advance(false, v);
+    const onError = (e: unknown) => advance(true, e);
+    advance(false, undefined);
   });
 }
