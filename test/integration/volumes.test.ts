@@ -2,7 +2,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { mapperPath } from '../../lib';
+import { DeviceMapper, DevmapperError, MessageOptions, ThinVolume, mapperPath } from '../../lib';
+import type { DeviceRef } from '../../lib';
 import { eventually, uniqueName } from './helpers';
 import { checksum, readAt, withPool, writeAt } from './thin-helpers';
 
@@ -165,4 +166,51 @@ test('bad arguments give the documented typed errors, and change nothing', async
     expect(await pool.transactionId()).toBe(tid);
     expect((await pool.list()).map((e) => e.name)).toEqual([v.name]);
   });
+});
+
+// A DeviceMapper that calls back when a pool `delete` message fails with EBUSY.
+class WatchedDm extends DeviceMapper {
+  busyDeletes = 0;
+  onBusyDelete?: () => void;
+  override async message(ref: DeviceRef, sector: number, text: string, o?: MessageOptions): Promise<string | undefined> {
+    try {
+      return await super.message(ref, sector, text, o);
+    } catch (e) {
+      if ((e as DevmapperError).code === 'EBUSY' && text.startsWith('delete ')) { this.busyDeletes++; this.onBusyDelete?.(); }
+      throw e;
+    }
+  }
+}
+
+test('delete retries a thin id still held by a closing device (bounded): EBUSY and the record back if it stays, done once it goes', async () => {
+  // The race a deferred remove leaves (the name gone, the thin still open a moment longer), made deterministic:
+  // a second device on the volume's thin id plays the device that is still closing.
+  const dm = new WatchedDm();
+  try {
+    await withPool({ dm }, async (pool) => {
+      const v = await pool.createVolume(uniqueName('held'), MiB);
+      const holder = uniqueName('holder');
+      await dm.createDevice(holder, [ThinVolume.table(pool, v.id, v.size)]);
+      const tid = await pool.transactionId();
+
+      // It stays: every retry is EBUSY, then the error, with the registry as it was (promise, then sync).
+      await expect(pool.deleteVolume(v.name)).rejects.toMatchObject({ code: 'EBUSY', command: 'DM_TARGET_MSG' });
+      expect(dm.busyDeletes).toBe(51);  // the first try and 50 retries
+      expect(() => pool.deleteVolumeSync(v.name)).toThrow(expect.objectContaining({ code: 'EBUSY', command: 'DM_TARGET_MSG' }));
+      expect(pool.volume(v.name)?.id).toBe(v.id);
+      expect(pool.registry.pending()).toBeUndefined();
+      expect(await pool.transactionId()).toBe(tid);
+
+      // It goes after the first EBUSY: a retry deletes the thin.
+      dm.busyDeletes = 0;
+      dm.onBusyDelete = () => { if (dm.busyDeletes === 1) void dm.remove(holder); };
+      await pool.deleteVolume(v.name);
+      expect(dm.busyDeletes).toBeGreaterThanOrEqual(1);
+      expect(pool.volume(v.name)).toBeUndefined();
+      expect(await pool.transactionId()).toBe(tid + 1);
+      await expect(dm.message(pool.name, 0, `delete ${v.id}`)).rejects.toMatchObject({ code: 'ENODATA' });  // gone from the pool
+    });
+  } finally {
+    dm.close();
+  }
 });
