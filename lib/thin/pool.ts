@@ -393,7 +393,6 @@ export class ThinPool {
     const originName = typeof origin === 'string' ? origin : origin.name;
     checkName(name, 'snapshot name');
     const rec = yield* this.locked(function* (this: ThinPool): Steps<VolumeRecord> {
-      this.registry.refresh();
       const from = this.registry.get(originName);
       if (!from) throw dmError('ERR_DM_NO_SUCH_VOLUME', `origin '${originName}' is not a volume of pool ${this.name}`, originName);
       const [[tidRead, recovered], active] = yield* step(both(
@@ -474,7 +473,6 @@ export class ThinPool {
       let change: PendingChange;
       let undo!: RegistryWrite;
       try {
-        this.registry.refresh();
         change = yield* this.intendChange(yield* this.transactionIdSteps(), (tid) => {
           const rec = this.registry.get(name);
           if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `no volume '${name}' in pool ${this.name}`, name);
@@ -564,15 +562,15 @@ export class ThinPool {
     const c = this.committed;
     this.committed = undefined;
     if (!c) return;
-    this.registry.refresh();
     if (sameChange(this.registry.pending(), c)) this.registry.commit({ pending: null });
   }
 
   // ---- the change protocol -------------------------------------------------------------------------
 
-  /** `body` (called with this pool as `this`) under the pool's lock. */
+  /** `body` (called with this pool as `this`) under the pool's lock, reading what other processes committed
+   * before it took the lock. Every read of the registry that decides a change runs in such a body. */
   private *locked<T>(body: (this: ThinPool) => Steps<T>): Steps<T> {
-    return yield* step(this.lock.op(() => body.call(this), this.name));
+    return yield* step(this.lock.op(() => { this.registry.refresh(); return body.call(this); }, this.name));
   }
 
   private step(step: Step, change: PendingChange): void {
@@ -582,7 +580,6 @@ export class ThinPool {
   // A name recorded by a change a crashed process left is free again once that change is rolled back: then
   // it recovers first, and says so (the pool's transaction id may have moved).
   private *checkNameFree(name: string): Steps<boolean> {
-    this.registry.refresh();
     let taken = this.registry.get(name) !== undefined;
     const recover = taken && this.registry.pending()?.name === name;
     if (recover) {
@@ -682,7 +679,6 @@ export class ThinPool {
    * open and when a name is held by a pending change; every change also meets one through intend().
    */
   private *recover(): Steps<void> {
-    this.registry.refresh();
     const p = this.registry.pending();
     if (!p) return;
     yield* this.finish(p, yield* this.transactionIdSteps());
