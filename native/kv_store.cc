@@ -40,6 +40,9 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
     const char* call = "mdb_env_set_mapsize";
     int rc = mdb_env_set_mapsize(env_, kMapSize);
     if (rc == 0) { call = "mdb_env_open"; rc = mdb_env_open(env_, path_.c_str(), MDB_NOSUBDIR | MDB_NOTLS, 0600); }
+    // Reader slots of processes that died (SIGKILL) are never given back by themselves: once all are taken,
+    // every new reader fails with MDB_READERS_FULL. Reclaim them at each open.
+    if (rc == 0) { call = "mdb_reader_check"; int dead = 0; rc = mdb_reader_check(env_, &dead); }
     MDB_txn* txn = nullptr;
     if (rc == 0) { call = "mdb_txn_begin"; rc = mdb_txn_begin(env_, nullptr, 0, &txn); }
     if (rc == 0) { call = "mdb_dbi_open"; rc = mdb_dbi_open(txn, nullptr, 0, &dbi_); }
@@ -70,8 +73,8 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
   MDB_txn* ReadTxn(Napi::Env env) {
     CheckOpen(env);
     if (write_) return write_;
-    if (!read_) Check(env, mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_), "mdb_txn_begin");
-    else Check(env, mdb_txn_renew(read_), "mdb_txn_renew");
+    if (!read_) Check(env, Retried([&] { return mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_); }), "mdb_txn_begin");
+    else Check(env, Retried([&] { return mdb_txn_renew(read_); }), "mdb_txn_renew");
     return read_;
   }
   void DoneReading() {
@@ -81,6 +84,17 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
     CheckOpen(env);
     if (!write_) throw Napi::Error::New(env, "registry store: write outside a transaction");
     return write_;
+  }
+
+  // A reader slot may be wanted while dead processes hold them all (killed since this store was opened):
+  // reclaim those and try once more.
+  template <class Fn>
+  int Retried(Fn fn) {
+    int rc = fn();
+    if (rc != MDB_READERS_FULL) return rc;
+    int dead = 0;
+    if (mdb_reader_check(env_, &dead) != 0 || dead == 0) return rc;
+    return fn();
   }
 
   static MDB_val Val(const std::string& s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }

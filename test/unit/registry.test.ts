@@ -1,5 +1,5 @@
 // The LMDB registry on its own (no kernel): O(1)-ish allocation, reuse of freed ids, atomic writes.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -170,3 +170,27 @@ test('two registries on one folder in one process share the store: each sees the
     fs.rmSync(d, { recursive: true });
   }
 });
+
+test('reader slots of killed processes are reclaimed: 140 readers SIGKILLed while one stays open, then a new open reads', async () => {
+  const d = dir();
+  const keeper = LmdbRegistry.open(d);  // a long-lived process with the registry open, as a runtime keeps it
+  try {
+    keeper.commit({ put: [rec('v', 0)], takeIds: [0] });
+    expect(keeper.get('v')).toBeDefined();
+    const lib = path.join(__dirname, '..', '..', 'lib');
+    // Each reader opens the registry, reads (which takes an LMDB reader slot) and dies holding it.
+    const script = `const r = require(${JSON.stringify(lib)}).LmdbRegistry.open(${JSON.stringify(d)}); r.get('v'); process.kill(process.pid, 'SIGKILL');`;
+    const reader = () => new Promise<string | null>((resolve) => {
+      const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+      child.once('exit', (_code, signal) => resolve(signal));
+    });
+    // More than LMDB's 126 slots, 10 at a time.
+    for (let i = 0; i < 140; i += 10) expect(await Promise.all(Array.from({ length: 10 }, reader))).toEqual(Array(10).fill('SIGKILL'));
+    const check = `const r = require(${JSON.stringify(lib)}).LmdbRegistry.open(${JSON.stringify(d)}); process.stdout.write(JSON.stringify(r.get('v'))); r.close();`;
+    expect(JSON.parse(execFileSync(process.execPath, ['-e', check], { encoding: 'utf8' }))).toMatchObject({ name: 'v', id: 0 });
+    expect(keeper.get('v')).toBeDefined();  // and the long-lived one still reads
+  } finally {
+    keeper.close();
+    fs.rmSync(d, { recursive: true });
+  }
+}, 120_000);
