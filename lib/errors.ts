@@ -23,6 +23,8 @@ export const ErrorCodes = {
   ERR_DM_POOL_STATE: 'pool state',
   ERR_DM_IDS_EXHAUSTED: 'no free thin device id',
   ERR_DM_IN_PROGRESS: 'busy in this process',
+  ERR_DM_POOL_EXISTS: 'pool exists',
+  ERR_DM_BUSY: 'in use',
 } as const;
 export type DevmapperErrorCode = keyof typeof ErrorCodes;
 

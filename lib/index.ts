@@ -17,7 +17,7 @@ export * as targets from './targets';
 export { line, linear, striped, zero, error, flakey, delay, thin, thinPool, parseThinStatus, parseThinPoolStatus, parseTarget } from './targets';
 export type { ThinPoolParams, ThinPoolFeatures, ThinPoolStatus, ThinPoolStatusOk, ThinStatus, ThinParams } from './targets';
 export { ThinPool, defaultMetadataSize } from './thin/pool';
-export type { ThinPoolOptions, ThinPoolCreateOptions, ThinPoolHooks, VolumeListEntry, Step } from './thin/pool';
+export type { ThinPoolOptions, ThinPoolCreateOptions, ThinPoolAttachOptions, ThinPoolHooks, VolumeListEntry, DeleteVolumeOptions, Step } from './thin/pool';
 export { ThinVolume } from './thin/volume';
 export type { DeactivateOptions, VolumeUsage } from './thin/volume';
 export { LmdbRegistry } from './thin/registry';

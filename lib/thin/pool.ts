@@ -20,14 +20,16 @@ import { DeviceMapper } from '../device-mapper';
 import { dmError, DevmapperError } from '../errors';
 import { Loop, LoopDevice } from '../loop';
 import { DevNumber } from '../native';
-import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors } from '../units';
+import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors, sectorsToBytes } from '../units';
+import { mapperPath } from '../dev-nodes';
 import { checkName } from '../validate';
 import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
+import { markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
 import { IntendedChange, LmdbRegistry, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { PoolLock } from './lock';
 import { DeactivateOptions, ThinVolume } from './volume';
-import { Op, Steps, both, local, op, runAsync, runSync, start, step, sub, twin } from './twin';
+import { Op, Steps, both, local, op, runAsync, runSync, sleep, start, step, sub, twin } from './twin';
 
 export type Step = 'intent' | 'message' | 'commit';
 
@@ -60,6 +62,26 @@ export interface ThinPoolCreateOptions extends ThinPoolOptions, ThinPoolFeatures
   blockSize?: number;
   /** Free data blocks at which the pool raises an event (default: 10% of the data blocks). */
   lowWaterMark?: number;
+}
+
+export interface ThinPoolAttachOptions extends ThinPoolOptions {
+  name: string;
+  dataFile: string;
+  /** Default: `<dataFile>.meta`, as create() names it. */
+  metadataFile?: string;
+}
+
+/** The dm uuid of a pool device this library makes: how a half-made one is recognised as ours. */
+export const poolUuid = (name: string): string => `DEVMAPPER-POOL-${name}`;
+const THIN_UUID = 'DEVMAPPER-THIN-';
+/** The dm uuid of a volume's device: its pool's name and its thin id. */
+export const thinUuid = (pool: string, id: number): string => `${THIN_UUID}${pool}-${id}`;
+
+export interface DeleteVolumeOptions {
+  /** Deactivate the volume first (ThinVolume.delete() does). */
+  deactivate?: DeactivateOptions;
+  /** Discard the whole volume first, giving its unshared blocks back to the data device. */
+  discard?: boolean;
 }
 
 export interface VolumeListEntry extends VolumeRecord { active: boolean }
@@ -106,11 +128,12 @@ export class ThinPool {
     readonly files: { data?: string; metadata?: string },
     readonly registryDir: string | undefined,
     readonly registry: RegistryStore,
-    dm: DeviceMapper | undefined,
+    dm: DeviceMapper,
+    ownsDm: boolean,
     private readonly hooks: ThinPoolHooks,
   ) {
-    this.ownsDm = !dm;
-    this.dm = dm ?? new DeviceMapper();
+    this.ownsDm = ownsDm;
+    this.dm = dm;
     this.lock = new PoolLock(path.join(registryDir ?? '/run', registryDir ? 'lock' : `devmapper-${name}.lock`));
   }
 
@@ -141,14 +164,22 @@ export class ThinPool {
       if (dataSize < blockSize * 512) throw dmError('ERR_DM_INVALID_SIZE', 'the data file must hold at least one block', name);
       metaSize = o.metadataSize !== undefined ? toBytes(o.metadataSize) : defaultMetadataSize(dataSize, blockSize);
       bytesToSectors(metaSize);
-      for (const f of [dataFile, metaFile!]) if (fs.existsSync(f)) throw dmError('ERR_DM_INVALID_ARGUMENT', `${f} exists; open the pool instead, or remove it`, name);
     }
     const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
     const dm = o.dm ?? new DeviceMapper();
     const undo: Op<unknown>[] = [];
     const held: LoopDevice[] = [];
+    let registry: RegistryStore | undefined;
+    let marked = false;
     try {
-      if (yield* step(twin(dm, 'exists', name))) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a dm device of that name exists', name);
+      // A device of this name that a killed create or attach left without a live table is ours to clear.
+      yield* ThinPool.clearHalfMadePool(dm, name);
+      if (onFiles) {
+        const leftovers = yield* ThinPool.claimFiles(name, dataFile!, metaFile!);
+        writeMarker(dataFile!, 'create');
+        marked = true;
+        if (leftovers) removePoolFiles(dataFile, metaFile, registryDir);
+      }
       let metaPath = o.metadataDevice!, dataPath = o.dataDevice!;
       if (onFiles) {
         for (const [f, size] of [[dataFile!, dataSize!], [metaFile!, metaSize!]] as const) {
@@ -169,41 +200,101 @@ export class ThinPool {
       const fd = fs.openSync(metaPath, 'r+');
       try { fs.writeSync(fd, Buffer.alloc(4096), 0, 4096, 0); fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
 
-      const dataSectors = bytesToSectors(yield* step(twin(Block, 'size', dataPath)));
-      const length = sectors(Math.floor(dataSectors / blockSize) * blockSize);
-      if (length === 0) throw dmError('ERR_DM_INVALID_SIZE', 'the data device is smaller than one block', name);
-      const metaDev = formatDev(yield* step(twin(Block, 'deviceNumber', metaPath)));
-      const dataDev = formatDev(yield* step(twin(Block, 'deviceNumber', dataPath)));
-      const params: ThinPoolParams = {
-        metadataDev: metaDev, dataDev, blockSize,
-        lowWaterMark: o.lowWaterMark ?? Math.floor(length / blockSize / 10),
-        features: { skipBlockZeroing: o.skipBlockZeroing, ignoreDiscard: o.ignoreDiscard, noDiscardPassdown: o.noDiscardPassdown, errorIfNoSpace: o.errorIfNoSpace },
-      };
-      const info = yield* step(twin(dm, 'createDevice', name, [line(thinPool, 0, length, params)], { uuid: `DEVMAPPER-POOL-${name}` }));
+      const params = yield* ThinPool.poolParams(name, dataPath, metaPath, blockSize, o.lowWaterMark, o);
+      const info = yield* step(twin(dm, 'createDevice', name, [line(thinPool, 0, params.length, params.params)], { uuid: poolUuid(name) }));
       undo.push(twin(dm, 'remove', name));
       for (const l of held) l.release();  // the pool holds the loops now; autoclear detaches them with it
 
-      const registry = o.registry ?? LmdbRegistry.open(registryDir!);
+      registry = o.registry ?? LmdbRegistry.open(registryDir!);
       if (registry.count() > 0 || registry.pending())
         throw dmError('ERR_DM_POOL_STATE', `the registry at ${registryDir} holds volumes of an older pool; remove it first`, name);
-      return new ThinPool(name, info.dev, thinPool.parse(thinPool.format(params)), { data: dataFile, metadata: metaFile },
-        registryDir, registry, o.dm, o.hooks ?? {});
+      if (registryDir) writePoolConfig(registryDir, { blockSize, lowWaterMark: params.params.lowWaterMark, features: params.params.features ?? {} });
+      if (marked) removeMarker(dataFile!);
+      return new ThinPool(name, info.dev, thinPool.parse(thinPool.format(params.params)), { data: dataFile, metadata: metaFile },
+        registryDir, registry, dm, !o.dm, o.hooks ?? {});
     } catch (e) {
+      if (registry && !o.registry) registry.close();
       for (const u of undo.reverse()) { try { yield* step(u); } catch { /* keep the first error */ } }
+      if (marked) removeMarker(dataFile!);
       if (!o.dm) dm.close();
       throw e;
     }
+  }
+
+  // The thin-pool table of a new or re-attached pool: whole blocks of the data device.
+  private static *poolParams(name: string, dataPath: string, metaPath: string, blockSize: Sectors, lowWaterMark: number | undefined,
+    features: ThinPoolFeatures): Steps<{ length: Sectors; params: ThinPoolParams }> {
+    const dataSectors = bytesToSectors(yield* step(twin(Block, 'size', dataPath)));
+    const length = sectors(Math.floor(dataSectors / blockSize) * blockSize);
+    if (length === 0) throw dmError('ERR_DM_INVALID_SIZE', 'the data device is smaller than one block', name);
+    const metaDev = formatDev(yield* step(twin(Block, 'deviceNumber', metaPath)));
+    const dataDev = formatDev(yield* step(twin(Block, 'deviceNumber', dataPath)));
+    return {
+      length,
+      params: {
+        metadataDev: metaDev, dataDev, blockSize,
+        lowWaterMark: lowWaterMark ?? Math.floor(length / blockSize / 10),
+        features: { skipBlockZeroing: features.skipBlockZeroing, ignoreDiscard: features.ignoreDiscard, noDiscardPassdown: features.noDiscardPassdown, errorIfNoSpace: features.errorIfNoSpace, readOnly: features.readOnly },
+      },
+    };
+  }
+
+  /**
+   * A dm device named `name` that a killed create or attach left (our pool uuid, no live table) is removed;
+   * any other device of that name is an error: the name is taken.
+   */
+  private static *clearHalfMadePool(dm: DeviceMapper, name: string): Steps<void> {
+    const info = yield* step(twin(dm, 'infoIfExists', name));
+    if (!info) return;
+    if (info.uuid !== poolUuid(name) || info.liveTable)
+      throw dmError('ERR_DM_POOL_EXISTS', 'a dm device of that name exists; open the pool instead', name);
+    yield* ThinVolume.removeWithRetry(dm, name, {});
+  }
+
+  /**
+   * Whether a file pool's files may be made: they must not exist, unless a create or destroy that was killed
+   * left them (its marker names a dead process): then they are leftovers, to be removed (returns true). Files
+   * a loop device still serves are never taken.
+   */
+  private static *claimFiles(name: string, dataFile: string, metaFile: string): Steps<boolean> {
+    const m = readMarker(dataFile);
+    if (m && markerOwnerAlive(m))
+      throw dmError('ERR_DM_IN_PROGRESS', `process ${m.pid} is ${m.op === 'create' ? 'creating' : 'destroying'} a pool on ${dataFile}`, name);
+    if (!m) {
+      for (const f of [dataFile, metaFile]) {
+        if (fs.existsSync(f)) throw dmError('ERR_DM_POOL_EXISTS', `${f} exists; attach or open the pool instead, or remove it`, name);
+      }
+      return false;
+    }
+    for (const f of [dataFile, metaFile]) {
+      if (!fs.existsSync(f)) continue;
+      // An autoclear loop detaches just after its last user went; give it that moment.
+      for (let i = 0; ; i++) {
+        const loops = yield* step(twin(Loop, 'find', f));
+        if (loops.length === 0) break;
+        if (i >= 50) throw dmError('ERR_DM_POOL_EXISTS', `${f} is in use by ${loops.join(', ')}`, name);
+        yield* step(sleep(20));
+      }
+    }
+    return true;
   }
 
   /** Opens an active pool: finds its devices, loop backing files and registry, and finishes an interrupted change. */
   static open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> { return runAsync(ThinPool.openSteps(name, o)); }
   static openSync(name: string, o: ThinPoolOptions = {}): ThinPool { return runSync(ThinPool.openSteps(name, o)); }
 
-  private static *openSteps(name: string, o: ThinPoolOptions): Steps<ThinPool> {
+  // `made`: a DeviceMapper the caller made (attach), which the pool then owns; the caller closes it on failure.
+  private static *openSteps(name: string, o: ThinPoolOptions, made?: DeviceMapper): Steps<ThinPool> {
     checkName(name, 'pool name');
-    const dm = o.dm ?? new DeviceMapper();
+    const dm = o.dm ?? made ?? new DeviceMapper();
+    let registry: RegistryStore | undefined;
     try {
       const info = yield* step(twin(dm, 'info', name));
+      if (!info.liveTable) {
+        throw dmError('ERR_DM_POOL_STATE', info.uuid === poolUuid(name)
+          ? 'a create or attach of this pool was interrupted before its table was live: create or attach it again'
+          : 'the device has no live table', name);
+      }
       const table = yield* step(twin(dm, 'table', name));
       if (table.length !== 1 || table[0].type !== 'thin-pool')
         throw dmError('ERR_DM_NOT_A_THIN_POOL', `its table is ${table.map((t) => t.type).join(', ') || 'empty'}`, name);
@@ -211,11 +302,76 @@ export class ThinPool {
       const dataFile = ownLoopBackingFile(params.dataDev);
       const metaFile = ownLoopBackingFile(params.metadataDev);
       const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
-      const registry = o.registry ?? LmdbRegistry.open(registryDir!);
-      const pool = new ThinPool(name, info.dev, params, { data: dataFile, metadata: metaFile }, registryDir, registry, o.dm, o.hooks ?? {});
-      yield* pool.locked(() => pool.recover());
+      registry = o.registry ?? LmdbRegistry.open(registryDir!);
+      const pool = new ThinPool(name, info.dev, params, { data: dataFile, metadata: metaFile }, registryDir, registry, dm, !o.dm, o.hooks ?? {});
+      yield* pool.locked(function* (this: ThinPool): Steps<void> {
+        yield* this.repairPoolDevice();
+        yield* this.repairDevices();
+        yield* this.recover();
+      });
+      // The pool is live, so a create that was killed after making it got that far: its marker is stale.
+      const m = dataFile ? readMarker(dataFile) : undefined;
+      if (m?.op === 'create' && !markerOwnerAlive(m)) removeMarker(dataFile!);
       return pool;
     } catch (e) {
+      if (registry && !o.registry) registry.close();
+      if (!o.dm && !made) dm.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Brings back a file-backed pool that is not active (after a reboot, or a destroy() that kept its files):
+   * attaches its files to loop devices, loads the same table (the block size from its metadata, the rest
+   * from the settings saved beside the registry), and opens it as open() does. A pool already active on the
+   * same files is simply opened. Files that an interrupted create or destroy left are refused (create the pool
+   * again over them).
+   */
+  static attach(o: ThinPoolAttachOptions): Promise<ThinPool> { return runAsync(ThinPool.attachSteps(o)); }
+  static attachSync(o: ThinPoolAttachOptions): ThinPool { return runSync(ThinPool.attachSteps(o)); }
+
+  private static *attachSteps(o: ThinPoolAttachOptions): Steps<ThinPool> {
+    const name = checkName(o?.name, 'pool name');
+    if (typeof o.dataFile !== 'string' || o.dataFile === '') throw dmError('ERR_DM_INVALID_ARGUMENT', 'attach needs dataFile', name);
+    const dataFile = path.resolve(o.dataFile);
+    const metaFile = o.metadataFile !== undefined ? path.resolve(o.metadataFile) : `${dataFile}.meta`;
+    const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
+    const dm = o.dm ?? new DeviceMapper();
+    const undo: Op<unknown>[] = [];
+    const held: LoopDevice[] = [];
+    try {
+      const existing = yield* step(twin(dm, 'infoIfExists', name));
+      if (existing?.liveTable) {
+        const [t] = yield* step(twin(dm, 'table', name));
+        if (t?.type !== 'thin-pool' || ownLoopBackingFile(thinPool.parse(t.params).dataDev) !== dataFile)
+          throw dmError('ERR_DM_POOL_EXISTS', `a dm device of that name exists, and it is not a pool on ${dataFile}`, name);
+      } else {
+        yield* ThinPool.clearHalfMadePool(dm, name);
+        const m = readMarker(dataFile);
+        if (m && markerOwnerAlive(m))
+          throw dmError('ERR_DM_IN_PROGRESS', `process ${m.pid} is ${m.op === 'create' ? 'creating' : 'destroying'} a pool on ${dataFile}`, name);
+        if (m) throw dmError('ERR_DM_POOL_STATE', `a ${m.op} of a pool on ${dataFile} was interrupted: these files are no whole pool; create the pool again over them`, name);
+        for (const f of [dataFile, metaFile]) if (!fs.existsSync(f)) throw dmError('ERR_DM_INVALID_ARGUMENT', `${f} does not exist`, name);
+        const sb = readSuperblock(metaFile);
+        if (!sb.formatted) throw dmError('ERR_DM_POOL_STATE', `${metaFile} was never formatted by a pool: create the pool instead`, name);
+        const config = registryDir ? readPoolConfig(registryDir) : undefined;
+        if (config && config.blockSize !== sb.blockSize)
+          throw dmError('ERR_DM_POOL_STATE', `the metadata says blocks of ${sb.blockSize} sectors, the saved settings ${config.blockSize}`, name);
+        const data = yield* step(twin(Loop, 'attach', dataFile, { autoclear: true }));
+        held.push(data);
+        undo.push(local(() => data.release()));
+        const meta = yield* step(twin(Loop, 'attach', metaFile, { autoclear: true }));
+        held.push(meta);
+        undo.push(local(() => meta.release()));
+        const p = yield* ThinPool.poolParams(name, data.path, meta.path, sectors(sb.blockSize), config?.lowWaterMark, config?.features ?? {});
+        yield* step(twin(dm, 'createDevice', name, [line(thinPool, 0, p.length, p.params)], { uuid: poolUuid(name) }));
+        undo.push(twin(dm, 'remove', name));
+        for (const l of held) l.release();
+        if (registryDir && !config) writePoolConfig(registryDir, { blockSize: sb.blockSize, lowWaterMark: p.params.lowWaterMark, features: p.params.features ?? {} });
+      }
+      return yield* ThinPool.openSteps(name, o, o.dm ? undefined : dm);
+    } catch (e) {
+      for (const u of undo.reverse()) { try { yield* step(u); } catch { /* keep the first error */ } }
       if (!o.dm) dm.close();
       throw e;
     }
@@ -272,11 +428,15 @@ export class ThinPool {
   setLowWaterMarkSync(blocks: number): void { runSync(this.setLowWaterMarkSteps(blocks)); }
 
   private setFeaturesSteps(features: ThinPoolFeatures): Steps<void> {
-    return this.reload({ ...this.params, features: { ...this.params.features, ...features } });
+    return this.locked(function* (this: ThinPool): Steps<void> {
+      yield* this.reload({ ...this.params, features: { ...this.params.features, ...features } });
+    });
   }
 
   private setLowWaterMarkSteps(blocks: number): Steps<void> {
-    return this.reload({ ...this.params, lowWaterMark: blocks });
+    return this.locked(function* (this: ThinPool): Steps<void> {
+      yield* this.reload({ ...this.params, lowWaterMark: blocks });
+    });
   }
 
   /**
@@ -330,8 +490,10 @@ export class ThinPool {
       had = fs.statSync(file).size;
       bytesToSectors(want);
       if (max !== undefined && want > max * 512) throw dmError('ERR_DM_INVALID_SIZE', `at most ${max} sectors`, this.name);
-      if (want <= had) throw dmError('ERR_DM_INVALID_SIZE', `${file} is already ${had} bytes; pools only grow`, this.name);
-      fs.truncateSync(file, want);
+      if (want < had) throw dmError('ERR_DM_INVALID_SIZE', `${file} is already ${had} bytes; pools only grow`, this.name);
+      // Equal: a growth killed after extending the file is finished by asking for the same size again.
+      if (want > had) fs.truncateSync(file, want);
+      else had = undefined;
     }
     try {
       if (size !== undefined) yield* step(twin(Loop, 'setCapacity', node));
@@ -361,6 +523,8 @@ export class ThinPool {
     }
     yield* step(twin(this.dm, 'resume', this.name));
     Object.assign(this.params, thinPool.parse(thinPool.format(params)));
+    // attach() loads the table from these settings: keep them as the pool has them now.
+    if (this.registryDir) writePoolConfig(this.registryDir, { blockSize: this.params.blockSize, lowWaterMark: this.params.lowWaterMark, features: this.params.features ?? {} });
   }
 
   // ---- volumes ---------------------------------------------------------------------------------------
@@ -460,16 +624,24 @@ export class ThinPool {
   /**
    * Deletes a volume's thin device, which must be inactive. With `deactivate`, it deactivates the volume
    * first (ThinVolume.delete() does), while it reads the transaction id and records the intent: the REMOVE
-   * waits in the kernel, the registry work need not wait for it.
+   * waits in the kernel, the registry work need not wait for it. With `discard`, the volume (activated for it
+   * if need be) is discarded after the intent is recorded, so a delete killed during the discard is finished
+   * at the next open, never left as a volume whose data is gone. A volume open elsewhere is not discarded.
    */
-  deleteVolume(name: string, o: { deactivate?: DeactivateOptions } = {}): Promise<void> { return runAsync(this.deleteVolumeSteps(name, o)); }
-  deleteVolumeSync(name: string, o: { deactivate?: DeactivateOptions } = {}): void { runSync(this.deleteVolumeSteps(name, o)); }
+  deleteVolume(name: string, o: DeleteVolumeOptions = {}): Promise<void> { return runAsync(this.deleteVolumeSteps(name, o)); }
+  deleteVolumeSync(name: string, o: DeleteVolumeOptions = {}): void { runSync(this.deleteVolumeSteps(name, o)); }
 
   /** @internal ThinVolume.delete's body. */
-  *deleteVolumeSteps(name: string, o: { deactivate?: DeactivateOptions }): Steps<void> {
+  *deleteVolumeSteps(name: string, o: DeleteVolumeOptions): Steps<void> {
     yield* this.locked(function* (this: ThinPool): Steps<void> {
-      const deactivate = o.deactivate;
-      const removing = deactivate && (yield* step(start(sub(() => ThinVolume.removeWithRetry(this.dm, name, deactivate)))));
+      const discard = !!o.discard;
+      const deactivate = o.deactivate ?? (discard ? {} : undefined);
+      if (discard) {
+        const info = yield* step(twin(this.dm, 'infoIfExists', name));
+        if (info && info.openCount > 0) throw dmError('ERR_DM_BUSY', 'the volume is open; close it before discarding it', name);
+      }
+      // Without a discard, the REMOVE runs alongside the intent; with one, after the discard.
+      const removing = deactivate && !discard && (yield* step(start(sub(() => ThinVolume.removeWithRetry(this.dm, name, deactivate)))));
       let change: PendingChange;
       let undo!: RegistryWrite;
       try {
@@ -484,25 +656,44 @@ export class ThinPool {
         if (removing) { try { yield* step(removing); } catch { /* the first error is the one that matters */ } }
         throw e;
       }
+      let discardError: unknown;
       try {
         if (removing) yield* step(removing);
+        if (discard) discardError = yield* this.discardThin(name, change.id, change.size);
       } catch (e) {
-        this.registry.commit(undo);  // still active: nothing was sent to the pool
+        this.registry.commit(undo);  // nothing was discarded, nothing was sent to the pool
         throw e;
       }
       this.step('intent', change);
+      // From here the delete is finished, now or by recover(): a discard may have run.
+      if (discard) yield* ThinVolume.removeWithRetry(this.dm, name, deactivate!);
       try {
         yield* this.deleteThin(change.id, name);
       } catch (e) {
-        this.registry.commit(undo);  // nothing changed in the pool
+        if (!discard) this.registry.commit(undo);  // nothing changed in the pool
         throw e;
       }
       this.step('message', change);
       yield* this.commitDelete(change);
+      if (discardError) throw discardError;
     });
   }
 
-  /** Resizes (grows) a volume: records the size, and reloads its table if it is active. */
+  // Activates the thin (if it is not) and discards all of it. Throws if the discard never started (nothing
+  // lost); returns the discard's own error if it failed part-way (the delete must then go on: data may be gone).
+  private *discardThin(name: string, id: number, size: Sectors): Steps<unknown> {
+    yield* this.activateThinSteps(name, id, size, false);
+    try {
+      yield* step(twin(Block, 'discard', mapperPath(name), 0, sectorsToBytes(size)));
+      return undefined;
+    } catch (e) {
+      const err = e as DevmapperError;
+      if (err instanceof DevmapperError) err.message = `the volume was deleted; its discard failed: ${err.message}`;
+      return err;
+    }
+  }
+
+  /** Resizes (grows) a volume: records the size, then reloads its table if it is active. */
   resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> { return runAsync(this.resizeVolumeSteps(name, size)); }
   resizeVolumeSync(name: string, size: Bytes | number | string): VolumeRecord { return runSync(this.resizeVolumeSteps(name, size)); }
 
@@ -513,36 +704,82 @@ export class ThinPool {
       const rec = this.registry.get(name);
       if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `no volume '${name}' in pool ${this.name}`, name);
       if (sz < rec.size) throw dmError('ERR_DM_INVALID_SIZE', `thin volumes only grow here (${rec.size} -> ${sz} sectors)`, name);
-      if (yield* this.isActiveThinSteps(name, rec.id)) {
-        yield* step(twin(this.dm, 'load', name, [ThinVolume.table(this, rec.id, sz)]));
-        yield* step(twin(this.dm, 'suspend', name));
-        yield* step(twin(this.dm, 'resume', name));
-      }
+      if (sz === rec.size) return rec;
+      // The record first: a process killed before the table is reloaded leaves a live table smaller than its
+      // record, which open() grows (repairDevices). Never a live table larger than the record.
       const next = { ...rec, size: sz };
       this.registry.commit({ put: [next] });
+      if (yield* this.isActiveThinSteps(name, rec.id)) {
+        try {
+          yield* this.reloadThin(name, rec.id, sz);
+        } catch (e) {
+          try {
+            const [t] = yield* step(twin(this.dm, 'table', name));
+            if (t.length === rec.size) this.registry.commit({ put: [rec] });
+          } catch { /* open() puts it right */ }
+          throw e;
+        }
+      }
       return next;
     });
   }
 
+  // A live thin table swapped for one of `size`: load, suspend, resume.
+  private *reloadThin(name: string, id: number, size: Sectors): Steps<void> {
+    yield* step(twin(this.dm, 'load', name, [ThinVolume.table(this, id, size)]));
+    try {
+      yield* step(twin(this.dm, 'suspend', name));
+    } catch (e) {
+      try { yield* step(twin(this.dm, 'clear', name)); } catch { /* keep the first error */ }
+      throw e;
+    }
+    yield* step(twin(this.dm, 'resume', name));
+  }
+
   /**
-   * Deactivates every volume, removes the pool (its own loop devices, autoclear, detach with it), and closes
-   * the registry. With deleteFiles, also removes the backing files it created and the registry.
+   * Removes the pool: every volume of its registry that is active, then the pool device (its own loop devices,
+   * autoclear, detach with it), and closes the registry. Touches nothing the registry does not own: if
+   * another device uses the pool, or a volume is open, it removes nothing and says which (ERR_DM_BUSY). With
+   * deleteFiles, also removes the backing files it created and the registry; a destroy killed while deleting
+   * them leaves files that a new create() over them clears. Without it, attach() brings the pool back.
    */
   destroy(o: { deleteFiles?: boolean } = {}): Promise<void> { return runAsync(this.destroySteps(o)); }
   destroySync(o: { deleteFiles?: boolean } = {}): void { runSync(this.destroySteps(o)); }
 
   private *destroySteps(o: { deleteFiles?: boolean }): Steps<void> {
-    const users = (yield* step(twin(this.dm, 'list', { uuids: false }))).map((d) => d.name).filter((n) => n !== this.name);
-    for (const n of users) {
-      let deps: DevNumber[] = [];
-      try { deps = yield* step(twin(this.dm, 'deps', n)); } catch { /* gone meanwhile */ }
-      if (deps.some((d) => d.major === this.dev.major && d.minor === this.dev.minor)) yield* ThinVolume.removeWithRetry(this.dm, n, {});
-    }
-    yield* ThinVolume.removeWithRetry(this.dm, this.name, {});  // our loops are autoclear: they go with the pool
+    yield* this.locked(function* (this: ThinPool): Steps<void> {
+      const ours: string[] = [], busy: string[] = [], foreign: string[] = [];
+      const prefix = `${THIN_UUID}${this.name}-`;
+      for (const d of yield* step(twin(this.dm, 'list', { uuids: true }))) {
+        if (d.name === this.name) continue;
+        const info = yield* step(twin(this.dm, 'infoIfExists', d.name));
+        if (!info) continue;
+        let deps: DevNumber[] = [];
+        if (info.liveTable) { try { deps = yield* step(twin(this.dm, 'deps', d.name)); } catch { /* gone meanwhile */ } }
+        const usesPool = deps.some((x) => x.major === this.dev.major && x.minor === this.dev.minor);
+        const rec = this.registry.get(d.name);
+        const mine = d.uuid?.startsWith(prefix) || (usesPool && rec !== undefined && (yield* this.isActiveThinSteps(d.name, rec.id)));
+        if (mine) {
+          ours.push(d.name);
+          if (info.openCount > 0) busy.push(d.name);
+        } else if (usesPool) {
+          foreign.push(d.name);
+        }
+      }
+      if (foreign.length || busy.length) {
+        throw dmError('ERR_DM_BUSY', [busy.length ? `volumes in use: ${busy.join(', ')}` : '',
+          foreign.length ? `devices the registry does not own use the pool: ${foreign.join(', ')}` : ''].filter(Boolean).join('; ') +
+          '; nothing was removed', this.name);
+      }
+      for (const n of ours) yield* ThinVolume.removeWithRetry(this.dm, n, {});
+      yield* ThinVolume.removeWithRetry(this.dm, this.name, {});  // our loops are autoclear: they go with the pool
+    });
     yield* this.closeSteps();
     if (o.deleteFiles) {
-      for (const f of [this.files.data, this.files.metadata]) if (f) fs.rmSync(f, { force: true });
-      if (this.registryDir) fs.rmSync(this.registryDir, { recursive: true, force: true });
+      const data = this.files.data;
+      if (data) writeMarker(data, 'destroy');
+      removePoolFiles(data, this.files.metadata, this.registryDir);
+      if (data) removeMarker(data);
     }
   }
 
@@ -675,6 +912,48 @@ export class ThinPool {
   }
 
   /**
+   * A reload of the pool (growData, growMetadata, setFeatures) killed between its steps leaves a table loaded
+   * but not live, or the pool suspended, which would hang every volume's I/O: the table is cleared (the pool
+   * keeps its old one; growing again finishes a growth) and the pool resumed. Under the lock, at open.
+   */
+  private *repairPoolDevice(): Steps<void> {
+    const info = yield* step(twin(this.dm, 'info', this.name));
+    if (info.inactiveTable) yield* step(twin(this.dm, 'clear', this.name));
+    if (info.suspended) yield* step(twin(this.dm, 'resume', this.name));
+  }
+
+  /**
+   * Puts right the devices of this pool's volumes that a killed process left half-way, recognised by the uuid
+   * the library gives them: one with no live table (an activate cut short) is removed; a table loaded but
+   * not made live is cleared; a suspended one is resumed (a snapshot or resize cut short); a live table
+   * smaller than its record is grown to it (a resize records its size first), and a record smaller than its
+   * live table takes the table's size. Runs under the lock, at open.
+   */
+  private *repairDevices(): Steps<void> {
+    const prefix = `${THIN_UUID}${this.name}-`;
+    for (const d of yield* step(twin(this.dm, 'list', { uuids: true }))) {
+      const rest = d.uuid?.startsWith(prefix) ? d.uuid.slice(prefix.length) : '';
+      if (/^\d+$/.test(rest)) yield* this.repairDevice(d.name, Number(rest));
+    }
+  }
+
+  private *repairDevice(name: string, id: number): Steps<void> {
+    const info = yield* step(twin(this.dm, 'infoIfExists', name));
+    if (!info) return;
+    if (!info.liveTable) {
+      yield* ThinVolume.removeWithRetry(this.dm, name, {});
+      return;
+    }
+    if (info.inactiveTable) yield* step(twin(this.dm, 'clear', name));
+    if (info.suspended) yield* step(twin(this.dm, 'resume', name));
+    const rec = this.registry.get(name);
+    if (!rec || rec.id !== id || !(yield* this.isActiveThinSteps(name, id))) return;  // not the registry's: left as it is
+    const [t] = yield* step(twin(this.dm, 'table', name));
+    if (t.length < rec.size) yield* this.reloadThin(name, id, rec.size);
+    else if (t.length > rec.size) this.registry.commit({ put: [{ ...rec, size: t.length }] });
+  }
+
+  /**
    * Completes or rolls back a change a crashed process left behind, and clears it. Runs under the lock, on
    * open and when a name is held by a pending change; every change also meets one through intend().
    */
@@ -687,6 +966,11 @@ export class ThinPool {
 
   /** Finishes the unfinished change `p`, given the pool's transaction id; returns the transaction id after. */
   private *finish(p: PendingChange, tid: number): Steps<number> {
+    // A snapshot of an active origin suspends it: a process killed before its resume left it suspended.
+    if (p.op === 'snapshot' && p.parent !== null) {
+      const origin = yield* step(twin(this.dm, 'infoIfExists', p.parent));
+      if (origin?.suspended && origin.liveTable) yield* step(twin(this.dm, 'resume', p.parent));
+    }
     if (tid === p.toTid) {
       // Committed in the pool; the records were updated with the intent.
       this.registry.commit({ pending: null });
@@ -695,7 +979,9 @@ export class ThinPool {
     if (tid === p.fromTid) {
       if (p.op === 'delete') {
         // The user asked for the delete: finish it (deactivating first: the intent may predate the REMOVE).
-        if (yield* this.isActiveThinSteps(p.name, p.id)) yield* ThinVolume.removeWithRetry(this.dm, p.name, {});
+        const info = yield* step(twin(this.dm, 'infoIfExists', p.name));
+        if (info && (info.uuid === thinUuid(this.name, p.id) || (yield* this.isActiveThinSteps(p.name, p.id))))
+          yield* ThinVolume.removeWithRetry(this.dm, p.name, {});
         yield* this.deleteThin(p.id, p.name);
         yield* this.commitDelete(p);
         return p.toTid;
@@ -721,6 +1007,34 @@ export class ThinPool {
         if ((e as DevmapperError).code !== 'ENODATA') throw e;
       }
     }, { retries: 50, delayMs: 20, lasting: () => this.isActiveThinSteps(name, id) });
+  }
+
+  /**
+   * @internal ThinVolume.activate's body, under the lock. CREATE + LOAD + RESUME; a device of the name that
+   * a killed activate left with no live table (our uuid) is removed and the activation made again; this very
+   * volume already active is fine.
+   */
+  *activateVolumeSteps(name: string, id: number, size: Sectors, readOnly: boolean): Steps<void> {
+    yield* this.locked(function* (this: ThinPool): Steps<void> { yield* this.activateThinSteps(name, id, size, readOnly); });
+  }
+
+  private *activateThinSteps(name: string, id: number, size: Sectors, readOnly: boolean): Steps<void> {
+    for (let cleared = false; ; cleared = true) {
+      try {
+        yield* step(twin(this.dm, 'createDevice', name, [ThinVolume.table(this, id, size)], { uuid: thinUuid(this.name, id), readOnly }));
+        return;
+      } catch (e) {
+        if ((e as DevmapperError).code !== 'EBUSY' || (e as DevmapperError).command !== 'DM_DEV_CREATE') throw e;
+        const info = yield* step(twin(this.dm, 'infoIfExists', name));
+        if (!cleared && info && !info.liveTable && info.uuid === thinUuid(this.name, id)) {
+          yield* ThinVolume.removeWithRetry(this.dm, name, {});
+          continue;
+        }
+        if (!info?.liveTable || !(yield* this.isActiveThinSteps(name, id))) throw e;
+        if (info.suspended) yield* step(twin(this.dm, 'resume', name));
+        return;
+      }
+    }
   }
 
   /** Whether a dm device of this name is active with a thin table for this pool and id. */

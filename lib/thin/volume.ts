@@ -1,7 +1,6 @@
 // ThinVolume: one thin device of a pool, activated as /dev/mapper/<name>. Each operation is one body of steps
 // (./twin.ts) with a promise form and a sync twin.
 import { DeviceMapper, Target } from '../device-mapper';
-import { Block } from '../block';
 import { dmError, DevmapperError } from '../errors';
 import { mapperPath } from '../dev-nodes';
 import { Bytes, Sectors, sectorsToBytes } from '../units';
@@ -39,19 +38,15 @@ export class ThinVolume {
   isActive(): Promise<boolean> { return this.pool.isActiveThin(this.name, this.id); }
   isActiveSync(): boolean { return this.pool.isActiveThinSync(this.name, this.id); }
 
-  /** CREATE + LOAD + RESUME (removed again if a step fails); a no-op when already active. */
+  /**
+   * CREATE + LOAD + RESUME (removed again if a step fails); a no-op when already active. Runs under the
+   * pool's lock, so that open() in another process never takes a half-made device for a leftover.
+   */
   activate(o: { readOnly?: boolean } = {}): Promise<this> { return runAsync(this.activateSteps(o)); }
   activateSync(o: { readOnly?: boolean } = {}): this { return runSync(this.activateSteps(o)); }
 
   private *activateSteps(o: { readOnly?: boolean }): Steps<this> {
-    try {
-      yield* step(twin(this.pool.dm, 'createDevice', this.name, [ThinVolume.table(this.pool, this.id, this.size)],
-        { uuid: `DEVMAPPER-THIN-${this.pool.name}-${this.id}`, readOnly: o.readOnly }));
-    } catch (e) {
-      // EBUSY from CREATE: the name is taken; fine if it is this volume, already active.
-      if ((e as DevmapperError).code !== 'EBUSY' || (e as DevmapperError).command !== 'DM_DEV_CREATE' ||
-        !(yield* this.pool.isActiveThinSteps(this.name, this.id))) throw e;
-    }
+    yield* this.pool.activateVolumeSteps(this.name, this.id, this.size, !!o.readOnly);
     return this;
   }
 
@@ -67,24 +62,16 @@ export class ThinVolume {
    * Deactivates, then deletes the thin device from the pool and the registry. Its snapshots keep their data.
    * With `discard`, first discards the whole volume (activating it for that if needed), as Docker's
    * dm.blkdiscard did: the pool passes the discard down to its data device for blocks no snapshot shares, so a
-   * sparse data file gets that space back. Deleting alone frees the blocks in the pool only.
+   * sparse data file gets that space back. Deleting alone frees the blocks in the pool only. The delete is
+   * recorded before the discard: once the discard has begun, the delete is finished, even by the next open()
+   * after a crash. An open volume is not discarded (ERR_DM_BUSY).
    */
   delete(o: DeactivateOptions & { discard?: boolean } = {}): Promise<void> { return runAsync(this.deleteSteps(o)); }
   deleteSync(o: DeactivateOptions & { discard?: boolean } = {}): void { runSync(this.deleteSteps(o)); }
 
   private *deleteSteps(o: DeactivateOptions & { discard?: boolean }): Steps<void> {
     const { discard, ...deactivate } = o;
-    if (discard) {
-      const wasActive = yield* this.pool.isActiveThinSteps(this.name, this.id);
-      if (!wasActive) yield* this.activateSteps({});
-      try {
-        yield* step(twin(Block, 'discard', this.path, 0, sectorsToBytes(this.size)));
-      } catch (e) {
-        if (!wasActive) { try { yield* ThinVolume.removeWithRetry(this.pool.dm, this.name, {}); } catch { /* as it was */ } }
-        throw e;
-      }
-    }
-    yield* this.pool.deleteVolumeSteps(this.name, { deactivate });
+    yield* this.pool.deleteVolumeSteps(this.name, { deactivate, discard });
   }
 
   /** Grows the volume (and its live table when active). */

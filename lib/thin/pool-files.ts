@@ -1,0 +1,130 @@
+// What a file-backed pool keeps beside its files, so that it can be brought back (attach) and so that a
+// create or destroy killed half-way can be told from a pool in use:
+// - `<registryDir>/pool.json`: the pool's table settings (block size, low water mark, features), written
+//   atomically when the pool is made;
+// - `<dataFile>.incomplete`: present while a create or a destroy with deleteFiles runs, naming the process
+//   (pid and start time). Left by a dead process, it says the files are not a pool to attach but leftovers a
+//   new create may clear.
+import fs from 'node:fs';
+import path from 'node:path';
+import { dmError } from '../errors';
+import type { ThinPoolFeatures } from '../targets';
+
+export interface PoolConfig {
+  blockSize: number;
+  lowWaterMark: number;
+  features: ThinPoolFeatures;
+}
+
+const CONFIG = 'pool.json';
+
+export function writePoolConfig(registryDir: string, c: PoolConfig): void {
+  fs.mkdirSync(registryDir, { recursive: true });
+  atomicWrite(path.join(registryDir, CONFIG), JSON.stringify(c));
+}
+
+export function readPoolConfig(registryDir: string): PoolConfig | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(registryDir, CONFIG), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  const c = JSON.parse(text) as PoolConfig;
+  if (!Number.isSafeInteger(c.blockSize) || !Number.isSafeInteger(c.lowWaterMark) || typeof c.features !== 'object')
+    throw dmError('ERR_DM_POOL_STATE', `${path.join(registryDir, CONFIG)} is not a pool's settings`);
+  return c;
+}
+
+// Written to a temporary name, synced, renamed over: a reader sees the old file or the new one, whole.
+function atomicWrite(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  syncDir(path.dirname(file));
+}
+
+function syncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+}
+
+// ---- the incomplete marker --------------------------------------------------------------------------------
+
+export interface IncompleteMarker {
+  op: 'create' | 'destroy';
+  pid: number;
+  /** The process's start time (clock ticks since boot, /proc/<pid>/stat), so a reused pid is not taken for it. */
+  start: string;
+}
+
+export const markerPath = (dataFile: string): string => `${dataFile}.incomplete`;
+
+function processStart(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses) start after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export function readMarker(dataFile: string): IncompleteMarker | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(markerPath(dataFile), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    return JSON.parse(text) as IncompleteMarker;
+  } catch {
+    return { op: 'create', pid: 0, start: '' };  // cut short by a crash while being written: its owner is gone
+  }
+}
+
+/** Whether the process that wrote the marker still runs (and is another process than this one). */
+export function markerOwnerAlive(m: IncompleteMarker): boolean {
+  return m.pid > 0 && m.pid !== process.pid && processStart(m.pid) === m.start;
+}
+
+export function writeMarker(dataFile: string, op: IncompleteMarker['op']): void {
+  atomicWrite(markerPath(dataFile), JSON.stringify({ op, pid: process.pid, start: processStart(process.pid) ?? '' }));
+}
+
+export function removeMarker(dataFile: string): void {
+  fs.rmSync(markerPath(dataFile), { force: true });
+}
+
+/** Removes a file pool's files: data, metadata, and the registry's own files (the folder too, once empty). */
+export function removePoolFiles(dataFile: string | undefined, metaFile: string | undefined, registryDir: string | undefined): void {
+  for (const f of [metaFile, dataFile]) if (f) fs.rmSync(f, { force: true });
+  if (registryDir) {
+    for (const f of ['registry.mdb', 'registry.mdb-lock', 'lock', CONFIG]) fs.rmSync(path.join(registryDir, f), { force: true });
+    try { fs.rmdirSync(registryDir); } catch { /* not empty: it holds something of the user's */ }
+  }
+}
+
+// ---- the metadata superblock, read offline ----------------------------------------------------------------
+
+const SUPERBLOCK_MAGIC = 27022010n;
+
+/** What block 0 of a pool's metadata says: blank (never formatted), or a pool's superblock and its data block size. */
+export function readSuperblock(metaFile: string): { formatted: false } | { formatted: true; blockSize: number } {
+  const buf = Buffer.alloc(4096);
+  const fd = fs.openSync(metaFile, 'r');
+  try { fs.readSync(fd, buf, 0, 4096, 0); } finally { fs.closeSync(fd); }
+  if (buf.every((b) => b === 0)) return { formatted: false };
+  if (buf.readBigUInt64LE(32) !== SUPERBLOCK_MAGIC)
+    throw dmError('ERR_DM_POOL_STATE', `${metaFile} holds no thin-pool superblock (wrong magic)`);
+  return { formatted: true, blockSize: buf.readUInt32LE(336) };
+}
