@@ -32,6 +32,9 @@ need_tools() {
   [ -x /bin/busybox ] && busybox 2>&1 | grep -q static || [ -f /usr/share/doc/busybox-static/copyright ] || missing+=(busybox-static)
   command -v cpio >/dev/null || missing+=(cpio)
   command -v depmod >/dev/null || missing+=(kmod)
+  # Oracles the tests run in the guest (from this machine's /): dmsetup and thin-provisioning-tools.
+  command -v dmsetup >/dev/null || missing+=(dmsetup)
+  command -v thin_dump >/dev/null || missing+=(thin-provisioning-tools)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       echo "vm: installing ${missing[*]}" >&2
