@@ -81,7 +81,8 @@ async function storm(poolName: string, seed: number, journalFile: string, maxOps
   for (let i = 0; i < maxOps; i++) {
     const vols = pool.listSync().filter((v) => !own || v.name.startsWith(`s${seed}-`));
     const known = vols.filter((v) => journal.root(v.name) !== undefined);
-    const r = random();
+    // Crowded: delete more often, so that the pool's population (and the check after each kill) stays bounded.
+    const r = vols.length > 24 && random() < 0.5 ? 0.7 : random();
     const name = `s${seed}-${n++}`;
     if (vols.length < 3 || r < 0.2) {
       const v = sync() ? pool.createVolumeSync(name, `${4 + Math.floor(random() * 8)}M`) : await pool.createVolume(name, `${4 + Math.floor(random() * 8)}M`);
