@@ -92,9 +92,9 @@ export function readMarker(dataFile: string): IncompleteMarker | undefined {
   }
 }
 
-/** Whether the process that wrote the marker still runs (and is another process than this one). */
+/** Whether the process that wrote the marker still runs (this one included: its create may be under way). */
 export function markerOwnerAlive(m: IncompleteMarker): boolean {
-  return m.pid > 0 && m.pid !== process.pid && processStart(m.pid) === m.start;
+  return m.pid > 0 && processStart(m.pid) === m.start;
 }
 
 export function writeMarker(dataFile: string, op: IncompleteMarker['op']): void {
@@ -108,9 +108,21 @@ export function removeMarker(dataFile: string): void {
 /** Removes a file pool's files: data, metadata, and the registry's own files (the folder too, once empty). */
 export function removePoolFiles(dataFile: string | undefined, metaFile: string | undefined, registryDir: string | undefined): void {
   for (const f of [metaFile, dataFile]) if (f) fs.rmSync(f, { force: true });
+  if (dataFile) removeDeadTemporaries(path.dirname(dataFile), `${path.basename(markerPath(dataFile))}.`);
   if (registryDir) {
     for (const f of ['registry.mdb', 'registry.mdb-lock', 'lock', CONFIG]) fs.rmSync(path.join(registryDir, f), { force: true });
+    removeDeadTemporaries(registryDir, `${CONFIG}.`);
     try { fs.rmdirSync(registryDir); } catch { /* not empty: it holds something of the user's */ }
+  }
+}
+
+// `<name>.<pid>.tmp` files that atomicWrite() of a process killed before its rename left.
+function removeDeadTemporaries(dir: string, prefix: string): void {
+  let entries: string[];
+  try { entries = fs.readdirSync(dir); } catch { return; }
+  for (const e of entries) {
+    const m = e.startsWith(prefix) ? /^(\d+)\.tmp$/.exec(e.slice(prefix.length)) : null;
+    if (m && Number(m[1]) !== process.pid && processStart(Number(m[1])) === undefined) fs.rmSync(path.join(dir, e), { force: true });
   }
 }
 

@@ -680,16 +680,21 @@ export class ThinPool {
   }
 
   // Activates the thin (if it is not) and discards all of it. Throws if the discard never started (nothing
-  // lost); returns the discard's own error if it failed part-way (the delete must then go on: data may be gone).
+  // lost: the device is as it was); returns the discard's own error if it failed part-way (the delete must
+  // then go on: data may be gone).
   private *discardThin(name: string, id: number, size: Sectors): Steps<unknown> {
-    yield* this.activateThinSteps(name, id, size, false);
+    const wasActive = yield* this.isActiveThinSteps(name, id);
+    if (!wasActive) yield* this.activateThinSteps(name, id, size, false);
     try {
       yield* step(twin(Block, 'discard', mapperPath(name), 0, sectorsToBytes(size)));
       return undefined;
     } catch (e) {
-      const err = e as DevmapperError;
-      if (err instanceof DevmapperError) err.message = `the volume was deleted; its discard failed: ${err.message}`;
-      return err;
+      if ((e as DevmapperError).code === 'EOPNOTSUPP') {  // refused as a whole (a pool that ignores discards)
+        if (!wasActive) { try { yield* ThinVolume.removeWithRetry(this.dm, name, {}); } catch { /* keep the first error */ } }
+        throw e;
+      }
+      if (e instanceof DevmapperError) e.message = `the volume was deleted; its discard failed: ${e.message}`;
+      return e;
     }
   }
 
