@@ -8,9 +8,9 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Loop, ThinPool } from '../../lib';
+import { DeviceMapper, Loop, ThinPool } from '../../lib';
 import { scratchDir, uniqueName } from './helpers';
-import { Journal, checkAfterKill, rng, startWorker } from './crash-helpers';
+import { Journal, checkAfterKill, leftovers, pattern, rng, startWorker } from './crash-helpers';
 
 const kills = Number(process.env.DEVMAPPER_STORM_KILLS ?? 40);
 const seed = Number(process.env.DEVMAPPER_STORM_SEED ?? 1);
@@ -112,3 +112,70 @@ test('two processes x 500 operations on one pool: no id collision, no lost volum
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }, 1_200_000);
+
+test('SIGKILL storm over a pool\'s own life: create, attach and destroy killed at random; open, attach or create puts it right', async () => {
+  const cycles = Number(process.env.DEVMAPPER_LIFECYCLE_KILLS ?? 12);
+  const random = rng(seed + 7);
+  const dir = scratchDir();
+  const journal = new Journal(path.join(dir, 'journal'));
+  const name = uniqueName('life');
+  const o = { name, dataFile: path.join(dir, 'data'), dataSize: '64M' };
+  // What a user does after a crash, with the API alone: open the pool; if it is not active, attach it; if its
+  // files are no whole pool, create it again.
+  const recover = async (): Promise<ThinPool> => {
+    try { return await ThinPool.open(name); } catch { /* not active */ }
+    try { return await ThinPool.attach(o); } catch { /* no whole pool on these files */ }
+    return ThinPool.create(o);
+  };
+  const problems: string[] = [];
+  let killed = 0, finished = 0;
+  let pool = await ThinPool.create(o);
+  try {
+    for (let i = 0; i < cycles; i++) {
+      // A volume with known data, when the pool has none (new, or made again).
+      if (!pool.volume('keep')) {
+        const v = await (await pool.createVolume('keep', '4M')).activate();
+        const fd = fs.openSync(v.path, 'r+');
+        try { fs.writeSync(fd, pattern('keep')); fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+        journal.written('keep');
+        await v.deactivate();
+      }
+      const kind = (['destroy', 'attach', 'create'] as const)[i % 3];
+      let args: string[];
+      if (kind === 'destroy') {
+        await pool.close();
+        args = ['destroy', 'none', JSON.stringify({ name, deleteFiles: random() < 0.5 })];
+      } else if (kind === 'attach') {
+        await pool.destroy();
+        args = ['attach', 'none', JSON.stringify({ name, dataFile: o.dataFile })];
+      } else {
+        await pool.destroy({ deleteFiles: true });
+        args = ['create', 'none', JSON.stringify(o)];
+      }
+      const w = startWorker(args);
+      await sleep(600 + random() * 1400);
+      w.child.kill('SIGKILL');
+      const how = await w.exit;
+      if (how === 'SIGKILL') killed++;
+      else if (how === 3) finished++;
+      else problems.push(`cycle ${i} (${kind}): the worker failed (${String(how)})`);
+      pool = await recover();
+      await pool.close();
+      const { problems: found, pool: checked } = await checkAfterKill(name, journal);
+      pool = checked;
+      problems.push(...found.map((p) => `cycle ${i} (${kind}): ${p}`));
+    }
+    console.log(`pool life storm: ${cycles} cycles, ${killed} killed inside create/attach/destroy, ${finished} finished first; ${problems.length} problems`);
+    expect(problems).toEqual([]);
+  } finally {
+    await pool.destroy({ deleteFiles: true });
+  }
+  const dm = new DeviceMapper();
+  try {
+    expect(leftovers(dm, name)).toEqual([]);
+  } finally {
+    dm.close();
+  }
+  expect(fs.readdirSync(dir)).toEqual(['journal']);
+  fs.rmSync(dir, { recursive: true, force: true });
+}, 600_000);
