@@ -170,6 +170,7 @@ async function lifecycle(what: string, point: string, json: string): Promise<voi
     fsm[method] = (...x: unknown[]) => { const r = real(...x); if (--left === 0) die(); return r; };
   }
   const dm = onFs ? undefined : new KillingDm(point);
+  console.log('ready');
   if (what === 'create') await ThinPool.create({ ...o, dm });
   else if (what === 'attach') await ThinPool.attach({ ...o, dm });
   else {

@@ -114,7 +114,7 @@ test('two processes x 500 operations on one pool: no id collision, no lost volum
 }, 1_200_000);
 
 test('SIGKILL storm over a pool\'s own life: create, attach and destroy killed at random; open, attach or create puts it right', async () => {
-  const cycles = Number(process.env.DEVMAPPER_LIFECYCLE_KILLS ?? 12);
+  const cycles = Number(process.env.DEVMAPPER_LIFECYCLE_KILLS ?? 24);
   const random = rng(seed + 7);
   const dir = scratchDir();
   const journal = new Journal(path.join(dir, 'journal'));
@@ -128,7 +128,9 @@ test('SIGKILL storm over a pool\'s own life: create, attach and destroy killed a
     return ThinPool.create(o);
   };
   const problems: string[] = [];
+  const states = new Map<string, number>();
   let killed = 0, finished = 0;
+  const dm = new DeviceMapper();
   let pool = await ThinPool.create(o);
   try {
     for (let i = 0; i < cycles; i++) {
@@ -153,24 +155,30 @@ test('SIGKILL storm over a pool\'s own life: create, attach and destroy killed a
         args = ['create', 'none', JSON.stringify(o)];
       }
       const w = startWorker(args);
-      await sleep(600 + random() * 1400);
+      await w.ready;  // printed right before the operation starts
+      await sleep(random() * 400);
       w.child.kill('SIGKILL');
       const how = await w.exit;
       if (how === 'SIGKILL') killed++;
       else if (how === 3) finished++;
       else problems.push(`cycle ${i} (${kind}): the worker failed (${String(how)})`);
+      // What the kill left, before anything is put right: a tally, to show where kills landed.
+      const info = dm.infoIfExistsSync(name);
+      const left = [kind, how === 'SIGKILL' ? 'killed' : 'done', info ? (info.liveTable ? 'pool live' : 'pool without live table') : 'no pool device',
+        fs.existsSync(`${o.dataFile}.incomplete`) ? 'marker' : '', fs.existsSync(o.dataFile) ? '' : 'no data file'].filter(Boolean).join(', ');
+      states.set(left, (states.get(left) ?? 0) + 1);
       pool = await recover();
       await pool.close();
       const { problems: found, pool: checked } = await checkAfterKill(name, journal);
       pool = checked;
       problems.push(...found.map((p) => `cycle ${i} (${kind}): ${p}`));
     }
-    console.log(`pool life storm: ${cycles} cycles, ${killed} killed inside create/attach/destroy, ${finished} finished first; ${problems.length} problems`);
+    console.log(`pool life storm: ${cycles} cycles, ${killed} killed inside create/attach/destroy, ${finished} finished first; ${problems.length} problems\n` +
+      [...states].sort().map(([k, n]) => `  ${n} x ${k}`).join('\n'));
     expect(problems).toEqual([]);
   } finally {
     await pool.destroy({ deleteFiles: true });
   }
-  const dm = new DeviceMapper();
   try {
     expect(leftovers(dm, name)).toEqual([]);
   } finally {
