@@ -44,6 +44,15 @@ export function removeNode(name: string, dev: DevNumber): void {
   }
 }
 
+/** Removes a block node left at /dev/mapper/<name> for a device that no longer exists. */
+export function removeStaleNode(name: string): void {
+  try {
+    if (fs.lstatSync(mapperPath(name)).isBlockDevice()) fs.unlinkSync(mapperPath(name));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
 export function renameNode(from: string, to: string, dev: DevNumber): void {
   removeNode(from, dev);
   makeNode(to, dev);

@@ -247,6 +247,18 @@ export class DeviceMapper {
     this.closed = true;
   }
 
+  /**
+   * Puts `/dev/mapper/<name>` right for a device that exists (`dev`: made, or mended if it names another
+   * device) or that does not (`dev` undefined: a block node left there is removed), when this DeviceMapper
+   * manages nodes. For a process killed between an ioctl and its node step. Local: no ioctl.
+   */
+  ensureNode(name: string, dev: DevNumber | undefined): void {
+    checkName(name);
+    if (this.nodePolicy !== 'manage') return;
+    if (dev) nodes.makeNode(name, dev);
+    else nodes.removeStaleNode(name);
+  }
+
   // ---- running plans -------------------------------------------------------------------------------
 
   private checkKernel(plan: Plan<unknown>, label: string): void {

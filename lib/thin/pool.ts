@@ -21,7 +21,7 @@ import { dmError, DevmapperError } from '../errors';
 import { Loop, LoopDevice } from '../loop';
 import { DevNumber } from '../native';
 import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors, sectorsToBytes } from '../units';
-import { mapperPath } from '../dev-nodes';
+import { MAPPER_DIR, mapperPath } from '../dev-nodes';
 import { checkName } from '../validate';
 import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
 import { markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
@@ -936,10 +936,16 @@ export class ThinPool {
    */
   private *repairDevices(): Steps<void> {
     const prefix = `${THIN_UUID}${this.name}-`;
-    for (const d of yield* step(twin(this.dm, 'list', { uuids: true }))) {
+    const listed = yield* step(twin(this.dm, 'list', { uuids: true }));
+    for (const d of listed) {
       const rest = d.uuid?.startsWith(prefix) ? d.uuid.slice(prefix.length) : '';
       if (/^\d+$/.test(rest)) yield* this.repairDevice(d.name, Number(rest));
     }
+    // A node whose REMOVE ran but whose unlink did not: a volume's name under /dev/mapper with no device.
+    const live = new Set(listed.map((d) => d.name));
+    let entries: string[] = [];
+    try { entries = fs.readdirSync(MAPPER_DIR); } catch { /* no /dev/mapper */ }
+    for (const e of entries) if (!live.has(e) && this.registry.get(e)) this.dm.ensureNode(e, undefined);
   }
 
   private *repairDevice(name: string, id: number): Steps<void> {
@@ -949,6 +955,7 @@ export class ThinPool {
       yield* ThinVolume.removeWithRetry(this.dm, name, {});
       return;
     }
+    this.dm.ensureNode(name, info.dev);  // killed between RESUME and making the node
     if (info.inactiveTable) yield* step(twin(this.dm, 'clear', name));
     if (info.suspended) yield* step(twin(this.dm, 'resume', name));
     const rec = this.registry.get(name);
@@ -1037,6 +1044,7 @@ export class ThinPool {
         }
         if (!info?.liveTable || !(yield* this.isActiveThinSteps(name, id))) throw e;
         if (info.suspended) yield* step(twin(this.dm, 'resume', name));
+        this.dm.ensureNode(name, info.dev);
         return;
       }
     }

@@ -103,6 +103,7 @@ export class ThinVolume {
         yield* step(twin(dm, 'remove', name, { deferred: o.deferred }));
       } catch (e) {
         if ((e as DevmapperError).code !== 'ENXIO') throw e;  // ENXIO: not active
+        dm.ensureNode(name, undefined);  // a node a killed REMOVE left behind
       }
     }, { retries: o.deferred ? 0 : o.retries ?? 20, delayMs: o.retryDelayMs ?? 50 });
   }

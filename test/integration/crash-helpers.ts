@@ -4,7 +4,7 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DeviceMapper, ThinPool } from '../../lib';
+import { Block, DeviceMapper, ThinPool, mapperPath } from '../../lib';
 
 /** mulberry32: small, seeded, good enough to spread kills and pick operations. */
 export function rng(seed: number): () => number {
@@ -120,11 +120,15 @@ export async function checkAfterKill(poolName: string, journal: Journal): Promis
       if (!info.liveTable) { problems.push(`${d.name}: no live table`); continue; }
       if (info.suspended) problems.push(`${d.name}: suspended`);
       if (info.inactiveTable) problems.push(`${d.name}: inactive table loaded`);
+      const node = await Block.deviceNumber(mapperPath(d.name)).catch(() => undefined);
+      if (node?.major !== info.dev.major || node?.minor !== info.dev.minor) problems.push(`${d.name}: /dev/mapper node missing or wrong`);
       const rec = byName.get(d.name);
       const [t] = await pool.dm.table(d.name);
       if (!rec) problems.push(`${d.name}: active, but no record`);
       else if (t.length !== rec.size) problems.push(`${d.name}: live table ${t.length} sectors, record ${rec.size}`);
     }
+    const live = new Set((await pool.dm.list()).map((d) => d.name));
+    for (const rec of records) if (!live.has(rec.name) && fs.existsSync(mapperPath(rec.name))) problems.push(`${rec.name}: a /dev/mapper node with no device`);
     for (const rec of records) {
       const root = journal.root(rec.name);
       if (root === undefined) continue;
@@ -136,6 +140,8 @@ export async function checkAfterKill(poolName: string, journal: Journal): Promis
         const buf = Buffer.alloc(PATTERN_BYTES);
         try { fs.readSync(fd, buf, 0, PATTERN_BYTES, 0); } finally { fs.closeSync(fd); }
         if (!buf.equals(pattern(root))) problems.push(`${rec.name}: does not read back ${root}'s pattern`);
+      } catch (e) {
+        problems.push(`${rec.name}: cannot be read: ${(e as Error).message}`);
       } finally {
         if (!wasActive) await v.deactivate();
       }

@@ -7,7 +7,7 @@
 // Every volume this process fills with its pattern is journaled (after fsync), so the parent knows which
 // volumes must read back what: `written <name>`, and `snap <name> <origin>` before each snapshot.
 import fs from 'node:fs';
-import { DeviceMapper, ThinPool, ThinVolume } from '../../lib';
+import { DeviceMapper, DeviceMapperOptions, ThinPool, ThinVolume } from '../../lib';
 import { Journal, PATTERN_BYTES, pattern, rng } from './crash-helpers';
 
 const die = (): never => { process.kill(process.pid, 'SIGKILL'); throw new Error('unreachable'); };
@@ -18,7 +18,7 @@ const die = (): never => { process.kill(process.pid, 'SIGKILL'); throw new Error
  * command ('load', 'suspend', 'remove'). The kill is real; only its moment is chosen.
  */
 class KillingDm extends DeviceMapper {
-  constructor(private readonly point: string) { super(); }
+  constructor(private readonly point: string, o: DeviceMapperOptions = {}) { super(o); }
   private hit(p: string): void { if (this.point === p) die(); }
 
   override async createDevice(name: string, targets: Parameters<DeviceMapper['createDevice']>[1], o: Parameters<DeviceMapper['createDevice']>[2] = {}) {
@@ -125,7 +125,10 @@ async function storm(poolName: string, seed: number, journalFile: string, maxOps
 async function aimed(poolName: string, point: string, journalFile: string): Promise<void> {
   const journal = new Journal(journalFile);
   const [what, at] = point.split('@');
-  const pool = await ThinPool.open(poolName, { dm: new KillingDm(at) });
+  // '-nonode': a DeviceMapper that makes and removes no /dev/mapper nodes, so the kill leaves them as a kill
+  // between an ioctl and its node step would.
+  if (what === 'deactivate-nonode') await (await ThinPool.open(poolName)).volume(journal.names()[0])!.activate();
+  const pool = await ThinPool.open(poolName, { dm: new KillingDm(at, what.endsWith('-nonode') ? { nodes: 'none' } : {}) });
   const base = journal.names().find((n) => pool.volume(n) && journal.root(n) !== undefined)!;
   switch (what) {
     case 'snapshot-active': {  // the origin is active: suspend, create_snap, resume in one batch
@@ -135,7 +138,11 @@ async function aimed(poolName: string, point: string, journalFile: string): Prom
       break;
     }
     case 'activate':
+    case 'activate-nonode':
       await pool.volume(base)!.activate();
+      break;
+    case 'deactivate-nonode':
+      await pool.volume(base)!.deactivate();
       break;
     case 'delete-discard':
       await pool.volume(base)!.delete({ discard: true });

@@ -38,6 +38,8 @@ describe('a worker killed inside an operation: open() finishes or undoes it', ()
     ['snapshot-active@batch:2', 'after create_snap, before the origin is resumed'],
     ['activate@createDevice:create', 'after CREATE (no table)'],
     ['activate@createDevice:load', 'after LOAD (inactive table only)'],
+    ['activate-nonode@createDevice:resume', 'after RESUME, before /dev/mapper/<name> is made'],
+    ['deactivate-nonode@remove', 'after REMOVE, before /dev/mapper/<name> is removed'],
     ['delete-discard@before-remove', 'after the discard, before the deactivation'],
     ['delete-discard@remove', 'after the deactivation, before the delete message'],
     ['resize@load', 'after the new table is loaded'],
