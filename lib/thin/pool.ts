@@ -26,7 +26,7 @@ import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors, sectorsToByt
 import { MAPPER_DIR, mapperPath } from '../dev-nodes';
 import { checkName } from '../validate';
 import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
-import { markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
+import { IncompleteMarker, markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
 import { IntendedChange, LmdbRegistry, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { PoolLock } from './lock';
@@ -68,9 +68,13 @@ export interface ThinPoolCreateOptions extends ThinPoolOptions, ThinPoolFeatures
 
 export interface ThinPoolAttachOptions extends ThinPoolOptions {
   name: string;
-  dataFile: string;
+  /** The pool's files... */
+  dataFile?: string;
   /** Default: `<dataFile>.meta`, as create() names it. */
   metadataFile?: string;
+  /** ...or its block devices (with registryDir). */
+  dataDevice?: string;
+  metadataDevice?: string;
 }
 
 /** The dm uuid of a pool device this library makes: how a half-made one is recognised as ours. */
@@ -109,6 +113,14 @@ function ownLoopBackingFile(dev: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The incomplete marker beside `dataFile` that a dead process left, if any; one of a live process is refused. */
+function deadMarker(name: string, dataFile: string): IncompleteMarker | undefined {
+  const m = readMarker(dataFile);
+  if (m && markerOwnerAlive(m))
+    throw dmError('ERR_DM_IN_PROGRESS', `process ${m.pid} is ${m.op === 'create' ? 'creating' : 'destroying'} a pool on ${dataFile}`, name);
+  return m;
 }
 
 function registryDirFor(name: string, o: ThinPoolOptions, dataFile: string | undefined): string {
@@ -259,9 +271,7 @@ export class ThinPool {
    * a loop device still serves are never taken.
    */
   private static *claimFiles(name: string, dataFile: string, metaFile: string): Steps<boolean> {
-    const m = readMarker(dataFile);
-    if (m && markerOwnerAlive(m))
-      throw dmError('ERR_DM_IN_PROGRESS', `process ${m.pid} is ${m.op === 'create' ? 'creating' : 'destroying'} a pool on ${dataFile}`, name);
+    const m = deadMarker(name, dataFile);
     if (!m) {
       for (const f of [dataFile, metaFile]) {
         if (fs.existsSync(f)) throw dmError('ERR_DM_POOL_EXISTS', `${f} exists; attach or open the pool instead, or remove it`, name);
@@ -323,20 +333,25 @@ export class ThinPool {
   }
 
   /**
-   * Brings back a file-backed pool that is not active (after a reboot, or a destroy() that kept its files):
-   * attaches its files to loop devices, loads the same table (the block size from its metadata, the rest
-   * from the settings saved beside the registry), and opens it as open() does. A pool already active on the
-   * same files is simply opened. Files that an interrupted create or destroy left are refused (create the pool
-   * again over them).
+   * Brings back a pool that is not active (after a reboot, or a destroy() that kept its files): attaches its
+   * files to loop devices (or takes its block devices), loads the same table (the block size from its
+   * metadata, the rest from the settings saved beside the registry), and opens it as open() does. A pool
+   * already active on the same files or devices is simply opened. Files that an interrupted create or destroy
+   * left are refused (create the pool again over them).
    */
   static attach(o: ThinPoolAttachOptions): Promise<ThinPool> { return runAsync(ThinPool.attachSteps(o)); }
   static attachSync(o: ThinPoolAttachOptions): ThinPool { return runSync(ThinPool.attachSteps(o)); }
 
   private static *attachSteps(o: ThinPoolAttachOptions): Steps<ThinPool> {
     const name = checkName(o?.name, 'pool name');
-    if (typeof o.dataFile !== 'string' || o.dataFile === '') throw dmError('ERR_DM_INVALID_ARGUMENT', 'attach needs dataFile', name);
-    const dataFile = path.resolve(o.dataFile);
-    const metaFile = o.metadataFile !== undefined ? path.resolve(o.metadataFile) : `${dataFile}.meta`;
+    const onFiles = o.dataFile !== undefined;
+    if (onFiles === (o.dataDevice !== undefined || o.metadataDevice !== undefined))
+      throw dmError('ERR_DM_INVALID_ARGUMENT', 'give either dataFile (+ metadataFile) or dataDevice + metadataDevice', name);
+    for (const [k, v] of Object.entries({ dataFile: o.dataFile, metadataFile: o.metadataFile, dataDevice: o.dataDevice, metadataDevice: o.metadataDevice }))
+      if (v !== undefined && (typeof v !== 'string' || v === '' || v.includes('\0'))) throw dmError('ERR_DM_INVALID_ARGUMENT', `${k} must be a path`, name);
+    if (!onFiles && (!o.dataDevice || !o.metadataDevice)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'both dataDevice and metadataDevice are needed', name);
+    const dataFile = onFiles ? path.resolve(o.dataFile!) : undefined;
+    const metaPath = onFiles ? (o.metadataFile !== undefined ? path.resolve(o.metadataFile) : `${dataFile}.meta`) : o.metadataDevice!;
     const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
     const dm = o.dm ?? new DeviceMapper();
     const undo: Op<unknown>[] = [];
@@ -345,27 +360,38 @@ export class ThinPool {
       const existing = yield* step(twin(dm, 'infoIfExists', name));
       if (existing?.liveTable) {
         const [t] = yield* step(twin(dm, 'table', name));
-        if (t?.type !== 'thin-pool' || ownLoopBackingFile(thinPool.parse(t.params).dataDev) !== dataFile)
-          throw dmError('ERR_DM_POOL_EXISTS', `a dm device of that name exists, and it is not a pool on ${dataFile}`, name);
+        const dataDev = t?.type === 'thin-pool' ? thinPool.parse(t.params).dataDev : undefined;
+        const same = onFiles ? dataDev !== undefined && ownLoopBackingFile(dataDev) === dataFile
+          : dataDev === formatDev(yield* step(twin(Block, 'deviceNumber', o.dataDevice!)));
+        if (!same) throw dmError('ERR_DM_POOL_EXISTS', `a dm device of that name exists, and it is not a pool on ${dataFile ?? o.dataDevice}`, name);
       } else {
         yield* ThinPool.clearHalfMadePool(dm, name);
-        const m = readMarker(dataFile);
-        if (m && markerOwnerAlive(m))
-          throw dmError('ERR_DM_IN_PROGRESS', `process ${m.pid} is ${m.op === 'create' ? 'creating' : 'destroying'} a pool on ${dataFile}`, name);
-        if (m) throw dmError('ERR_DM_POOL_STATE', `a ${m.op} of a pool on ${dataFile} was interrupted: these files are no whole pool; create the pool again over them`, name);
-        for (const f of [dataFile, metaFile]) if (!fs.existsSync(f)) throw dmError('ERR_DM_INVALID_ARGUMENT', `${f} does not exist`, name);
-        const sb = readSuperblock(metaFile);
-        if (!sb.formatted) throw dmError('ERR_DM_POOL_STATE', `${metaFile} was never formatted by a pool: create the pool instead`, name);
+        let dataPath = o.dataDevice!;
+        if (onFiles) {
+          const m = deadMarker(name, dataFile!);
+          if (m) throw dmError('ERR_DM_POOL_STATE', `a ${m.op} of a pool on ${dataFile} was interrupted: these files are no whole pool; create the pool again over them`, name);
+          for (const f of [dataFile!, metaPath]) if (!fs.existsSync(f)) throw dmError('ERR_DM_INVALID_ARGUMENT', `${f} does not exist`, name);
+        } else {
+          // The device's page cache may predate what the pool wrote (through its own buffers): drop it first.
+          yield* step(twin(Block, 'flush', metaPath));
+        }
+        const sb = readSuperblock(metaPath);
+        if (!sb.formatted) throw dmError('ERR_DM_POOL_STATE', `${metaPath} was never formatted by a pool: create the pool instead`, name);
         const config = registryDir ? readPoolConfig(registryDir) : undefined;
         if (config && config.blockSize !== sb.blockSize)
           throw dmError('ERR_DM_POOL_STATE', `the metadata says blocks of ${sb.blockSize} sectors, the saved settings ${config.blockSize}`, name);
-        const data = yield* step(twin(Loop, 'attach', dataFile, { autoclear: true }));
-        held.push(data);
-        undo.push(local(() => data.release()));
-        const meta = yield* step(twin(Loop, 'attach', metaFile, { autoclear: true }));
-        held.push(meta);
-        undo.push(local(() => meta.release()));
-        const p = yield* ThinPool.poolParams(name, data.path, meta.path, sectors(sb.blockSize), config?.lowWaterMark, config?.features ?? {});
+        let metaDevPath = metaPath;
+        if (onFiles) {
+          const data = yield* step(twin(Loop, 'attach', dataFile!, { autoclear: true }));
+          held.push(data);
+          undo.push(local(() => data.release()));
+          const meta = yield* step(twin(Loop, 'attach', metaPath, { autoclear: true }));
+          held.push(meta);
+          undo.push(local(() => meta.release()));
+          dataPath = data.path;
+          metaDevPath = meta.path;
+        }
+        const p = yield* ThinPool.poolParams(name, dataPath, metaDevPath, sectors(sb.blockSize), config?.lowWaterMark, config?.features ?? {});
         yield* step(twin(dm, 'createDevice', name, [line(thinPool, 0, p.length, p.params)], { uuid: poolUuid(name) }));
         undo.push(twin(dm, 'remove', name));
         for (const l of held) l.release();

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeviceMapper, DevmapperError, ThinPool } from '../../lib';
-import { scratchDir, uniqueName } from './helpers';
+import { scratchDir, scratchLoop, uniqueName } from './helpers';
 import { Journal, checkAfterKill, leftovers, pattern, PATTERN_BYTES, runWorker } from './crash-helpers';
 import { readAt, writeAt } from './thin-helpers';
 
@@ -148,6 +148,36 @@ describe('ThinPool.attach brings a pool back from its files', () => {
       await expectClean(name, journal).then((p) => p.close());
     } finally {
       await back.destroy({ deleteFiles: true });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a pool on block devices comes back too (dataDevice, metadataDevice, registryDir)', async () => {
+    const meta = scratchLoop(8 << 20), data = scratchLoop(64 << 20);
+    const dir = scratchDir();
+    const o = { name: uniqueName('battach'), metadataDevice: meta.path, dataDevice: data.path, registryDir: path.join(dir, 'reg') };
+    try {
+      const pool = await ThinPool.create(o);
+      const v = await (await pool.createVolume('bv', '4M')).activate();
+      writeAt(v.path, 0, pattern('bv'));
+      await v.deactivate();
+      await pool.destroy();
+      // The metadata device's page cache still holds the zeros create() wrote: attach must read past it.
+      const back = await ThinPool.attach(o);
+      try {
+        const again = await ThinPool.attach(o);  // already active on these devices: opened
+        await again.close();
+        const bv = await back.volume('bv')!.activate();
+        expect(readAt(bv.path, 0, PATTERN_BYTES).equals(pattern('bv'))).toBe(true);
+        await bv.deactivate();
+        await expect(ThinPool.attach({ ...o, dataDevice: meta.path })).rejects.toMatchObject({ code: 'ERR_DM_POOL_EXISTS' });
+      } finally {
+        await back.destroy({ deleteFiles: true });
+      }
+      expect(fs.existsSync(o.registryDir)).toBe(false);
+    } finally {
+      meta.detach();
+      data.detach();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
