@@ -92,10 +92,6 @@ export async function thinIdsFromMetadata(pool: ThinPool): Promise<number[]> {
   }
 }
 
-export function hasThinTools(): boolean {
-  try { execFileSync('thin_dump', ['-V'], { stdio: 'ignore' }); return true; } catch { return false; }
-}
-
 /**
  * After a kill: opens the pool (which must succeed) and lists what is wrong: the registry's ids against the
  * pool's (thin_dump), a pending change, devices of the pool suspended, table-less, with an inactive table or
