@@ -255,7 +255,9 @@ export class DeviceMapper {
   ensureNode(name: string, dev: DevNumber | undefined): void {
     checkName(name);
     if (this.nodePolicy !== 'manage') return;
-    if (dev) nodes.makeNode(name, dev);
+    // Asked to remove: another process may have made the device since; its node is then kept (made right).
+    const live = dev ?? this.infoIfExistsSync(name)?.dev;
+    if (live) nodes.makeNode(name, live);
     else nodes.removeStaleNode(name);
   }
 

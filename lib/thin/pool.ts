@@ -123,6 +123,19 @@ function deadMarker(name: string, dataFile: string): IncompleteMarker | undefine
   return m;
 }
 
+// One lock per pool name for its create, attach and destroy (dm names are host-wide): a flock on a file in
+// /run, which goes with a reboot, and a queue inside this process.
+const LIFECYCLE_DIR = '/run/devmapper';
+const lifecycleLocks = new Map<string, PoolLock>();
+function lifecycleLock(name: string): PoolLock {
+  let lock = lifecycleLocks.get(name);
+  if (!lock) {
+    fs.mkdirSync(LIFECYCLE_DIR, { recursive: true, mode: 0o700 });
+    lifecycleLocks.set(name, lock = new PoolLock(path.join(LIFECYCLE_DIR, `${name}.lock`)));
+  }
+  return lock;
+}
+
 function registryDirFor(name: string, o: ThinPoolOptions, dataFile: string | undefined): string {
   if (o.registryDir) return o.registryDir;
   if (dataFile) return `${dataFile}.registry`;
@@ -160,6 +173,13 @@ export class ThinPool {
   static createSync(o: ThinPoolCreateOptions): ThinPool { return runSync(ThinPool.createSteps(o)); }
 
   private static *createSteps(o: ThinPoolCreateOptions): Steps<ThinPool> {
+    const name = checkName(o?.name, 'pool name');
+    return yield* step(lifecycleLock(name).op(() => ThinPool.createUnderLock(o), name));
+  }
+
+  // Under the pool name's lifecycle lock: no other create, attach or destroy of this name runs meanwhile, so a
+  // half-made pool device or marked files seen here are a dead process's.
+  private static *createUnderLock(o: ThinPoolCreateOptions): Steps<ThinPool> {
     const name = checkName(o.name, 'pool name');
     const blockSize = checkBlockSize(o.blockSize ?? 128);
     if (o.readOnly) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a new pool cannot be read_only (the kernel refuses it at creation)', name);
@@ -184,7 +204,7 @@ export class ThinPool {
     const undo: Op<unknown>[] = [];
     const held: LoopDevice[] = [];
     let registry: RegistryStore | undefined;
-    let marked = false;
+    let marked = false, madeRegistryDir = false;
     try {
       // A device of this name that a killed create or attach left without a live table is ours to clear.
       yield* ThinPool.clearHalfMadePool(dm, name);
@@ -194,6 +214,11 @@ export class ThinPool {
         marked = true;
         if (leftovers) removePoolFiles(dataFile, metaFile, registryDir);
       }
+      // Before the pool exists: once it is live, another process may open it and record volumes.
+      madeRegistryDir = !o.registry && !fs.existsSync(registryDir!);
+      registry = o.registry ?? LmdbRegistry.open(registryDir!);
+      if (registry.count() > 0 || registry.pending())
+        throw dmError('ERR_DM_POOL_STATE', `the registry at ${registryDir} holds volumes of an older pool; remove it first`, name);
       let metaPath = o.metadataDevice!, dataPath = o.dataDevice!;
       if (onFiles) {
         for (const [f, size] of [[dataFile!, dataSize!], [metaFile!, metaSize!]] as const) {
@@ -219,9 +244,6 @@ export class ThinPool {
       undo.push(twin(dm, 'remove', name));
       for (const l of held) l.release();  // the pool holds the loops now; autoclear detaches them with it
 
-      registry = o.registry ?? LmdbRegistry.open(registryDir!);
-      if (registry.count() > 0 || registry.pending())
-        throw dmError('ERR_DM_POOL_STATE', `the registry at ${registryDir} holds volumes of an older pool; remove it first`, name);
       if (registryDir) writePoolConfig(registryDir, { blockSize, lowWaterMark: params.params.lowWaterMark, features: params.params.features ?? {} });
       if (marked) removeMarker(dataFile!);
       return new ThinPool(name, info.dev, thinPool.parse(thinPool.format(params.params)), { data: dataFile, metadata: metaFile },
@@ -229,6 +251,7 @@ export class ThinPool {
     } catch (e) {
       if (registry && !o.registry) registry.close();
       for (const u of undo.reverse()) { try { yield* step(u); } catch { /* keep the first error */ } }
+      if (madeRegistryDir) removePoolFiles(undefined, undefined, registryDir);
       if (marked) removeMarker(dataFile!);
       if (!o.dm) dm.close();
       throw e;
@@ -321,6 +344,15 @@ export class ThinPool {
         yield* this.repairDevices();
         yield* this.recover();
       });
+      // attach() loads the table from the saved settings: a reload killed before it saved them left old ones.
+      if (registryDir) {
+        let saved: ReturnType<typeof readPoolConfig>;
+        try { saved = readPoolConfig(registryDir); } catch { saved = undefined; /* not ours to trust: rewritten */ }
+        const live = { blockSize: params.blockSize, lowWaterMark: params.lowWaterMark, features: params.features ?? {} };
+        const on = (f: ThinPoolFeatures) => Object.keys(f).filter((k) => f[k as keyof ThinPoolFeatures]).sort().join();
+        if (!saved || saved.blockSize !== live.blockSize || saved.lowWaterMark !== live.lowWaterMark || on(saved.features) !== on(live.features))
+          writePoolConfig(registryDir, live);
+      }
       // The pool is live, so a create that was killed after making it got that far: its marker is stale.
       const m = dataFile ? readMarker(dataFile) : undefined;
       if (m?.op === 'create' && !markerOwnerAlive(m)) removeMarker(dataFile!);
@@ -343,6 +375,11 @@ export class ThinPool {
   static attachSync(o: ThinPoolAttachOptions): ThinPool { return runSync(ThinPool.attachSteps(o)); }
 
   private static *attachSteps(o: ThinPoolAttachOptions): Steps<ThinPool> {
+    const name = checkName(o?.name, 'pool name');
+    return yield* step(lifecycleLock(name).op(() => ThinPool.attachUnderLock(o), name));
+  }
+
+  private static *attachUnderLock(o: ThinPoolAttachOptions): Steps<ThinPool> {
     const name = checkName(o?.name, 'pool name');
     const onFiles = o.dataFile !== undefined;
     if (onFiles === (o.dataDevice !== undefined || o.metadataDevice !== undefined))
@@ -717,7 +754,8 @@ export class ThinPool {
       yield* step(twin(Block, 'discard', mapperPath(name), 0, sectorsToBytes(size)));
       return undefined;
     } catch (e) {
-      if ((e as DevmapperError).code === 'EOPNOTSUPP') {  // refused as a whole (a pool that ignores discards)
+      // Refused as a whole: the device did not open (no node, read-only), or the pool ignores discards.
+      if ((e as DevmapperError).syscall === 'open' || (e as DevmapperError).code === 'EOPNOTSUPP') {
         if (!wasActive) { try { yield* ThinVolume.removeWithRetry(this.dm, name, {}); } catch { /* keep the first error */ } }
         throw e;
       }
@@ -742,9 +780,10 @@ export class ThinPool {
       // record, which open() grows (repairDevices). Never a live table larger than the record.
       const next = { ...rec, size: sz };
       this.registry.commit({ put: [next] });
-      if (yield* this.isActiveThinSteps(name, rec.id)) {
+      const info = yield* step(twin(this.dm, 'infoIfExists', name));
+      if (info && (yield* this.isActiveThinSteps(name, rec.id))) {
         try {
-          yield* this.reloadThin(name, rec.id, sz);
+          yield* this.reloadThin(name, rec.id, sz, info.readOnly);
         } catch (e) {
           try {
             const [t] = yield* step(twin(this.dm, 'table', name));
@@ -757,9 +796,9 @@ export class ThinPool {
     });
   }
 
-  // A live thin table swapped for one of `size`: load, suspend, resume.
-  private *reloadThin(name: string, id: number, size: Sectors): Steps<void> {
-    yield* step(twin(this.dm, 'load', name, [ThinVolume.table(this, id, size)]));
+  // A live thin table swapped for one of `size`: load (read-only if the device is), suspend, resume.
+  private *reloadThin(name: string, id: number, size: Sectors, readOnly: boolean): Steps<void> {
+    yield* step(twin(this.dm, 'load', name, [ThinVolume.table(this, id, size)], { readOnly }));
     try {
       yield* step(twin(this.dm, 'suspend', name));
     } catch (e) {
@@ -780,6 +819,10 @@ export class ThinPool {
   destroySync(o: { deleteFiles?: boolean } = {}): void { runSync(this.destroySteps(o)); }
 
   private *destroySteps(o: { deleteFiles?: boolean }): Steps<void> {
+    yield* step(lifecycleLock(this.name).op(() => this.destroyUnderLock(o), this.name));
+  }
+
+  private *destroyUnderLock(o: { deleteFiles?: boolean }): Steps<void> {
     yield* this.locked(function* (this: ThinPool): Steps<void> {
       const ours: string[] = [], busy: string[] = [], foreign: string[] = [];
       const prefix = `${THIN_UUID}${this.name}-`;
@@ -791,7 +834,8 @@ export class ThinPool {
         if (info.liveTable) { try { deps = yield* step(twin(this.dm, 'deps', d.name)); } catch { /* gone meanwhile */ } }
         const usesPool = deps.some((x) => x.major === this.dev.major && x.minor === this.dev.minor);
         const rec = this.registry.get(d.name);
-        const mine = d.uuid?.startsWith(prefix) || (usesPool && rec !== undefined && (yield* this.isActiveThinSteps(d.name, rec.id)));
+        const ownUuid = d.uuid?.startsWith(prefix) && /^\d+$/.test(d.uuid.slice(prefix.length));
+        const mine = ownUuid || (usesPool && rec !== undefined && (yield* this.isActiveThinSteps(d.name, rec.id)));
         if (mine) {
           ours.push(d.name);
           if (info.openCount > 0) busy.push(d.name);
@@ -990,7 +1034,7 @@ export class ThinPool {
     if (!rec || rec.id !== id) return;  // not the registry's: left as it is
     const [t] = yield* step(twin(this.dm, 'table', name));
     if (!this.mapsThin(t, id)) return;
-    if (t.length < rec.size) yield* this.reloadThin(name, id, rec.size);
+    if (t.length < rec.size) yield* this.reloadThin(name, id, rec.size, info.readOnly);
     else if (t.length > rec.size) this.registry.commit({ put: [{ ...rec, size: t.length }] });
   }
 

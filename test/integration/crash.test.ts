@@ -131,6 +131,22 @@ describe('ThinPool.create killed part-way: create again, or open, puts it right;
   });
 });
 
+test('resizing a volume activated read-only keeps it read-only', async () => {
+  const dir = scratchDir();
+  const { pool, base } = await poolWithPatternedVolume(dir);
+  try {
+    const v = await pool.volume(base)!.activate({ readOnly: true });
+    await v.resize((v.size + 2048) * 512);
+    const info = await pool.dm.info(base);
+    expect(info.readOnly).toBe(true);
+    expect((await pool.dm.table(base))[0].length).toBe(v.size);
+    await v.deactivate();
+  } finally {
+    await pool.destroy({ deleteFiles: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe('ThinPool.attach brings a pool back from its files', () => {
   test('after destroy() kept the files: same volumes, same data, same settings', async () => {
     const dir = scratchDir();
@@ -226,6 +242,23 @@ describe('destroy() harms nothing it does not own, and a killed destroy can be f
       await pool.dm.message(pool.name, 0, 'delete 4000');
       await pool.destroy({ deleteFiles: true });
     } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a pool whose name another pool's begins with: destroy leaves the other's volumes alone", async () => {
+    const dir = scratchDir();
+    const name = uniqueName('pre');
+    const a = await ThinPool.create({ name, dataFile: path.join(dir, 'a'), dataSize: '64M' });
+    const b = await ThinPool.create({ name: `${name}-1`, dataFile: path.join(dir, 'b'), dataSize: '64M' });
+    try {
+      const vb = await (await b.createVolume(uniqueName('vb'), '4M')).activate();
+      const va = await (await a.createVolume(uniqueName('va'), '4M')).activate();
+      await a.destroy({ deleteFiles: true });
+      expect(await b.dm.exists(va.name)).toBe(false);
+      expect(await vb.isActive()).toBe(true);
+    } finally {
+      await b.destroy({ deleteFiles: true });
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
