@@ -136,6 +136,32 @@ function lifecycleLock(name: string): PoolLock {
   return lock;
 }
 
+/** The pool `name` of a create or attach, checked, with `body` run under that name's lifecycle lock. */
+function* underLifecycleLock<T>(o: { name: string } | undefined, body: () => Steps<T>): Steps<T> {
+  const name = checkName(o?.name, 'pool name');
+  return yield* step(lifecycleLock(name).op(body, name));
+}
+
+/**
+ * What a create or attach is built on: files (the metadata file defaulting to `<dataFile>.meta`, as create
+ * names it), or block devices, both given. Each path a non-empty string with no NUL.
+ */
+function backingOf(name: string, o: { dataFile?: string; metadataFile?: string; dataDevice?: string; metadataDevice?: string }):
+  { onFiles: boolean; dataFile?: string; metaFile?: string } {
+  for (const [k, v] of Object.entries({ dataFile: o.dataFile, metadataFile: o.metadataFile, dataDevice: o.dataDevice, metadataDevice: o.metadataDevice }))
+    if (v !== undefined && (typeof v !== 'string' || v === '' || v.includes('\0'))) throw dmError('ERR_DM_INVALID_ARGUMENT', `${k} must be a path`, name);
+  const onFiles = o.dataFile !== undefined || o.metadataFile !== undefined;
+  if (onFiles === (o.dataDevice !== undefined || o.metadataDevice !== undefined))
+    throw dmError('ERR_DM_INVALID_ARGUMENT', 'give either dataFile (+ metadataFile) or dataDevice + metadataDevice', name);
+  if (!onFiles) {
+    if (!o.dataDevice || !o.metadataDevice) throw dmError('ERR_DM_INVALID_ARGUMENT', 'both dataDevice and metadataDevice are needed', name);
+    return { onFiles };
+  }
+  if (o.dataFile === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'dataFile is needed with metadataFile', name);
+  const dataFile = path.resolve(o.dataFile);
+  return { onFiles, dataFile, metaFile: o.metadataFile !== undefined ? path.resolve(o.metadataFile) : `${dataFile}.meta` };
+}
+
 function registryDirFor(name: string, o: ThinPoolOptions, dataFile: string | undefined): string {
   if (o.registryDir) return o.registryDir;
   if (dataFile) return `${dataFile}.registry`;
@@ -172,9 +198,8 @@ export class ThinPool {
   static create(o: ThinPoolCreateOptions): Promise<ThinPool> { return runAsync(ThinPool.createSteps(o)); }
   static createSync(o: ThinPoolCreateOptions): ThinPool { return runSync(ThinPool.createSteps(o)); }
 
-  private static *createSteps(o: ThinPoolCreateOptions): Steps<ThinPool> {
-    const name = checkName(o?.name, 'pool name');
-    return yield* step(lifecycleLock(name).op(() => ThinPool.createUnderLock(o), name));
+  private static createSteps(o: ThinPoolCreateOptions): Steps<ThinPool> {
+    return underLifecycleLock(o, () => ThinPool.createUnderLock(o));
   }
 
   // Under the pool name's lifecycle lock: no other create, attach or destroy of this name runs meanwhile, so a
@@ -183,15 +208,9 @@ export class ThinPool {
     const name = checkName(o.name, 'pool name');
     const blockSize = checkBlockSize(o.blockSize ?? 128);
     if (o.readOnly) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a new pool cannot be read_only (the kernel refuses it at creation)', name);
-    const onFiles = o.dataFile !== undefined || o.metadataFile !== undefined;
-    if (onFiles === (o.dataDevice !== undefined || o.metadataDevice !== undefined))
-      throw dmError('ERR_DM_INVALID_ARGUMENT', 'give either dataFile (+ metadataFile) or dataDevice + metadataDevice', name);
-    if (!onFiles && (!o.dataDevice || !o.metadataDevice)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'both dataDevice and metadataDevice are needed', name);
+    const { onFiles, dataFile, metaFile } = backingOf(name, o);
     let dataSize: Bytes | undefined, metaSize: Bytes | undefined;
-    const dataFile = o.dataFile && path.resolve(o.dataFile);
-    const metaFile = o.metadataFile ? path.resolve(o.metadataFile) : dataFile && `${dataFile}.meta`;
     if (onFiles) {
-      if (!dataFile) throw dmError('ERR_DM_INVALID_ARGUMENT', 'dataFile is needed with metadataFile', name);
       if (o.dataSize === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'dataSize is needed for a file-backed pool', name);
       dataSize = toBytes(o.dataSize);
       bytesToSectors(dataSize);
@@ -374,21 +393,14 @@ export class ThinPool {
   static attach(o: ThinPoolAttachOptions): Promise<ThinPool> { return runAsync(ThinPool.attachSteps(o)); }
   static attachSync(o: ThinPoolAttachOptions): ThinPool { return runSync(ThinPool.attachSteps(o)); }
 
-  private static *attachSteps(o: ThinPoolAttachOptions): Steps<ThinPool> {
-    const name = checkName(o?.name, 'pool name');
-    return yield* step(lifecycleLock(name).op(() => ThinPool.attachUnderLock(o), name));
+  private static attachSteps(o: ThinPoolAttachOptions): Steps<ThinPool> {
+    return underLifecycleLock(o, () => ThinPool.attachUnderLock(o));
   }
 
   private static *attachUnderLock(o: ThinPoolAttachOptions): Steps<ThinPool> {
-    const name = checkName(o?.name, 'pool name');
-    const onFiles = o.dataFile !== undefined;
-    if (onFiles === (o.dataDevice !== undefined || o.metadataDevice !== undefined))
-      throw dmError('ERR_DM_INVALID_ARGUMENT', 'give either dataFile (+ metadataFile) or dataDevice + metadataDevice', name);
-    for (const [k, v] of Object.entries({ dataFile: o.dataFile, metadataFile: o.metadataFile, dataDevice: o.dataDevice, metadataDevice: o.metadataDevice }))
-      if (v !== undefined && (typeof v !== 'string' || v === '' || v.includes('\0'))) throw dmError('ERR_DM_INVALID_ARGUMENT', `${k} must be a path`, name);
-    if (!onFiles && (!o.dataDevice || !o.metadataDevice)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'both dataDevice and metadataDevice are needed', name);
-    const dataFile = onFiles ? path.resolve(o.dataFile!) : undefined;
-    const metaPath = onFiles ? (o.metadataFile !== undefined ? path.resolve(o.metadataFile) : `${dataFile}.meta`) : o.metadataDevice!;
+    const name = checkName(o.name, 'pool name');
+    const { onFiles, dataFile, metaFile } = backingOf(name, o);
+    const metaPath = metaFile ?? o.metadataDevice!;
     const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
     const dm = o.dm ?? new DeviceMapper();
     const undo: Op<unknown>[] = [];
@@ -825,7 +837,6 @@ export class ThinPool {
   private *destroyUnderLock(o: { deleteFiles?: boolean }): Steps<void> {
     yield* this.locked(function* (this: ThinPool): Steps<void> {
       const ours: string[] = [], busy: string[] = [], foreign: string[] = [];
-      const prefix = `${THIN_UUID}${this.name}-`;
       for (const d of yield* step(twin(this.dm, 'list', { uuids: true }))) {
         if (d.name === this.name) continue;
         const info = yield* step(twin(this.dm, 'infoIfExists', d.name));
@@ -834,7 +845,7 @@ export class ThinPool {
         if (info.liveTable) { try { deps = yield* step(twin(this.dm, 'deps', d.name)); } catch { /* gone meanwhile */ } }
         const usesPool = deps.some((x) => x.major === this.dev.major && x.minor === this.dev.minor);
         const rec = this.registry.get(d.name);
-        const ownUuid = d.uuid?.startsWith(prefix) && /^\d+$/.test(d.uuid.slice(prefix.length));
+        const ownUuid = this.thinIdOfUuid(d.uuid) !== undefined;
         const mine = ownUuid || (usesPool && rec !== undefined && (yield* this.isActiveThinSteps(d.name, rec.id)));
         if (mine) {
           ours.push(d.name);
@@ -1007,17 +1018,23 @@ export class ThinPool {
    * live table takes the table's size. Runs under the lock, at open.
    */
   private *repairDevices(): Steps<void> {
-    const prefix = `${THIN_UUID}${this.name}-`;
     const listed = yield* step(twin(this.dm, 'list', { uuids: true }));
     for (const d of listed) {
-      const rest = d.uuid?.startsWith(prefix) ? d.uuid.slice(prefix.length) : '';
-      if (/^\d+$/.test(rest)) yield* this.repairDevice(d.name, Number(rest));
+      const id = this.thinIdOfUuid(d.uuid);
+      if (id !== undefined) yield* this.repairDevice(d.name, id);
     }
     // A node whose REMOVE ran but whose unlink did not: a volume's name under /dev/mapper with no device.
     const live = new Set(listed.map((d) => d.name));
     let entries: string[] = [];
     try { entries = fs.readdirSync(MAPPER_DIR); } catch { /* no /dev/mapper */ }
     for (const e of entries) if (!live.has(e) && this.registry.get(e)) this.dm.ensureNode(e, undefined);
+  }
+
+  /** The thin id in a dm uuid the library gave a volume of this pool, or undefined for any other uuid. */
+  private thinIdOfUuid(uuid: string | undefined): number | undefined {
+    const prefix = `${THIN_UUID}${this.name}-`;
+    const rest = uuid?.startsWith(prefix) ? uuid.slice(prefix.length) : '';
+    return /^\d+$/.test(rest) ? Number(rest) : undefined;
   }
 
   private *repairDevice(name: string, id: number): Steps<void> {
