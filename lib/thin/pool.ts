@@ -30,7 +30,7 @@ import { IncompleteMarker, markerOwnerAlive, readMarker, readPoolConfig, readSup
 import { IntendedChange, LmdbRegistry, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { PoolLock } from './lock';
-import { DeactivateOptions, ThinVolume } from './volume';
+import { DeleteVolumeOptions, ThinVolume } from './volume';
 import { Op, Steps, both, local, op, runAsync, runSync, sleep, start, step, sub, twin } from './twin';
 
 export type Step = 'intent' | 'message' | 'commit';
@@ -82,13 +82,6 @@ export const poolUuid = (name: string): string => `DEVMAPPER-POOL-${name}`;
 const THIN_UUID = 'DEVMAPPER-THIN-';
 /** The dm uuid of a volume's device: its pool's name and its thin id. */
 export const thinUuid = (pool: string, id: number): string => `${THIN_UUID}${pool}-${id}`;
-
-export interface DeleteVolumeOptions {
-  /** Deactivate the volume first (ThinVolume.delete() does). */
-  deactivate?: DeactivateOptions;
-  /** Discard the whole volume first, giving its unshared blocks back to the data device. */
-  discard?: boolean;
-}
 
 export interface VolumeListEntry extends VolumeRecord { active: boolean }
 
@@ -607,10 +600,10 @@ export class ThinPool {
   // ---- volumes ---------------------------------------------------------------------------------------
 
   /** A new thin volume of `size` bytes (a multiple of 512; '1G' works too). Not activated. */
-  createVolume(name: string, size: Bytes | number | string): Promise<ThinVolume> { return runAsync(this.createVolumeSteps(name, size)); }
-  createVolumeSync(name: string, size: Bytes | number | string): ThinVolume { return runSync(this.createVolumeSteps(name, size)); }
+  createVolume(name: string, size: Bytes | number | string): Promise<ThinVolume<ThinPool>> { return runAsync(this.createVolumeSteps(name, size)); }
+  createVolumeSync(name: string, size: Bytes | number | string): ThinVolume<ThinPool> { return runSync(this.createVolumeSteps(name, size)); }
 
-  private *createVolumeSteps(name: string, size: Bytes | number | string): Steps<ThinVolume> {
+  private *createVolumeSteps(name: string, size: Bytes | number | string): Steps<ThinVolume<ThinPool>> {
     checkName(name, 'volume name');
     const sz = bytesToSectors(toBytes(size));
     if (sz === 0) throw dmError('ERR_DM_INVALID_SIZE', 'a volume needs a size above 0', name);
@@ -627,10 +620,10 @@ export class ThinPool {
    * resumed whatever happens: suspend, create_snap and resume go in one native call, after the registry's
    * write, so the origin's I/O waits for the kernel's work alone.
    */
-  snapshot(origin: string | ThinVolume, name: string): Promise<ThinVolume> { return runAsync(this.snapshotSteps(origin, name)); }
-  snapshotSync(origin: string | ThinVolume, name: string): ThinVolume { return runSync(this.snapshotSteps(origin, name)); }
+  snapshot(origin: string | ThinVolume, name: string): Promise<ThinVolume<ThinPool>> { return runAsync(this.snapshotSteps(origin, name)); }
+  snapshotSync(origin: string | ThinVolume, name: string): ThinVolume<ThinPool> { return runSync(this.snapshotSteps(origin, name)); }
 
-  private *snapshotSteps(origin: string | ThinVolume, name: string): Steps<ThinVolume> {
+  private *snapshotSteps(origin: string | ThinVolume, name: string): Steps<ThinVolume<ThinPool>> {
     const originName = typeof origin === 'string' ? origin : origin.name;
     checkName(name, 'snapshot name');
     const rec = yield* this.locked(function* (this: ThinPool): Steps<VolumeRecord> {
@@ -661,7 +654,7 @@ export class ThinPool {
   }
 
   /** A volume by name, or undefined. */
-  volume(name: string): ThinVolume | undefined {
+  volume(name: string): ThinVolume<ThinPool> | undefined {
     const rec = this.registry.get(name);
     return rec && new ThinVolume(this, rec);
   }

@@ -5,7 +5,6 @@ import { dmError, DevmapperError } from '../errors';
 import { mapperPath } from '../dev-nodes';
 import { Bytes, Sectors, sectorsToBytes } from '../units';
 import { line, parseThinStatus, thin, ThinStatus } from '../targets';
-import type { ThinPool } from './pool';
 import type { VolumeRecord } from './registry';
 import { retryWhileBusy } from './busy';
 import { Steps, runAsync, runSync, step, twin } from './twin';
@@ -18,10 +17,33 @@ export interface DeactivateOptions {
   retryDelayMs?: number;
 }
 
+export interface DeleteVolumeOptions {
+  /** Deactivate the volume first (ThinVolume.delete() does). */
+  deactivate?: DeactivateOptions;
+  /** Discard the whole volume first, giving its unshared blocks back to the data device. */
+  discard?: boolean;
+}
+
+/**
+ * What a volume needs of its pool (ThinPool is one). Declared here, not imported, so that the pool and its
+ * volumes do not import each other; every volume the pool hands out is a ThinVolume<ThinPool>.
+ */
+export interface VolumePool {
+  readonly name: string;
+  readonly dm: DeviceMapper;
+  /** `major:minor` of the pool device. */
+  readonly devSpec: string;
+  isActiveThin(name: string, id: number): Promise<boolean>;
+  isActiveThinSync(name: string, id: number): boolean;
+  activateVolumeSteps(name: string, id: number, size: Sectors, readOnly: boolean): Steps<void>;
+  deleteVolumeSteps(name: string, o: DeleteVolumeOptions): Steps<void>;
+  resizeVolumeSteps(name: string, size: Bytes | number | string): Steps<VolumeRecord>;
+}
+
 export interface VolumeUsage { mappedSectors: Sectors; mappedBytes: Bytes; highestMappedSector: Sectors | null; size: Sectors }
 
-export class ThinVolume {
-  constructor(readonly pool: ThinPool, private rec: VolumeRecord) {}
+export class ThinVolume<P extends VolumePool = VolumePool> {
+  constructor(readonly pool: P, private rec: VolumeRecord) {}
 
   get name(): string { return this.rec.name; }
   get id(): number { return this.rec.id; }
@@ -31,7 +53,7 @@ export class ThinVolume {
   /** /dev/mapper/<name>; exists while active. */
   get path(): string { return mapperPath(this.rec.name); }
 
-  static table(pool: ThinPool, id: number, size: Sectors): Target {
+  static table(pool: { devSpec: string }, id: number, size: Sectors): Target {
     return line(thin, 0, size, { pool: pool.devSpec, deviceId: id });
   }
 
