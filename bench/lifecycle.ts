@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { DeviceMapper, Loop, Target, sectors } from '../lib';
-import { native } from '../lib/native';
+import { native } from '../lib/core/binding';
 
 const N = Number(process.env.BENCH_N ?? 300);
 const N_DMSETUP = Number(process.env.BENCH_N_DMSETUP ?? 40);

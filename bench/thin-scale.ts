@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ThinPool } from '../lib';
-import { native } from '../lib/native';
+import { native } from '../lib/core/binding';
 import { lowLevel, viaPool as viaPoolOf } from './thin-paths';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 25), PER = Number(process.env.BENCH_PER ?? 4), SAMPLE = Number(process.env.BENCH_SAMPLE ?? 30);

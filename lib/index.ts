@@ -1,18 +1,19 @@
-export { DeviceMapper, checkTable } from './device-mapper';
+export { DeviceMapper, checkTable } from './dm/device-mapper';
 export type {
   DeviceRef, Target, DeviceInfo, DeviceListEntry, KernelVersion, TargetVersion, CreateOptions, LoadOptions,
   SuspendOptions, RemoveOptions, QueryOptions, WaitOptions, WaitResult, MessageOptions, Geometry, DeviceMapperOptions, DmBatch,
-} from './device-mapper';
-export { Loop } from './loop';
-export type { LoopAttachOptions, LoopDevice, LoopStatus } from './loop';
-export { Block, formatDev } from './block';
-export { DevmapperError, ErrorCodes } from './errors';
-export type { DevmapperErrorCode } from './errors';
-export { sectors, bytes, bytesToSectors, sectorsToBytes, parseSize, SECTOR_SIZE } from './units';
-export type { Sectors, Bytes } from './units';
-export { mapperPath } from './dev-nodes';
-export type { DevNumber } from './native';
-export { MAX_THIN_ID } from './validate';
+  NodePolicy,
+} from './dm/types';
+export { Loop } from './dm/loop';
+export type { LoopAttachOptions, LoopDevice, LoopStatus } from './dm/loop';
+export { Block, formatDev } from './dm/block';
+export { DevmapperError, ErrorCodes } from './core/errors';
+export type { DevmapperErrorCode } from './core/errors';
+export { sectors, bytes, bytesToSectors, sectorsToBytes, parseSize, SECTOR_SIZE } from './core/units';
+export type { Sectors, Bytes } from './core/units';
+export { mapperPath } from './dm/dev-nodes';
+export type { DevNumber, RawTarget } from './core/binding';
+export { MAX_THIN_ID } from './core/validate';
 export * as targets from './targets';
 export { line, linear, striped, zero, error, flakey, delay, thin, thinPool, parseThinStatus, parseThinPoolStatus, parseTarget } from './targets';
 export type { ThinPoolParams, ThinPoolFeatures, ThinPoolStatus, ThinPoolStatusOk, ThinStatus, ThinParams } from './targets';

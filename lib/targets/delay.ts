@@ -1,5 +1,5 @@
-import { Sectors, sectors } from '../units';
-import { checkInteger } from '../validate';
+import { Sectors, sectors } from '../core/units';
+import { checkInteger } from '../core/validate';
 import { DeviceSpec, TargetModel, checkDevice, int, sectorCount, words } from './model';
 
 export interface DelayPath { device: DeviceSpec; offset: Sectors; delayMs: number }

@@ -1,5 +1,5 @@
-import { Sectors, sectors } from '../units';
-import { checkInteger } from '../validate';
+import { Sectors, sectors } from '../core/units';
+import { checkInteger } from '../core/validate';
 import { DeviceSpec, TargetModel, checkDevice, int, sectorCount, words } from './model';
 
 /** Up for upInterval seconds, then down (failing or dropping I/O) for downInterval seconds, repeating. */

@@ -1,6 +1,6 @@
 // Typed targets: builders and parsers for each table format, and the status parsers.
-import { Target } from '../device-mapper';
-import { dmError } from '../errors';
+import type { Target } from '../dm/types';
+import { dmError } from '../core/errors';
 import { delay } from './delay';
 import { flakey } from './flakey';
 import { linear } from './linear';

@@ -1,4 +1,4 @@
-import { Sectors, sectors } from '../units';
+import { Sectors, sectors } from '../core/units';
 import { DeviceSpec, TargetModel, checkDevice, sectorCount, words } from './model';
 
 export interface LinearParams { device: DeviceSpec; offset: Sectors }

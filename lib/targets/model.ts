@@ -1,8 +1,8 @@
 // A target type as a model: format() gives the params text the kernel takes, parse() reads the text the
 // kernel gives back (STATUS_TABLE). parse(format(x)) equals x. This is the only place each format lives.
-import { dmError } from '../errors';
-import { Target } from '../device-mapper';
-import { Sectors, sectors } from '../units';
+import { dmError } from '../core/errors';
+import type { Target } from '../dm/types';
+import { Sectors, sectors } from '../core/units';
 
 export interface TargetModel<P> {
   readonly type: string;

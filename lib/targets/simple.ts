@@ -1,5 +1,5 @@
 // Targets without params.
-import { dmError } from '../errors';
+import { dmError } from '../core/errors';
 import { TargetModel } from './model';
 
 function noParams(type: string): TargetModel<Record<string, never>> {

@@ -1,5 +1,5 @@
-import { dmError } from '../errors';
-import { Sectors, sectors } from '../units';
+import { dmError } from '../core/errors';
+import { Sectors, sectors } from '../core/units';
 import { DeviceSpec, TargetModel, checkDevice, int, sectorCount, words } from './model';
 
 export interface StripedParams { chunkSize: Sectors; stripes: { device: DeviceSpec; offset: Sectors }[] }

@@ -1,7 +1,7 @@
 // The thin-pool target: table params and status line.
-import { dmError } from '../errors';
-import { Sectors, sectors } from '../units';
-import { checkInteger } from '../validate';
+import { dmError } from '../core/errors';
+import { Sectors, sectors } from '../core/units';
+import { checkInteger } from '../core/validate';
 import { DeviceSpec, TargetModel, checkDevice, int, sectorCount, words } from './model';
 
 export const MIN_BLOCK_SIZE = 128;      // sectors, 64 KiB

@@ -1,7 +1,7 @@
 // The thin target, and the thin status line.
-import { dmError } from '../errors';
-import { Sectors } from '../units';
-import { checkThinId } from '../validate';
+import { dmError } from '../core/errors';
+import { Sectors } from '../core/units';
+import { checkThinId } from '../core/validate';
 import { DeviceSpec, TargetModel, checkDevice, int, sectorCount, words } from './model';
 
 export interface ThinParams {

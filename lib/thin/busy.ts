@@ -1,7 +1,7 @@
 // EBUSY from the kernel that passes: an opener about to close (udev, blkid), or a thin whose last device is
 // still being torn down. One bounded retry loop for every such call.
-import { DevmapperError } from '../errors';
-import { Steps, sleep, step } from './twin';
+import { DevmapperError } from '../core/errors';
+import { Steps, sleep, step } from '../core/steps';
 
 export interface BusyRetry {
   retries: number;

@@ -1,8 +1,8 @@
 // Serializes changes to one pool: a promise queue inside this process, and flock() on a lock file across
 // processes, so two processes never allocate the same thin id or interleave pool messages.
-import { dmError } from '../errors';
-import { native } from '../native';
-import { Op, Steps, op, runAsync, runSync } from './twin';
+import { dmError } from '../core/errors';
+import { native } from '../core/binding';
+import { Op, Steps, op, runAsync, runSync } from '../core/steps';
 
 export class PoolLock {
   private tail: Promise<unknown> = Promise.resolve();

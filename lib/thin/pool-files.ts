@@ -7,7 +7,7 @@
 //   new create may clear.
 import fs from 'node:fs';
 import path from 'node:path';
-import { dmError } from '../errors';
+import { dmError } from '../core/errors';
 import type { ThinPoolFeatures } from '../targets';
 
 export interface PoolConfig {

@@ -17,21 +17,22 @@
 // with promises, `createVolumeSync()` with the sync twins of the same calls.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Block, formatDev } from '../block';
-import { DeviceMapper, Target } from '../device-mapper';
-import { dmError, DevmapperError } from '../errors';
-import { Loop, LoopDevice } from '../loop';
-import { DevNumber } from '../native';
-import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors, sectorsToBytes } from '../units';
-import { MAPPER_DIR, mapperPath } from '../dev-nodes';
-import { checkName } from '../validate';
+import { Block, formatDev } from '../dm/block';
+import { DeviceMapper } from '../dm/device-mapper';
+import type { Target } from '../dm/types';
+import { dmError, DevmapperError } from '../core/errors';
+import { Loop, LoopDevice } from '../dm/loop';
+import { DevNumber } from '../core/binding';
+import { Bytes, Sectors, bytes, bytesToSectors, parseSize, sectors, sectorsToBytes } from '../core/units';
+import { MAPPER_DIR, mapperPath } from '../dm/dev-nodes';
+import { checkName } from '../core/validate';
 import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
 import { IncompleteMarker, markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
 import { IntendedChange, LmdbRegistry, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { PoolLock } from './lock';
 import { DeleteVolumeOptions, ThinVolume } from './volume';
-import { Op, Steps, both, local, op, runAsync, runSync, sleep, start, step, sub, twin } from './twin';
+import { Op, Steps, both, local, op, runAsync, runSync, sleep, start, step, sub, twin } from '../core/steps';
 
 export type Step = 'intent' | 'message' | 'commit';
 

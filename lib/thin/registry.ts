@@ -3,10 +3,10 @@
 // RegistryStore is the small interface a user can implement over another store; LmdbRegistry is ours.
 import fs from 'node:fs';
 import path from 'node:path';
-import { dmError } from '../errors';
-import { Sectors } from '../units';
-import { MAX_THIN_ID } from '../validate';
-import { KvStore, native } from '../native';
+import { dmError } from '../core/errors';
+import { Sectors } from '../core/units';
+import { MAX_THIN_ID } from '../core/validate';
+import { KvStore, native } from '../core/binding';
 
 export type VolumeState = 'ready';
 

@@ -1,13 +1,14 @@
 // ThinVolume: one thin device of a pool, activated as /dev/mapper/<name>. Each operation is one body of steps
 // (./twin.ts) with a promise form and a sync twin.
-import { DeviceMapper, Target } from '../device-mapper';
-import { dmError, DevmapperError } from '../errors';
-import { mapperPath } from '../dev-nodes';
-import { Bytes, Sectors, sectorsToBytes } from '../units';
+import { DeviceMapper } from '../dm/device-mapper';
+import type { Target } from '../dm/types';
+import { dmError, DevmapperError } from '../core/errors';
+import { mapperPath } from '../dm/dev-nodes';
+import { Bytes, Sectors, sectorsToBytes } from '../core/units';
 import { line, parseThinStatus, thin, ThinStatus } from '../targets';
 import type { VolumeRecord } from './registry';
 import { retryWhileBusy } from './busy';
-import { Steps, runAsync, runSync, step, twin } from './twin';
+import { Steps, runAsync, runSync, step, twin } from '../core/steps';
 
 export interface DeactivateOptions {
   /** Remove at last close if busy, instead of retrying. */

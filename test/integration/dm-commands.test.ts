@@ -1,7 +1,7 @@
 // Every DM command against the real kernel, through both the promise API and the sync twins.
 import fs from 'node:fs';
 import { DeviceMapper, Target, mapperPath, sectors } from '../../lib';
-import { native } from '../../lib/native';
+import { native } from '../../lib/core/binding';
 import { eventually, removeQuietly, scratchLoop, swapTable, uniqueName } from './helpers';
 
 const dm = new DeviceMapper();

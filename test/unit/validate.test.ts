@@ -1,7 +1,7 @@
 // Pure checks: run on the host, no kernel needed.
 import { bytesToSectors, parseSize, sectors, DevmapperError, checkTable } from '../../lib';
-import { checkName, checkThinId, checkUuid } from '../../lib/validate';
-import { kernelError } from '../../lib/errors';
+import { checkName, checkThinId, checkUuid } from '../../lib/core/validate';
+import { kernelError } from '../../lib/core/errors';
 
 test('names: 1..127 bytes, no slash', () => {
   expect(checkName('pool0-vol3')).toBe('pool0-vol3');

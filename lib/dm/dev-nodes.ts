@@ -2,9 +2,9 @@
 // (like libdm's fallback) we make it after create/resume, remove it on remove and move it on rename. With
 // udev running we leave it to udev and wait for it, bounded, then fall back to making it ourselves.
 import fs from 'node:fs';
-import { native, DevNumber } from './native';
+import { native, DevNumber } from '../core/binding';
+import type { NodePolicy } from './types';
 
-export type NodePolicy = 'auto' | 'manage' | 'udev' | 'none';
 export const MAPPER_DIR = native.mapperDir;
 
 /** /dev/mapper/<name>. Names are checked before they get here: no '/', not '.' or '..'. */

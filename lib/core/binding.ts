@@ -131,8 +131,8 @@ export type NativeAddon = {
   & SyncAsync<[path: string], DevNumber, 'deviceNumber'>
   & SyncAsync<[path: string, node: { major: number; minor: number; mode?: number }], boolean, 'ensureBlockNode'>;
 
-// The package root is two levels above dist/lib.
+// The package root is three levels above dist/lib/core.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
-export const native: NativeAddon = require('node-gyp-build')(path.join(__dirname, '..', '..'));
+export const native: NativeAddon = require('node-gyp-build')(path.join(__dirname, '..', '..', '..'));
 // A copy: the addon's object is in dictionary mode, and K.* is read on every call.
 export const K: Record<string, number> = { ...native.constants };

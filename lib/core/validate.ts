@@ -1,6 +1,6 @@
 // Cheap checks that run before any ioctl. Each throws a DevmapperError with its own code.
 import { dmError } from './errors';
-import { K } from './native';
+import { K } from './binding';
 
 // Over max UTF-8 bytes? A UTF-16 unit is 1..3 bytes, so most strings need no byte count (a native call).
 const overBytes = (s: string, max: number) => s.length > max || (s.length * 3 > max && Buffer.byteLength(s, 'utf8') > max);

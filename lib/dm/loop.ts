@@ -2,10 +2,10 @@
 // status, list, find the loop of a file, set capacity. The GET_FREE race is handled natively (bounded).
 import fs from 'node:fs';
 import path from 'node:path';
-import { dmError } from './errors';
-import { K, native, RawLoopAttachResult, RawLoopStatus } from './native';
-import { Bytes } from './units';
-import { checkInteger } from './validate';
+import { dmError } from '../core/errors';
+import { K, native, RawLoopAttachResult, RawLoopStatus } from '../core/binding';
+import { Bytes } from '../core/units';
+import { checkInteger } from '../core/validate';
 
 export interface LoopAttachOptions {
   readOnly?: boolean;

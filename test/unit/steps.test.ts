@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PoolLock } from '../../lib/thin/lock';
 import { retryWhileBusy } from '../../lib/thin/busy';
-import { Op, Steps, both, op, runAsync, runSync, start, step, sub } from '../../lib/thin/twin';
+import { Op, Steps, both, op, runAsync, runSync, start, step, sub } from '../../lib/core/steps';
 
 /** An Op that records which form ran, and fails when told to. */
 function probe<T>(log: string[], name: string, value: T, fail?: Error): Op<T> {

@@ -1,7 +1,7 @@
 // Every error devmapper throws is built here: from a table of our own codes for bad input and misuse, and
 // from the kernel's errno for failed syscalls (the addon calls kernelError through setErrorFactory).
 import os from 'node:os';
-import { native, RawSysError } from './native';
+import { native, RawSysError } from './binding';
 
 /** Codes for errors raised before any syscall. Each value is the message template's prefix. */
 export const ErrorCodes = {

@@ -1,7 +1,7 @@
 // The one place that talks to the addon's DM entry points: packs a RawDmRequest into the native calling
 // convention (numbers in a Float64Array "head", strings positional, targets flat) and unpacks the reply into a
 // RawDmResponse. Each N-API property access costs more than the ioctl itself, so the boundary stays narrow.
-import { K, native, Cancellable, RawDmPayload, RawDmRequest, RawDmResponse, RawDmSeqResult, RawDmStep } from './native';
+import { K, native, Cancellable, RawDmPayload, RawDmRequest, RawDmResponse, RawDmSeqResult, RawDmStep } from './binding';
 
 const H = {
   flags: K.DM_HEAD_FLAGS, eventNr: K.DM_HEAD_EVENT_NR, major: K.DM_HEAD_MAJOR, minor: K.DM_HEAD_MINOR,

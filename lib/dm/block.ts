@@ -1,6 +1,6 @@
 // Block-device helpers: size, discard, flush, device number.
-import { native, DevNumber } from './native';
-import { Bytes, bytes } from './units';
+import { native, DevNumber } from '../core/binding';
+import { Bytes, bytes } from '../core/units';
 
 export const Block = {
   /** Size in bytes (BLKGETSIZE64). */
