@@ -25,6 +25,9 @@ export const ErrorCodes = {
   ERR_DM_IN_PROGRESS: 'busy in this process',
   ERR_DM_POOL_EXISTS: 'pool exists',
   ERR_DM_BUSY: 'in use',
+  ERR_DM_REGISTRY: 'registry store failed',
+  ERR_DM_LOCK: 'lock failed',
+  ERR_DM_INTERNAL: 'internal error',
 } as const;
 export type DevmapperErrorCode = keyof typeof ErrorCodes;
 
@@ -55,6 +58,29 @@ export class DevmapperError extends Error {
 export function dmError(code: DevmapperErrorCode, detail: string, device?: string): DevmapperError {
   const where = device ? `${device}: ` : '';
   return new DevmapperError(`${where}${ErrorCodes[code]}: ${detail}`, { code, device });
+}
+
+/**
+ * An error Node raised for us (fs calls while creating, opening or attaching a pool): the same code, errno
+ * and syscall, as a DevmapperError naming what we were doing and the path.
+ */
+export function systemError(e: unknown, operation: string, path?: string): DevmapperError {
+  if (e instanceof DevmapperError) return e;
+  const x = e as NodeJS.ErrnoException;
+  if (!x || typeof x.code !== 'string') return new DevmapperError(`${operation}: ${String((x as Error)?.message ?? x)}`, { code: 'ERR_DM_INTERNAL', device: path });
+  const where = path ?? x.path;
+  const message = `${operation}${where ? ` ${where}` : ''}: ${x.message.replace(/^[A-Z]+: /, '')}`;
+  const err = new DevmapperError(message, { code: x.code, errno: typeof x.errno === 'number' ? x.errno : undefined, syscall: x.syscall, device: where });
+  return err;
+}
+
+/** Runs fn; a Node system error it throws becomes a DevmapperError (systemError). */
+export function withSystemErrors<T>(operation: string, path: string | undefined, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw systemError(e, operation, path);
+  }
 }
 
 const errnoNames = new Map<number, string>(
