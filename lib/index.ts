@@ -18,8 +18,11 @@ export * as targets from './targets';
 export { line, linear, striped, zero, error, flakey, delay, thin, thinPool, parseThinStatus, parseThinPoolStatus, parseTarget } from './targets';
 export type { ThinPoolParams, ThinPoolFeatures, ThinPoolStatus, ThinPoolStatusOk, ThinStatus, ThinParams } from './targets';
 export { ThinPool, defaultMetadataSize } from './thin/pool';
-export type { ThinPoolOptions, ThinPoolCreateOptions, ThinPoolAttachOptions, ThinPoolHooks, VolumeListEntry, Step } from './thin/pool';
+export type {
+  ThinPoolOptions, ThinPoolCreateOptions, ThinPoolAttachOptions, ThinPoolHooks, VolumeListEntry, Step, StatusOptions, DestroyOptions,
+  WatchLowWaterOptions,
+} from './thin/pool';
 export { ThinVolume } from './thin/volume';
-export type { DeactivateOptions, DeleteVolumeOptions, VolumePool, VolumeUsage } from './thin/volume';
+export type { ActivateOptions, DeactivateOptions, DeleteVolumeOptions, VolumeDeleteOptions, VolumePool, VolumeUsage } from './thin/volume';
 export { LmdbRegistry } from './thin/registry';
 export type { RegistryStore, RegistryWrite, VolumeRecord, PendingChange, IntendedChange } from './thin/registry';

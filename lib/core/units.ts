@@ -1,6 +1,7 @@
 // Sizes. Device-mapper speaks 512-byte sectors; files and block devices speak bytes. The branded types keep
 // one from being passed where the other is meant.
 import { dmError } from './errors';
+import { show } from './validate';
 
 declare const unit: unique symbol;
 /** A count of 512-byte sectors. */
@@ -10,8 +11,9 @@ export type Bytes = number & { readonly [unit]: 'bytes' };
 
 export const SECTOR_SIZE = 512;
 
-function checkCount(n: number, what: string): void {
-  if (!Number.isSafeInteger(n) || n < 0) throw dmError('ERR_DM_INVALID_SIZE', `${what} must be a non-negative safe integer, got ${n}`);
+function checkCount(n: unknown, what: string): asserts n is number {
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+    throw dmError('ERR_DM_INVALID_SIZE', `${what} must be a non-negative safe integer, got ${show(n)}`);
 }
 
 export function sectors(n: number): Sectors {
@@ -39,7 +41,17 @@ const suffixes: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 *
 
 /** '10G', '512M', '64k', '4096' (binary units, as dmsetup and Docker read them) to bytes. */
 export function parseSize(text: string): Bytes {
-  const m = /^\s*(\d+)\s*([kmgtp]?)(i?b)?\s*$/i.exec(text);
-  if (!m) throw dmError('ERR_DM_INVALID_SIZE', `cannot read size '${text}'`);
-  return bytes(Number(m[1]) * suffixes[m[2].toLowerCase()]);
+  const m = typeof text === 'string' ? /^\s*(\d+)\s*([kmgtp]?)(i?b)?\s*$/i.exec(text) : null;
+  if (!m) throw dmError('ERR_DM_INVALID_SIZE', `cannot read size ${show(text)}`);
+  const n = Number(m[1]) * suffixes[m[2].toLowerCase()];
+  if (!Number.isSafeInteger(n)) throw dmError('ERR_DM_INVALID_SIZE', `size ${show(text)} is beyond 2^53 bytes`);
+  return bytes(n);
+}
+
+/** A size argument in bytes: a number, or text such as '10G' (parseSize). */
+export function byteSize(v: unknown, what = 'size', device?: string): Bytes {
+  if (typeof v === 'string') return parseSize(v);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw dmError('ERR_DM_INVALID_SIZE', `${what} must be bytes (a non-negative integer) or text such as '10G', got ${show(v)}`, device);
+  return v as Bytes;
 }

@@ -2,7 +2,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DeviceMapper, DevmapperError, MessageOptions, ThinVolume, mapperPath } from '../../lib';
+import { DeviceMapper, DevmapperError, MessageOptions, ThinVolume, line, mapperPath, thin } from '../../lib';
 import type { DeviceRef } from '../../lib';
 import { eventually, uniqueName } from './helpers';
 import { checksum, readAt, withPool, writeAt } from './thin-helpers';
@@ -190,7 +190,7 @@ test('delete retries a thin id still held by a closing device (bounded): EBUSY a
     await withPool({ dm }, async (pool) => {
       const v = await pool.createVolume(uniqueName('held'), MiB);
       const holder = uniqueName('holder');
-      await dm.createDevice(holder, [ThinVolume.table(pool, v.id, v.size)]);
+      await dm.createDevice(holder, [line(thin, 0, v.size, { pool: pool.devSpec, deviceId: v.id })]);
       const tid = await pool.transactionId();
 
       // It stays: every retry is EBUSY, then the error, with the registry as it was (promise, then sync).
