@@ -12,7 +12,9 @@ export type { DevmapperErrorCode } from './core/errors';
 export { sectors, bytes, bytesToSectors, sectorsToBytes, parseSize, SECTOR_SIZE } from './core/units';
 export type { Sectors, Bytes } from './core/units';
 export { mapperPath } from './dm/dev-nodes';
-export type { DevNumber, RawTarget } from './core/binding';
+export type {
+  DevNumber, RawTarget, DmBinding, RawDmRequest, RawDmResponse, RawDmPayload, RawDmStep, RawDmSeqResult, RawSysError, Cancellable,
+} from './core/binding';
 export { MAX_THIN_ID } from './core/validate';
 export * as targets from './targets';
 export { line, linear, striped, zero, error, flakey, delay, thin, thinPool, parseThinStatus, parseThinPoolStatus, parseTarget } from './targets';

@@ -29,9 +29,10 @@ void AllowWakeSignal() {
 
 void SendWakeSignal(pthread_t thread) { pthread_kill(thread, WakeSignal()); }
 
-bool CancelBlocking(BlockingState& s) {
+bool CancelBlocking(BlockingState& s, const std::string& reason) {
   std::unique_lock<std::mutex> lock(s.mutex);
   if (s.done) return false;
+  if (!s.cancelled) s.reason = reason;
   s.cancelled = true;
   for (int i = 0; i < 100 && !s.done; i++) {
     SendWakeSignal(s.thread);  // safe: the thread cannot exit before it sets done under this mutex

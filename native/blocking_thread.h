@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <pthread.h>
+#include <string>
 #include <thread>
 
 #include "napi_ops.h"
@@ -21,11 +22,13 @@ struct BlockingState {
   pthread_t thread{};
   bool done = false;
   bool cancelled = false;
+  // Why it was cancelled ("timeout 50", "abort", "close"): the error factory builds the one error from it.
+  std::string reason;
 };
 
 // Cancels a running call; bounded: re-sends the signal for at most ~200 ms in case it landed just before the
 // thread entered the syscall. Returns false if the call had already finished.
-bool CancelBlocking(BlockingState& s);
+bool CancelBlocking(BlockingState& s, const std::string& reason);
 
 // Unblocks the wake signal in the calling thread (threads inherit a mask that may block it).
 void AllowWakeSignal();
@@ -80,7 +83,7 @@ Napi::Value RunOnOwnThread(const Napi::CallbackInfo& info) {
       job->state->done = true;
       if (job->failed && job->state->cancelled) {
         job->error.err = ECANCELED;
-        job->error.detail = "cancelled";
+        job->error.detail = job->state->reason;
       }
     }
     job->state->cv.notify_all();
@@ -94,7 +97,8 @@ Napi::Value RunOnOwnThread(const Napi::CallbackInfo& info) {
   Napi::Object result = Napi::Object::New(env);
   result.Set("promise", promise);
   result.Set("cancel", Napi::Function::New(env, [state](const Napi::CallbackInfo& i) {
-    return Napi::Boolean::New(i.Env(), CancelBlocking(*state));
+    std::string reason = i.Length() > 0 && i[0].IsString() ? i[0].As<Napi::String>().Utf8Value() : "cancelled";
+    return Napi::Boolean::New(i.Env(), CancelBlocking(*state, reason));
   }));
   return result;
 }

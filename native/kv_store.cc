@@ -65,8 +65,13 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
     throw Napi::Error(env, MakeError(env, SysError{err, call, "registry", path_, rc < 0 ? mdb_strerror(rc) : ""}));
   }
 
+  // Misuse of the store (no errno): the factory builds it like every other error.
+  [[noreturn]] void Misuse(Napi::Env env, const char* what) {
+    throw Napi::Error(env, MakeError(env, SysError{0, "", "registry", path_, what}));
+  }
+
   void CheckOpen(Napi::Env env) {
-    if (!env_) throw Napi::Error::New(env, "the registry store is closed");
+    if (!env_) Misuse(env, "the registry store is closed");
   }
 
   // The transaction a read uses: the write transaction if one is open, else the renewed read transaction.
@@ -82,7 +87,7 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
   }
   MDB_txn* WriteTxn(Napi::Env env) {
     CheckOpen(env);
-    if (!write_) throw Napi::Error::New(env, "registry store: write outside a transaction");
+    if (!write_) Misuse(env, "a write outside a transaction");
     return write_;
   }
 
@@ -104,7 +109,7 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
 
   Napi::Value Begin(const Napi::CallbackInfo& info) {
     CheckOpen(info.Env());
-    if (write_) throw Napi::Error::New(info.Env(), "registry store: a write transaction is already open");
+    if (write_) Misuse(info.Env(), "a write transaction is already open");
     Check(info.Env(), mdb_txn_begin(env_, nullptr, 0, &write_), "mdb_txn_begin");
     return info.Env().Undefined();
   }

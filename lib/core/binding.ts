@@ -59,7 +59,8 @@ export interface RawSysError {
   strerror: string;
 }
 
-export interface Cancellable<T> { promise: Promise<T>; cancel(): boolean }
+/** A call on a thread of its own; cancel(reason) ends it: 'timeout <ms>', 'abort' or 'close' become ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED. */
+export interface Cancellable<T> { promise: Promise<T>; cancel(reason?: string): boolean }
 
 export interface RawLoopAttachOptions {
   readOnly?: boolean; autoclear?: boolean; directIo?: boolean; partscan?: boolean;
@@ -130,6 +131,13 @@ export type NativeAddon = {
   & SyncAsync<[device: string], void, 'blockFlush'>
   & SyncAsync<[path: string], DevNumber, 'deviceNumber'>
   & SyncAsync<[path: string, node: { major: number; minor: number; mode?: number }], boolean, 'ensureBlockNode'>;
+
+/**
+ * The part of the addon a DeviceMapper uses: the DM ioctls and the control fd. The real addon by default; a
+ * scripted one (DeviceMapperOptions.binding) lets request building and recovery decisions be tested without
+ * a kernel, as @serialport/bindings-cpp does.
+ */
+export type DmBinding = Pick<NativeAddon, 'openControl' | 'closeFd' | 'dm' | 'dmAsync' | 'dmSeq' | 'dmSeqAsync' | 'dmWait' | 'pollControl'>;
 
 // The package root is three levels above dist/lib/core.
 // eslint-disable-next-line @typescript-eslint/no-var-requires

@@ -62,16 +62,15 @@ export function dmError(code: DevmapperErrorCode, detail: string, device?: strin
 
 /**
  * An error Node raised for us (fs calls while creating, opening or attaching a pool): the same code, errno
- * and syscall, as a DevmapperError naming what we were doing and the path.
+ * and syscall, as a DevmapperError naming what we were doing and the path. Anything else is returned as it is.
  */
-export function systemError(e: unknown, operation: string, path?: string): DevmapperError {
-  if (e instanceof DevmapperError) return e;
-  const x = e as NodeJS.ErrnoException;
-  if (!x || typeof x.code !== 'string') return new DevmapperError(`${operation}: ${String((x as Error)?.message ?? x)}`, { code: 'ERR_DM_INTERNAL', device: path });
-  const where = path ?? x.path;
-  const message = `${operation}${where ? ` ${where}` : ''}: ${x.message.replace(/^[A-Z]+: /, '')}`;
-  const err = new DevmapperError(message, { code: x.code, errno: typeof x.errno === 'number' ? x.errno : undefined, syscall: x.syscall, device: where });
-  return err;
+export function systemError(e: unknown, operation: string, path?: string): unknown {
+  const x = e as NodeJS.ErrnoException | undefined;
+  // Duck-typed: an Error from another realm (a vm context, a worker) is still Node's system error.
+  if (e instanceof DevmapperError || typeof e !== 'object' || e === null || typeof x!.code !== 'string' || typeof x!.syscall !== 'string') return e;
+  const where = path ?? x!.path;
+  const message = `${operation}${where ? ` (${where})` : ''}: ${x!.message}`;
+  return new DevmapperError(message, { code: x!.code, errno: typeof x!.errno === 'number' ? x!.errno : undefined, syscall: x!.syscall, device: where });
 }
 
 /** Runs fn; a Node system error it throws becomes a DevmapperError (systemError). */
@@ -87,17 +86,37 @@ const errnoNames = new Map<number, string>(
   Object.entries(os.constants.errno).map(([name, value]) => [value, name]),
 );
 
-/** A failed syscall: `DM_DEV_REMOVE pool0-vol3: Device or resource busy (EBUSY)`. */
+/** Why a wait thread was cancelled (the reason passed to cancel()), and the error it ends with. */
+const CANCELLED: Record<string, { code: DevmapperErrorCode; why: (arg: string) => string }> = {
+  timeout: { code: 'ERR_DM_TIMEOUT', why: (ms) => `no event within ${ms} ms` },
+  abort: { code: 'ERR_DM_ABORTED', why: () => 'the signal was aborted' },
+  close: { code: 'ERR_DM_CLOSED', why: () => 'close() was called' },
+};
+
+/**
+ * What the addon reports, as the one error: a failed syscall (`DM_DEV_REMOVE pool0-vol3: Device or resource
+ * busy (EBUSY)`, code the errno's name); a registry store or lock failure (ERR_DM_REGISTRY, ERR_DM_LOCK, with
+ * the errno when there is one); a wait ended by cancel(reason) (ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED).
+ */
 export function kernelError(raw: RawSysError): DevmapperError {
-  const code = errnoNames.get(raw.errno) ?? `E${raw.errno}`;
+  const errnoName = raw.errno > 0 ? errnoNames.get(raw.errno) ?? `E${raw.errno}` : undefined;
   const what = [raw.command || raw.syscall, raw.target].filter(Boolean).join(' ');
-  let message = `${what}: ${raw.strerror} (${code})`;
-  if (raw.detail) message += `: ${raw.detail}`;
-  if (code === 'EACCES' || code === 'EPERM') message += ' — device-mapper and loop ioctls need root (CAP_SYS_ADMIN)';
-  return new DevmapperError(message, {
-    code, errno: -raw.errno, syscall: raw.syscall || undefined, command: raw.command || undefined,
+  const fields = {
+    errno: raw.errno > 0 ? -raw.errno : undefined, syscall: raw.syscall || undefined, command: raw.command || undefined,
     device: raw.target || undefined,
-  });
+  };
+  if (errnoName === 'ECANCELED') {
+    const [reason, arg = ''] = raw.detail.split(' ');
+    const c = CANCELLED[reason];
+    if (c) return new DevmapperError(`${what}: ${ErrorCodes[c.code]}: ${raw.command || 'the call'} ended: ${c.why(arg)}`, { code: c.code, ...fields });
+  }
+  const own = raw.command === 'registry' ? 'ERR_DM_REGISTRY' : raw.command === 'flock' ? 'ERR_DM_LOCK' : undefined;
+  let message = errnoName ? `${what}: ${raw.strerror} (${errnoName})` : `${what}`;
+  if (raw.syscall && own) message = `${what}: ${raw.syscall}${errnoName ? `: ${raw.strerror} (${errnoName})` : ''}`;
+  if (raw.detail) message += `: ${raw.detail}`;
+  if (!own && (errnoName === 'EACCES' || errnoName === 'EPERM')) message += ' — device-mapper and loop ioctls need root (CAP_SYS_ADMIN)';
+  if (own) return new DevmapperError(`${ErrorCodes[own]}: ${message}`, { code: own, ...fields });
+  return new DevmapperError(message, { code: errnoName ?? 'ERR_DM_INTERNAL', ...fields });
 }
 
 native.setErrorFactory(kernelError);

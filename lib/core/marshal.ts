@@ -1,7 +1,7 @@
 // The one place that talks to the addon's DM entry points: packs a RawDmRequest into the native calling
 // convention (numbers in a Float64Array "head", strings positional, targets flat) and unpacks the reply into a
 // RawDmResponse. Each N-API property access costs more than the ioctl itself, so the boundary stays narrow.
-import { K, native, Cancellable, RawDmPayload, RawDmRequest, RawDmResponse, RawDmSeqResult, RawDmStep } from './binding';
+import { K, Cancellable, DmBinding, RawDmPayload, RawDmRequest, RawDmResponse, RawDmSeqResult, RawDmStep } from './binding';
 
 const H = {
   flags: K.DM_HEAD_FLAGS, eventNr: K.DM_HEAD_EVENT_NR, major: K.DM_HEAD_MAJOR, minor: K.DM_HEAD_MINOR,
@@ -72,17 +72,17 @@ function unpack(head: Float64Array, ret: string | RawDmPayload): RawDmResponse {
 }
 
 /** One DM ioctl on the calling thread. With expectErrno, that errno returns null instead of throwing. */
-export function dmSync(fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): RawDmResponse | null {
-  const ret = native.dm(fd, cmd, packHead(syncHead, req, expectErrno), req.name, req.uuid, dataOf(req), flatTargets(req));
+export function dmSync(b: DmBinding, fd: number, cmd: number, req: RawDmRequest, expectErrno = 0): RawDmResponse | null {
+  const ret = b.dm(fd, cmd, packHead(syncHead, req, expectErrno), req.name, req.uuid, dataOf(req), flatTargets(req));
   return ret === null ? null : unpack(syncHead, ret);
 }
 
 /** One DM ioctl on the libuv pool. `read` makes the result from the reply in the same turn: under emulation
  * each extra promise turn per call is measurable. */
-export function dmAsync<T>(fd: number, cmd: number, req: RawDmRequest,
+export function dmAsync<T>(b: DmBinding, fd: number, cmd: number, req: RawDmRequest,
   read: (r: RawDmResponse | null) => T | PromiseLike<T>, expectErrno = 0): Promise<T> {
   const head = takeHead();
-  return native.dmAsync(fd, cmd, packHead(head, req, expectErrno), req.name, req.uuid, dataOf(req), flatTargets(req)).then(
+  return b.dmAsync(fd, cmd, packHead(head, req, expectErrno), req.name, req.uuid, dataOf(req), flatTargets(req)).then(
     (ret) => { const r = ret === null ? null : unpack(head, ret); giveHead(head); return read(r); },
     (e) => { giveHead(head); throw e; });
 }
@@ -97,22 +97,22 @@ const unpackSeq = (heads: Float64Array[], r: RawDmSeqResult): DmSeqResult =>
   ({ replies: r.replies.map((ret, i) => unpack(heads[i], ret)), error: r.error });
 
 /** Several DM ioctls in order on the calling thread; stops at the first failure, whose error comes back. */
-export function dmSeqSync(fd: number, steps: readonly DmStep[]): DmSeqResult {
+export function dmSeqSync(b: DmBinding, fd: number, steps: readonly DmStep[]): DmSeqResult {
   const heads = steps.map(() => new Float64Array(H.size));
-  return unpackSeq(heads, native.dmSeq(fd, packSteps(steps, heads)));
+  return unpackSeq(heads, b.dmSeq(fd, packSteps(steps, heads)));
 }
 
 /** The same in one trip to the libuv pool. */
-export function dmSeqAsync(fd: number, steps: readonly DmStep[]): Promise<DmSeqResult> {
+export function dmSeqAsync(b: DmBinding, fd: number, steps: readonly DmStep[]): Promise<DmSeqResult> {
   const heads = steps.map(takeHead);
-  return native.dmSeqAsync(fd, packSteps(steps, heads)).then(
+  return b.dmSeqAsync(fd, packSteps(steps, heads)).then(
     (r) => { const out = unpackSeq(heads, r); heads.forEach(giveHead); return out; },
     (e) => { heads.forEach(giveHead); throw e; });
 }
 
 /** DM_DEV_WAIT on a thread of its own; cancel() rejects the promise with ECANCELED. */
-export function dmWait(fd: number, req: RawDmRequest): Cancellable<RawDmResponse> {
+export function dmWait(b: DmBinding, fd: number, req: RawDmRequest): Cancellable<RawDmResponse> {
   const head = packHead(new Float64Array(H.size), req, 0);
-  const job = native.dmWait(fd, K.DM_DEV_WAIT_CMD, head, req.name, req.uuid);
+  const job = b.dmWait(fd, K.DM_DEV_WAIT_CMD, head, req.name, req.uuid);
   return { promise: job.promise.then((ret) => unpack(head, ret!)), cancel: job.cancel };
 }

@@ -2,6 +2,16 @@
 // blocking steps it needs (Op: a sync form and a promise form of the same call); runAsync drives it with
 // promises, runSync with the sync twins. So the promise API and its sync twin cannot drift apart.
 //   const info = yield* step(twin(this.dm, 'info', name));   // dm.info(name) or dm.infoSync(name)
+import { dmError } from './errors';
+
+/** `body`, with any error it throws passed through `map` (say, Node's fs errors made DevmapperErrors). */
+export function* mapErrors<T>(body: Steps<T>, map: (e: unknown) => unknown): Steps<T> {
+  try {
+    return yield* body;
+  } catch (e) {
+    throw map(e);
+  }
+}
 
 /** A blocking step in both forms. */
 export interface Op<T> {
@@ -72,7 +82,7 @@ export function start<T>(o: Op<T>): Op<Op<T>> {
   }, () => {
     const p = o.async();
     p.catch(() => undefined);  // joined later; this only keeps it from counting as unhandled meanwhile
-    return Promise.resolve(op<T>(() => { throw new Error('a started promise joined synchronously'); }, () => p));
+    return Promise.resolve(op<T>(() => { throw dmError('ERR_DM_INTERNAL', 'a step started in the promise form was joined synchronously'); }, () => p));
   });
 }
 

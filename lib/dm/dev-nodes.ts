@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import { native, DevNumber } from '../core/binding';
 import type { NodePolicy } from './types';
+import { Steps, sleep, step } from '../core/steps';
 
 export const MAPPER_DIR = native.mapperDir;
 
@@ -58,17 +59,9 @@ export function renameNode(from: string, to: string, dev: DevNumber): void {
   makeNode(to, dev);
 }
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-
 /** Waits (bounded) for udev to make the node; makes it if udev did not. */
-export function awaitUdevNodeSync(name: string, dev: DevNumber, timeoutMs: number): void {
+export function* awaitUdevNodeSteps(name: string, dev: DevNumber, timeoutMs: number): Steps<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!sameNode(mapperPath(name), dev) && Date.now() < deadline) Atomics.wait(sleeper, 0, 0, 10);
-  if (!sameNode(mapperPath(name), dev)) makeNode(name, dev);
-}
-
-export async function awaitUdevNode(name: string, dev: DevNumber, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!sameNode(mapperPath(name), dev) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  while (!sameNode(mapperPath(name), dev) && Date.now() < deadline) yield* step(sleep(10));
   if (!sameNode(mapperPath(name), dev)) makeNode(name, dev);
 }

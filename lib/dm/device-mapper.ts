@@ -2,11 +2,13 @@
 // thread of its own for waits) and as a sync twin (`...Sync`). Requests are validated before any ioctl.
 import os from 'node:os';
 import { dmError, DevmapperError } from '../core/errors';
-import { K, native, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from '../core/binding';
+import { K, native, Cancellable, DmBinding, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from '../core/binding';
 import { dmAsync, dmRequest, dmSeqAsync, dmSeqSync, dmSync, dmWait } from '../core/marshal';
 import { Sectors, sectors } from '../core/units';
-import { checkInteger, checkName, checkUuid } from '../core/validate';
+import { checkInteger, checkName, checkOptions, checkText, checkUuid, optBoolean, optInteger, optSignal, show } from '../core/validate';
 import * as nodes from './dev-nodes';
+import { FdHandle } from '../core/handles';
+import { Steps, op, runAsync, runSync, step, twin } from '../core/steps';
 import type {
   CreateOptions, DeviceInfo, DeviceListEntry, DeviceMapperOptions, DeviceRef, DmBatch, Geometry, KernelVersion, LoadOptions,
   MessageOptions, QueryOptions, RemoveOptions, SuspendOptions, Target, TargetVersion, WaitOptions, WaitResult,
@@ -52,14 +54,77 @@ const TARGET_TYPE = /^[A-Za-z0-9_-]{1,15}$/;
 // udev flags in the high 16 bits of event_nr: mark our events as a primary source, as libdm does.
 const UDEV_PRIMARY_SOURCE = 0x40 << 16;
 
+// ---- argument checks: every request is checked here before any ioctl ---------------------------------
+// Option objects are checked by known keys (a typo is refused by name, never taken as the default); flags
+// are booleans, numbers integers in the kernel field's range; nothing is coerced, clamped or cut.
+
+const REF_KEYS = ['name', 'uuid', 'dev'] as const;
+const CREATE_KEYS = ['uuid', 'readOnly', 'minor'] as const;
+const LOAD_KEYS = ['readOnly', 'secure'] as const;
+/** createDevice takes the options of both CREATE and LOAD. */
+const CREATE_DEVICE_KEYS = [...CREATE_KEYS, 'secure'] as const;
+const QUERY_KEYS = ['inactive', 'noflush'] as const;
+const WAIT_KEYS = [...QUERY_KEYS, 'timeoutMs', 'signal'] as const;
+const NODE_POLICIES: readonly unknown[] = ['auto', 'manage', 'udev', 'none'];
+const MAX_MAJOR = 2 ** 12 - 1;  // dev_t as the kernel encodes it: 12-bit major, 20-bit minor
+const MAX_MINOR = 2 ** 20 - 1;
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;  // setTimeout's and poll()'s bound
+
+/**
+ * An options object: undefined, or a plain object of known keys (checkOptions). A Map, a boxed value or a class
+ * instance has no own keys to refuse, yet is no options object: refused, not read as "no options".
+ */
+function optionsObject<T extends object>(o: unknown, known: readonly (keyof T & string)[], what: string): T {
+  if (o !== null && typeof o === 'object') {
+    const proto: unknown = Object.getPrototypeOf(o);
+    if (proto !== null && Object.getPrototypeOf(proto) !== null)
+      throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} must be a plain object, got ${show(o)}`);
+  }
+  return checkOptions<T>(o, known, what);
+}
+
+/** { major, minor } within dev_t's fields, and nothing else. */
+function checkDev(dev: unknown, what = 'dev'): DevNumber {
+  if (dev === null || typeof dev !== 'object') throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} must be { major, minor }, got ${show(dev)}`);
+  const d = checkOptions<DevNumber>(dev, ['major', 'minor'], what);
+  return { major: checkInteger(d.major, `${what}.major`, 0, MAX_MAJOR), minor: checkInteger(d.minor, `${what}.minor`, 0, MAX_MINOR) };
+}
+
+/** A device: a name, or an object with exactly one of name, uuid or dev. */
 function refRequest(ref: DeviceRef): RawDmRequest {
   const req = dmRequest();
-  if (typeof ref === 'string') req.name = checkName(ref);
-  else if ('name' in ref) req.name = checkName(ref.name);
-  else if ('uuid' in ref) req.uuid = checkUuid(ref.uuid);
-  else if ('dev' in ref) req.dev = { major: checkInteger(ref.dev.major, 'major'), minor: checkInteger(ref.dev.minor, 'minor') };
-  else throw dmError('ERR_DM_INVALID_ARGUMENT', 'a device is named by a string, {name}, {uuid} or {dev}');
+  if (typeof ref === 'string') {
+    req.name = checkName(ref);
+    return req;
+  }
+  if (ref === null || typeof ref !== 'object' || Array.isArray(ref))
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `a device is named by a string, {name}, {uuid} or {dev}, got ${show(ref)}`);
+  const r = checkOptions<{ name?: unknown; uuid?: unknown; dev?: unknown }>(ref, REF_KEYS, 'device reference');
+  const keys = Object.keys(r);
+  if (keys.length !== 1)
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `a device reference has exactly one of name, uuid or dev, got ${keys.length ? keys.join(' and ') : 'none'}`);
+  if (keys[0] === 'name') req.name = checkName(r.name);
+  else if (keys[0] === 'uuid') req.uuid = checkUuid(r.uuid);
+  else req.dev = checkDev(r.dev);
   return req;
+}
+
+/** Options of a status, table, deps or wait: known keys, flags as booleans (and a wait's timeout and signal). */
+function checkQuery(options: unknown, what: string, known: readonly string[] = QUERY_KEYS): WaitOptions {
+  const o = optionsObject<WaitOptions>(options, known as (keyof WaitOptions)[], what);
+  optBoolean(o.inactive, 'inactive');
+  optBoolean(o.noflush, 'noflush');
+  optInteger(o.timeoutMs, 'timeoutMs', 0, MAX_TIMEOUT_MS);
+  optSignal(o.signal);
+  return o;
+}
+
+function checkDeviceMapperOptions(options: unknown): DeviceMapperOptions {
+  const o = optionsObject<DeviceMapperOptions>(options, ['nodes', 'udevTimeoutMs', 'binding'], 'DeviceMapper options');
+  if (o.nodes !== undefined && !NODE_POLICIES.includes(o.nodes))
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `nodes must be 'auto', 'manage', 'udev' or 'none', got ${show(o.nodes)}`);
+  optInteger(o.udevTimeoutMs, 'udevTimeoutMs', 0, MAX_TIMEOUT_MS);
+  return o;
 }
 
 function flagsRequest(flags: number): RawDmRequest {
@@ -68,9 +133,11 @@ function flagsRequest(flags: number): RawDmRequest {
   return req;
 }
 
-function waitRequest(ref: DeviceRef, eventNr: number, o: QueryOptions): RawDmRequest {
+// waitSync takes QueryOptions only: a timeout it cannot honour is refused, not ignored.
+function waitRequest(ref: DeviceRef, eventNr: number, options: QueryOptions, known: readonly string[] = QUERY_KEYS): RawDmRequest {
   const req = refRequest(ref);
   req.eventNr = checkInteger(eventNr, 'eventNr', 0, 2 ** 32 - 1);
+  const o = checkQuery(options, known === QUERY_KEYS ? 'waitSync options' : 'wait options', known);
   req.flags = (o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0) | (o.noflush ? K.DM_NOFLUSH_FLAG : 0);
   return req;
 }
@@ -119,51 +186,77 @@ const targetVersionsOf = (r: RawDmResponse): TargetVersion[] =>
 
 /** Checks a table before it reaches the kernel: contiguous from 0, positive lengths, sane type and params. */
 export function checkTable(targets: readonly Target[] | readonly RawTarget[]): RawTarget[] {
-  if (!Array.isArray(targets) || targets.length === 0) throw dmError('ERR_DM_INVALID_TABLE', 'a table needs at least one target');
+  if (!Array.isArray(targets)) throw dmError('ERR_DM_INVALID_TABLE', `a table is an array of targets, got ${show(targets)}`);
+  if (targets.length === 0) throw dmError('ERR_DM_INVALID_TABLE', 'a table needs at least one target');
   const out: RawTarget[] = [];
   let next = 0;
   for (let i = 0; i < targets.length; i++) {
-    const t = targets[i];
-    const start = sectors(t.start);
-    const length = sectors(t.length);
+    const t: unknown = targets[i];
+    if (t === null || typeof t !== 'object' || Array.isArray(t))
+      throw dmError('ERR_DM_INVALID_TABLE', `target ${i} must be an object { start, length, type, params }, got ${show(t)}`);
+    for (const key of Reflect.ownKeys(t)) {
+      if (typeof key !== 'string' || !(TARGET_KEYS as readonly string[]).includes(key))
+        throw dmError('ERR_DM_INVALID_TABLE', `target ${i}: unknown key ${typeof key === 'string' ? `'${key}'` : 'a symbol'} (known: ${TARGET_KEYS.join(', ')})`);
+    }
+    const { type, params } = t as Record<string, unknown>;
+    const start = targetSectors((t as Record<string, unknown>).start, `target ${i} start`);
+    const length = targetSectors((t as Record<string, unknown>).length, `target ${i} length`);
     if (start !== next) throw dmError('ERR_DM_INVALID_TABLE', `target ${i} starts at ${start}, expected ${next}`);
     if (length === 0) throw dmError('ERR_DM_INVALID_TABLE', `target ${i} has length 0`);
-    if (typeof t.type !== 'string' || !TARGET_TYPE.test(t.type))
-      throw dmError('ERR_DM_INVALID_TABLE', `target ${i} type '${String(t.type)}' is not a target name`);
-    if (typeof t.params !== 'string' || t.params.includes('\0') || t.params.includes('\n'))
-      throw dmError('ERR_DM_INVALID_TABLE', `target ${i} params must be one line of text`);
+    if (!Number.isSafeInteger(start + length)) throw dmError('ERR_DM_INVALID_TABLE', `target ${i} ends beyond 2^53 sectors`);
+    if (typeof type !== 'string' || !TARGET_TYPE.test(type))
+      throw dmError('ERR_DM_INVALID_TABLE', `target ${i} type ${show(type)} is not a target name`);
+    if (typeof params !== 'string' || params.includes('\0') || /[\r\n]/.test(params))
+      throw dmError('ERR_DM_INVALID_TABLE', `target ${i} params must be one line of text without NUL, got ${show(params)}`);
     next = start + length;
-    out.push({ start, length, type: t.type, params: t.params });
+    out.push({ start, length, type, params });
   }
   return out;
 }
 
+const TARGET_KEYS = ['start', 'length', 'type', 'params'] as const;
+const targetSectors = (v: unknown, what: string): Sectors =>
+  sectors(checkInteger(v, what, 0, Number.MAX_SAFE_INTEGER, 'ERR_DM_INVALID_SIZE'));
+
+const BINDING_METHODS = ['openControl', 'closeFd', 'dm', 'dmAsync', 'dmSeq', 'dmSeqAsync', 'dmWait', 'pollControl'] as const;
+
+function checkBinding(b: unknown): DmBinding {
+  if (b === undefined) return native;
+  const o = b as Record<string, unknown>;
+  if (o === null || typeof o !== 'object' || BINDING_METHODS.some((m) => typeof o[m] !== 'function'))
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `binding must implement ${BINDING_METHODS.join(', ')}`);
+  return b as DmBinding;
+}
+
 export class DeviceMapper {
-  private fdValue = -1;
+  private control?: FdHandle;
   private closed = false;
   private kernel?: KernelVersion;
   private readonly pending = new Set<() => void>();
   private readonly nodePolicy: 'manage' | 'udev' | 'none';
   private readonly udevTimeoutMs: number;
+  private readonly binding: DmBinding;
 
   constructor(options: DeviceMapperOptions = {}) {
-    this.nodePolicy = nodes.resolvePolicy(options.nodes ?? 'auto');
-    this.udevTimeoutMs = options.udevTimeoutMs ?? 2000;
+    const o = checkDeviceMapperOptions(options);
+    this.binding = checkBinding(o.binding);
+    this.nodePolicy = nodes.resolvePolicy(o.nodes ?? 'auto');
+    this.udevTimeoutMs = o.udevTimeoutMs ?? 2000;
   }
 
   /** The control fd, opened on first use. */
   get fd(): number {
     if (this.closed) throw dmError('ERR_DM_CLOSED', 'this DeviceMapper was closed');
-    if (this.fdValue < 0) this.fdValue = native.openControl();
-    return this.fdValue;
+    this.control ??= new FdHandle(this.binding.openControl(), 'the control fd', this.binding.closeFd);
+    return this.control.fd;
   }
 
   /** Cancels pending waits and closes the control fd. Later calls throw ERR_DM_CLOSED. */
   close(): void {
     for (const cancel of [...this.pending]) cancel();
     this.pending.clear();
-    if (this.fdValue >= 0) native.closeFd(this.fdValue);
-    this.fdValue = -1;
+    this.control?.close();
+    this.control = undefined;
     this.closed = true;
   }
 
@@ -174,6 +267,7 @@ export class DeviceMapper {
    */
   ensureNode(name: string, dev: DevNumber | undefined): void {
     checkName(name);
+    if (dev !== undefined) dev = checkDev(dev);
     if (this.nodePolicy !== 'manage') return;
     // Asked to remove: another process may have made the device since; its node is then kept (made right).
     const live = dev ?? this.infoIfExistsSync(name)?.dev;
@@ -192,7 +286,7 @@ export class DeviceMapper {
 
   private runPlanSync<T>(plan: Plan<T>, label = ''): T {
     this.checkKernel(plan, label);
-    const r = dmSync(this.fd, plan.cmd, plan.req)!;
+    const r = dmSync(this.binding, this.fd, plan.cmd, plan.req)!;
     this.nodeEffectSync(plan.node, r);
     return plan.map(r);
   }
@@ -208,40 +302,25 @@ export class DeviceMapper {
     } catch (e) {
       return Promise.reject(e);
     }
-    return dmAsync(fd, plan.cmd, plan.req, (r) => {
+    return dmAsync(this.binding, fd, plan.cmd, plan.req, (r) => {
       const waiting = this.nodeEffectAsync(plan.node, r!);
       return waiting ? waiting.then(() => plan.map(r!)) : plan.map(r!);
     });
   }
 
-  // A batch's commands in one native call. Node effects follow for the commands that ran, in order; a failure
-  // (of a command, or of waiting for udev's node) carries how many commands completed. May throw before
-  // sending (the batch's run() makes that a rejection).
-  private runPlans(plans: readonly Plan<unknown>[]): Promise<unknown[]> {
+  // A batch's commands in one native call, as one body for both forms. Node effects follow for the commands
+  // that ran, in order; a failure (of a command, or of waiting for udev's node) carries how many commands
+  // completed.
+  private *plansSteps(plans: readonly Plan<unknown>[]): Steps<unknown[]> {
     for (const p of plans) this.checkKernel(p, '');
-    return dmSeqAsync(this.fd, plans).then(async ({ replies, error }) => {
-      const results: unknown[] = [];
-      try {
-        for (let i = 0; i < replies.length; i++) {
-          const waiting = this.nodeEffectAsync(plans[i].node, replies[i]);
-          if (waiting) await waiting;
-          results.push(plans[i].map(replies[i]));
-        }
-      } catch (e) {
-        throw completedBefore(e, results.length);
-      }
-      if (error) throw completedBefore(error, replies.length);
-      return results;
-    });
-  }
-
-  private runPlansSync(plans: readonly Plan<unknown>[]): unknown[] {
-    for (const p of plans) this.checkKernel(p, '');
-    const { replies, error } = dmSeqSync(this.fd, plans);
+    const fd = this.fd;
+    const { replies, error } = yield* step(op(() => dmSeqSync(this.binding, fd, plans), () => dmSeqAsync(this.binding, fd, plans)));
     const results: unknown[] = [];
     try {
       for (let i = 0; i < replies.length; i++) {
-        this.nodeEffectSync(plans[i].node, replies[i]);
+        const effect = plans[i].node;
+        if (effect === 'make' && this.nodePolicy === 'udev') yield* nodes.awaitUdevNodeSteps(replies[i].name, replies[i].dev, this.udevTimeoutMs);
+        else this.nodeEffectSync(effect, replies[i]);
         results.push(plans[i].map(replies[i]));
       }
     } catch (e) {
@@ -254,7 +333,7 @@ export class DeviceMapper {
   // The promise API's node effect: a promise only when it must wait (for udev's node), so the usual case
   // costs no extra promise turn.
   private nodeEffectAsync(effect: NodeEffect | undefined, r: RawDmResponse): Promise<void> | undefined {
-    if (effect === 'make' && this.nodePolicy === 'udev') return nodes.awaitUdevNode(r.name, r.dev, this.udevTimeoutMs);
+    if (effect === 'make' && this.nodePolicy === 'udev') return runAsync(nodes.awaitUdevNodeSteps(r.name, r.dev, this.udevTimeoutMs));
     this.nodeEffectSync(effect, r);
     return undefined;
   }
@@ -264,7 +343,7 @@ export class DeviceMapper {
   private nodeEffectSync(effect: NodeEffect | undefined, r: RawDmResponse): void {
     if (effect === undefined) return;
     if (effect === 'make') {
-      if (this.nodePolicy === 'udev') nodes.awaitUdevNodeSync(r.name, r.dev, this.udevTimeoutMs);
+      if (this.nodePolicy === 'udev') runSync(nodes.awaitUdevNodeSteps(r.name, r.dev, this.udevTimeoutMs));
     } else if (this.nodePolicy === 'manage' && r.name) {
       nodes.renameNode(r.name, effect.rename, r.dev);
     }
@@ -281,28 +360,34 @@ export class DeviceMapper {
   private planVersion(): Plan<KernelVersion> {
     return plan(K.DM_VERSION_CMD, dmRequest(), versionOf);
   }
-  private planList(uuids: boolean): Plan<DeviceListEntry[]> {
+  private planList(options: { uuids?: boolean }): Plan<DeviceListEntry[]> {
+    const o = optionsObject<{ uuids?: boolean }>(options, ['uuids'], 'list options');
+    const uuids = optBoolean(o.uuids, 'uuids') ?? true;
     return plan(K.DM_LIST_DEVICES_CMD, flagsRequest(uuids ? K.DM_UUID_FLAG : 0), devicesOf);
   }
-  private planCreate(name: string, o: CreateOptions): Plan<DeviceInfo> {
+  // `known`: createDevice passes the keys of CREATE and LOAD together.
+  private planCreate(name: string, options: CreateOptions, known: readonly string[] = CREATE_KEYS): Plan<DeviceInfo> {
     const req = refRequest(name);
-    req.flags = o.readOnly ? K.DM_READONLY_FLAG : 0;
+    const o = optionsObject<CreateOptions>(options, known as (keyof CreateOptions)[], 'create options');
+    req.flags = optBoolean(o.readOnly, 'readOnly') ? K.DM_READONLY_FLAG : 0;
     if (o.uuid !== undefined) req.uuid = checkUuid(o.uuid);
     if (o.minor !== undefined) {
-      req.dev = { major: 0, minor: checkInteger(o.minor, 'minor', 0, 2 ** 20 - 1) };
+      req.dev = { major: 0, minor: checkInteger(o.minor, 'minor', 0, MAX_MINOR) };
       req.flags! |= K.DM_PERSISTENT_DEV_FLAG;
     }
     return plan(K.DM_DEV_CREATE_CMD, req, toInfo);
   }
-  private planRemove(ref: DeviceRef, o: RemoveOptions): Plan<DeviceInfo> {
+  private planRemove(ref: DeviceRef, options: RemoveOptions): Plan<DeviceInfo> {
     const req = refRequest(ref);
-    req.flags = o.deferred ? K.DM_DEFERRED_REMOVE : 0;
+    const o = optionsObject<RemoveOptions>(options, ['deferred'], 'remove options');
+    req.flags = optBoolean(o.deferred, 'deferred') ? K.DM_DEFERRED_REMOVE : 0;
     req.eventNr = UDEV_PRIMARY_SOURCE;
     req.node = this.nodeStep('remove');
     return plan(K.DM_DEV_REMOVE_CMD, req, toInfo);
   }
-  private planRemoveAll(o: RemoveOptions): Plan<void> {
-    return plan(K.DM_REMOVE_ALL_CMD, flagsRequest(o.deferred ? K.DM_DEFERRED_REMOVE : 0), nothing);
+  private planRemoveAll(options: RemoveOptions): Plan<void> {
+    const o = optionsObject<RemoveOptions>(options, ['deferred'], 'removeAll options');
+    return plan(K.DM_REMOVE_ALL_CMD, flagsRequest(optBoolean(o.deferred, 'deferred') ? K.DM_DEFERRED_REMOVE : 0), nothing);
   }
   private planRename(ref: DeviceRef, newName: string): Plan<DeviceInfo> {
     const req = refRequest(ref);
@@ -316,9 +401,11 @@ export class DeviceMapper {
     req.flags = K.DM_UUID_FLAG;
     return plan(K.DM_DEV_RENAME_CMD, req, toInfo);
   }
-  private planSuspend(ref: DeviceRef, o: SuspendOptions): Plan<DeviceInfo> {
+  private planSuspend(ref: DeviceRef, options: SuspendOptions): Plan<DeviceInfo> {
     const req = refRequest(ref);
-    req.flags = K.DM_SUSPEND_FLAG | (o.noflush ? K.DM_NOFLUSH_FLAG : 0) | (o.skipLockfs ? K.DM_SKIP_LOCKFS_FLAG : 0);
+    const o = optionsObject<SuspendOptions>(options, ['noflush', 'skipLockfs'], 'suspend options');
+    req.flags = K.DM_SUSPEND_FLAG | (optBoolean(o.noflush, 'noflush') ? K.DM_NOFLUSH_FLAG : 0) |
+      (optBoolean(o.skipLockfs, 'skipLockfs') ? K.DM_SKIP_LOCKFS_FLAG : 0);
     return plan(K.DM_DEV_SUSPEND_CMD, req, toInfo);
   }
   private planResume(ref: DeviceRef): Plan<DeviceInfo> {
@@ -330,22 +417,25 @@ export class DeviceMapper {
   private planInfo(ref: DeviceRef): Plan<DeviceInfo> {
     return plan(K.DM_DEV_STATUS_CMD, refRequest(ref), toInfo);
   }
-  private planLoad(ref: DeviceRef, targets: readonly Target[], o: LoadOptions): Plan<DeviceInfo> {
+  private planLoad(ref: DeviceRef, targets: readonly Target[], options: LoadOptions, known: readonly string[] = LOAD_KEYS): Plan<DeviceInfo> {
     const req = refRequest(ref);
+    const o = optionsObject<LoadOptions>(options, known as (keyof LoadOptions)[], 'load options');
     req.targets = checkTable(targets);
-    req.flags = (o.readOnly ? K.DM_READONLY_FLAG : 0) | (o.secure ? K.DM_SECURE_DATA_FLAG : 0);
+    req.flags = (optBoolean(o.readOnly, 'readOnly') ? K.DM_READONLY_FLAG : 0) | (optBoolean(o.secure, 'secure') ? K.DM_SECURE_DATA_FLAG : 0);
     return plan(K.DM_TABLE_LOAD_CMD, req, toInfo);
   }
   private planClear(ref: DeviceRef): Plan<DeviceInfo> {
     return plan(K.DM_TABLE_CLEAR_CMD, refRequest(ref), toInfo);
   }
-  private planDeps(ref: DeviceRef, o: QueryOptions): Plan<DevNumber[]> {
+  private planDeps(ref: DeviceRef, options: QueryOptions): Plan<DevNumber[]> {
     const req = refRequest(ref);
+    const o = checkQuery(options, 'deps options');
     req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
     return plan(K.DM_TABLE_DEPS_CMD, req, depsOf);
   }
-  private planTableStatus(ref: DeviceRef, table: boolean, o: QueryOptions): Plan<Target[]> {
+  private planTableStatus(ref: DeviceRef, table: boolean, options: QueryOptions): Plan<Target[]> {
     const req = refRequest(ref);
+    const o = checkQuery(options, table ? 'table options' : 'status options');
     req.flags = (table ? K.DM_STATUS_TABLE_FLAG : 0) | (o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0) |
       (o.noflush ? K.DM_NOFLUSH_FLAG : 0);
     return plan(K.DM_TABLE_STATUS_CMD, req, toTargets);
@@ -354,20 +444,27 @@ export class DeviceMapper {
     return plan(K.DM_LIST_VERSIONS_CMD, dmRequest(), targetVersionsOf);
   }
   private planTargetVersion(type: string): Plan<TargetVersion> {
-    if (typeof type !== 'string' || !TARGET_TYPE.test(type)) throw dmError('ERR_DM_INVALID_ARGUMENT', `'${type}' is not a target name`);
+    if (typeof type !== 'string' || !TARGET_TYPE.test(type)) throw dmError('ERR_DM_INVALID_ARGUMENT', `${show(type)} is not a target name`);
     return plan(K.DM_GET_TARGET_VERSION_CMD, refRequest(type), (r) => targetVersionsOf(r)[0], undefined, 41);
   }
-  private planMessage(ref: DeviceRef, sector: number, text: string, o: MessageOptions): Plan<string | undefined> {
+  private planMessage(ref: DeviceRef, sector: number, text: string, options: MessageOptions): Plan<string | undefined> {
     const req = refRequest(ref);
-    if (typeof text !== 'string' || text.length === 0 || text.includes('\0')) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a message is non-empty text');
-    req.message = { sector: sectors(sector), text };
-    req.flags = o.secure ? K.DM_SECURE_DATA_FLAG : 0;
+    const o = optionsObject<MessageOptions>(options, ['secure'], 'message options');
+    req.message = { sector: targetSectors(sector, 'message sector'), text: checkText(text, 'message', { oneLine: true }) };
+    req.flags = optBoolean(o.secure, 'secure') ? K.DM_SECURE_DATA_FLAG : 0;
     return plan(K.DM_TARGET_MSG_CMD, req, outputOf);
   }
-  private planSetGeometry(ref: DeviceRef, g: Geometry): Plan<void> {
+  // The kernel (dev_set_geometry) reads four unsigned longs: cylinders <= 65535, heads and sectors <= 255, and
+  // (dm_set_geometry) start no further than cylinders * heads * sectors.
+  private planSetGeometry(ref: DeviceRef, geometry: Geometry): Plan<void> {
     const req = refRequest(ref);
-    const n = (v: number, what: string) => checkInteger(v, what);
-    req.data = `${n(g.cylinders, 'cylinders')} ${n(g.heads, 'heads')} ${n(g.sectors, 'sectors')} ${n(g.start, 'start')}`;
+    if (geometry === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'geometry must be { cylinders, heads, sectors, start }, got undefined');
+    const g = checkOptions<Geometry>(geometry, ['cylinders', 'heads', 'sectors', 'start'], 'geometry');
+    const cylinders = checkInteger(g.cylinders, 'cylinders', 0, 65535);
+    const heads = checkInteger(g.heads, 'heads', 0, 255);
+    const secs = checkInteger(g.sectors, 'sectors', 0, 255);
+    const start = checkInteger(g.start, 'start', 0, cylinders * heads * secs);
+    req.data = `${cylinders} ${heads} ${secs} ${start}`;
     return plan(K.DM_DEV_SET_GEOMETRY_CMD, req, nothing);
   }
   private planArmPoll(): Plan<void> {
@@ -381,29 +478,34 @@ export class DeviceMapper {
   kernelVersionSync(): KernelVersion { return this.kernel ??= this.runPlanSync(this.planVersion()); }
 
   /** All dm devices. With `uuids`, each entry carries its uuid when it has one. */
-  list(o: { uuids?: boolean } = {}): Promise<DeviceListEntry[]> { return this.runPlan(() => this.planList(o.uuids ?? true)); }
-  listSync(o: { uuids?: boolean } = {}): DeviceListEntry[] { return this.runPlanSync(this.planList(o.uuids ?? true)); }
+  list(o: { uuids?: boolean } = {}): Promise<DeviceListEntry[]> { return this.runPlan(() => this.planList(o)); }
+  listSync(o: { uuids?: boolean } = {}): DeviceListEntry[] { return this.runPlanSync(this.planList(o)); }
 
   create(name: string, o: CreateOptions = {}): Promise<DeviceInfo> { return this.runPlan(() => this.planCreate(name, o)); }
   createSync(name: string, o: CreateOptions = {}): DeviceInfo { return this.runPlanSync(this.planCreate(name, o)); }
 
-  remove(ref: DeviceRef, o: RemoveOptions = {}): Promise<DeviceInfo> { return this.withName(ref, (r) => this.runPlan(() => this.planRemove(r, o))); }
-  removeSync(ref: DeviceRef, o: RemoveOptions = {}): DeviceInfo { return this.runPlanSync(this.planRemove(this.nameOfSync(ref), o)); }
+  // remove and rename check all their arguments (the first planRemove/planRename) before a uuid or dev
+  // reference is looked up by name.
+  remove(ref: DeviceRef, o: RemoveOptions = {}): Promise<DeviceInfo> {
+    return settle(() => { this.planRemove(ref, o); return this.withName(ref, (r) => this.runPlan(() => this.planRemove(r, o))); });
+  }
+  removeSync(ref: DeviceRef, o: RemoveOptions = {}): DeviceInfo { this.planRemove(ref, o); return this.runPlanSync(this.planRemove(this.nameOfSync(ref), o)); }
 
   /** Removes every dm device that is not open (DM_REMOVE_ALL); with `deferred`, open ones at last close. */
-  async removeAll(o: RemoveOptions = {}): Promise<void> {
-    const before = this.nodePolicy === 'manage' ? await this.list({ uuids: false }) : [];
-    await this.runPlan(() => this.planRemoveAll(o));
-    if (before.length) this.dropNodesOfGone(before, await this.list({ uuids: false }));
-  }
-  removeAllSync(o: RemoveOptions = {}): void {
-    const before = this.nodePolicy === 'manage' ? this.listSync({ uuids: false }) : [];
-    this.runPlanSync(this.planRemoveAll(o));
-    if (before.length) this.dropNodesOfGone(before, this.listSync({ uuids: false }));
+  removeAll(o: RemoveOptions = {}): Promise<void> { return runAsync(this.removeAllSteps(o)); }
+  removeAllSync(o: RemoveOptions = {}): void { runSync(this.removeAllSteps(o)); }
+
+  private *removeAllSteps(o: RemoveOptions): Steps<void> {
+    const plan = this.planRemoveAll(o);
+    const before = this.nodePolicy === 'manage' ? yield* step(twin(this as DeviceMapper, 'list', { uuids: false })) : [];
+    yield* step(op(() => this.runPlanSync(plan), () => this.runPlan(() => plan)));
+    if (before.length) this.dropNodesOfGone(before, yield* step(twin(this as DeviceMapper, 'list', { uuids: false })));
   }
 
-  rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> { return this.withName(ref, (r) => this.runPlan(() => this.planRename(r, newName))); }
-  renameSync(ref: DeviceRef, newName: string): DeviceInfo { return this.runPlanSync(this.planRename(this.nameOfSync(ref), newName)); }
+  rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> {
+    return settle(() => { this.planRename(ref, newName); return this.withName(ref, (r) => this.runPlan(() => this.planRename(r, newName))); });
+  }
+  renameSync(ref: DeviceRef, newName: string): DeviceInfo { this.planRename(ref, newName); return this.runPlanSync(this.planRename(this.nameOfSync(ref), newName)); }
 
   /** Sets the uuid of a device that has none (the kernel refuses to change a set one). */
   setUuid(ref: DeviceRef, uuid: string): Promise<DeviceInfo> { return this.runPlan(() => this.planSetUuid(ref, uuid)); }
@@ -464,8 +566,10 @@ export class DeviceMapper {
    */
   pollEvent(o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
     return settle(() => {
-      const timeout = o.timeoutMs === undefined ? -1 : checkInteger(o.timeoutMs, 'timeoutMs', 0, 2 ** 31 - 1);
-      return this.cancellable(native.pollControl(this.fd, timeout), 'DM_DEV_ARM_POLL', nodes.mapperPath('control'), { signal: o.signal });
+      optionsObject(o, ['timeoutMs', 'signal'], 'pollEvent options');
+      const timeout = optInteger(o.timeoutMs, 'timeoutMs', 0, MAX_TIMEOUT_MS) ?? -1;
+      optSignal(o.signal);
+      return this.cancellable(this.binding.pollControl(this.fd, timeout), undefined, o.signal);
     });
   }
 
@@ -475,16 +579,16 @@ export class DeviceMapper {
    */
   wait(ref: DeviceRef, eventNr: number, o: WaitOptions = {}): Promise<WaitResult> {
     return settle(() => {
-      const req = waitRequest(ref, eventNr, o);
-      const job = dmWait(this.fd, req);
-      return this.cancellable(job, 'DM_DEV_WAIT', refLabel(ref), o).then((r) => ({ info: toInfo(r), status: toTargets(r) }));
+      const req = waitRequest(ref, eventNr, o, WAIT_KEYS);
+      const job = dmWait(this.binding, this.fd, req);
+      return this.cancellable(job, o.timeoutMs, o.signal).then((r) => ({ info: toInfo(r), status: toTargets(r) }));
     });
   }
 
   /** DM_DEV_WAIT on the calling thread: blocks until the event; for scripts. */
   waitSync(ref: DeviceRef, eventNr: number, o: QueryOptions = {}): WaitResult {
     const req = waitRequest(ref, eventNr, o);
-    const r = dmSync(this.fd, K.DM_DEV_WAIT_CMD, req)!;
+    const r = dmSync(this.binding, this.fd, K.DM_DEV_WAIT_CMD, req)!;
     return { info: toInfo(r), status: toTargets(r) };
   }
 
@@ -492,28 +596,22 @@ export class DeviceMapper {
    * CREATE + LOAD + RESUME, sent as one native call (one trip off the main thread); removes the device again
    * if LOAD, RESUME or making its node fails.
    */
-  async createDevice(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): Promise<DeviceInfo> {
-    const batch = this.createDeviceBatch(name, targets, o);
-    try {
-      return (await batch.run())[2];
-    } catch (e) {
-      if (((e as DevmapperError).completed ?? 0) > 0) await this.remove(name).catch(() => undefined);  // CREATE ran: undo it
-      throw e;
-    }
+  createDevice(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): Promise<DeviceInfo> {
+    return runAsync(this.createDeviceSteps(name, targets, o));
   }
-
   createDeviceSync(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): DeviceInfo {
-    const batch = this.createDeviceBatch(name, targets, o);
-    try {
-      return batch.runSync()[2];
-    } catch (e) {
-      if (((e as DevmapperError).completed ?? 0) > 0) { try { this.removeSync(name); } catch { /* the first error is the one that matters */ } }
-      throw e;
-    }
+    return runSync(this.createDeviceSteps(name, targets, o));
   }
 
-  private createDeviceBatch(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions) {
-    return this.batch().create(name, o).load(name, targets, o).resume(name);
+  private *createDeviceSteps(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions): Steps<DeviceInfo> {
+    const plans = [this.planCreate(name, o, CREATE_DEVICE_KEYS), this.planLoad(name, targets, o, CREATE_DEVICE_KEYS), this.planResume(name)];
+    try {
+      return (yield* this.plansSteps(plans))[2] as DeviceInfo;
+    } catch (e) {
+      // CREATE ran: undo it. The first error is the one that matters.
+      if (((e as DevmapperError).completed ?? 0) > 0) { try { yield* step(twin(this as DeviceMapper, 'remove', name)); } catch { /* keep it */ } }
+      throw e;
+    }
   }
 
   /** Queues commands to send in one native call (one trip off the main thread); see DmBatch. */
@@ -544,8 +642,8 @@ export class DeviceMapper {
       table: (ref: DeviceRef, o: QueryOptions = {}) => add(this.planTableStatus(ref, true, o)),
       message: (ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}) => add(this.planMessage(ref, sector, text, o)),
       get length() { return plans.length; },
-      run: () => settle(() => { const p = unsent(); sent = true; return this.runPlans(p); }),
-      runSync: () => { const p = unsent(); sent = true; return this.runPlansSync(p); },
+      run: () => settle(() => { const p = unsent(); sent = true; return runAsync(this.plansSteps(p)); }),
+      runSync: () => { const p = unsent(); sent = true; return runSync(this.plansSteps(p)); },
     };
     const add = (p: Plan<unknown>) => { unsent().push(p); return b; };
     return b as unknown as DmBatch;
@@ -553,11 +651,11 @@ export class DeviceMapper {
 
   /** The device's info, or undefined if there is no such device (no error is built for that case). */
   infoIfExists(ref: DeviceRef): Promise<DeviceInfo | undefined> {
-    return settle(() => { const req = refRequest(ref); return dmAsync(this.fd, K.DM_DEV_STATUS_CMD, req, infoOrUndefined, ENXIO); });
+    return settle(() => { const req = refRequest(ref); return dmAsync(this.binding, this.fd, K.DM_DEV_STATUS_CMD, req, infoOrUndefined, ENXIO); });
   }
   infoIfExistsSync(ref: DeviceRef): DeviceInfo | undefined {
     const req = refRequest(ref);
-    return infoOrUndefined(dmSync(this.fd, K.DM_DEV_STATUS_CMD, req, ENXIO));
+    return infoOrUndefined(dmSync(this.binding, this.fd, K.DM_DEV_STATUS_CMD, req, ENXIO));
   }
 
   /** True if the device exists. */
@@ -583,31 +681,21 @@ export class DeviceMapper {
     return run(this.needsName(ref) ? (await this.info(ref)).name : ref);
   }
 
-  private cancellable<T>(job: { promise: Promise<T>; cancel(): boolean }, command: string, device: string,
-    o: { timeoutMs?: number; signal?: AbortSignal }): Promise<T> {
-    let why: 'timeout' | 'abort' | 'close' | undefined;
-    const cancel = (reason: typeof why) => () => { why ??= reason; job.cancel(); };
-    const onClose = cancel('close');
-    const onAbort = cancel('abort');
+  // A wait on its own thread, ended by a timeout, the signal or close(): cancel(reason) makes the addon reject
+  // with the one error the factory builds for that reason (ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED).
+  private cancellable<T>(job: Cancellable<T>, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<T> {
+    const onClose = () => { job.cancel('close'); };
+    const onAbort = () => { job.cancel('abort'); };
     this.pending.add(onClose);
-    if (o.signal?.aborted) onAbort();
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    const timer = o.timeoutMs !== undefined && command === 'DM_DEV_WAIT' ? setTimeout(cancel('timeout'), o.timeoutMs) : undefined;
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = timeoutMs !== undefined ? setTimeout(() => job.cancel(`timeout ${timeoutMs}`), timeoutMs) : undefined;
     const done = () => {
       this.pending.delete(onClose);
-      o.signal?.removeEventListener('abort', onAbort);
+      signal?.removeEventListener('abort', onAbort);
       if (timer) clearTimeout(timer);
     };
-    return job.promise.then(
-      (v) => { done(); return v; },
-      (e) => {
-        done();
-        if (why && (e as { code?: string }).code === 'ECANCELED') {
-          const code = why === 'timeout' ? 'ERR_DM_TIMEOUT' : why === 'abort' ? 'ERR_DM_ABORTED' : 'ERR_DM_CLOSED';
-          throw dmError(code, `${command} ended: ${why === 'timeout' ? `no event within ${o.timeoutMs} ms` : why === 'abort' ? 'the signal was aborted' : 'close() was called'}`, device);
-        }
-        throw e;
-      },
-    );
+    return job.promise.then((v) => { done(); return v; }, (e) => { done(); throw e; });
   }
+
 }

@@ -1,6 +1,6 @@
 // The types of the DM command API: what DeviceMapper takes and returns. Targets and the thin layer depend on
 // these, not on the DeviceMapper class.
-import type { DevNumber } from '../core/binding';
+import type { DevNumber, DmBinding } from '../core/binding';
 import type { Sectors } from '../core/units';
 
 /** Who makes /dev/mapper/<name>: 'auto' (us unless udev runs), 'manage' (us), 'udev', 'none'. */
@@ -60,6 +60,8 @@ export interface DeviceMapperOptions {
   nodes?: NodePolicy;
   /** How long to wait for udev to make a node before making it ourselves. */
   udevTimeoutMs?: number;
+  /** The native calls to make: the addon by default; a scripted one for tests without a kernel. */
+  binding?: DmBinding;
 }
 export interface WaitResult { info: DeviceInfo; status: Target[] }
 

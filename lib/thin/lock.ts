@@ -2,6 +2,7 @@
 // processes, so two processes never allocate the same thin id or interleave pool messages.
 import { dmError } from '../core/errors';
 import { native } from '../core/binding';
+import { FdHandle } from '../core/handles';
 import { Op, Steps, op, runAsync, runSync } from '../core/steps';
 
 export class PoolLock {
@@ -24,10 +25,11 @@ export class PoolLock {
       // Uncontended (the usual case): no thread. Contended: wait on a thread of its own.
       let fd = native.tryLockFile(this.file);
       if (fd < 0) fd = await native.lockFileAsync(this.file).promise;
+      const held = new FdHandle(fd, `the lock ${this.file}`);
       try {
         return await fn();
       } finally {
-        native.closeFd(fd);
+        held.close();
       }
     }).finally(() => { this.queued--; });  // before the caller's continuation: a sync call may follow at once
     this.tail = result.catch(() => undefined);
@@ -36,11 +38,11 @@ export class PoolLock {
 
   private runSync<T>(fn: () => T, device: string): T {
     if (this.queued > 0) throw dmError('ERR_DM_IN_PROGRESS', 'a promise call on this pool has not finished; a sync call cannot wait for it', device);
-    const fd = native.lockFile(this.file);
+    const held = new FdHandle(native.lockFile(this.file), `the lock ${this.file}`);
     try {
       return fn();
     } finally {
-      native.closeFd(fd);
+      held.close();
     }
   }
 }

@@ -5,10 +5,10 @@
 import { DeviceMapper } from '../dm/device-mapper';
 import { formatDev } from '../dm/block';
 import type { DevNumber } from '../core/binding';
-import { dmError, DevmapperError, withSystemErrors } from '../core/errors';
+import { dmError, DevmapperError, systemError, withSystemErrors } from '../core/errors';
 import { Bytes, Sectors, sectors } from '../core/units';
 import { checkInteger, checkName, checkOptions, optBoolean, optSignal, show } from '../core/validate';
-import { Steps, runAsync, runSync, step, twin } from '../core/steps';
+import { Steps, mapErrors, runAsync, runSync, step, twin } from '../core/steps';
 import { parseThinPoolStatus, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, MAX_METADATA_SECTORS } from '../targets';
 import type { RegistryStore, VolumeRecord } from './registry';
 import { PoolChanges, ThinPoolHooks, removeDevice } from './changes';
@@ -27,6 +27,10 @@ export interface VolumeListEntry extends VolumeRecord { active: boolean }
 export interface StatusOptions { /** Do not let a thin-pool commit its metadata for this status. */ noflush?: boolean }
 export interface DestroyOptions { /** Also remove the files create() made, and the registry. */ deleteFiles?: boolean }
 export interface WatchLowWaterOptions { signal: AbortSignal }
+
+// Node's own fs errors met on the way (a missing folder, a read-only filesystem) become DevmapperErrors with
+// their code, the operation and the path.
+const fsErrors = <T>(operation: string, body: Steps<T>): Steps<T> => mapErrors(body, (e) => systemError(e, operation));
 
 export class ThinPool {
   readonly name: string;
@@ -56,8 +60,8 @@ export class ThinPool {
   get blockSize(): Sectors { return this.params.blockSize; }
 
   /** Creates the pool. Everything done is undone if a later step fails. */
-  static create(o: ThinPoolCreateOptions): Promise<ThinPool> { return runAsync(ThinPool.createSteps(o)); }
-  static createSync(o: ThinPoolCreateOptions): ThinPool { return runSync(ThinPool.createSteps(o)); }
+  static create(o: ThinPoolCreateOptions): Promise<ThinPool> { return runAsync(fsErrors('create pool', ThinPool.createSteps(o))); }
+  static createSync(o: ThinPoolCreateOptions): ThinPool { return runSync(fsErrors('create pool', ThinPool.createSteps(o))); }
 
   private static *createSteps(options: ThinPoolCreateOptions): Steps<ThinPool> {
     const o = checkCreateOptions(options);
@@ -67,8 +71,8 @@ export class ThinPool {
   }
 
   /** Opens an active pool: finds its devices, loop backing files and registry, and finishes an interrupted change. */
-  static open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> { return runAsync(ThinPool.openSteps(name, o)); }
-  static openSync(name: string, o: ThinPoolOptions = {}): ThinPool { return runSync(ThinPool.openSteps(name, o)); }
+  static open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> { return runAsync(fsErrors('open pool', ThinPool.openSteps(name, o))); }
+  static openSync(name: string, o: ThinPoolOptions = {}): ThinPool { return runSync(fsErrors('open pool', ThinPool.openSteps(name, o))); }
 
   // `made`: a DeviceMapper the caller made (attach), which the pool then owns; the caller closes it on failure.
   private static *openSteps(name: string, options: ThinPoolOptions | undefined, made?: DeviceMapper): Steps<ThinPool> {
@@ -100,8 +104,8 @@ export class ThinPool {
    * already active on the same files or devices is simply opened. Files that an interrupted create or destroy
    * left are refused (create the pool again over them).
    */
-  static attach(o: ThinPoolAttachOptions): Promise<ThinPool> { return runAsync(ThinPool.attachSteps(o)); }
-  static attachSync(o: ThinPoolAttachOptions): ThinPool { return runSync(ThinPool.attachSteps(o)); }
+  static attach(o: ThinPoolAttachOptions): Promise<ThinPool> { return runAsync(fsErrors('attach pool', ThinPool.attachSteps(o))); }
+  static attachSync(o: ThinPoolAttachOptions): ThinPool { return runSync(fsErrors('attach pool', ThinPool.attachSteps(o))); }
 
   private static *attachSteps(options: ThinPoolAttachOptions): Steps<ThinPool> {
     const o = checkAttachOptions(options);
@@ -158,11 +162,11 @@ export class ThinPool {
   }
 
   /** Reloads the pool table with new features (discard support cannot change after creation). */
-  setFeatures(features: ThinPoolFeatures): Promise<void> { return runAsync(this.setFeaturesSteps(features)); }
-  setFeaturesSync(features: ThinPoolFeatures): void { runSync(this.setFeaturesSteps(features)); }
+  setFeatures(features: ThinPoolFeatures): Promise<void> { return runAsync(fsErrors(`set the features of pool ${this.name}`, this.setFeaturesSteps(features))); }
+  setFeaturesSync(features: ThinPoolFeatures): void { runSync(fsErrors(`set the features of pool ${this.name}`, this.setFeaturesSteps(features))); }
 
-  setLowWaterMark(blocks: number): Promise<void> { return runAsync(this.setLowWaterMarkSteps(blocks)); }
-  setLowWaterMarkSync(blocks: number): void { runSync(this.setLowWaterMarkSteps(blocks)); }
+  setLowWaterMark(blocks: number): Promise<void> { return runAsync(fsErrors(`set the low water mark of pool ${this.name}`, this.setLowWaterMarkSteps(blocks))); }
+  setLowWaterMarkSync(blocks: number): void { runSync(fsErrors(`set the low water mark of pool ${this.name}`, this.setLowWaterMarkSteps(blocks))); }
 
   private *setFeaturesSteps(features: ThinPoolFeatures): Steps<void> {
     const f = checkFeatures(features, this.name);
@@ -183,8 +187,8 @@ export class ThinPool {
    * loop told (LOOP_SET_CAPACITY). For a pool on block devices, grow the device first and call this without a
    * size. Then the table is reloaded with the new length (whole blocks). Volumes stay active throughout.
    */
-  growData(size?: Bytes | number | string): Promise<void> { return runAsync(this.growDataSteps(size)); }
-  growDataSync(size?: Bytes | number | string): void { runSync(this.growDataSteps(size)); }
+  growData(size?: Bytes | number | string): Promise<void> { return runAsync(fsErrors(`grow the data of pool ${this.name}`, this.growDataSteps(size))); }
+  growDataSync(size?: Bytes | number | string): void { runSync(fsErrors(`grow the data of pool ${this.name}`, this.growDataSteps(size))); }
 
   private *growDataSteps(size: Bytes | number | string | undefined): Steps<void> {
     yield* this.locked(function* (this: ThinPool): Steps<void> {
@@ -201,8 +205,8 @@ export class ThinPool {
    * Grows the pool's metadata device (at most the kernel's ~15.88 GiB), the same way as growData(); the pool
    * takes up the new size when it resumes.
    */
-  growMetadata(size?: Bytes | number | string): Promise<void> { return runAsync(this.growMetadataSteps(size)); }
-  growMetadataSync(size?: Bytes | number | string): void { runSync(this.growMetadataSteps(size)); }
+  growMetadata(size?: Bytes | number | string): Promise<void> { return runAsync(fsErrors(`grow the metadata of pool ${this.name}`, this.growMetadataSteps(size))); }
+  growMetadataSync(size?: Bytes | number | string): void { runSync(fsErrors(`grow the metadata of pool ${this.name}`, this.growMetadataSteps(size))); }
 
   private *growMetadataSteps(size: Bytes | number | string | undefined): Steps<void> {
     yield* this.locked(function* (this: ThinPool): Steps<void> {
@@ -322,8 +326,8 @@ export class ThinPool {
    * deleteFiles, also removes the backing files it created and the registry; a destroy killed while deleting
    * them leaves files that a new create() over them clears. Without it, attach() brings the pool back.
    */
-  destroy(o: DestroyOptions = {}): Promise<void> { return runAsync(this.destroySteps(o)); }
-  destroySync(o: DestroyOptions = {}): void { runSync(this.destroySteps(o)); }
+  destroy(o: DestroyOptions = {}): Promise<void> { return runAsync(fsErrors(`destroy pool ${this.name}`, this.destroySteps(o))); }
+  destroySync(o: DestroyOptions = {}): void { runSync(fsErrors(`destroy pool ${this.name}`, this.destroySteps(o))); }
 
   private *destroySteps(options: DestroyOptions | undefined): Steps<void> {
     const o = checkOptions<DestroyOptions>(options, ['deleteFiles'], 'destroy options');

@@ -3,9 +3,9 @@
 // RegistryStore is the small interface a user can implement over another store; LmdbRegistry is ours.
 import fs from 'node:fs';
 import path from 'node:path';
-import { dmError } from '../core/errors';
+import { dmError, withSystemErrors } from '../core/errors';
 import { Sectors } from '../core/units';
-import { MAX_THIN_ID } from '../core/validate';
+import { MAX_THIN_ID, checkPath } from '../core/validate';
 import { KvStore, native } from '../core/binding';
 
 export type VolumeState = 'ready';
@@ -103,12 +103,13 @@ export class LmdbRegistry implements RegistryStore {
   private constructor(private readonly file: string, private readonly kv: KvStore) {}
 
   static open(dir: string): LmdbRegistry {
-    fs.mkdirSync(dir, { recursive: true });
+    checkPath(dir, 'registry folder');
+    withSystemErrors('open the registry', dir, () => fs.mkdirSync(dir, { recursive: true }));
     const file = path.join(dir, 'registry.mdb');
     // Earlier builds kept the registry through lmdb-js, in another format: refuse rather than start empty.
     if (!fs.existsSync(file) && fs.existsSync(path.join(dir, 'registry.lmdb')))
       throw dmError('ERR_DM_POOL_STATE', `${dir} holds a registry in an earlier devmapper's format (registry.lmdb)`);
-    const key = path.join(fs.realpathSync(dir), 'registry.mdb');
+    const key = path.join(withSystemErrors('open the registry', dir, () => fs.realpathSync(dir)), 'registry.mdb');
     let shared = stores.get(key);
     if (!shared) stores.set(key, shared = { kv: new native.KvStore(file), refs: 0 });
     shared.refs++;

@@ -3,7 +3,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LmdbRegistry, VolumeRecord } from '../../lib';
+import { DevmapperError, LmdbRegistry, VolumeRecord } from '../../lib';
 
 const dir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'registry-'));
 const rec = (name: string, id: number): VolumeRecord => ({ name, id, size: 2048 as never, parent: null, state: 'ready', created: 0 });
@@ -21,10 +21,12 @@ test("a store's failure is one typed error; a registry in an earlier build's for
   const d = dir();
   try {
     fs.writeFileSync(path.join(d, 'file'), '');  // a file where the folder should be: refused before LMDB
-    expect(() => LmdbRegistry.open(path.join(d, 'file'))).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(() => LmdbRegistry.open(path.join(d, 'file'))).toThrow(expect.objectContaining({ code: 'EEXIST', syscall: 'mkdir', device: path.join(d, 'file') }));
+    expect(() => LmdbRegistry.open(path.join(d, 'file'))).toThrow(DevmapperError);
     const sub = path.join(d, 'reg');
     fs.mkdirSync(path.join(sub, 'registry.mdb'), { recursive: true });  // a folder where the file should be
-    expect(() => LmdbRegistry.open(sub)).toThrow(expect.objectContaining({ code: 'EISDIR', syscall: 'mdb_env_open', command: 'registry' }));
+    // The store's own failures carry ERR_DM_REGISTRY, with the errno LMDB gave.
+    expect(() => LmdbRegistry.open(sub)).toThrow(expect.objectContaining({ code: 'ERR_DM_REGISTRY', errno: -os.constants.errno.EISDIR, syscall: 'mdb_env_open', command: 'registry' }));
     const old = path.join(d, 'old');
     fs.mkdirSync(old);
     fs.writeFileSync(path.join(old, 'registry.lmdb'), '');
