@@ -1,6 +1,7 @@
 // Typed targets: builders and parsers for each table format, and the status parsers.
 import type { Target } from '../dm/types';
 import { dmError } from '../core/errors';
+import { show } from '../core/validate';
 import { delay } from './delay';
 import { flakey } from './flakey';
 import { linear } from './linear';
@@ -15,7 +16,8 @@ export type { TargetModel, DeviceSpec } from './model';
 export { linear, striped, zero, error, flakey, delay, thin, thinPool };
 export type { LinearParams } from './linear';
 export type { StripedParams } from './striped';
-export type { FlakeyParams } from './flakey';
+export { FLAKEY_PROBABILITY_BASE } from './flakey';
+export type { FlakeyParams, FlakeyCorruptBioByte } from './flakey';
 export type { DelayParams, DelayPath } from './delay';
 export { parseThinStatus } from './thin';
 export type { ThinParams, ThinStatus } from './thin';
@@ -27,12 +29,14 @@ const byType = new Map(models.map((m) => [m.type, m]));
 
 /** The model for a table line's type. */
 export function modelOf(type: string): TargetModel<unknown> {
-  const m = byType.get(type);
-  if (!m) throw dmError('ERR_DM_PARSE', `no model for target type '${type}'`);
+  const m = typeof type === 'string' ? byType.get(type) : undefined;
+  if (!m) throw dmError('ERR_DM_PARSE', `no model for target type ${show(type)}`);
   return m;
 }
 
 /** Reads a table line (as DeviceMapper.table() returns it) into its typed params. */
 export function parseTarget(t: Target): { type: string; params: unknown } {
-  return { type: t.type, params: modelOf(t.type).parse(t.params) };
+  if (t === null || typeof t !== 'object') throw dmError('ERR_DM_PARSE', `a target must be an object, got ${show(t)}`);
+  const type: unknown = t.type, params: unknown = t.params;
+  return { type: type as string, params: modelOf(type as string).parse(params as string) };
 }

@@ -1,13 +1,31 @@
-import { Sectors, sectors } from '../core/units';
-import { DeviceSpec, TargetModel, checkDevice, sectorCount, words } from './model';
+import { Sectors } from '../core/units';
+import { DeviceSpec, TargetModel, checkDevice, checkExtra, checkParams, checkSectors, device, extraWords, join, needWords, sectorCount, words } from './model';
 
-export interface LinearParams { device: DeviceSpec; offset: Sectors }
+/** `<device> <offset>`. */
+export interface LinearParams {
+  device: DeviceSpec;
+  offset: Sectors;
+  /**
+   * Words after the offset, which today's kernels neither take nor print: parse() keeps any a newer kernel
+   * prints here (the field is present only when there are such words) and format() writes them back.
+   */
+  extra?: string[];
+}
 
 export const linear: TargetModel<LinearParams> = {
   type: 'linear',
-  format: (p) => `${checkDevice(p.device, 'linear device')} ${sectors(p.offset)}`,
+  format: (p) => {
+    const o = checkParams<LinearParams>(p, ['device', 'offset', 'extra'], 'linear');
+    const dev = checkDevice(o.device, 'linear device');
+    const offset = checkSectors(o.offset, 'linear offset');
+    return join([dev, offset, ...checkExtra(o.extra, 'linear')]);
+  },
   parse: (params) => {
-    const w = words(params, 'linear', 2);
-    return { device: w[0], offset: sectorCount(w[1], 'linear', 'offset') };
+    const w = words(params, 'linear');
+    needWords(w, 2, 'linear');
+    const p: LinearParams = { device: device(w[0], 'linear', 'device'), offset: sectorCount(w[1], 'linear', 'offset') };
+    const extra = extraWords(w, 2, 'linear');
+    if (extra) p.extra = extra;
+    return p;
   },
 };

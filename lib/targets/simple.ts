@@ -1,13 +1,18 @@
-// Targets without params.
+// Targets without params: the kernel prints nothing back for them.
 import { dmError } from '../core/errors';
-import { TargetModel } from './model';
+import { show } from '../core/validate';
+import { TargetModel, checkParams, words } from './model';
 
 function noParams(type: string): TargetModel<Record<string, never>> {
   return {
     type,
-    format: () => '',
+    format: (p) => {
+      checkParams<Record<string, never>>(p, [], type);
+      return '';
+    },
     parse: (params) => {
-      if (params.trim()) throw dmError('ERR_DM_PARSE', `${type} takes no params, got '${params}'`);
+      const w = words(params, type);
+      if (w.length) throw dmError('ERR_DM_PARSE', `${type} takes no params, got ${show(params)}`);
       return {};
     },
   };

@@ -1,41 +1,67 @@
 // The thin target, and the thin status line.
 import { dmError } from '../core/errors';
 import { Sectors } from '../core/units';
-import { checkThinId } from '../core/validate';
-import { DeviceSpec, TargetModel, checkDevice, int, sectorCount, words } from './model';
+import { MAX_THIN_ID, checkThinId, show } from '../core/validate';
+import { DeviceSpec, TargetModel, checkDevice, checkExtra, checkParams, device, extraWords, int, join, sectorCount, words } from './model';
 
+/** `<pool dev> <dev id> [<external origin dev>]`. */
 export interface ThinParams {
   pool: DeviceSpec;
+  /** 0..2^24-1. */
   deviceId: number;
   /** Read-only origin for blocks the thin device has not written yet. */
   externalOrigin?: DeviceSpec;
+  /**
+   * Words after the external origin, which today's kernels neither take nor print: parse() keeps any a newer
+   * kernel prints (the field is present only when there are such words) and format() writes them back (they
+   * need `externalOrigin`: the third word is always read as the origin).
+   */
+  extra?: string[];
 }
 
 export const thin: TargetModel<ThinParams> = {
   type: 'thin',
-  format: (p) => [checkDevice(p.pool, 'thin pool'), checkThinId(p.deviceId),
-    ...(p.externalOrigin ? [checkDevice(p.externalOrigin, 'external origin')] : [])].join(' '),
+  format: (p) => {
+    const o = checkParams<ThinParams>(p, ['pool', 'deviceId', 'externalOrigin', 'extra'], 'thin');
+    const pool = checkDevice(o.pool, 'thin pool');
+    const id = checkThinId(o.deviceId);
+    const origin = o.externalOrigin === undefined ? undefined : checkDevice(o.externalOrigin, 'thin external origin');
+    if (origin === pool) throw dmError('ERR_DM_INVALID_TABLE', 'thin: the external origin cannot be the pool');
+    const extra = checkExtra(o.extra, 'thin');
+    if (extra.length && origin === undefined) throw dmError('ERR_DM_INVALID_TABLE', 'thin: extra words need an external origin before them');
+    return join([pool, id, ...(origin === undefined ? [] : [origin]), ...extra]);
+  },
   parse: (params) => {
-    const w = words(params, 'thin', 2);
-    const p: ThinParams = { pool: w[0], deviceId: int(w[1], 'thin', 'device id') };
-    if (w[2]) p.externalOrigin = w[2];
+    const w = words(params, 'thin');
+    if (w.length < 2) throw dmError('ERR_DM_PARSE', `thin needs at least 2 words, got ${show(params)}`);
+    const p: ThinParams = { pool: device(w[0], 'thin', 'pool'), deviceId: int(w[1], 'thin', 'device id', 0, MAX_THIN_ID) };
+    if (w.length > 2) p.externalOrigin = device(w[2], 'thin', 'external origin');
+    const extra = extraWords(w, 3, 'thin');
+    if (extra) p.extra = extra;
     return p;
   },
 };
 
+/**
+ * `<mapped sectors> <highest mapped sector|->`, or `-` (no thin device: the pool is not active), `Fail`,
+ * `Error`. `extra` holds words after the highest mapped sector that a newer (or vendor) kernel prints; it is
+ * present only when there are such words.
+ */
 export type ThinStatus =
-  | { state: 'ok'; mappedSectors: Sectors; highestMappedSector: Sectors | null }
+  | { state: 'ok'; mappedSectors: Sectors; highestMappedSector: Sectors | null; extra?: string[] }
   | { state: 'Fail' | 'Error' | 'inactive' };
 
-/** `<mapped sectors> <highest mapped sector|->`, or `-` (pool not active), `Fail`, `Error`. */
 export function parseThinStatus(params: string): ThinStatus {
-  const w = params.trim().split(/\s+/).filter(Boolean);
-  if (w[0] === 'Fail' || w[0] === 'Error') return { state: w[0] };
+  const w = words(params, 'thin status');
+  if (w.length === 1 && (w[0] === 'Fail' || w[0] === 'Error')) return { state: w[0] };
   if (w.length === 1 && w[0] === '-') return { state: 'inactive' };
-  if (w.length < 2) throw dmError('ERR_DM_PARSE', `thin status '${params}'`);
-  return {
+  if (w.length < 2) throw dmError('ERR_DM_PARSE', `thin status ${show(params)}`);
+  const s: ThinStatus = {
     state: 'ok',
     mappedSectors: sectorCount(w[0], 'thin status', 'mapped sectors'),
     highestMappedSector: w[1] === '-' ? null : sectorCount(w[1], 'thin status', 'highest mapped sector'),
   };
+  const extra = extraWords(w, 2, 'thin status');
+  if (extra) s.extra = extra;
+  return s;
 }
