@@ -86,6 +86,11 @@ export function checkOptions<T extends object>(o: unknown, known: readonly (keyo
   if (o === undefined) return {} as T;
   if (o === null || typeof o !== 'object' || Array.isArray(o))
     throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} must be an object, got ${show(o)}`);
+  // A plain object of any realm (vm contexts, structuredClone under jest), or one with no prototype: not a
+  // boxed primitive, a Date or a Map, whose fields would never be read.
+  const proto: unknown = Object.getPrototypeOf(o);
+  if (proto !== null && (Object.getPrototypeOf(proto) !== null || Object.prototype.toString.call(o) !== '[object Object]'))
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} must be a plain object, got an instance of another class`);
   for (const key of Reflect.ownKeys(o)) {
     if (typeof key !== 'string' || !(known as readonly string[]).includes(key))
       throw dmError('ERR_DM_INVALID_ARGUMENT', `${what}: unknown option ${typeof key === 'string' ? `'${key}'` : 'a symbol'} (known: ${known.join(', ') || 'none'})`);
