@@ -109,15 +109,8 @@ export class ThinPool {
 
   private static *attachSteps(options: ThinPoolAttachOptions): Steps<ThinPool> {
     const o = checkAttachOptions(options);
-    return yield* underLifecycleLock(o, function* (): Steps<ThinPool> {
-      const made = yield* attachDevices(o);
-      try {
-        return yield* ThinPool.openSteps(o.name, o, made);
-      } catch (e) {
-        made?.close();
-        throw e;
-      }
-    });
+    const poolOptions: ThinPoolOptions = { dm: o.dm, registryDir: o.registryDir, registry: o.registry, hooks: o.hooks };
+    return yield* underLifecycleLock(o, () => attachDevices(o, (made) => ThinPool.openSteps(o.name, poolOptions, made)));
   }
 
   // ---- status and settings -------------------------------------------------------------------------

@@ -264,7 +264,12 @@ export function* claimFiles(name: string, dataFile: string, metaFile: string): S
   return true;
 }
 
-export function* attachDevices(o: ThinPoolAttachOptions): Steps<DeviceMapper | undefined> {
+/**
+ * Loads the pool's table from its files or devices (unless it is active already), then runs `open` with the
+ * DeviceMapper made here (undefined when the caller gave one), which the opened pool then owns. If `open`
+ * fails, what was made here is undone.
+ */
+export function* attachDevices<T>(o: ThinPoolAttachOptions, open: (made: DeviceMapper | undefined) => Steps<T>): Steps<T> {
   const name = checkName(o.name, 'pool name');
   const { onFiles, dataFile, metaFile } = backingOf(name, o);
   const metaPath = metaFile ?? o.metadataDevice!;
@@ -313,7 +318,7 @@ export function* attachDevices(o: ThinPoolAttachOptions): Steps<DeviceMapper | u
       for (const l of held) l.release();
       if (registryDir && !config) writePoolConfig(registryDir, { blockSize: sb.blockSize, lowWaterMark: p.params.lowWaterMark, features: p.params.features ?? {} });
     }
-    return o.dm ? undefined : dm;
+    return yield* open(o.dm ? undefined : dm);
   } catch (e) {
     for (const u of undo.reverse()) { try { yield* step(u); } catch { /* keep the first error */ } }
     if (!o.dm) dm.close();
