@@ -13,6 +13,7 @@
         "native/blocking_thread.cc",
         "native/loop_block_addon.cc",
         "native/file_lock.cc",
+        "native/file_lock_addon.cc",
         "native/kv_store.cc"
       ],
       "dependencies": ["lmdb"],
