@@ -14,7 +14,8 @@
         "native/loop_block_addon.cc",
         "native/file_lock.cc",
         "native/file_lock_addon.cc",
-        "native/kv_store.cc"
+        "native/kv_store.cc",
+        "native/kv_store_addon.cc"
       ],
       "dependencies": ["lmdb"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<(lmdb_src)"],

@@ -1,0 +1,124 @@
+// The registry store's JS class: new KvStore(path) over an LmdbStore (kv_store.h), main thread only. A failure
+// of the store becomes the factory's error, like every other.
+#include <memory>
+
+#include "addon.h"
+#include "kv_store.h"
+#include "napi_ops.h"
+
+namespace {
+
+// Runs fn(), turning a SysError into the JS error the factory builds.
+template <class Fn>
+auto Call(Napi::Env env, Fn fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const SysError& e) {
+    throw Napi::Error(env, MakeError(env, e));
+  }
+}
+
+Napi::String Str(Napi::Env env, std::string_view s) { return Napi::String::New(env, s.data(), s.size()); }
+
+class KvStore : public Napi::ObjectWrap<KvStore> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "KvStore", {
+      InstanceMethod<&KvStore::Begin>("begin"),
+      InstanceMethod<&KvStore::Commit>("commit"),
+      InstanceMethod<&KvStore::Abort>("abort"),
+      InstanceMethod<&KvStore::Get>("get"),
+      InstanceMethod<&KvStore::Put>("put"),
+      InstanceMethod<&KvStore::Del>("del"),
+      InstanceMethod<&KvStore::Range>("range"),
+      InstanceMethod<&KvStore::Count>("count"),
+      InstanceMethod<&KvStore::Close>("close"),
+    });
+  }
+
+  // new KvStore(path): opens (creating) the LMDB file at path; its lock file is path + "-lock".
+  explicit KvStore(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KvStore>(info) {
+    std::string path = ArgString(info, 0);
+    store_ = Call(info.Env(), [&] { return std::make_unique<LmdbStore>(std::move(path)); });
+  }
+
+ private:
+  Napi::Value Begin(const Napi::CallbackInfo& info) {
+    Call(info.Env(), [&] { store_->Begin(); });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Commit(const Napi::CallbackInfo& info) {
+    Call(info.Env(), [&] { store_->Commit(); });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Abort(const Napi::CallbackInfo& info) {
+    store_->Abort();
+    return info.Env().Undefined();
+  }
+
+  // get(key): the value, or undefined.
+  Napi::Value Get(const Napi::CallbackInfo& info) {
+    std::string key = ArgString(info, 0);
+    std::optional<std::string> value = Call(info.Env(), [&] { return store_->Get(key); });
+    return value ? Napi::Value(Str(info.Env(), *value)) : info.Env().Undefined();
+  }
+
+  Napi::Value Put(const Napi::CallbackInfo& info) {
+    std::string key = ArgString(info, 0), value = ArgString(info, 1);
+    Call(info.Env(), [&] { store_->Put(key, value); });
+    return info.Env().Undefined();
+  }
+
+  // del(key): whether it was there.
+  Napi::Value Del(const Napi::CallbackInfo& info) {
+    std::string key = ArgString(info, 0);
+    return Napi::Boolean::New(info.Env(), Call(info.Env(), [&] { return store_->Del(key); }));
+  }
+
+  // range(prefix, limit?, keysOnly?): [key, value] pairs (or keys) of the keys that start with prefix, in order.
+  Napi::Value Range(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string prefix = ArgString(info, 0);
+    uint32_t limit = info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : UINT32_MAX;
+    bool keysOnly = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+    Napi::Array out = Napi::Array::New(env);
+    uint32_t n = 0;
+    if (limit == 0) return out;
+    Call(env, [&] {
+      store_->Scan(prefix, [&](std::string_view k, std::string_view v) {
+        if (keysOnly) {
+          out.Set(n++, Str(env, k));
+        } else {
+          Napi::Array pair = Napi::Array::New(env, 2);
+          pair.Set(0u, Str(env, k));
+          pair.Set(1u, Str(env, v));
+          out.Set(n++, pair);
+        }
+        return n < limit;
+      });
+    });
+    return out;
+  }
+
+  // count(prefix): how many keys start with prefix.
+  Napi::Value Count(const Napi::CallbackInfo& info) {
+    std::string prefix = ArgString(info, 0);
+    double n = double(Call(info.Env(), [&] { return store_->Count(prefix); }));
+    return Napi::Number::New(info.Env(), n);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    store_->Close();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<LmdbStore> store_;  // set by the constructor, or the constructor threw
+};
+
+}  // namespace
+
+void RegisterKvStore(Napi::Env env, Napi::Object exports) {
+  exports.Set("KvStore", KvStore::Define(env));
+}
