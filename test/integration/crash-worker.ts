@@ -25,9 +25,11 @@ class KillingDm extends DeviceMapper {
     return this.createDeviceSync(name, targets, o);
   }
   override createDeviceSync(name: string, targets: Parameters<DeviceMapper['createDevice']>[1], o: Parameters<DeviceMapper['createDevice']>[2] = {}) {
-    this.createSync(name, o);
+    // createDevice's options, split as createDevice splits them: CREATE takes uuid, minor, readOnly; LOAD readOnly, secure.
+    const { secure, ...create } = o ?? {};
+    this.createSync(name, create);
     this.hit('createDevice:create');
-    super.loadSync(name, targets, o);
+    super.loadSync(name, targets, { readOnly: create.readOnly, secure });
     this.hit('createDevice:load');
     const info = super.resumeSync(name);
     this.hit('createDevice:resume');
