@@ -1,11 +1,14 @@
 // Loop devices: attach a file (LOOP_CONFIGURE, or SET_FD + SET_STATUS64 on kernels before 5.8), detach,
 // status, list, find the loop of a file, set capacity. The GET_FREE race is handled natively (bounded).
+// Each operation is one body of steps (core/steps.ts) that checks its arguments before any syscall: the
+// promise form rejects on bad input, the sync twin throws.
 import fs from 'node:fs';
 import path from 'node:path';
-import { dmError } from '../core/errors';
-import { K, native, RawLoopAttachResult, RawLoopStatus } from '../core/binding';
-import { Bytes } from '../core/units';
-import { checkInteger } from '../core/validate';
+import { dmError, systemError, withSystemErrors } from '../core/errors';
+import { K, native, RawLoopAttachOptions, RawLoopAttachResult, RawLoopStatus } from '../core/binding';
+import { Bytes, SECTOR_SIZE } from '../core/units';
+import { Steps, op, runAsync, runSync, step } from '../core/steps';
+import { checkOptions, checkPath, optBoolean, optInteger, show } from '../core/validate';
 
 export interface LoopAttachOptions {
   readOnly?: boolean;
@@ -61,21 +64,33 @@ export interface LoopStatus {
   partscan: boolean;
 }
 
-function checkOptions(o: LoopAttachOptions) {
-  if (o.blockSize !== undefined && ![512, 1024, 2048, 4096].includes(o.blockSize))
-    throw dmError('ERR_DM_INVALID_ARGUMENT', `loop block size must be 512, 1024, 2048 or 4096, got ${o.blockSize}`);
-  if (o.method !== undefined && o.method !== 'configure' && o.method !== 'set-fd')
-    throw dmError('ERR_DM_INVALID_ARGUMENT', `loop attach method must be 'configure' or 'set-fd', got ${String(o.method)}`);
-  return {
-    readOnly: !!o.readOnly, autoclear: !!o.autoclear, directIo: !!o.directIo, partscan: !!o.partscan,
-    offset: checkInteger(o.offset ?? 0, 'offset'), sizeLimit: checkInteger(o.sizeLimit ?? 0, 'sizeLimit'),
-    blockSize: o.blockSize ?? 0, keepOpen: !!o.autoclear, legacy: o.method === 'set-fd',
-  };
-}
+const ATTACH_KEYS = ['readOnly', 'autoclear', 'directIo', 'partscan', 'offset', 'sizeLimit', 'blockSize', 'method'] as const;
+const BLOCK_SIZES = [512, 1024, 2048, 4096];
 
-function checkFile(file: string): string {
-  if (typeof file !== 'string' || file.length === 0) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a backing file path is needed');
-  return path.resolve(file);
+/**
+ * The checked arguments of an attach: the backing file as an absolute path, and the addon's options. Unknown
+ * keys (readonly for readOnly) are refused by name; flags must be booleans, not truthy values; a size limit
+ * must be whole sectors (the kernel would round it down).
+ */
+function attachArgs(file: unknown, options: unknown): [string, RawLoopAttachOptions] {
+  const f = path.resolve(checkPath(file, 'backing file'));
+  const o = checkOptions<LoopAttachOptions>(options, ATTACH_KEYS, 'loop attach options');
+  const readOnly = optBoolean(o.readOnly, 'readOnly') ?? false;
+  const autoclear = optBoolean(o.autoclear, 'autoclear') ?? false;
+  const directIo = optBoolean(o.directIo, 'directIo') ?? false;
+  const partscan = optBoolean(o.partscan, 'partscan') ?? false;
+  const offset = optInteger(o.offset, 'offset') ?? 0;
+  const sizeLimit = optInteger(o.sizeLimit, 'sizeLimit') ?? 0;
+  if (sizeLimit % SECTOR_SIZE !== 0)
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `sizeLimit must be a multiple of ${SECTOR_SIZE} bytes (the kernel would cut it to whole sectors), got ${sizeLimit}`);
+  if (o.blockSize !== undefined && !BLOCK_SIZES.includes(o.blockSize))
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `loop block size must be 512, 1024, 2048 or 4096, got ${show(o.blockSize)}`);
+  if (o.method !== undefined && o.method !== 'configure' && o.method !== 'set-fd')
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `loop attach method must be 'configure' or 'set-fd', got ${show(o.method)}`);
+  return [f, {
+    readOnly, autoclear, directIo, partscan, offset, sizeLimit,
+    blockSize: o.blockSize ?? 0, keepOpen: autoclear, legacy: o.method === 'set-fd',
+  }];
 }
 
 const devPath = (n: number) => `/dev/loop${n}`;
@@ -102,10 +117,14 @@ function toStatus(device: string, s: RawLoopStatus): LoopStatus {
   };
 }
 
-function checkDevice(device: string): string {
-  if (typeof device !== 'string' || !/^\/dev\/loop\d+$/.test(device))
-    throw dmError('ERR_DM_INVALID_ARGUMENT', `'${String(device)}' is not a loop device path (/dev/loopN)`);
-  return device;
+// The kernel numbers loop devices below 2^20 (MINORBITS); the path is taken only in its canonical form.
+const MAX_LOOP = 2 ** 20 - 1;
+
+function checkDevice(device: unknown): string {
+  const m = typeof device === 'string' ? /^\/dev\/loop(0|[1-9][0-9]{0,6})$/.exec(device) : null;
+  if (!m || Number(m[1]) > MAX_LOOP)
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `${show(device)} is not a loop device path (/dev/loopN, N below 2^20)`);
+  return device as string;
 }
 
 /** Loop devices bound to a file now, from sysfs. */
@@ -126,40 +145,66 @@ function matchesFile(st: fs.Stats, s: RawLoopStatus): boolean {
   return s.backingInode === st.ino && s.backingDev === st.dev;
 }
 
-export const Loop = {
-  async attach(file: string, o: LoopAttachOptions = {}): Promise<LoopDevice> {
-    return attached(await native.loopAttachAsync(checkFile(file), checkOptions(o)));
-  },
-  attachSync(file: string, o: LoopAttachOptions = {}): LoopDevice {
-    return attached(native.loopAttach(checkFile(file), checkOptions(o)));
-  },
-  /** Detaches; on an open device the kernel only sets autoclear and detaches at last close. */
-  detach(device: string): Promise<void> { return native.loopDetachAsync(checkDevice(device)); },
-  detachSync(device: string): void { native.loopDetach(checkDevice(device)); },
+// One body per operation, run as a promise (runAsync: bad input rejects) or by its sync twin (runSync).
+// Arguments are checked at the top of each body, before any syscall.
+const call = <T>(sync: () => T, async: () => Promise<T>) => step(op(sync, async));
 
-  async status(device: string): Promise<LoopStatus> { return toStatus(device, await native.loopStatusAsync(checkDevice(device))); },
-  statusSync(device: string): LoopStatus { return toStatus(device, native.loopStatus(checkDevice(device))); },
+function* attachSteps(file: unknown, options: unknown): Steps<LoopDevice> {
+  const [f, o] = attachArgs(file, options);
+  return attached(yield* call(() => native.loopAttach(f, o), () => native.loopAttachAsync(f, o)));
+}
+
+function* detachSteps(device: unknown): Steps<void> {
+  const d = checkDevice(device);
+  yield* call(() => native.loopDetach(d), () => native.loopDetachAsync(d));
+}
+
+function* statusSteps(device: unknown): Steps<LoopStatus> {
+  const d = checkDevice(device);
+  return toStatus(d, yield* call(() => native.loopStatus(d), () => native.loopStatusAsync(d)));
+}
+
+function* setCapacitySteps(device: unknown): Steps<void> {
+  const d = checkDevice(device);
+  yield* call(() => native.loopSetCapacity(d), () => native.loopSetCapacityAsync(d));
+}
+
+function* findSteps(file: unknown): Steps<string[]> {
+  const f = path.resolve(checkPath(file, 'backing file'));
+  const st = yield* call(() => withSystemErrors('find the loop devices of', f, () => fs.statSync(f)),
+    () => fs.promises.stat(f).catch((e: unknown) => { throw systemError(e, 'find the loop devices of', f); }));
+  const found: string[] = [];
+  for (const l of listBound()) {
+    let s: RawLoopStatus | undefined;
+    try {
+      s = yield* call(() => native.loopStatus(l.path), () => native.loopStatusAsync(l.path));
+    } catch {
+      continue;  // detached meanwhile
+    }
+    if (matchesFile(st, s)) found.push(l.path);
+  }
+  return found;
+}
+
+export const Loop = {
+  attach(file: string, o: LoopAttachOptions = {}): Promise<LoopDevice> { return runAsync(attachSteps(file, o)); },
+  attachSync(file: string, o: LoopAttachOptions = {}): LoopDevice { return runSync(attachSteps(file, o)); },
+
+  /** Detaches; on an open device the kernel only sets autoclear and detaches at last close. */
+  detach(device: string): Promise<void> { return runAsync(detachSteps(device)); },
+  detachSync(device: string): void { runSync(detachSteps(device)); },
+
+  status(device: string): Promise<LoopStatus> { return runAsync(statusSteps(device)); },
+  statusSync(device: string): LoopStatus { return runSync(statusSteps(device)); },
 
   /** Re-reads the backing file's size (after it grew). */
-  setCapacity(device: string): Promise<void> { return native.loopSetCapacityAsync(checkDevice(device)); },
-  setCapacitySync(device: string): void { native.loopSetCapacity(checkDevice(device)); },
+  setCapacity(device: string): Promise<void> { return runAsync(setCapacitySteps(device)); },
+  setCapacitySync(device: string): void { runSync(setCapacitySteps(device)); },
 
-  list: listBound,
+  /** The loop devices bound to a file now, from sysfs. */
+  list(): { path: string; number: number; backingFile: string }[] { return listBound(); },
 
   /** The loop devices backed by this file (same inode on the same filesystem). */
-  async find(file: string): Promise<string[]> {
-    const st = await fs.promises.stat(checkFile(file));
-    const found: string[] = [];
-    for (const l of listBound()) {
-      const s = await native.loopStatusAsync(l.path).catch(() => undefined);
-      if (s && matchesFile(st, s)) found.push(l.path);
-    }
-    return found;
-  },
-  findSync(file: string): string[] {
-    const st = fs.statSync(checkFile(file));
-    return listBound().filter((l) => {
-      try { return matchesFile(st, native.loopStatus(l.path)); } catch { return false; }
-    }).map((l) => l.path);
-  },
+  find(file: string): Promise<string[]> { return runAsync(findSteps(file)); },
+  findSync(file: string): string[] { return runSync(findSteps(file)); },
 };
