@@ -70,19 +70,6 @@ const MAX_MAJOR = 2 ** 12 - 1;  // dev_t as the kernel encodes it: 12-bit major,
 const MAX_MINOR = 2 ** 20 - 1;
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;  // setTimeout's and poll()'s bound
 
-/**
- * An options object: undefined, or a plain object of known keys (checkOptions). A Map, a boxed value or a class
- * instance has no own keys to refuse, yet is no options object: refused, not read as "no options".
- */
-function optionsObject<T extends object>(o: unknown, known: readonly (keyof T & string)[], what: string): T {
-  if (o !== null && typeof o === 'object') {
-    const proto: unknown = Object.getPrototypeOf(o);
-    if (proto !== null && Object.getPrototypeOf(proto) !== null)
-      throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} must be a plain object, got ${show(o)}`);
-  }
-  return checkOptions<T>(o, known, what);
-}
-
 /** { major, minor } within dev_t's fields, and nothing else. */
 function checkDev(dev: unknown, what = 'dev'): DevNumber {
   if (dev === null || typeof dev !== 'object') throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} must be { major, minor }, got ${show(dev)}`);
@@ -111,7 +98,7 @@ function refRequest(ref: DeviceRef): RawDmRequest {
 
 /** Options of a status, table, deps or wait: known keys, flags as booleans (and a wait's timeout and signal). */
 function checkQuery(options: unknown, what: string, known: readonly string[] = QUERY_KEYS): WaitOptions {
-  const o = optionsObject<WaitOptions>(options, known as (keyof WaitOptions)[], what);
+  const o = checkOptions<WaitOptions>(options, known as (keyof WaitOptions)[], what);
   optBoolean(o.inactive, 'inactive');
   optBoolean(o.noflush, 'noflush');
   optInteger(o.timeoutMs, 'timeoutMs', 0, MAX_TIMEOUT_MS);
@@ -120,7 +107,7 @@ function checkQuery(options: unknown, what: string, known: readonly string[] = Q
 }
 
 function checkDeviceMapperOptions(options: unknown): DeviceMapperOptions {
-  const o = optionsObject<DeviceMapperOptions>(options, ['nodes', 'udevTimeoutMs', 'binding'], 'DeviceMapper options');
+  const o = checkOptions<DeviceMapperOptions>(options, ['nodes', 'udevTimeoutMs', 'binding'], 'DeviceMapper options');
   if (o.nodes !== undefined && !NODE_POLICIES.includes(o.nodes))
     throw dmError('ERR_DM_INVALID_ARGUMENT', `nodes must be 'auto', 'manage', 'udev' or 'none', got ${show(o.nodes)}`);
   optInteger(o.udevTimeoutMs, 'udevTimeoutMs', 0, MAX_TIMEOUT_MS);
@@ -361,14 +348,14 @@ export class DeviceMapper {
     return plan(K.DM_VERSION_CMD, dmRequest(), versionOf);
   }
   private planList(options: { uuids?: boolean }): Plan<DeviceListEntry[]> {
-    const o = optionsObject<{ uuids?: boolean }>(options, ['uuids'], 'list options');
+    const o = checkOptions<{ uuids?: boolean }>(options, ['uuids'], 'list options');
     const uuids = optBoolean(o.uuids, 'uuids') ?? true;
     return plan(K.DM_LIST_DEVICES_CMD, flagsRequest(uuids ? K.DM_UUID_FLAG : 0), devicesOf);
   }
   // `known`: createDevice passes the keys of CREATE and LOAD together.
   private planCreate(name: string, options: CreateOptions, known: readonly string[] = CREATE_KEYS): Plan<DeviceInfo> {
     const req = refRequest(name);
-    const o = optionsObject<CreateOptions>(options, known as (keyof CreateOptions)[], 'create options');
+    const o = checkOptions<CreateOptions>(options, known as (keyof CreateOptions)[], 'create options');
     req.flags = optBoolean(o.readOnly, 'readOnly') ? K.DM_READONLY_FLAG : 0;
     if (o.uuid !== undefined) req.uuid = checkUuid(o.uuid);
     if (o.minor !== undefined) {
@@ -379,14 +366,14 @@ export class DeviceMapper {
   }
   private planRemove(ref: DeviceRef, options: RemoveOptions): Plan<DeviceInfo> {
     const req = refRequest(ref);
-    const o = optionsObject<RemoveOptions>(options, ['deferred'], 'remove options');
+    const o = checkOptions<RemoveOptions>(options, ['deferred'], 'remove options');
     req.flags = optBoolean(o.deferred, 'deferred') ? K.DM_DEFERRED_REMOVE : 0;
     req.eventNr = UDEV_PRIMARY_SOURCE;
     req.node = this.nodeStep('remove');
     return plan(K.DM_DEV_REMOVE_CMD, req, toInfo);
   }
   private planRemoveAll(options: RemoveOptions): Plan<void> {
-    const o = optionsObject<RemoveOptions>(options, ['deferred'], 'removeAll options');
+    const o = checkOptions<RemoveOptions>(options, ['deferred'], 'removeAll options');
     return plan(K.DM_REMOVE_ALL_CMD, flagsRequest(optBoolean(o.deferred, 'deferred') ? K.DM_DEFERRED_REMOVE : 0), nothing);
   }
   private planRename(ref: DeviceRef, newName: string): Plan<DeviceInfo> {
@@ -403,7 +390,7 @@ export class DeviceMapper {
   }
   private planSuspend(ref: DeviceRef, options: SuspendOptions): Plan<DeviceInfo> {
     const req = refRequest(ref);
-    const o = optionsObject<SuspendOptions>(options, ['noflush', 'skipLockfs'], 'suspend options');
+    const o = checkOptions<SuspendOptions>(options, ['noflush', 'skipLockfs'], 'suspend options');
     req.flags = K.DM_SUSPEND_FLAG | (optBoolean(o.noflush, 'noflush') ? K.DM_NOFLUSH_FLAG : 0) |
       (optBoolean(o.skipLockfs, 'skipLockfs') ? K.DM_SKIP_LOCKFS_FLAG : 0);
     return plan(K.DM_DEV_SUSPEND_CMD, req, toInfo);
@@ -419,7 +406,7 @@ export class DeviceMapper {
   }
   private planLoad(ref: DeviceRef, targets: readonly Target[], options: LoadOptions, known: readonly string[] = LOAD_KEYS): Plan<DeviceInfo> {
     const req = refRequest(ref);
-    const o = optionsObject<LoadOptions>(options, known as (keyof LoadOptions)[], 'load options');
+    const o = checkOptions<LoadOptions>(options, known as (keyof LoadOptions)[], 'load options');
     req.targets = checkTable(targets);
     req.flags = (optBoolean(o.readOnly, 'readOnly') ? K.DM_READONLY_FLAG : 0) | (optBoolean(o.secure, 'secure') ? K.DM_SECURE_DATA_FLAG : 0);
     return plan(K.DM_TABLE_LOAD_CMD, req, toInfo);
@@ -449,7 +436,7 @@ export class DeviceMapper {
   }
   private planMessage(ref: DeviceRef, sector: number, text: string, options: MessageOptions): Plan<string | undefined> {
     const req = refRequest(ref);
-    const o = optionsObject<MessageOptions>(options, ['secure'], 'message options');
+    const o = checkOptions<MessageOptions>(options, ['secure'], 'message options');
     req.message = { sector: targetSectors(sector, 'message sector'), text: checkText(text, 'message', { oneLine: true }) };
     req.flags = optBoolean(o.secure, 'secure') ? K.DM_SECURE_DATA_FLAG : 0;
     return plan(K.DM_TARGET_MSG_CMD, req, outputOf);
@@ -566,7 +553,7 @@ export class DeviceMapper {
    */
   pollEvent(o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
     return settle(() => {
-      optionsObject(o, ['timeoutMs', 'signal'], 'pollEvent options');
+      checkOptions(o, ['timeoutMs', 'signal'], 'pollEvent options');
       const timeout = optInteger(o.timeoutMs, 'timeoutMs', 0, MAX_TIMEOUT_MS) ?? -1;
       optSignal(o.signal);
       return this.cancellable(this.binding.pollControl(this.fd, timeout), undefined, o.signal);
