@@ -48,7 +48,9 @@ class OpWorker : public Napi::AsyncWorker {
       op_.Execute();
     } catch (const SysError& e) {
       error_ = e;
-      SetError(e.command);
+      // Any non-empty text marks the failure (an empty one would read as success); the error itself is built
+      // from error_ by the factory in OnError.
+      SetError(e.command.empty() ? (e.syscall.empty() ? std::string("failed") : e.syscall) : e.command);
     }
   }
   void OnOK() override { deferred_.Resolve(op_.Result(Env())); }

@@ -215,6 +215,14 @@ function checkBinding(b: unknown): DmBinding {
   return b as DmBinding;
 }
 
+// DeviceMappers made by the constructor: an object made any other way (Object.create) has no binding or state.
+const constructed = new WeakSet<object>();
+
+/** Whether `x` is a DeviceMapper made by its constructor. */
+export function isDeviceMapper(x: unknown): x is DeviceMapper {
+  return typeof x === 'object' && x !== null && constructed.has(x);
+}
+
 export class DeviceMapper {
   private control?: FdHandle;
   private closed = false;
@@ -229,10 +237,12 @@ export class DeviceMapper {
     this.binding = checkBinding(o.binding);
     this.nodePolicy = nodes.resolvePolicy(o.nodes ?? 'auto');
     this.udevTimeoutMs = o.udevTimeoutMs ?? 2000;
+    constructed.add(this);
   }
 
   /** The control fd, opened on first use. */
   get fd(): number {
+    if (!constructed.has(this)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'not a DeviceMapper made by new DeviceMapper()');
     if (this.closed) throw dmError('ERR_DM_CLOSED', 'this DeviceMapper was closed');
     this.control ??= new FdHandle(this.binding.openControl(), 'the control fd', this.binding.closeFd);
     return this.control.fd;

@@ -118,10 +118,10 @@ export class ThinPool {
   status(o: StatusOptions = {}): Promise<ThinPoolStatus> { return runAsync(this.statusSteps(o)); }
   statusSync(o: StatusOptions = {}): ThinPoolStatus { return runSync(this.statusSteps(o)); }
 
-  private statusSteps(options: StatusOptions | undefined): Steps<ThinPoolStatus> {
+  private *statusSteps(options: StatusOptions | undefined): Steps<ThinPoolStatus> {
     const o = checkOptions<StatusOptions>(options, ['noflush'], 'status options');
     optBoolean(o.noflush, 'noflush');
-    return this.changes.statusSteps(o);
+    return yield* this.changes.statusSteps(o);
   }
 
   transactionId(): Promise<number> { return runAsync(this.changes.transactionIdSteps()); }
@@ -235,11 +235,14 @@ export class ThinPool {
   private *snapshotSteps(origin: string | ThinVolume, name: string): Steps<ThinVolume<ThinPool>> {
     // A volume object is taken only from this very pool: never resolved by name here.
     if (origin instanceof ThinVolume) {
-      if (origin.pool !== this) throw dmError('ERR_DM_INVALID_ARGUMENT', `origin '${origin.name}' is a volume of pool ${origin.pool.name}, not of ${this.name}`, name);
+      if (origin.pool !== this) throw dmError('ERR_DM_INVALID_ARGUMENT', `the origin is a volume of another pool, not of ${this.name}`, this.name);
     } else if (typeof origin !== 'string') {
       throw dmError('ERR_DM_INVALID_ARGUMENT', `origin must be a volume name or a ThinVolume of this pool, got ${show(origin)}`, this.name);
     }
-    const originName = checkName(typeof origin === 'string' ? origin : origin.name, 'origin name');
+    // A forged volume (not made by a pool) has no record behind its name: refused as a bad name.
+    let given: unknown = origin;
+    if (typeof origin !== 'string') { try { given = origin.name; } catch { given = undefined; } }
+    const originName = checkName(given, 'origin name');
     return new ThinVolume(this, yield* this.changes.snapshotSteps(originName, name));
   }
 

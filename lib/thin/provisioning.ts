@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Block, formatDev } from '../dm/block';
-import { DeviceMapper } from '../dm/device-mapper';
+import { DeviceMapper, isDeviceMapper } from '../dm/device-mapper';
 import { Loop, LoopDevice } from '../dm/loop';
 import type { DevNumber } from '../core/binding';
 import { dmError } from '../core/errors';
@@ -460,7 +460,7 @@ const REGISTRY_METHODS = ['get', 'list', 'children', 'count', 'pending', 'intend
 /** ThinPoolOptions (and `extra` keys), each value of the right kind. */
 export function checkPoolOptions<T extends ThinPoolOptions>(options: unknown, extra: readonly string[], name?: string): T {
   const o = checkOptions<T>(options, [...POOL_KEYS, ...extra] as (keyof T & string)[], 'pool options');
-  if (o.dm !== undefined && !(o.dm instanceof DeviceMapper)) throw dmError('ERR_DM_INVALID_ARGUMENT', `dm must be a DeviceMapper, got ${show(o.dm)}`, name);
+  if (o.dm !== undefined && !isDeviceMapper(o.dm)) throw dmError('ERR_DM_INVALID_ARGUMENT', `dm must be a DeviceMapper, got ${show(o.dm)}`, name);
   if (o.registryDir !== undefined) checkPath(o.registryDir, 'registryDir');
   if (o.registry !== undefined) {
     const r = o.registry as unknown as Record<string, unknown>;
@@ -491,16 +491,27 @@ export function checkCreateOptions(options: unknown): ThinPoolCreateOptions {
   const o = checkPoolOptions<ThinPoolCreateOptions>(options, [...BACKING_KEYS, ...FEATURE_KEYS, 'dataSize', 'metadataSize', 'blockSize', 'lowWaterMark']);
   const name = checkName(o.name, 'pool name');
   for (const k of FEATURE_KEYS) if (o[k] !== undefined) checkBoolean(o[k], k);
-  if (o.dataSize !== undefined) byteSize(o.dataSize, 'dataSize', name);
-  if (o.metadataSize !== undefined) byteSize(o.metadataSize, 'metadataSize', name);
+  const sized = (k: 'dataSize' | 'metadataSize') => {
+    const n = byteSize(o[k], k, name);
+    if (n % 512 !== 0) throw dmError('ERR_DM_INVALID_SIZE', `${k} ${n} is not a multiple of 512 bytes`, name);
+  };
+  if (o.dataSize !== undefined) sized('dataSize');
+  if (o.metadataSize !== undefined) sized('metadataSize');
   if (o.blockSize !== undefined) checkBlockSize(o.blockSize);
   if (o.lowWaterMark !== undefined) checkInteger(o.lowWaterMark, 'lowWaterMark');
+  // What needs no lock and no file: refused before the lifecycle lock is taken.
+  if (o.readOnly) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a new pool cannot be read_only (the kernel refuses it at creation)', name);
+  const { onFiles, dataFile } = backingOf(name, o);
+  if (onFiles && o.dataSize === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'dataSize is needed for a file-backed pool', name);
+  if (!o.registry) registryDirFor(name, o, dataFile);
   return o;
 }
 
 export function checkAttachOptions(options: unknown): ThinPoolAttachOptions {
   if (options === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'ThinPool.attach needs options ({ name, dataFile } or { name, dataDevice, metadataDevice, registryDir })');
   const o = checkPoolOptions<ThinPoolAttachOptions>(options, BACKING_KEYS);
-  checkName(o.name, 'pool name');
+  const name = checkName(o.name, 'pool name');
+  const { dataFile } = backingOf(name, o);
+  if (!o.registry) registryDirFor(name, o, dataFile);
   return o;
 }
