@@ -1,6 +1,6 @@
 // A/B of two builds of the library in one boot and one process: the thin lifecycle (create_thin, CREATE, LOAD,
 // RESUME, REMOVE, delete) through each build's DeviceMapper on one pool, in interleaved rounds (the order
-// alternating), so both meet the same kernel, cache and host. AB_OLD is the root of the other build (its
+// alternating), so both meet the same kernel, cache and host. BENCH_AB_OLD is the root of the other build (its
 // dist/ and build/ made); prints new/old time per path. Run by bench/run.sh with BENCHES=ab.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -47,8 +47,8 @@ function paths(lib: Lib, dm: InstanceType<Lib['DeviceMapper']>, pool: string, po
 }
 
 async function main() {
-  const oldRoot = process.env.AB_OLD;
-  if (!oldRoot) throw new Error('AB_OLD: the root of the other build');
+  const oldRoot = process.env.BENCH_AB_OLD;
+  if (!oldRoot) throw new Error('BENCH_AB_OLD: the root of the other build');
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const old: Lib = require(path.join(oldRoot, 'dist', 'lib'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-ab-'));
