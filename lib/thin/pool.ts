@@ -235,7 +235,11 @@ export class ThinPool {
   private *snapshotSteps(origin: string | ThinVolume, name: string): Steps<ThinVolume<ThinPool>> {
     // A volume object is taken only from this very pool: never resolved by name here.
     if (origin instanceof ThinVolume) {
-      if (origin.pool !== this) throw dmError('ERR_DM_INVALID_ARGUMENT', `the origin is a volume of another pool, not of ${this.name}`, this.name);
+      if (origin.pool !== this) {
+        let other = 'another pool';
+        try { const n: unknown = origin.pool?.name; if (typeof n === 'string') other = `pool ${n}`; } catch { /* a forged volume */ }
+        throw dmError('ERR_DM_INVALID_ARGUMENT', `the origin is a volume of ${other}, not of ${this.name}`, this.name);
+      }
     } else if (typeof origin !== 'string') {
       throw dmError('ERR_DM_INVALID_ARGUMENT', `origin must be a volume name or a ThinVolume of this pool, got ${show(origin)}`, this.name);
     }
