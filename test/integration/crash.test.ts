@@ -115,7 +115,7 @@ describe('ThinPool.create killed part-way: create again, or open, puts it right;
           // A pool device with no live table: open says what happened instead of misreading it.
           await expect(ThinPool.open(name)).rejects.toMatchObject({ code: 'ERR_DM_POOL_STATE' });
         }
-        await expect(ThinPool.attach(o)).rejects.toBeInstanceOf(DevmapperError);  // the files are no whole pool
+        await expect(ThinPool.attach({ name, dataFile: o.dataFile })).rejects.toBeInstanceOf(DevmapperError);  // the files are no whole pool
         pool = await ThinPool.create(o);
       }
       const v = await pool.createVolume('v', '4M');
@@ -282,7 +282,7 @@ describe('destroy() harms nothing it does not own, and a killed destroy can be f
         await again.destroy({ deleteFiles: true });
       } else {
         // The pool device is gone and some files with it: attach refuses, create over them works.
-        await expect(ThinPool.attach(o)).rejects.toBeInstanceOf(DevmapperError);
+        await expect(ThinPool.attach({ name, dataFile: o.dataFile })).rejects.toBeInstanceOf(DevmapperError);
         const fresh = await ThinPool.create(o);
         expect(fresh.registry.count()).toBe(0);
         await fresh.destroy({ deleteFiles: true });

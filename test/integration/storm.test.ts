@@ -124,7 +124,7 @@ test('SIGKILL storm over a pool\'s own life: create, attach and destroy killed a
   // files are no whole pool, create it again.
   const recover = async (): Promise<ThinPool> => {
     try { return await ThinPool.open(name); } catch { /* not active */ }
-    try { return await ThinPool.attach(o); } catch { /* no whole pool on these files */ }
+    try { return await ThinPool.attach({ name, dataFile: o.dataFile }); } catch { /* no whole pool on these files */ }  // attach takes no sizes
     return ThinPool.create(o);
   };
   const problems: string[] = [];
