@@ -12,7 +12,7 @@ struct AddonData {
   Napi::FunctionReference errorFactory;
 };
 
-// setErrorFactory(fn): lib/errors.ts hands over the one function that builds every error.
+// setErrorFactory(fn): lib/core/errors.ts hands over the one function that builds every error.
 Napi::Value SetErrorFactory(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "setErrorFactory needs a function");
   info.Env().GetInstanceData<AddonData>()->errorFactory = Napi::Persistent(info[0].As<Napi::Function>());

@@ -14,7 +14,7 @@ namespace {
 
 // The numbers of a request and of its reply travel in one Float64Array, the "head": a call then costs a few
 // N-API calls instead of one per field (each N-API call is slow next to an ioctl). The slots are exported as
-// DM_HEAD_* constants so lib/dm-call.ts never restates them.
+// DM_HEAD_* constants so lib/core/marshal.ts never restates them.
 enum HeadSlot : uint32_t {
   kHeadFlags,        // in and out
   kHeadEventNr,      // in and out
@@ -143,7 +143,7 @@ Napi::Object DevToJs(Napi::Env env, uint64_t dev) {
 }
 
 // The reply's strings: "name\0uuid" (neither can hold a NUL) when the command returns no payload, else an
-// object with that key and the payload. lib/dm-call.ts reads both shapes.
+// object with that key and the payload. lib/core/marshal.ts reads both shapes.
 Napi::Value ResponseToJs(Napi::Env env, const DmResponse& r) {
   std::string key = r.name;
   key.push_back('\0');

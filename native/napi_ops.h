@@ -19,7 +19,7 @@ void RetainIfNeeded(Op& op, const Napi::CallbackInfo& info) {
   if constexpr (HasRetain<Op>::value) op.Retain(info);
 }
 
-// Builds the JS error for a SysError through the factory that lib/errors.ts registered.
+// Builds the JS error for a SysError through the factory that lib/core/errors.ts registered.
 Napi::Value MakeError(Napi::Env env, const SysError& e);
 
 template <class Op>

@@ -1,4 +1,4 @@
-// One failure from the kernel or libc, carried from a worker thread to the JS error factory (lib/errors.ts).
+// One failure from the kernel or libc, carried from a worker thread to the JS error factory (lib/core/errors.ts).
 #pragma once
 #include <string>
 

@@ -36,7 +36,7 @@ export interface RawDmResponse {
   output?: string;
 }
 
-/** The strings and payload of a reply ("name\0uuid" alone when the command returns no payload); see dm-call.ts. */
+/** The strings and payload of a reply ("name\0uuid" alone when the command returns no payload); see marshal.ts. */
 export interface RawDmPayload {
   key: string;
   targets?: RawTarget[];
@@ -49,7 +49,7 @@ type RawDmReply = string | RawDmPayload;
 export type RawDmStep = [cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]];
 export interface RawDmSeqResult { replies: RawDmReply[]; error?: Error }
 
-/** What the addon hands the error factory; lib/errors.ts turns it into a DevmapperError. */
+/** What the addon hands the error factory; lib/core/errors.ts turns it into a DevmapperError. */
 export interface RawSysError {
   errno: number;
   syscall: string;
@@ -106,7 +106,7 @@ export type NativeAddon = {
   /** DM ioctls and the nanoseconds spent inside them, counted from the first call on (benchmarks; off until then). */
   dmIoctlStats(): { count: number; nanos: number };
   /** One DM ioctl: numbers in `head` (DM_HEAD_* slots, written back), strings positional, targets flat.
-   *  Returns null when it failed with head's expected errno. Called only through dm-call.ts. */
+   *  Returns null when it failed with head's expected errno. Called only through marshal.ts. */
   dm(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]): RawDmReply | null;
   dmAsync(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]): Promise<RawDmReply | null>;
   /** Several ioctls in order, in one call (one trip off the main thread for the promise); stops at the first

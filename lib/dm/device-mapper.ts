@@ -129,13 +129,6 @@ function waitRequest(ref: DeviceRef, eventNr: number, options: QueryOptions, kno
   return req;
 }
 
-function refLabel(ref: DeviceRef): string {
-  if (typeof ref === 'string') return ref;
-  if ('name' in ref) return ref.name;
-  if ('uuid' in ref) return ref.uuid;
-  return `${ref.dev.major}:${ref.dev.minor}`;
-}
-
 export function toInfo(r: RawDmResponse): DeviceInfo {
   return {
     name: r.name,

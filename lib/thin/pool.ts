@@ -169,7 +169,7 @@ export class ThinPool {
   }
 
   private *setLowWaterMarkSteps(blocks: number): Steps<void> {
-    checkInteger(blocks, 'low water mark (data blocks)', 0, 2 ** 64 > Number.MAX_SAFE_INTEGER ? Number.MAX_SAFE_INTEGER : 0);
+    checkInteger(blocks, 'low water mark (data blocks)');
     yield* this.locked(function* (this: ThinPool): Steps<void> {
       yield* reloadPool(this, { ...this.params, lowWaterMark: blocks });
     });
@@ -223,7 +223,6 @@ export class ThinPool {
     return new ThinVolume(this, yield* this.changes.createVolumeSteps(name, size));
   }
 
-
   /**
    * A snapshot of `origin` named `name`. An active origin is suspended for the create_snap message and
    * resumed whatever happens: suspend, create_snap and resume go in one native call, after the registry's
@@ -249,7 +248,6 @@ export class ThinPool {
     const originName = checkName(given, 'origin name');
     return new ThinVolume(this, yield* this.changes.snapshotSteps(originName, name));
   }
-
 
   /** A volume by name, or undefined. */
   volume(name: string): ThinVolume<ThinPool> | undefined {
@@ -298,22 +296,12 @@ export class ThinPool {
    * if need be) is discarded after the intent is recorded, so a delete killed during the discard is finished
    * at the next open, never left as a volume whose data is gone. A volume open elsewhere is not discarded.
    */
-  deleteVolume(name: string, o: DeleteVolumeOptions = {}): Promise<void> { return runAsync(this.deleteVolumeSteps(name, o)); }
-  deleteVolumeSync(name: string, o: DeleteVolumeOptions = {}): void { runSync(this.deleteVolumeSteps(name, o)); }
-
-  private deleteVolumeSteps(name: string, o: DeleteVolumeOptions | undefined): Steps<void> {
-    return this.changes.deleteVolumeSteps(name, o);
-  }
-
-
+  deleteVolume(name: string, o: DeleteVolumeOptions = {}): Promise<void> { return runAsync(this.changes.deleteVolumeSteps(name, o)); }
+  deleteVolumeSync(name: string, o: DeleteVolumeOptions = {}): void { runSync(this.changes.deleteVolumeSteps(name, o)); }
 
   /** Resizes (grows) a volume: records the size, then reloads its table if it is active. */
-  resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> { return runAsync(this.resizeVolumeSteps(name, size)); }
-  resizeVolumeSync(name: string, size: Bytes | number | string): VolumeRecord { return runSync(this.resizeVolumeSteps(name, size)); }
-
-  private resizeVolumeSteps(name: string, size: Bytes | number | string): Steps<VolumeRecord> {
-    return this.changes.resizeVolumeSteps(name, size);
-  }
+  resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> { return runAsync(this.changes.resizeVolumeSteps(name, size)); }
+  resizeVolumeSync(name: string, size: Bytes | number | string): VolumeRecord { return runSync(this.changes.resizeVolumeSteps(name, size)); }
 
   /** Whether a dm device of this name is active with a thin table for this pool and id. */
   isActiveThin(name: string, id: number): Promise<boolean> { return runAsync(this.changes.isActiveThinSteps(name, id)); }

@@ -17,7 +17,6 @@ import { IncompleteMarker, markerOwnerAlive, readMarker, readPoolConfig, readSup
 import { LmdbRegistry, RegistryStore } from './registry';
 import { PoolLock } from './lock';
 import { ThinPoolHooks, poolUuid, removeDevice } from './changes';
-import { DevmapperError } from '../core/errors';
 
 export interface ThinPoolOptions {
   dm?: DeviceMapper;
@@ -55,9 +54,6 @@ export interface ThinPoolAttachOptions extends ThinPoolOptions {
   dataDevice?: string;
   metadataDevice?: string;
 }
-
-
-
 
 /** A sensible metadata size: the kernel docs' 48 bytes per data block, doubled for snapshots, >= 2 MiB, capped. */
 export function defaultMetadataSize(dataSize: Bytes, blockSize: Sectors): Bytes {

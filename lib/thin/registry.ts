@@ -1,5 +1,5 @@
 // The durable record of a pool's volumes: name -> thin id, size, parent, state, created time; which ids are
-// taken; and at most one pending change (the pool's transaction id is the commit point, see pool.ts).
+// taken; and at most one pending change (the pool's transaction id is the commit point, see changes.ts).
 // RegistryStore is the small interface a user can implement over another store; LmdbRegistry is ours.
 import fs from 'node:fs';
 import path from 'node:path';
