@@ -82,8 +82,10 @@ export const checkPath = (p: unknown, what: string): string => checkText(p, what
  * refused by name: a typo (readonly for readOnly) must not silently mean the default. Returns the object,
  * or an empty one.
  */
+const NO_OPTIONS = Object.freeze({});
+
 export function checkOptions<T extends object>(o: unknown, known: readonly (keyof T & string)[], what = 'options'): T {
-  if (o === undefined) return {} as T;
+  if (o === undefined) return NO_OPTIONS as T;
   if (o === null || typeof o !== 'object' || Array.isArray(o))
     throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} must be an object, got ${show(o)}`);
   // A plain object of any realm (vm contexts, structuredClone under jest), or one with no prototype: not a

@@ -4,7 +4,7 @@ import os from 'node:os';
 import { dmError, DevmapperError } from '../core/errors';
 import { K, native, Cancellable, DmBinding, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from '../core/binding';
 import { dmAsync, dmRequest, dmSeqAsync, dmSeqSync, dmSync, dmWait } from '../core/marshal';
-import { Sectors, sectors } from '../core/units';
+import { Sectors } from '../core/units';
 import { checkInteger, checkName, checkOptions, checkText, checkUuid, optBoolean, optInteger, optSignal, show } from '../core/validate';
 import * as nodes from './dev-nodes';
 import { FdHandle } from '../core/handles';
@@ -101,8 +101,10 @@ function checkQuery(options: unknown, what: string, known: readonly string[] = Q
   const o = checkOptions<WaitOptions>(options, known as (keyof WaitOptions)[], what);
   optBoolean(o.inactive, 'inactive');
   optBoolean(o.noflush, 'noflush');
-  optInteger(o.timeoutMs, 'timeoutMs', 0, MAX_TIMEOUT_MS);
-  optSignal(o.signal);
+  if (known === WAIT_KEYS) {
+    optInteger(o.timeoutMs, 'timeoutMs', 0, MAX_TIMEOUT_MS);
+    optSignal(o.signal);
+  }
   return o;
 }
 
@@ -114,6 +116,13 @@ function checkDeviceMapperOptions(options: unknown): DeviceMapperOptions {
   return o;
 }
 
+/** A request for a device whose name is already checked. */
+function nameRequest(name: string): RawDmRequest {
+  const req = dmRequest();
+  req.name = name;
+  return req;
+}
+
 function flagsRequest(flags: number): RawDmRequest {
   const req = dmRequest();
   req.flags = flags;
@@ -121,7 +130,7 @@ function flagsRequest(flags: number): RawDmRequest {
 }
 
 // waitSync takes QueryOptions only: a timeout it cannot honour is refused, not ignored.
-function waitRequest(ref: DeviceRef, eventNr: number, options: QueryOptions, known: readonly string[] = QUERY_KEYS): RawDmRequest {
+function waitRequest(ref: DeviceRef, eventNr: number, options: QueryOptions | undefined, known: readonly string[] = QUERY_KEYS): RawDmRequest {
   const req = refRequest(ref);
   req.eventNr = checkInteger(eventNr, 'eventNr', 0, 2 ** 32 - 1);
   const o = checkQuery(options, known === QUERY_KEYS ? 'waitSync options' : 'wait options', known);
@@ -196,7 +205,7 @@ export function checkTable(targets: readonly Target[] | readonly RawTarget[]): R
 
 const TARGET_KEYS = ['start', 'length', 'type', 'params'] as const;
 const targetSectors = (v: unknown, what: string): Sectors =>
-  sectors(checkInteger(v, what, 0, Number.MAX_SAFE_INTEGER, 'ERR_DM_INVALID_SIZE'));
+  checkInteger(v, what, 0, Number.MAX_SAFE_INTEGER, 'ERR_DM_INVALID_SIZE') as Sectors;
 
 const BINDING_METHODS = ['openControl', 'closeFd', 'dm', 'dmAsync', 'dmSeq', 'dmSeqAsync', 'dmWait', 'pollControl'] as const;
 
@@ -235,9 +244,11 @@ export class DeviceMapper {
 
   /** The control fd, opened on first use. */
   get fd(): number {
+    if (this.control) return this.control.fd;
+    // First use, or after close() (which drops the handle), or an object not made by the constructor.
     if (!constructed.has(this)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'not a DeviceMapper made by new DeviceMapper()');
     if (this.closed) throw dmError('ERR_DM_CLOSED', 'this DeviceMapper was closed');
-    this.control ??= new FdHandle(this.binding.openControl(), 'the control fd', this.binding.closeFd);
+    this.control = new FdHandle(this.binding.openControl(), 'the control fd', this.binding.closeFd);
     return this.control.fd;
   }
 
@@ -350,13 +361,13 @@ export class DeviceMapper {
   private planVersion(): Plan<KernelVersion> {
     return plan(K.DM_VERSION_CMD, dmRequest(), versionOf);
   }
-  private planList(options: { uuids?: boolean }): Plan<DeviceListEntry[]> {
+  private planList(options: { uuids?: boolean } | undefined): Plan<DeviceListEntry[]> {
     const o = checkOptions<{ uuids?: boolean }>(options, ['uuids'], 'list options');
     const uuids = optBoolean(o.uuids, 'uuids') ?? true;
     return plan(K.DM_LIST_DEVICES_CMD, flagsRequest(uuids ? K.DM_UUID_FLAG : 0), devicesOf);
   }
   // `known`: createDevice passes the keys of CREATE and LOAD together.
-  private planCreate(name: string, options: CreateOptions, known: readonly string[] = CREATE_KEYS): Plan<DeviceInfo> {
+  private planCreate(name: string, options: CreateOptions | undefined, known: readonly string[] = CREATE_KEYS): Plan<DeviceInfo> {
     const req = refRequest(name);
     const o = checkOptions<CreateOptions>(options, known as (keyof CreateOptions)[], 'create options');
     req.flags = optBoolean(o.readOnly, 'readOnly') ? K.DM_READONLY_FLAG : 0;
@@ -367,7 +378,7 @@ export class DeviceMapper {
     }
     return plan(K.DM_DEV_CREATE_CMD, req, toInfo);
   }
-  private planRemove(ref: DeviceRef, options: RemoveOptions): Plan<DeviceInfo> {
+  private planRemove(ref: DeviceRef, options: RemoveOptions | undefined): Plan<DeviceInfo> {
     const req = refRequest(ref);
     const o = checkOptions<RemoveOptions>(options, ['deferred'], 'remove options');
     req.flags = optBoolean(o.deferred, 'deferred') ? K.DM_DEFERRED_REMOVE : 0;
@@ -375,7 +386,7 @@ export class DeviceMapper {
     req.node = this.nodeStep('remove');
     return plan(K.DM_DEV_REMOVE_CMD, req, toInfo);
   }
-  private planRemoveAll(options: RemoveOptions): Plan<void> {
+  private planRemoveAll(options: RemoveOptions | undefined): Plan<void> {
     const o = checkOptions<RemoveOptions>(options, ['deferred'], 'removeAll options');
     return plan(K.DM_REMOVE_ALL_CMD, flagsRequest(optBoolean(o.deferred, 'deferred') ? K.DM_DEFERRED_REMOVE : 0), nothing);
   }
@@ -391,7 +402,7 @@ export class DeviceMapper {
     req.flags = K.DM_UUID_FLAG;
     return plan(K.DM_DEV_RENAME_CMD, req, toInfo);
   }
-  private planSuspend(ref: DeviceRef, options: SuspendOptions): Plan<DeviceInfo> {
+  private planSuspend(ref: DeviceRef, options: SuspendOptions | undefined): Plan<DeviceInfo> {
     const req = refRequest(ref);
     const o = checkOptions<SuspendOptions>(options, ['noflush', 'skipLockfs'], 'suspend options');
     req.flags = K.DM_SUSPEND_FLAG | (optBoolean(o.noflush, 'noflush') ? K.DM_NOFLUSH_FLAG : 0) |
@@ -399,7 +410,9 @@ export class DeviceMapper {
     return plan(K.DM_DEV_SUSPEND_CMD, req, toInfo);
   }
   private planResume(ref: DeviceRef): Plan<DeviceInfo> {
-    const req = refRequest(ref);
+    return this.resumePlan(refRequest(ref));
+  }
+  private resumePlan(req: RawDmRequest): Plan<DeviceInfo> {
     req.eventNr = UDEV_PRIMARY_SOURCE;
     req.node = this.nodeStep('make');
     return plan(K.DM_DEV_SUSPEND_CMD, req, toInfo, 'make');
@@ -407,9 +420,11 @@ export class DeviceMapper {
   private planInfo(ref: DeviceRef): Plan<DeviceInfo> {
     return plan(K.DM_DEV_STATUS_CMD, refRequest(ref), toInfo);
   }
-  private planLoad(ref: DeviceRef, targets: readonly Target[], options: LoadOptions, known: readonly string[] = LOAD_KEYS): Plan<DeviceInfo> {
-    const req = refRequest(ref);
-    const o = checkOptions<LoadOptions>(options, known as (keyof LoadOptions)[], 'load options');
+  private planLoad(ref: DeviceRef, targets: readonly Target[], options: LoadOptions | undefined): Plan<DeviceInfo> {
+    return this.loadPlan(refRequest(ref), targets, checkOptions<LoadOptions>(options, LOAD_KEYS, 'load options'));
+  }
+  // LOAD for a request whose device is checked, with options whose keys are checked.
+  private loadPlan(req: RawDmRequest, targets: readonly Target[], o: LoadOptions): Plan<DeviceInfo> {
     req.targets = checkTable(targets);
     req.flags = (optBoolean(o.readOnly, 'readOnly') ? K.DM_READONLY_FLAG : 0) | (optBoolean(o.secure, 'secure') ? K.DM_SECURE_DATA_FLAG : 0);
     return plan(K.DM_TABLE_LOAD_CMD, req, toInfo);
@@ -417,13 +432,13 @@ export class DeviceMapper {
   private planClear(ref: DeviceRef): Plan<DeviceInfo> {
     return plan(K.DM_TABLE_CLEAR_CMD, refRequest(ref), toInfo);
   }
-  private planDeps(ref: DeviceRef, options: QueryOptions): Plan<DevNumber[]> {
+  private planDeps(ref: DeviceRef, options: QueryOptions | undefined): Plan<DevNumber[]> {
     const req = refRequest(ref);
     const o = checkQuery(options, 'deps options');
     req.flags = o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0;
     return plan(K.DM_TABLE_DEPS_CMD, req, depsOf);
   }
-  private planTableStatus(ref: DeviceRef, table: boolean, options: QueryOptions): Plan<Target[]> {
+  private planTableStatus(ref: DeviceRef, table: boolean, options: QueryOptions | undefined): Plan<Target[]> {
     const req = refRequest(ref);
     const o = checkQuery(options, table ? 'table options' : 'status options');
     req.flags = (table ? K.DM_STATUS_TABLE_FLAG : 0) | (o.inactive ? K.DM_QUERY_INACTIVE_TABLE_FLAG : 0) |
@@ -437,7 +452,7 @@ export class DeviceMapper {
     if (typeof type !== 'string' || !TARGET_TYPE.test(type)) throw dmError('ERR_DM_INVALID_ARGUMENT', `${show(type)} is not a target name`);
     return plan(K.DM_GET_TARGET_VERSION_CMD, refRequest(type), (r) => targetVersionsOf(r)[0], undefined, 41);
   }
-  private planMessage(ref: DeviceRef, sector: number, text: string, options: MessageOptions): Plan<string | undefined> {
+  private planMessage(ref: DeviceRef, sector: number, text: string, options: MessageOptions | undefined): Plan<string | undefined> {
     const req = refRequest(ref);
     const o = checkOptions<MessageOptions>(options, ['secure'], 'message options');
     req.message = { sector: targetSectors(sector, 'message sector'), text: checkText(text, 'message', { oneLine: true }) };
@@ -468,24 +483,29 @@ export class DeviceMapper {
   kernelVersionSync(): KernelVersion { return this.kernel ??= this.runPlanSync(this.planVersion()); }
 
   /** All dm devices. With `uuids`, each entry carries its uuid when it has one. */
-  list(o: { uuids?: boolean } = {}): Promise<DeviceListEntry[]> { return this.runPlan(() => this.planList(o)); }
-  listSync(o: { uuids?: boolean } = {}): DeviceListEntry[] { return this.runPlanSync(this.planList(o)); }
+  list(o?: { uuids?: boolean }): Promise<DeviceListEntry[]> { return this.runPlan(() => this.planList(o)); }
+  listSync(o?: { uuids?: boolean }): DeviceListEntry[] { return this.runPlanSync(this.planList(o)); }
 
-  create(name: string, o: CreateOptions = {}): Promise<DeviceInfo> { return this.runPlan(() => this.planCreate(name, o)); }
-  createSync(name: string, o: CreateOptions = {}): DeviceInfo { return this.runPlanSync(this.planCreate(name, o)); }
+  create(name: string, o?: CreateOptions): Promise<DeviceInfo> { return this.runPlan(() => this.planCreate(name, o)); }
+  createSync(name: string, o?: CreateOptions): DeviceInfo { return this.runPlanSync(this.planCreate(name, o)); }
 
-  // remove and rename check all their arguments (the first planRemove/planRename) before a uuid or dev
-  // reference is looked up by name.
-  remove(ref: DeviceRef, o: RemoveOptions = {}): Promise<DeviceInfo> {
-    return settle(() => { this.planRemove(ref, o); return this.withName(ref, (r) => this.runPlan(() => this.planRemove(r, o))); });
+  // A uuid or dev reference is looked up by name (for the node step) only after every argument is checked.
+  remove(ref: DeviceRef, o?: RemoveOptions): Promise<DeviceInfo> {
+    return settle(() => {
+      const p = this.planRemove(ref, o);
+      return this.needsName(ref) ? this.info(ref).then((i) => this.runPlan(() => this.planRemove(i.name, o))) : this.runPlan(() => p);
+    });
   }
-  removeSync(ref: DeviceRef, o: RemoveOptions = {}): DeviceInfo { this.planRemove(ref, o); return this.runPlanSync(this.planRemove(this.nameOfSync(ref), o)); }
+  removeSync(ref: DeviceRef, o?: RemoveOptions): DeviceInfo {
+    const p = this.planRemove(ref, o);
+    return this.runPlanSync(this.needsName(ref) ? this.planRemove(this.infoSync(ref).name, o) : p);
+  }
 
   /** Removes every dm device that is not open (DM_REMOVE_ALL); with `deferred`, open ones at last close. */
-  removeAll(o: RemoveOptions = {}): Promise<void> { return runAsync(this.removeAllSteps(o)); }
-  removeAllSync(o: RemoveOptions = {}): void { runSync(this.removeAllSteps(o)); }
+  removeAll(o?: RemoveOptions): Promise<void> { return runAsync(this.removeAllSteps(o)); }
+  removeAllSync(o?: RemoveOptions): void { runSync(this.removeAllSteps(o)); }
 
-  private *removeAllSteps(o: RemoveOptions): Steps<void> {
+  private *removeAllSteps(o: RemoveOptions | undefined): Steps<void> {
     const plan = this.planRemoveAll(o);
     const before = this.nodePolicy === 'manage' ? yield* step(twin(this as DeviceMapper, 'list', { uuids: false })) : [];
     yield* step(op(() => this.runPlanSync(plan), () => this.runPlan(() => plan)));
@@ -493,16 +513,22 @@ export class DeviceMapper {
   }
 
   rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> {
-    return settle(() => { this.planRename(ref, newName); return this.withName(ref, (r) => this.runPlan(() => this.planRename(r, newName))); });
+    return settle(() => {
+      const p = this.planRename(ref, newName);
+      return this.needsName(ref) ? this.info(ref).then((i) => this.runPlan(() => this.planRename(i.name, newName))) : this.runPlan(() => p);
+    });
   }
-  renameSync(ref: DeviceRef, newName: string): DeviceInfo { this.planRename(ref, newName); return this.runPlanSync(this.planRename(this.nameOfSync(ref), newName)); }
+  renameSync(ref: DeviceRef, newName: string): DeviceInfo {
+    const p = this.planRename(ref, newName);
+    return this.runPlanSync(this.needsName(ref) ? this.planRename(this.infoSync(ref).name, newName) : p);
+  }
 
   /** Sets the uuid of a device that has none (the kernel refuses to change a set one). */
   setUuid(ref: DeviceRef, uuid: string): Promise<DeviceInfo> { return this.runPlan(() => this.planSetUuid(ref, uuid)); }
   setUuidSync(ref: DeviceRef, uuid: string): DeviceInfo { return this.runPlanSync(this.planSetUuid(ref, uuid)); }
 
-  suspend(ref: DeviceRef, o: SuspendOptions = {}): Promise<DeviceInfo> { return this.runPlan(() => this.planSuspend(ref, o)); }
-  suspendSync(ref: DeviceRef, o: SuspendOptions = {}): DeviceInfo { return this.runPlanSync(this.planSuspend(ref, o)); }
+  suspend(ref: DeviceRef, o?: SuspendOptions): Promise<DeviceInfo> { return this.runPlan(() => this.planSuspend(ref, o)); }
+  suspendSync(ref: DeviceRef, o?: SuspendOptions): DeviceInfo { return this.runPlanSync(this.planSuspend(ref, o)); }
 
   /** Resumes a device, making a loaded inactive table live. */
   resume(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(() => this.planResume(ref)); }
@@ -512,24 +538,24 @@ export class DeviceMapper {
   infoSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planInfo(ref)); }
 
   /** Loads a table into the inactive slot; resume makes it live. */
-  load(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): Promise<DeviceInfo> { return this.runPlan(() => this.planLoad(ref, targets, o)); }
-  loadSync(ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}): DeviceInfo { return this.runPlanSync(this.planLoad(ref, targets, o)); }
+  load(ref: DeviceRef, targets: readonly Target[], o?: LoadOptions): Promise<DeviceInfo> { return this.runPlan(() => this.planLoad(ref, targets, o)); }
+  loadSync(ref: DeviceRef, targets: readonly Target[], o?: LoadOptions): DeviceInfo { return this.runPlanSync(this.planLoad(ref, targets, o)); }
 
   /** Drops the inactive table. */
   clear(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(() => this.planClear(ref)); }
   clearSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planClear(ref)); }
 
   /** The devices the table uses. */
-  deps(ref: DeviceRef, o: QueryOptions = {}): Promise<DevNumber[]> { return this.runPlan(() => this.planDeps(ref, o)); }
-  depsSync(ref: DeviceRef, o: QueryOptions = {}): DevNumber[] { return this.runPlanSync(this.planDeps(ref, o)); }
+  deps(ref: DeviceRef, o?: QueryOptions): Promise<DevNumber[]> { return this.runPlan(() => this.planDeps(ref, o)); }
+  depsSync(ref: DeviceRef, o?: QueryOptions): DevNumber[] { return this.runPlanSync(this.planDeps(ref, o)); }
 
   /** Each target's status line (params hold the status text, without the trailing space trimmed). */
-  status(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.runPlan(() => this.planTableStatus(ref, false, o)); }
-  statusSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.runPlanSync(this.planTableStatus(ref, false, o)); }
+  status(ref: DeviceRef, o?: QueryOptions): Promise<Target[]> { return this.runPlan(() => this.planTableStatus(ref, false, o)); }
+  statusSync(ref: DeviceRef, o?: QueryOptions): Target[] { return this.runPlanSync(this.planTableStatus(ref, false, o)); }
 
   /** The table as the kernel holds it (live, or the inactive one). */
-  table(ref: DeviceRef, o: QueryOptions = {}): Promise<Target[]> { return this.runPlan(() => this.planTableStatus(ref, true, o)); }
-  tableSync(ref: DeviceRef, o: QueryOptions = {}): Target[] { return this.runPlanSync(this.planTableStatus(ref, true, o)); }
+  table(ref: DeviceRef, o?: QueryOptions): Promise<Target[]> { return this.runPlan(() => this.planTableStatus(ref, true, o)); }
+  tableSync(ref: DeviceRef, o?: QueryOptions): Target[] { return this.runPlanSync(this.planTableStatus(ref, true, o)); }
 
   /** Loaded target types and their versions. */
   targetVersions(): Promise<TargetVersion[]> { return this.runPlan(() => this.planTargetVersions()); }
@@ -540,8 +566,8 @@ export class DeviceMapper {
   targetVersionSync(type: string): TargetVersion { return this.runPlanSync(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
 
   /** Sends a target message; returns the target's output when it produced any. Never re-sent. */
-  message(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): Promise<string | undefined> { return this.runPlan(() => this.planMessage(ref, sector, text, o)); }
-  messageSync(ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}): string | undefined { return this.runPlanSync(this.planMessage(ref, sector, text, o)); }
+  message(ref: DeviceRef, sector: number, text: string, o?: MessageOptions): Promise<string | undefined> { return this.runPlan(() => this.planMessage(ref, sector, text, o)); }
+  messageSync(ref: DeviceRef, sector: number, text: string, o?: MessageOptions): string | undefined { return this.runPlanSync(this.planMessage(ref, sector, text, o)); }
 
   setGeometry(ref: DeviceRef, g: Geometry): Promise<void> { return this.runPlan(() => this.planSetGeometry(ref, g)); }
   setGeometrySync(ref: DeviceRef, g: Geometry): void { this.runPlanSync(this.planSetGeometry(ref, g)); }
@@ -554,9 +580,9 @@ export class DeviceMapper {
    * Resolves true when any dm event happened since the last armPoll() (create, remove, rename, or a table
    * event of any device), false after timeoutMs. Waits on a thread of its own, not the libuv pool.
    */
-  pollEvent(o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
+  pollEvent(options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<boolean> {
     return settle(() => {
-      checkOptions(o, ['timeoutMs', 'signal'], 'pollEvent options');
+      const o = checkOptions<{ timeoutMs?: number; signal?: AbortSignal }>(options, ['timeoutMs', 'signal'], 'pollEvent options');
       const timeout = optInteger(o.timeoutMs, 'timeoutMs', 0, MAX_TIMEOUT_MS) ?? -1;
       optSignal(o.signal);
       return this.cancellable(this.binding.pollControl(this.fd, timeout), undefined, o.signal);
@@ -567,16 +593,16 @@ export class DeviceMapper {
    * DM_DEV_WAIT: resolves when the device's event_nr differs from `eventNr`, with its info and status.
    * Runs on a thread of its own; a timeout, an abort signal or close() ends it.
    */
-  wait(ref: DeviceRef, eventNr: number, o: WaitOptions = {}): Promise<WaitResult> {
+  wait(ref: DeviceRef, eventNr: number, o?: WaitOptions): Promise<WaitResult> {
     return settle(() => {
       const req = waitRequest(ref, eventNr, o, WAIT_KEYS);
       const job = dmWait(this.binding, this.fd, req);
-      return this.cancellable(job, o.timeoutMs, o.signal).then((r) => ({ info: toInfo(r), status: toTargets(r) }));
+      return this.cancellable(job, o?.timeoutMs, o?.signal).then((r) => ({ info: toInfo(r), status: toTargets(r) }));
     });
   }
 
   /** DM_DEV_WAIT on the calling thread: blocks until the event; for scripts. */
-  waitSync(ref: DeviceRef, eventNr: number, o: QueryOptions = {}): WaitResult {
+  waitSync(ref: DeviceRef, eventNr: number, o?: QueryOptions): WaitResult {
     const req = waitRequest(ref, eventNr, o);
     const r = dmSync(this.binding, this.fd, K.DM_DEV_WAIT_CMD, req)!;
     return { info: toInfo(r), status: toTargets(r) };
@@ -586,15 +612,17 @@ export class DeviceMapper {
    * CREATE + LOAD + RESUME, sent as one native call (one trip off the main thread); removes the device again
    * if LOAD, RESUME or making its node fails.
    */
-  createDevice(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): Promise<DeviceInfo> {
+  createDevice(name: string, targets: readonly Target[], o?: CreateOptions & LoadOptions): Promise<DeviceInfo> {
     return runAsync(this.createDeviceSteps(name, targets, o));
   }
-  createDeviceSync(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions = {}): DeviceInfo {
+  createDeviceSync(name: string, targets: readonly Target[], o?: CreateOptions & LoadOptions): DeviceInfo {
     return runSync(this.createDeviceSteps(name, targets, o));
   }
 
-  private *createDeviceSteps(name: string, targets: readonly Target[], o: CreateOptions & LoadOptions): Steps<DeviceInfo> {
-    const plans = [this.planCreate(name, o, CREATE_DEVICE_KEYS), this.planLoad(name, targets, o, CREATE_DEVICE_KEYS), this.planResume(name)];
+  private *createDeviceSteps(name: string, targets: readonly Target[], options: (CreateOptions & LoadOptions) | undefined): Steps<DeviceInfo> {
+    // CREATE checks the name and every option key of both commands once; LOAD and RESUME reuse them.
+    const create = this.planCreate(name, options, CREATE_DEVICE_KEYS);
+    const plans = [create, this.loadPlan(nameRequest(name), targets, options ?? {}), this.resumePlan(nameRequest(name))];
     try {
       return (yield* this.plansSteps(plans))[2] as DeviceInfo;
     } catch (e) {
@@ -619,18 +647,18 @@ export class DeviceMapper {
     };
     // One builder object; each method queues a plan and returns it (the result type grows per call).
     const b = {
-      create: (name: string, o: CreateOptions = {}) => add(this.planCreate(name, o)),
-      remove: (name: string, o: RemoveOptions = {}) => add(this.planRemove(named(name), o)),
+      create: (name: string, o?: CreateOptions) => add(this.planCreate(name, o)),
+      remove: (name: string, o?: RemoveOptions) => add(this.planRemove(named(name), o)),
       rename: (name: string, newName: string) => add(this.planRename(named(name), newName)),
-      suspend: (ref: DeviceRef, o: SuspendOptions = {}) => add(this.planSuspend(ref, o)),
+      suspend: (ref: DeviceRef, o?: SuspendOptions) => add(this.planSuspend(ref, o)),
       resume: (ref: DeviceRef) => add(this.planResume(ref)),
       info: (ref: DeviceRef) => add(this.planInfo(ref)),
-      load: (ref: DeviceRef, targets: readonly Target[], o: LoadOptions = {}) => add(this.planLoad(ref, targets, o)),
+      load: (ref: DeviceRef, targets: readonly Target[], o?: LoadOptions) => add(this.planLoad(ref, targets, o)),
       clear: (ref: DeviceRef) => add(this.planClear(ref)),
-      deps: (ref: DeviceRef, o: QueryOptions = {}) => add(this.planDeps(ref, o)),
-      status: (ref: DeviceRef, o: QueryOptions = {}) => add(this.planTableStatus(ref, false, o)),
-      table: (ref: DeviceRef, o: QueryOptions = {}) => add(this.planTableStatus(ref, true, o)),
-      message: (ref: DeviceRef, sector: number, text: string, o: MessageOptions = {}) => add(this.planMessage(ref, sector, text, o)),
+      deps: (ref: DeviceRef, o?: QueryOptions) => add(this.planDeps(ref, o)),
+      status: (ref: DeviceRef, o?: QueryOptions) => add(this.planTableStatus(ref, false, o)),
+      table: (ref: DeviceRef, o?: QueryOptions) => add(this.planTableStatus(ref, true, o)),
+      message: (ref: DeviceRef, sector: number, text: string, o?: MessageOptions) => add(this.planMessage(ref, sector, text, o)),
       get length() { return plans.length; },
       run: () => settle(() => { const p = unsent(); sent = true; return runAsync(this.plansSteps(p)); }),
       runSync: () => { const p = unsent(); sent = true; return runSync(this.plansSteps(p)); },
@@ -664,13 +692,6 @@ export class DeviceMapper {
   private needsName(ref: DeviceRef): boolean {
     return typeof ref !== 'string' && !('name' in ref) && this.nodePolicy === 'manage';
   }
-  private nameOfSync(ref: DeviceRef): DeviceRef {
-    return this.needsName(ref) ? this.infoSync(ref).name : ref;
-  }
-  private async withName<T>(ref: DeviceRef, run: (r: DeviceRef) => Promise<T>): Promise<T> {
-    return run(this.needsName(ref) ? (await this.info(ref)).name : ref);
-  }
-
   // A wait on its own thread, ended by a timeout, the signal or close(): cancel(reason) makes the addon reject
   // with the one error the factory builds for that reason (ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED).
   private cancellable<T>(job: Cancellable<T>, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<T> {
