@@ -15,11 +15,11 @@ import fs from 'node:fs';
 import { Block } from '../dm/block';
 import { DeviceMapper } from '../dm/device-mapper';
 import { MAPPER_DIR, mapperPath } from '../dm/dev-nodes';
-import type { Target } from '../dm/types';
+import type { DeviceInfo, Target } from '../dm/types';
 import { dmError, DevmapperError } from '../core/errors';
 import { Bytes, Sectors, byteSize, bytesToSectors, sectorsToBytes } from '../core/units';
 import { Steps, both, op, start, step, sub, twin } from '../core/steps';
-import { checkName, checkOptions, checkThinId, optBoolean, optInteger } from '../core/validate';
+import { checkName, checkOptions, optBoolean, optInteger } from '../core/validate';
 import { line, parseThinPoolStatus, thin, ThinPoolStatus } from '../targets';
 import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
@@ -61,12 +61,18 @@ export interface DeleteVolumeOptions {
 /** At most this many EBUSY retries, this far apart: a wait has a bound. */
 const MAX_RETRIES = 10_000, MAX_RETRY_DELAY_MS = 60_000;
 
-export function checkDeactivateOptions(options: unknown): DeactivateOptions {
-  const o = checkOptions<DeactivateOptions>(options, ['deferred', 'retries', 'retryDelayMs'], 'deactivate options');
+export const DEACTIVATE_KEYS = ['deferred', 'retries', 'retryDelayMs'] as const;
+
+/** The values of deactivate options whose keys are checked. */
+export function checkDeactivateValues<T extends DeactivateOptions>(o: T): T {
   optBoolean(o.deferred, 'deferred');
   optInteger(o.retries, 'retries', 0, MAX_RETRIES);
   optInteger(o.retryDelayMs, 'retryDelayMs', 0, MAX_RETRY_DELAY_MS);
   return o;
+}
+
+export function checkDeactivateOptions(options: unknown): DeactivateOptions {
+  return checkDeactivateValues(checkOptions<DeactivateOptions>(options, [...DEACTIVATE_KEYS], 'deactivate options'));
 }
 
 export function checkDeleteOptions(options: unknown): DeleteVolumeOptions {
@@ -176,10 +182,8 @@ export class PoolChanges {
     return rec;
   }
 
-  /** ThinPool.deleteVolume and ThinVolume.delete. */
-  *deleteVolumeSteps(name: string, options: DeleteVolumeOptions | undefined): Steps<void> {
-    checkName(name, 'volume name');
-    const o = checkDeleteOptions(options);
+  /** ThinPool.deleteVolume and ThinVolume.delete, their arguments checked. */
+  *deleteVolumeSteps(name: string, o: DeleteVolumeOptions): Steps<void> {
     yield* this.locked(function* (this: PoolChanges): Steps<void> {
       const discard = !!o.discard;
       const deactivate = o.deactivate ?? (discard ? {} : undefined);
@@ -260,7 +264,7 @@ export class PoolChanges {
       const next = { ...rec, size: sz };
       this.registry.commit({ put: [next] });
       const info = yield* step(twin(this.dm, 'infoIfExists', name));
-      if (info && (yield* this.isActiveThinSteps(name, rec.id))) {
+      if (info && (yield* this.mapsThinNow(name, rec.id, info))) {
         try {
           yield* this.reloadThin(name, rec.id, sz, info.readOnly);
         } catch (e) {
@@ -487,7 +491,7 @@ export class PoolChanges {
       if (p.op === 'delete') {
         // The user asked for the delete: finish it (deactivating first: the intent may predate the REMOVE).
         const info = yield* step(twin(this.dm, 'infoIfExists', p.name));
-        if (info && (info.uuid === thinUuid(this.name, p.id) || (yield* this.isActiveThinSteps(p.name, p.id))))
+        if (info && (info.uuid === thinUuid(this.name, p.id) || (yield* this.mapsThinNow(p.name, p.id, info))))
           yield* removeDevice(this.dm, p.name, {});
         yield* this.deleteThin(p.id, p.name);
         yield* this.commitDelete(p);
@@ -537,7 +541,7 @@ export class PoolChanges {
           yield* removeDevice(this.dm, name, {});
           continue;
         }
-        if (!info?.liveTable || !(yield* this.isActiveThinSteps(name, id))) throw e;
+        if (!info?.liveTable || !(yield* this.mapsThinNow(name, id, info))) throw e;
         if (info.suspended) yield* step(twin(this.dm, 'resume', name));
         this.dm.ensureNode(name, info.dev);
         return;
@@ -547,9 +551,11 @@ export class PoolChanges {
 
   /** Whether a dm device of this name is active with a thin table for this pool and id. */
   *isActiveThinSteps(name: string, id: number): Steps<boolean> {
-    checkName(name, 'volume name');
-    checkThinId(id);
-    const info = yield* step(twin(this.dm, 'infoIfExists', name));
+    return yield* this.mapsThinNow(name, id, yield* step(twin(this.dm, 'infoIfExists', name)));
+  }
+
+  /** The same, for a device whose info the caller has just read (undefined: no such device). */
+  *mapsThinNow(name: string, id: number, info: DeviceInfo | undefined): Steps<boolean> {
     if (!info?.liveTable) return false;
     const [t] = yield* step(twin(this.dm, 'table', name));
     return this.mapsThin(t, id);
@@ -557,6 +563,8 @@ export class PoolChanges {
 
   // Whether a table line is a thin target of this pool for thin id `id`.
   private mapsThin(t: Target | undefined, id: number): boolean {
-    return t?.type === 'thin' && t.params.split(' ')[0] === this.devSpec && Number(t.params.split(' ')[1]) === id;
+    if (t?.type !== 'thin') return false;
+    const [pool, thinId] = t.params.split(' ');
+    return pool === this.devSpec && Number(thinId) === id;
   }
 }

@@ -7,11 +7,11 @@ import { formatDev } from '../dm/block';
 import type { DevNumber } from '../core/binding';
 import { dmError, DevmapperError, systemError, withSystemErrors } from '../core/errors';
 import { Bytes, Sectors, sectors } from '../core/units';
-import { checkInteger, checkName, checkOptions, optBoolean, optSignal, show } from '../core/validate';
+import { checkInteger, checkName, checkThinId, checkOptions, optBoolean, optSignal, show } from '../core/validate';
 import { Steps, mapErrors, runAsync, runSync, step, twin } from '../core/steps';
 import { parseThinPoolStatus, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, MAX_METADATA_SECTORS } from '../targets';
 import type { RegistryStore, VolumeRecord } from './registry';
-import { PoolChanges, ThinPoolHooks, removeDevice } from './changes';
+import { PoolChanges, ThinPoolHooks, checkDeleteOptions, removeDevice } from './changes';
 import {
   PoolParts, ThinPoolAttachOptions, ThinPoolCreateOptions, ThinPoolOptions, attachDevices, checkAttachOptions, checkCreateOptions,
   checkFeatures, checkPoolOptions, deletePoolFiles, discoverPool, growDevice, lifecycleLock, poolLockFile, provisionPool, reloadPool,
@@ -296,16 +296,27 @@ export class ThinPool {
    * if need be) is discarded after the intent is recorded, so a delete killed during the discard is finished
    * at the next open, never left as a volume whose data is gone. A volume open elsewhere is not discarded.
    */
-  deleteVolume(name: string, o: DeleteVolumeOptions = {}): Promise<void> { return runAsync(this.changes.deleteVolumeSteps(name, o)); }
-  deleteVolumeSync(name: string, o: DeleteVolumeOptions = {}): void { runSync(this.changes.deleteVolumeSteps(name, o)); }
+  deleteVolume(name: string, o: DeleteVolumeOptions = {}): Promise<void> { return runAsync(this.deleteVolumeSteps(name, o)); }
+  deleteVolumeSync(name: string, o: DeleteVolumeOptions = {}): void { runSync(this.deleteVolumeSteps(name, o)); }
+
+  private *deleteVolumeSteps(name: string, o: DeleteVolumeOptions | undefined): Steps<void> {
+    checkName(name, 'volume name');
+    yield* this.changes.deleteVolumeSteps(name, checkDeleteOptions(o));
+  }
 
   /** Resizes (grows) a volume: records the size, then reloads its table if it is active. */
   resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> { return runAsync(this.changes.resizeVolumeSteps(name, size)); }
   resizeVolumeSync(name: string, size: Bytes | number | string): VolumeRecord { return runSync(this.changes.resizeVolumeSteps(name, size)); }
 
   /** Whether a dm device of this name is active with a thin table for this pool and id. */
-  isActiveThin(name: string, id: number): Promise<boolean> { return runAsync(this.changes.isActiveThinSteps(name, id)); }
-  isActiveThinSync(name: string, id: number): boolean { return runSync(this.changes.isActiveThinSteps(name, id)); }
+  isActiveThin(name: string, id: number): Promise<boolean> { return runAsync(this.isActiveThinSteps(name, id)); }
+  isActiveThinSync(name: string, id: number): boolean { return runSync(this.isActiveThinSteps(name, id)); }
+
+  private *isActiveThinSteps(name: string, id: number): Steps<boolean> {
+    checkName(name, 'volume name');
+    checkThinId(id);
+    return yield* this.changes.isActiveThinSteps(name, id);
+  }
 
   /**
    * Removes the pool: every volume of its registry that is active, then the pool device (its own loop devices,
@@ -335,7 +346,7 @@ export class ThinPool {
         const usesPool = deps.some((x) => x.major === this.dev.major && x.minor === this.dev.minor);
         const rec = this.registry.get(d.name);
         const ownUuid = this.changes.thinIdOfUuid(d.uuid) !== undefined;
-        const mine = ownUuid || (usesPool && rec !== undefined && (yield* this.changes.isActiveThinSteps(d.name, rec.id)));
+        const mine = ownUuid || (usesPool && rec !== undefined && (yield* this.changes.mapsThinNow(d.name, rec.id, info)));
         if (mine) {
           ours.push(d.name);
           if (info.openCount > 0) busy.push(d.name);

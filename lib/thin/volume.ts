@@ -9,7 +9,7 @@ import { checkOptions, optBoolean } from '../core/validate';
 import { Steps, runAsync, runSync, step, twin } from '../core/steps';
 import { parseThinStatus, ThinStatus } from '../targets';
 import type { VolumeRecord } from './registry';
-import { DeactivateOptions, changesOf, checkDeactivateOptions, removeDevice } from './changes';
+import { DEACTIVATE_KEYS, DeactivateOptions, changesOf, checkDeactivateOptions, checkDeactivateValues, removeDevice } from './changes';
 
 export type { DeactivateOptions, DeleteVolumeOptions } from './changes';
 
@@ -82,9 +82,9 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
   deleteSync(o: VolumeDeleteOptions = {}): void { runSync(this.deleteSteps(o)); }
 
   private *deleteSteps(options: VolumeDeleteOptions | undefined): Steps<void> {
-    const o = checkOptions<VolumeDeleteOptions>(options, ['deferred', 'retries', 'retryDelayMs', 'discard'], 'delete options');
-    const { discard, ...deactivate } = o;
-    yield* changesOf(this.pool, this.name).deleteVolumeSteps(this.name, { deactivate, discard });
+    const o = checkOptions<VolumeDeleteOptions>(options, [...DEACTIVATE_KEYS, 'discard'], 'delete options');
+    const { discard, ...deactivate } = checkDeactivateValues(o);
+    yield* changesOf(this.pool, this.name).deleteVolumeSteps(this.name, { deactivate, discard: optBoolean(discard, 'discard') });
   }
 
   /** Grows the volume (and its live table when active). */
