@@ -93,11 +93,17 @@ export function checkOptions<T extends object>(o: unknown, known: readonly (keyo
   const proto: unknown = Object.getPrototypeOf(o);
   if (proto !== null && (Object.getPrototypeOf(proto) !== null || Object.prototype.toString.call(o) !== '[object Object]'))
     throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} must be a plain object, got an instance of another class`);
-  for (const key of Reflect.ownKeys(o)) {
-    if (typeof key !== 'string' || !(known as readonly string[]).includes(key))
-      throw dmError('ERR_DM_INVALID_ARGUMENT', `${what}: unknown option ${typeof key === 'string' ? `'${key}'` : 'a symbol'} (known: ${known.join(', ') || 'none'})`);
-  }
+  checkKnownKeys(o, known, what);
   return o as T;
+}
+
+/** Every own key of `o` is one of `known`; the first that is not is refused by name. */
+export function checkKnownKeys(o: object, known: readonly string[], what: string, code: DevmapperErrorCode = 'ERR_DM_INVALID_ARGUMENT',
+  noun = 'option'): void {
+  for (const key of Reflect.ownKeys(o)) {
+    if (typeof key !== 'string' || !known.includes(key))
+      throw dmError(code, `${what}: unknown ${noun} ${typeof key === 'string' ? `'${key}'` : 'a symbol'} (known: ${known.join(', ') || 'none'})`);
+  }
 }
 
 /** An optional boolean option: undefined, or true/false. */

@@ -5,7 +5,7 @@ import { dmError, DevmapperError } from '../core/errors';
 import { K, native, Cancellable, DmBinding, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from '../core/binding';
 import { dmAsync, dmRequest, dmSeqAsync, dmSeqSync, dmSync, dmWait } from '../core/marshal';
 import { Sectors } from '../core/units';
-import { checkInteger, checkName, checkOptions, checkText, checkUuid, optBoolean, optInteger, optSignal, show } from '../core/validate';
+import { checkInteger, checkKnownKeys, checkName, checkOptions, checkText, checkUuid, optBoolean, optInteger, optSignal, show } from '../core/validate';
 import * as nodes from './dev-nodes';
 import { FdHandle } from '../core/handles';
 import { Steps, op, runAsync, runSync, step, twin } from '../core/steps';
@@ -183,10 +183,7 @@ export function checkTable(targets: readonly Target[] | readonly RawTarget[]): R
     const t: unknown = targets[i];
     if (t === null || typeof t !== 'object' || Array.isArray(t))
       throw dmError('ERR_DM_INVALID_TABLE', `target ${i} must be an object { start, length, type, params }, got ${show(t)}`);
-    for (const key of Reflect.ownKeys(t)) {
-      if (typeof key !== 'string' || !(TARGET_KEYS as readonly string[]).includes(key))
-        throw dmError('ERR_DM_INVALID_TABLE', `target ${i}: unknown key ${typeof key === 'string' ? `'${key}'` : 'a symbol'} (known: ${TARGET_KEYS.join(', ')})`);
-    }
+    checkKnownKeys(t, TARGET_KEYS, `target ${i}`, 'ERR_DM_INVALID_TABLE', 'key');
     const { type, params } = t as Record<string, unknown>;
     const start = targetSectors((t as Record<string, unknown>).start, `target ${i} start`);
     const length = targetSectors((t as Record<string, unknown>).length, `target ${i} length`);

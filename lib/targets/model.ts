@@ -67,12 +67,7 @@ export function checkDevice(d: unknown, what: string): DeviceSpec {
  * unknown key is refused by name (checkOptions).
  */
 export function checkParams<T extends object>(p: unknown, known: readonly (keyof T & string)[], what: string): T {
-  if (p === null || typeof p !== 'object' || Array.isArray(p))
-    throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} params must be an object, got ${show(p)}`);
-  // Any realm's Object.prototype (objects from vm contexts, structuredClone under jest) or none.
-  const proto: unknown = Object.getPrototypeOf(p);
-  if (proto !== null && (Object.getPrototypeOf(proto) !== null || Object.prototype.toString.call(p) !== '[object Object]'))
-    throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} params must be a plain object, got an instance of another class`);
+  if (p === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} params must be an object, got undefined`);
   return checkOptions<T>(p, known, `${what} params`);
 }
 
