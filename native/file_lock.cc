@@ -7,25 +7,21 @@
 
 #include "sys_error.h"
 
-int LockFile(const std::string& path) {
+namespace {
+// open + flock(LOCK_EX); without waiting: -1 when another process holds the lock.
+int Lock(const std::string& path, bool wait) {
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw SysError{errno, "open", "flock", path, ""};
-  if (flock(fd, LOCK_EX) < 0) {
+  if (flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) < 0) {
     int err = errno;
     close(fd);
+    if (!wait && err == EWOULDBLOCK) return -1;
     throw SysError{err, "flock", "flock", path, ""};
   }
   return fd;
 }
+}  // namespace
 
-int TryLockFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) throw SysError{errno, "open", "flock", path, ""};
-  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    int err = errno;
-    close(fd);
-    if (err == EWOULDBLOCK) return -1;
-    throw SysError{err, "flock", "flock", path, ""};
-  }
-  return fd;
-}
+int LockFile(const std::string& path) { return Lock(path, true); }
+
+int TryLockFile(const std::string& path) { return Lock(path, false); }

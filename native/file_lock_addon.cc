@@ -16,20 +16,17 @@ struct LockFileOp {
 };
 
 // tryLockFile(path): the fd holding the lock, or -1 if another process holds it (no thread, no wait).
-Napi::Value JsTryLockFile(const Napi::CallbackInfo& info) {
-  std::string path = ArgString(info, 0);
-  int fd;
-  try {
-    fd = TryLockFile(path);
-  } catch (const SysError& e) {
-    throw Napi::Error(info.Env(), MakeError(info.Env(), e));
-  }
-  return Napi::Number::New(info.Env(), fd);
-}
+struct TryLockFileOp {
+  std::string path;
+  int fd = -1;
+  explicit TryLockFileOp(const Napi::CallbackInfo& info) : path(ArgString(info, 0)) {}
+  void Execute() { fd = TryLockFile(path); }
+  Napi::Value Result(Napi::Env env) { return Napi::Number::New(env, fd); }
+};
 }  // namespace
 
 void RegisterFileLock(Napi::Env env, Napi::Object exports) {
-  exports.Set("tryLockFile", Napi::Function::New(env, JsTryLockFile, "tryLockFile"));
+  exports.Set("tryLockFile", Napi::Function::New(env, RunSync<TryLockFileOp>, "tryLockFile"));
   exports.Set("lockFile", Napi::Function::New(env, RunSync<LockFileOp>, "lockFile"));
   exports.Set("lockFileAsync", Napi::Function::New(env, RunOnOwnThread<LockFileOp>, "lockFileAsync"));
 }

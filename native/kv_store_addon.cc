@@ -8,16 +8,6 @@
 
 namespace {
 
-// Runs fn(), turning a SysError into the JS error the factory builds.
-template <class Fn>
-auto Call(Napi::Env env, Fn fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const SysError& e) {
-    throw Napi::Error(env, MakeError(env, e));
-  }
-}
-
 Napi::String Str(Napi::Env env, std::string_view s) { return Napi::String::New(env, s.data(), s.size()); }
 
 class KvStore : public Napi::ObjectWrap<KvStore> {
@@ -39,17 +29,17 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
   // new KvStore(path): opens (creating) the LMDB file at path; its lock file is path + "-lock".
   explicit KvStore(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KvStore>(info) {
     std::string path = ArgString(info, 0);
-    store_ = Call(info.Env(), [&] { return std::make_unique<LmdbStore>(std::move(path)); });
+    store_ = CallJs(info.Env(), [&] { return std::make_unique<LmdbStore>(std::move(path)); });
   }
 
  private:
   Napi::Value Begin(const Napi::CallbackInfo& info) {
-    Call(info.Env(), [&] { store_->Begin(); });
+    CallJs(info.Env(), [&] { store_->Begin(); });
     return info.Env().Undefined();
   }
 
   Napi::Value Commit(const Napi::CallbackInfo& info) {
-    Call(info.Env(), [&] { store_->Commit(); });
+    CallJs(info.Env(), [&] { store_->Commit(); });
     return info.Env().Undefined();
   }
 
@@ -61,20 +51,20 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
   // get(key): the value, or undefined.
   Napi::Value Get(const Napi::CallbackInfo& info) {
     std::string key = ArgString(info, 0);
-    std::optional<std::string> value = Call(info.Env(), [&] { return store_->Get(key); });
+    std::optional<std::string> value = CallJs(info.Env(), [&] { return store_->Get(key); });
     return value ? Napi::Value(Str(info.Env(), *value)) : info.Env().Undefined();
   }
 
   Napi::Value Put(const Napi::CallbackInfo& info) {
     std::string key = ArgString(info, 0), value = ArgString(info, 1);
-    Call(info.Env(), [&] { store_->Put(key, value); });
+    CallJs(info.Env(), [&] { store_->Put(key, value); });
     return info.Env().Undefined();
   }
 
   // del(key): whether it was there.
   Napi::Value Del(const Napi::CallbackInfo& info) {
     std::string key = ArgString(info, 0);
-    return Napi::Boolean::New(info.Env(), Call(info.Env(), [&] { return store_->Del(key); }));
+    return Napi::Boolean::New(info.Env(), CallJs(info.Env(), [&] { return store_->Del(key); }));
   }
 
   // range(prefix, limit?, keysOnly?): [key, value] pairs (or keys) of the keys that start with prefix, in order.
@@ -86,7 +76,7 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
     Napi::Array out = Napi::Array::New(env);
     uint32_t n = 0;
     if (limit == 0) return out;
-    Call(env, [&] {
+    CallJs(env, [&] {
       store_->Scan(prefix, [&](std::string_view k, std::string_view v) {
         if (keysOnly) {
           out.Set(n++, Str(env, k));
@@ -105,7 +95,7 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
   // count(prefix): how many keys start with prefix.
   Napi::Value Count(const Napi::CallbackInfo& info) {
     std::string prefix = ArgString(info, 0);
-    double n = double(Call(info.Env(), [&] { return store_->Count(prefix); }));
+    double n = double(CallJs(info.Env(), [&] { return store_->Count(prefix); }));
     return Napi::Number::New(info.Env(), n);
   }
 

@@ -22,14 +22,20 @@ void RetainIfNeeded(Op& op, const Napi::CallbackInfo& info) {
 // Builds the JS error for a SysError through the factory that lib/core/errors.ts registered.
 Napi::Value MakeError(Napi::Env env, const SysError& e);
 
+// Runs fn() on the main thread, turning a SysError into the JS error the factory builds.
+template <class Fn>
+auto CallJs(Napi::Env env, Fn fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const SysError& e) {
+    throw Napi::Error(env, MakeError(env, e));
+  }
+}
+
 template <class Op>
 Napi::Value RunSync(const Napi::CallbackInfo& info) {
   Op op(info);
-  try {
-    op.Execute();
-  } catch (const SysError& e) {
-    throw Napi::Error(info.Env(), MakeError(info.Env(), e));
-  }
+  CallJs(info.Env(), [&] { op.Execute(); });
   return op.Result(info.Env());
 }
 
@@ -48,18 +54,20 @@ class OpWorker : public Napi::AsyncWorker {
       op_.Execute();
     } catch (const SysError& e) {
       error_ = e;
-      // Any non-empty text marks the failure (an empty one would read as success); the error itself is built
-      // from error_ by the factory in OnError.
-      SetError(e.command.empty() ? (e.syscall.empty() ? std::string("failed") : e.syscall) : e.command);
+      failed_ = true;  // settled in OnOK, as BlockingJob does: the factory builds the error from error_
     }
   }
-  void OnOK() override { deferred_.Resolve(op_.Result(Env())); }
-  void OnError(const Napi::Error&) override { deferred_.Reject(MakeError(Env(), error_)); }
+  void OnOK() override {
+    if (failed_) deferred_.Reject(MakeError(Env(), error_));
+    else deferred_.Resolve(op_.Result(Env()));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
   Op op_;
   Napi::Promise::Deferred deferred_;
   SysError error_;
+  bool failed_ = false;
 };
 
 template <class Op>
