@@ -316,9 +316,7 @@ export class DeviceMapper {
     const results: unknown[] = [];
     try {
       for (let i = 0; i < replies.length; i++) {
-        const effect = plans[i].node;
-        if (effect === 'make' && this.nodePolicy === 'udev') yield* nodes.awaitUdevNodeSteps(replies[i].name, replies[i].dev, this.udevTimeoutMs);
-        else this.nodeEffectSync(effect, replies[i]);
+        yield* this.nodeEffectSteps(plans[i].node, replies[i]);
         results.push(plans[i].map(replies[i]));
       }
     } catch (e) {
@@ -328,23 +326,28 @@ export class DeviceMapper {
     return results;
   }
 
-  // The promise API's node effect: a promise only when it must wait (for udev's node), so the usual case
-  // costs no extra promise turn.
-  private nodeEffectAsync(effect: NodeEffect | undefined, r: RawDmResponse): Promise<void> | undefined {
-    if (effect === 'make' && this.nodePolicy === 'udev') return runAsync(nodes.awaitUdevNodeSteps(r.name, r.dev, this.udevTimeoutMs));
-    this.nodeEffectSync(effect, r);
-    return undefined;
-  }
-
-  // What is left to JS after the call: waiting for udev's node, and moving a renamed one. Without udev
-  // ('manage'), the addon makes and removes nodes itself right after the ioctl (nodeStep).
-  private nodeEffectSync(effect: NodeEffect | undefined, r: RawDmResponse): void {
+  // What is left to JS after the call: waiting for udev's node ('make' under udev), and moving a renamed one.
+  // Without udev ('manage'), the addon makes and removes nodes itself right after the ioctl (nodeStep).
+  private *nodeEffectSteps(effect: NodeEffect | undefined, r: RawDmResponse): Steps<void> {
     if (effect === undefined) return;
     if (effect === 'make') {
-      if (this.nodePolicy === 'udev') runSync(nodes.awaitUdevNodeSteps(r.name, r.dev, this.udevTimeoutMs));
+      if (this.nodePolicy === 'udev') yield* nodes.awaitUdevNodeSteps(r.name, r.dev, this.udevTimeoutMs);
     } else if (this.nodePolicy === 'manage' && r.name) {
       nodes.renameNode(r.name, effect.rename, r.dev);
     }
+  }
+
+  // The same for single commands, without a generator when there is nothing to do (the usual case), and in
+  // the promise form with no extra promise turn unless it waits for udev.
+  private nodeEffectAsync(effect: NodeEffect | undefined, r: RawDmResponse): Promise<void> | undefined {
+    return this.hasNodeWork(effect) ? runAsync(this.nodeEffectSteps(effect, r)) : undefined;
+  }
+  private nodeEffectSync(effect: NodeEffect | undefined, r: RawDmResponse): void {
+    if (this.hasNodeWork(effect)) runSync(this.nodeEffectSteps(effect, r));
+  }
+  // A rename always (the node moves), a 'make' only when it waits for udev's node.
+  private hasNodeWork(effect: NodeEffect | undefined): boolean {
+    return effect !== undefined && (effect !== 'make' || this.nodePolicy === 'udev');
   }
 
   /** The node step the addon takes after the ioctl (K.DM_NODE_*), or 0. */
