@@ -233,19 +233,15 @@ export class ThinPool {
 
   private *snapshotSteps(origin: string | ThinVolume, name: string): Steps<ThinVolume<ThinPool>> {
     // A volume object is taken only from this very pool: never resolved by name here.
-    if (origin instanceof ThinVolume) {
-      if (origin.pool !== this) {
-        let other = 'another pool';
-        try { const n: unknown = origin.pool?.name; if (typeof n === 'string') other = `pool ${n}`; } catch { /* a forged volume */ }
-        throw dmError('ERR_DM_INVALID_ARGUMENT', `the origin is a volume of ${other}, not of ${this.name}`, this.name);
-      }
-    } else if (typeof origin !== 'string') {
-      throw dmError('ERR_DM_INVALID_ARGUMENT', `origin must be a volume name or a ThinVolume of this pool, got ${show(origin)}`, this.name);
+    let originName: string;
+    if (typeof origin === 'string') {
+      originName = checkName(origin, 'origin name');
+    } else {
+      const rec = ThinVolume.recordOf(origin);
+      if (!rec) throw dmError('ERR_DM_INVALID_ARGUMENT', `origin must be a volume name or a ThinVolume of this pool, got ${show(origin)}`, this.name);
+      if (origin.pool !== this) throw dmError('ERR_DM_INVALID_ARGUMENT', `the origin is a volume of pool ${origin.pool.name}, not of ${this.name}`, this.name);
+      originName = rec.name;
     }
-    // A forged volume (not made by a pool) has no record behind its name: refused as a bad name.
-    let given: unknown = origin;
-    if (typeof origin !== 'string') { try { given = origin.name; } catch { given = undefined; } }
-    const originName = checkName(given, 'origin name');
     return new ThinVolume(this, yield* this.changes.snapshotSteps(originName, name));
   }
 

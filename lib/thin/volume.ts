@@ -27,15 +27,22 @@ export type VolumeDeleteOptions = DeactivateOptions & { discard?: boolean };
 
 export class ThinVolume<P extends VolumePool = VolumePool> {
   /** Made by its pool (createVolume, snapshot, volume). */
-  constructor(readonly pool: P, private rec: VolumeRecord) {}
+  #rec: VolumeRecord;
 
-  get name(): string { return this.rec.name; }
-  get id(): number { return this.rec.id; }
-  get size(): Sectors { return this.rec.size; }
-  get parent(): string | null { return this.rec.parent; }
-  get created(): Date { return new Date(this.rec.created); }
+  constructor(readonly pool: P, rec: VolumeRecord) { this.#rec = rec; }
+
+  /** The record of a volume a pool made, or undefined for anything else (a forged or copied object). */
+  static recordOf(v: unknown): VolumeRecord | undefined {
+    return typeof v === 'object' && v !== null && #rec in v ? (v as ThinVolume).#rec : undefined;
+  }
+
+  get name(): string { return this.#rec.name; }
+  get id(): number { return this.#rec.id; }
+  get size(): Sectors { return this.#rec.size; }
+  get parent(): string | null { return this.#rec.parent; }
+  get created(): Date { return new Date(this.#rec.created); }
   /** /dev/mapper/<name>; exists while active. */
-  get path(): string { return mapperPath(this.rec.name); }
+  get path(): string { return mapperPath(this.#rec.name); }
 
   isActive(): Promise<boolean> { return runAsync(this.isActiveSteps()); }
   isActiveSync(): boolean { return runSync(this.isActiveSteps()); }
@@ -92,7 +99,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
   resizeSync(size: Bytes | number | string): void { runSync(this.resizeSteps(size)); }
 
   private *resizeSteps(size: Bytes | number | string): Steps<void> {
-    this.rec = yield* changesOf(this.pool, this.name).resizeVolumeSteps(this.name, size);
+    this.#rec = yield* changesOf(this.pool, this.name).resizeVolumeSteps(this.name, size);
   }
 
   status(): Promise<ThinStatus> { return runAsync(this.statusSteps()); }
