@@ -26,6 +26,9 @@ export function op<T>(sync: () => T, async: () => Promise<T>): Op<T> {
   return { sync, async };
 }
 
+/** A blocking call in both forms, run as a step: `const r = yield* call(() => f(), () => fAsync())`. */
+export const call = <T>(sync: () => T, async: () => Promise<T>): Generator<Op<unknown>, T, unknown> => step(op(sync, async));
+
 /** Work that does not block (a local file, a close): the same function in both forms. */
 export const local = <T>(fn: () => T): Op<T> => op(fn, async () => fn());
 

@@ -3,10 +3,9 @@
 import { native, DevNumber } from '../core/binding';
 import { dmError } from '../core/errors';
 import { Bytes, SECTOR_SIZE } from '../core/units';
-import { Steps, op, runAsync, runSync, step } from '../core/steps';
+import { Steps, call, runAsync, runSync } from '../core/steps';
 import { checkInteger, checkPath, show } from '../core/validate';
 
-const call = <T>(sync: () => T, async: () => Promise<T>) => step(op(sync, async));
 
 /** A byte count of a discard range: a safe integer, whole sectors (the kernel refuses others with EINVAL). */
 function discardBytes(n: unknown, what: string, min: number): number {

@@ -4,10 +4,10 @@
 // promise form rejects on bad input, the sync twin throws.
 import fs from 'node:fs';
 import path from 'node:path';
-import { dmError, systemError, withSystemErrors } from '../core/errors';
+import { dmError, systemError } from '../core/errors';
 import { K, native, RawLoopAttachOptions, RawLoopAttachResult, RawLoopStatus } from '../core/binding';
 import { Bytes, SECTOR_SIZE } from '../core/units';
-import { Steps, op, runAsync, runSync, step } from '../core/steps';
+import { Steps, call, mapErrors, runAsync, runSync } from '../core/steps';
 import { checkOptions, checkPath, optBoolean, optInteger, show } from '../core/validate';
 
 export interface LoopAttachOptions {
@@ -147,7 +147,6 @@ function matchesFile(st: fs.Stats, s: RawLoopStatus): boolean {
 
 // One body per operation, run as a promise (runAsync: bad input rejects) or by its sync twin (runSync).
 // Arguments are checked at the top of each body, before any syscall.
-const call = <T>(sync: () => T, async: () => Promise<T>) => step(op(sync, async));
 
 function* attachSteps(file: unknown, options: unknown): Steps<LoopDevice> {
   const [f, o] = attachArgs(file, options);
@@ -171,8 +170,7 @@ function* setCapacitySteps(device: unknown): Steps<void> {
 
 function* findSteps(file: unknown): Steps<string[]> {
   const f = path.resolve(checkPath(file, 'backing file'));
-  const st = yield* call(() => withSystemErrors('find the loop devices of', f, () => fs.statSync(f)),
-    () => fs.promises.stat(f).catch((e: unknown) => { throw systemError(e, 'find the loop devices of', f); }));
+  const st = yield* mapErrors(call(() => fs.statSync(f), () => fs.promises.stat(f)), (e) => systemError(e, 'find the loop devices of', f));
   const found: string[] = [];
   for (const l of listBound()) {
     let s: RawLoopStatus | undefined;

@@ -5,7 +5,7 @@
 import { DeviceMapper } from '../dm/device-mapper';
 import { formatDev } from '../dm/block';
 import type { DevNumber } from '../core/binding';
-import { dmError, DevmapperError, systemError, withSystemErrors } from '../core/errors';
+import { dmError, DevmapperError, systemError } from '../core/errors';
 import { Bytes, Sectors, sectors } from '../core/units';
 import { checkInteger, checkName, checkThinId, checkOptions, optBoolean, optSignal, show } from '../core/validate';
 import { Steps, mapErrors, runAsync, runSync, step, twin } from '../core/steps';
@@ -71,8 +71,8 @@ export class ThinPool {
   }
 
   /** Opens an active pool: finds its devices, loop backing files and registry, and finishes an interrupted change. */
-  static open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> { return runAsync(fsErrors('open pool', ThinPool.openSteps(name, o))); }
-  static openSync(name: string, o: ThinPoolOptions = {}): ThinPool { return runSync(fsErrors('open pool', ThinPool.openSteps(name, o))); }
+  static open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> { return runAsync(fsErrors(`open pool ${show(name)}`, ThinPool.openSteps(name, o))); }
+  static openSync(name: string, o: ThinPoolOptions = {}): ThinPool { return runSync(fsErrors(`open pool ${show(name)}`, ThinPool.openSteps(name, o))); }
 
   // `made`: a DeviceMapper the caller made (attach), which the pool then owns; the caller closes it on failure.
   private static *openSteps(name: string, options: ThinPoolOptions | undefined, made?: DeviceMapper): Steps<ThinPool> {
@@ -88,7 +88,7 @@ export class ThinPool {
         yield* this.repairDevices();
         yield* this.recover();
       });
-      withSystemErrors(`open pool ${name}`, parts.registryDir, () => settleOpened(parts!));
+      settleOpened(parts);
       return pool;
     } catch (e) {
       if (parts && !o.registry) parts.registry.close();
@@ -359,7 +359,7 @@ export class ThinPool {
       yield* removeDevice(this.dm, this.name, {});  // our loops are autoclear: they go with the pool
     });
     yield* this.closeSteps();
-    if (o.deleteFiles) withSystemErrors('destroy: deleting the files of pool ' + this.name, this.files.data, () => deletePoolFiles(this.files, this.registryDir));
+    if (o.deleteFiles) deletePoolFiles(this.files, this.registryDir);
   }
 
   /** Closes the registry (and the DeviceMapper, if the pool made its own). */
