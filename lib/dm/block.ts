@@ -6,7 +6,6 @@ import { Bytes, SECTOR_SIZE } from '../core/units';
 import { Steps, call, runAsync, runSync } from '../core/steps';
 import { checkInteger, checkPath, show } from '../core/validate';
 
-
 /** A byte count of a discard range: a safe integer, whole sectors (the kernel refuses others with EINVAL). */
 function discardBytes(n: unknown, what: string, min: number): number {
   const v = checkInteger(n, what, min, Number.MAX_SAFE_INTEGER, 'ERR_DM_INVALID_SIZE');

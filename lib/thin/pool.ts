@@ -65,7 +65,7 @@ export class ThinPool {
 
   private static *createSteps(options: ThinPoolCreateOptions): Steps<ThinPool> {
     const o = checkCreateOptions(options);
-    return yield* underLifecycleLock(o, function* (): Steps<ThinPool> {
+    return yield* underLifecycleLock(o.name, function* (): Steps<ThinPool> {
       return new ThinPool(yield* provisionPool(o), o.hooks ?? {});
     });
   }
@@ -110,7 +110,7 @@ export class ThinPool {
   private static *attachSteps(options: ThinPoolAttachOptions): Steps<ThinPool> {
     const o = checkAttachOptions(options);
     const poolOptions: ThinPoolOptions = { dm: o.dm, registryDir: o.registryDir, registry: o.registry, hooks: o.hooks };
-    return yield* underLifecycleLock(o, () => attachDevices(o, (made) => ThinPool.openSteps(o.name, poolOptions, made)));
+    return yield* underLifecycleLock(o.name, () => attachDevices(o, (made) => ThinPool.openSteps(o.name, poolOptions, made)));
   }
 
   // ---- status and settings -------------------------------------------------------------------------

@@ -97,20 +97,17 @@ export function lifecycleLock(name: string): PoolLock {
   return lock;
 }
 
-/** The pool `name` of a create or attach, checked, with `body` run under that name's lifecycle lock. */
-export function* underLifecycleLock<T>(o: { name: string } | undefined, body: () => Steps<T>): Steps<T> {
-  const name = checkName(o?.name, 'pool name');
+/** `body` run under the lifecycle lock of the pool `name` (checked by the caller). */
+export function* underLifecycleLock<T>(name: string, body: () => Steps<T>): Steps<T> {
   return yield* step(lifecycleLock(name).op(body, name));
 }
 
 /**
  * What a create or attach is built on: files (the metadata file defaulting to `<dataFile>.meta`, as create
- * names it), or block devices, both given. Each path a non-empty string with no NUL.
+ * names it), or block devices, both given. The paths are checked (checkPoolOptions).
  */
 function backingOf(name: string, o: { dataFile?: string; metadataFile?: string; dataDevice?: string; metadataDevice?: string }):
   { onFiles: boolean; dataFile?: string; metaFile?: string } {
-  for (const [k, v] of Object.entries({ dataFile: o.dataFile, metadataFile: o.metadataFile, dataDevice: o.dataDevice, metadataDevice: o.metadataDevice }))
-    if (v !== undefined && (typeof v !== 'string' || v === '' || v.includes('\0'))) throw dmError('ERR_DM_INVALID_ARGUMENT', `${k} must be a path`, name);
   const onFiles = o.dataFile !== undefined || o.metadataFile !== undefined;
   if (onFiles === (o.dataDevice !== undefined || o.metadataDevice !== undefined))
     throw dmError('ERR_DM_INVALID_ARGUMENT', 'give either dataFile (+ metadataFile) or dataDevice + metadataDevice', name);
@@ -131,19 +128,15 @@ function registryDirFor(name: string, o: ThinPoolOptions, dataFile: string | und
 
 // Under the pool name's lifecycle lock: no other create, attach or destroy of this name runs meanwhile, so a
 // half-made pool device or marked files seen here are a dead process's.
+// `o` has passed checkCreateOptions.
 export function* provisionPool(o: ThinPoolCreateOptions): Steps<PoolParts> {
-  const name = checkName(o.name, 'pool name');
-  const blockSize = checkBlockSize(o.blockSize ?? 128);
-  if (o.readOnly) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a new pool cannot be read_only (the kernel refuses it at creation)', name);
+  const name = o.name;
+  const blockSize = (o.blockSize ?? 128) as Sectors;
   const { onFiles, dataFile, metaFile } = backingOf(name, o);
   let dataSize: Bytes | undefined, metaSize: Bytes | undefined;
   if (onFiles) {
-    if (o.dataSize === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'dataSize is needed for a file-backed pool', name);
     dataSize = byteSize(o.dataSize, 'dataSize', name);
-    bytesToSectors(dataSize);
-    if (dataSize < blockSize * 512) throw dmError('ERR_DM_INVALID_SIZE', 'the data file must hold at least one block', name);
     metaSize = o.metadataSize !== undefined ? byteSize(o.metadataSize, 'metadataSize', name) : defaultMetadataSize(dataSize, blockSize);
-    bytesToSectors(metaSize);
   }
   const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
   const dm = o.dm ?? new DeviceMapper();
@@ -499,6 +492,8 @@ export function checkCreateOptions(options: unknown): ThinPoolCreateOptions {
   if (o.readOnly) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a new pool cannot be read_only (the kernel refuses it at creation)', name);
   const { onFiles, dataFile } = backingOf(name, o);
   if (onFiles && o.dataSize === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'dataSize is needed for a file-backed pool', name);
+  if (onFiles && byteSize(o.dataSize, 'dataSize', name) < (o.blockSize ?? 128) * 512)
+    throw dmError('ERR_DM_INVALID_SIZE', 'the data file must hold at least one block', name);
   if (!o.registry) registryDirFor(name, o, dataFile);
   return o;
 }
