@@ -45,6 +45,9 @@ export function checkUuid(uuid: unknown, what = 'uuid'): string {
 }
 
 export const MAX_THIN_ID = 2 ** 24 - 1;
+/** dev_t as the kernel encodes it: a 12-bit major, a 20-bit minor. */
+export const MAX_MAJOR = 2 ** 12 - 1;
+export const MAX_MINOR = 2 ** 20 - 1;
 
 export function checkThinId(id: unknown, what = 'thin device id'): number {
   if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > MAX_THIN_ID)

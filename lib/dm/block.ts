@@ -4,7 +4,7 @@ import { native, DevNumber } from '../core/binding';
 import { dmError } from '../core/errors';
 import { Bytes, SECTOR_SIZE } from '../core/units';
 import { Steps, call, runAsync, runSync } from '../core/steps';
-import { checkInteger, checkPath, show } from '../core/validate';
+import { MAX_MAJOR, MAX_MINOR, checkInteger, checkPath, show } from '../core/validate';
 
 /** A byte count of a discard range: a safe integer, whole sectors (the kernel refuses others with EINVAL). */
 function discardBytes(n: unknown, what: string, min: number): number {
@@ -58,5 +58,5 @@ export const Block = {
 /** `major:minor`, as tables name a device: major below 2^12 and minor below 2^20, as the kernel's dev_t holds them. */
 export function formatDev(d: DevNumber): string {
   if (d === null || typeof d !== 'object') throw dmError('ERR_DM_INVALID_ARGUMENT', `a device number is { major, minor }, got ${show(d)}`);
-  return `${checkInteger(d.major, 'major', 0, 2 ** 12 - 1)}:${checkInteger(d.minor, 'minor', 0, 2 ** 20 - 1)}`;
+  return `${checkInteger(d.major, 'major', 0, MAX_MAJOR)}:${checkInteger(d.minor, 'minor', 0, MAX_MINOR)}`;
 }

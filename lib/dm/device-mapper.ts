@@ -5,7 +5,7 @@ import { dmError, DevmapperError } from '../core/errors';
 import { K, native, Cancellable, DmBinding, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from '../core/binding';
 import { dmAsync, dmRequest, dmSeqAsync, dmSeqSync, dmSync, dmWait } from '../core/marshal';
 import { Sectors } from '../core/units';
-import { checkInteger, checkKnownKeys, checkName, checkOptions, checkText, checkUuid, optBoolean, optInteger, optSignal, show } from '../core/validate';
+import { MAX_MAJOR, MAX_MINOR, checkInteger, checkKnownKeys, checkName, checkOptions, checkText, checkUuid, optBoolean, optInteger, optSignal, show } from '../core/validate';
 import * as nodes from './dev-nodes';
 import { FdHandle } from '../core/handles';
 import { Steps, op, runAsync, runSync, step, twin } from '../core/steps';
@@ -66,8 +66,6 @@ const CREATE_DEVICE_KEYS = [...CREATE_KEYS, 'secure'] as const;
 const QUERY_KEYS = ['inactive', 'noflush'] as const;
 const WAIT_KEYS = [...QUERY_KEYS, 'timeoutMs', 'signal'] as const;
 const NODE_POLICIES: readonly unknown[] = ['auto', 'manage', 'udev', 'none'];
-const MAX_MAJOR = 2 ** 12 - 1;  // dev_t as the kernel encodes it: 12-bit major, 20-bit minor
-const MAX_MINOR = 2 ** 20 - 1;
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;  // setTimeout's and poll()'s bound
 
 /** { major, minor } within dev_t's fields, and nothing else. */
@@ -260,8 +258,9 @@ export class DeviceMapper {
 
   /**
    * Puts `/dev/mapper/<name>` right for a device that exists (`dev`: made, or mended if it names another
-   * device) or that does not (`dev` undefined: a block node left there is removed), when this DeviceMapper
-   * manages nodes. For a process killed between an ioctl and its node step. Local: no ioctl.
+   * device) or that does not (`dev` undefined: a block node left there is removed, after one DM_DEV_STATUS
+   * shows that no device of that name came back meanwhile), when this DeviceMapper manages nodes. For a
+   * process killed between an ioctl and its node step.
    */
   ensureNode(name: string, dev: DevNumber | undefined): void {
     checkName(name);

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { dmError, systemError } from '../core/errors';
+import { FdHandle } from '../core/handles';
 import { K, native, RawLoopAttachOptions, RawLoopAttachResult, RawLoopStatus } from '../core/binding';
 import { Bytes, SECTOR_SIZE } from '../core/units';
 import { Steps, call, mapErrors, runAsync, runSync } from '../core/steps';
@@ -40,13 +41,16 @@ export interface LoopDevice {
   release(): void;
 }
 
+// The fd that holds an autoclear loop is owned by a handle: release() closes it, and so does the handle's
+// finalizer if the LoopDevice is dropped unreleased (the loop then detaches, as at any last close).
 class AttachedLoop implements LoopDevice {
   readonly path: string;
-  constructor(readonly number: number, readonly method: LoopDevice['method'], private fd: number) { this.path = devPath(number); }
-  release(): void {
-    if (this.fd >= 0) native.closeFd(this.fd);
-    this.fd = -1;
+  private readonly held?: FdHandle;
+  constructor(readonly number: number, readonly method: LoopDevice['method'], fd: number) {
+    this.path = devPath(number);
+    if (fd >= 0) this.held = new FdHandle(fd, this.path);
   }
+  release(): void { this.held?.close(); }
 }
 
 export interface LoopStatus {

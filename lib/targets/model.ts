@@ -9,7 +9,7 @@
 import { dmError, DevmapperErrorCode } from '../core/errors';
 import type { Target } from '../dm/types';
 import { Sectors } from '../core/units';
-import { checkInteger, checkOptions, show } from '../core/validate';
+import { checkInteger, checkOptions, show, MAX_MAJOR, MAX_MINOR } from '../core/validate';
 
 export interface TargetModel<P> {
   readonly type: string;
@@ -35,8 +35,6 @@ export function line<P>(model: TargetModel<P>, start: number, length: number, p:
 export type DeviceSpec = string;
 
 const DEV_NUMBERS = /^(0|[1-9][0-9]{0,6}):(0|[1-9][0-9]{0,6})$/;
-const MAX_MAJOR = (1 << 12) - 1;
-const MAX_MINOR = (1 << 20) - 1;
 const PATH_MAX = 4096;  // bytes, with the NUL
 // Whitespace (ASCII and Unicode: the kernel splits params on ASCII spaces, and a path with any space is
 // never what was meant), C0 controls, DEL, C1 controls, and UTF-16 halves without their pair (they would be

@@ -16,6 +16,11 @@ export interface PoolConfig {
   features: ThinPoolFeatures;
 }
 
+/** The settings a pool's table carries that attach() loads again. */
+export function configOf(p: { blockSize: number; lowWaterMark: number; features?: ThinPoolFeatures }): PoolConfig {
+  return { blockSize: p.blockSize, lowWaterMark: p.lowWaterMark, features: p.features ?? {} };
+}
+
 const CONFIG = 'pool.json';
 
 export function writePoolConfig(registryDir: string, c: PoolConfig): void {

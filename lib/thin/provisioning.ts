@@ -13,7 +13,7 @@ import { Bytes, Sectors, byteSize, bytesToSectors, sectors } from '../core/units
 import { checkBoolean, checkInteger, checkName, checkOptions, checkPath, optBoolean, show } from '../core/validate';
 import { Op, Steps, local, sleep, step, twin } from '../core/steps';
 import { line, thinPool, ThinPoolFeatures, ThinPoolParams, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
-import { IncompleteMarker, markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
+import { IncompleteMarker, configOf, markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
 import { LmdbRegistry, RegistryStore } from './registry';
 import { PoolLock } from './lock';
 import { ThinPoolHooks, poolUuid, removeDevice } from './changes';
@@ -183,7 +183,7 @@ export function* provisionPool(o: ThinPoolCreateOptions): Steps<PoolParts> {
     undo.push(twin(dm, 'remove', name));
     for (const l of held) l.release();  // the pool holds the loops now; autoclear detaches them with it
 
-    if (registryDir) writePoolConfig(registryDir, { blockSize, lowWaterMark: params.params.lowWaterMark, features: params.params.features ?? {} });
+    if (registryDir) writePoolConfig(registryDir, configOf(params.params));
     if (marked) removeMarker(dataFile!);
     return { name, dev: info.dev, params: thinPool.parse(thinPool.format(params.params)), files: { data: dataFile, metadata: metaFile },
       registryDir, registry, dm, ownsDm: !o.dm };
@@ -305,7 +305,7 @@ export function* attachDevices<T>(o: ThinPoolAttachOptions, open: (made: DeviceM
       yield* step(twin(dm, 'createDevice', name, [line(thinPool, 0, p.length, p.params)], { uuid: poolUuid(name) }));
       undo.push(twin(dm, 'remove', name));
       for (const l of held) l.release();
-      if (registryDir && !config) writePoolConfig(registryDir, { blockSize: sb.blockSize, lowWaterMark: p.params.lowWaterMark, features: p.params.features ?? {} });
+      if (registryDir && !config) writePoolConfig(registryDir, configOf(p.params));
     }
     return yield* open(o.dm ? undefined : dm);
   } catch (e) {
@@ -362,7 +362,7 @@ export function* reloadPool(pool: ProvisionedPool, params: ThinPoolParams, lengt
   yield* step(twin(pool.dm, 'resume', pool.name));
   Object.assign(pool.params, thinPool.parse(thinPool.format(params)));
   // attach() loads the table from these settings: keep them as the pool has them now.
-  if (pool.registryDir) writePoolConfig(pool.registryDir, { blockSize: pool.params.blockSize, lowWaterMark: pool.params.lowWaterMark, features: pool.params.features ?? {} });
+  if (pool.registryDir) writePoolConfig(pool.registryDir, configOf(pool.params));
 }
 
 /** What a pool is made of, as create, open and attach find or make it. */
@@ -416,7 +416,7 @@ export function settleOpened(parts: PoolParts): void {
   if (registryDir) {
     let saved: ReturnType<typeof readPoolConfig>;
     try { saved = readPoolConfig(registryDir); } catch { saved = undefined; /* not ours to trust: rewritten */ }
-    const live = { blockSize: params.blockSize, lowWaterMark: params.lowWaterMark, features: params.features ?? {} };
+    const live = configOf(params);
     const on = (f: ThinPoolFeatures) => Object.keys(f).filter((k) => f[k as keyof ThinPoolFeatures]).sort().join();
     if (!saved || saved.blockSize !== live.blockSize || saved.lowWaterMark !== live.lowWaterMark || on(saved.features) !== on(live.features))
       writePoolConfig(registryDir, live);
