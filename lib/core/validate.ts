@@ -63,8 +63,8 @@ export function checkInteger(n: unknown, what: string, min = 0, max = Number.MAX
   return n;
 }
 
-export function checkBoolean(v: unknown, what: string): boolean {
-  if (typeof v !== 'boolean') throw dmError('ERR_DM_INVALID_ARGUMENT', `${what} must be true or false, got ${show(v)}`);
+export function checkBoolean(v: unknown, what: string, code: DevmapperErrorCode = 'ERR_DM_INVALID_ARGUMENT'): boolean {
+  if (typeof v !== 'boolean') throw dmError(code, `${what} must be true or false, got ${show(v)}`);
   return v;
 }
 
@@ -110,7 +110,8 @@ export function checkKnownKeys(o: object, known: readonly string[], what: string
 }
 
 /** An optional boolean option: undefined, or true/false. */
-export const optBoolean = (v: unknown, what: string): boolean | undefined => (v === undefined ? undefined : checkBoolean(v, what));
+export const optBoolean = (v: unknown, what: string, code?: DevmapperErrorCode): boolean | undefined =>
+  (v === undefined ? undefined : checkBoolean(v, what, code));
 
 /** An optional integer option. */
 export const optInteger = (v: unknown, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined =>

@@ -9,7 +9,7 @@
 import { dmError, DevmapperErrorCode } from '../core/errors';
 import type { Target } from '../dm/types';
 import { Sectors } from '../core/units';
-import { checkInteger, checkOptions, show, MAX_MAJOR, MAX_MINOR } from '../core/validate';
+import { checkInteger, checkOptions, optBoolean, show, MAX_MAJOR, MAX_MINOR } from '../core/validate';
 
 export interface TargetModel<P> {
   readonly type: string;
@@ -77,11 +77,7 @@ export const checkField = (v: unknown, what: string, min = 0, max = Number.MAX_S
 export const checkSectors = (v: unknown, what: string): Sectors => checkField(v, what) as Sectors;
 
 /** An optional boolean flag: undefined, true or false (false means the same as absent). */
-export function optFlag(v: unknown, what: string): boolean {
-  if (v === undefined) return false;
-  if (typeof v !== 'boolean') throw dmError('ERR_DM_INVALID_TABLE', `${what} must be true or false, got ${show(v)}`);
-  return v;
-}
+export const optFlag = (v: unknown, what: string): boolean => optBoolean(v, what, 'ERR_DM_INVALID_TABLE') ?? false;
 
 /**
  * The optional `extra` words of a model's params: undefined, or a non-empty array of words (what parse()
