@@ -15,14 +15,17 @@
         "native/file_lock.cc",
         "native/file_lock_addon.cc",
         "native/kv_store.cc",
-        "native/kv_store_addon.cc"
+        "native/kv_store_addon.cc",
+        "native/crc32c.cc",
+        "native/thin_metadata.cc",
+        "native/thin_metadata_addon.cc"
       ],
       "dependencies": ["lmdb"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<(lmdb_src)"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-fvisibility=hidden", "-fstack-protector-strong", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-fvisibility=hidden", "-fstack-protector-strong", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "cflags": ["-fvisibility=hidden", "-fstack-protector-strong"]
     },
     {

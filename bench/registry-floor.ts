@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ThinPool } from '../lib';
-import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from '../lib/thin/registry';
+import { IntendedChange, MetadataSnapshotHold, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from '../lib/thin/registry';
 import { lowLevel, lowLevelSync, viaPool, viaPoolSync } from './thin-paths';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20), PER = Number(process.env.BENCH_PER ?? 4);
@@ -72,6 +72,9 @@ class JournalStore implements RegistryStore {
   }
 
   refresh(): void {}
+  private hold?: MetadataSnapshotHold;
+  metadataSnapshot() { return this.hold; }
+  setMetadataSnapshot(h: MetadataSnapshotHold | null) { this.hold = h ?? undefined; this.log({ metasnap: h }); }
   close(): void { fs.closeSync(this.fd); }
 }
 

@@ -9,11 +9,12 @@ export type { LoopAttachOptions, LoopDevice, LoopStatus } from './dm/loop';
 export { Block, formatDev } from './dm/block';
 export { DevmapperError, ErrorCodes } from './core/errors';
 export type { DevmapperErrorCode } from './core/errors';
-export { sectors, bytes, bytesToSectors, sectorsToBytes, parseSize, SECTOR_SIZE } from './core/units';
-export type { Sectors, Bytes } from './core/units';
+export { sectors, bytes, bytesToSectors, sectorsToBytes, dataBlocksToSectors, dataBlocksToBytes, parseSize, SECTOR_SIZE, METADATA_BLOCK_SIZE } from './core/units';
+export type { Sectors, Bytes, DataBlocks, MetadataBlocks } from './core/units';
 export { mapperPath } from './dm/dev-nodes';
 export type {
   DevNumber, RawTarget, DmBinding, RawDmRequest, RawDmResponse, RawDmPayload, RawDmStep, RawDmSeqResult, RawSysError, Cancellable,
+  RawMetadataView, RawMetadataReport, RawSuperblock, RawDiffArgs, RawDiffChunk,
 } from './core/binding';
 export { MAX_THIN_ID } from './core/validate';
 export * as targets from './targets';
@@ -27,4 +28,7 @@ export type {
 export { ThinVolume } from './thin/volume';
 export type { ActivateOptions, DeactivateOptions, DeleteVolumeOptions, VolumeDeleteOptions, VolumePool, VolumeUsage } from './thin/volume';
 export { LmdbRegistry } from './thin/registry';
-export type { RegistryStore, RegistryWrite, VolumeRecord, PendingChange, IntendedChange } from './thin/registry';
+export type { RegistryStore, RegistryWrite, VolumeRecord, PendingChange, IntendedChange, MetadataSnapshotHold } from './thin/registry';
+export { ThinMetadata } from './thin/metadata';
+export type { PoolMetadata, ThinDeviceMetadata, ThinDeviceUsage, PoolUsage, DiffRange, DiffKind, DiffOptions, ReadMetadataOptions } from './thin/metadata';
+export type { MetadataReadOptions } from './thin/metadata-snapshot';

@@ -28,6 +28,8 @@ Napi::Value MakeError(Napi::Env env, const SysError& e) {
   raw.Set("target", e.target);
   raw.Set("detail", e.detail);
   raw.Set("strerror", strerror(e.err));
+  if (e.block >= 0) raw.Set("block", double(e.block));
+  if (!e.check.empty()) raw.Set("check", e.check);
   AddonData* data = env.GetInstanceData<AddonData>();
   if (data == nullptr || data->errorFactory.IsEmpty()) {
     Napi::Error err = Napi::Error::New(env, e.command + " " + e.target + ": " + strerror(e.err));
@@ -66,6 +68,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterLoopAndBlock(env, exports);
   RegisterFileLock(env, exports);
   RegisterKvStore(env, exports);
+  RegisterThinMetadata(env, exports);
   return exports;
 }
 

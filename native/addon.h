@@ -6,3 +6,4 @@ void RegisterDm(Napi::Env env, Napi::Object exports);
 void RegisterLoopAndBlock(Napi::Env env, Napi::Object exports);
 void RegisterFileLock(Napi::Env env, Napi::Object exports);
 void RegisterKvStore(Napi::Env env, Napi::Object exports);
+void RegisterThinMetadata(Napi::Env env, Napi::Object exports);

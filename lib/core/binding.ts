@@ -57,7 +57,49 @@ export interface RawSysError {
   target: string;
   detail: string;
   strerror: string;
+  /** Metadata verification failures: the block that failed and the check. */
+  block?: number;
+  check?: string;
 }
+
+/** How the metadata reader reads: through block 0, or through the held metadata snapshot (its root checked). */
+export interface RawMetadataView { held?: boolean; heldRoot?: number; exclusive?: boolean }
+
+export interface RawSuperblock {
+  location: number;
+  version: number;
+  flags: number;
+  time: number;
+  transactionId: number;
+  heldRoot: number;
+  dataBlocks: number;
+  dataBlocksUsed: number;
+  metadataBlocks: number;
+  metadataBlocksUsed: number;
+  dataBlockSize: number;
+  formattedMetadataBlocks: number;
+  compatFlags: number;
+  compatRoFlags: number;
+}
+
+/** The device facts in columns, ascending id; mapped/exclusive/highest only when usage was asked for. */
+export interface RawMetadataReport {
+  live: RawSuperblock;
+  view: RawSuperblock;
+  deviceBlocks: number;
+  ids: Float64Array;
+  mappedBlocks: Float64Array;
+  transactionIds: Float64Array;
+  creationTimes: Uint32Array;
+  snapshottedTimes: Uint32Array;
+  mapped?: Float64Array;
+  exclusive?: Float64Array;
+  highest?: Float64Array;
+}
+
+export interface RawDiffArgs { a: number; b: number; from: number; maxRanges?: number; maxMappings?: number }
+/** `ranges`: (kind 0 left only | 1 right only | 2 different, begin, length) triples. */
+export interface RawDiffChunk { ranges: Float64Array; done: boolean; next: number }
 
 /** A call on a thread of its own; cancel(reason) ends it: 'timeout <ms>', 'abort' or 'close' become ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED. */
 export interface Cancellable<T> { promise: Promise<T>; cancel(reason?: string): boolean }
@@ -130,7 +172,9 @@ export type NativeAddon = {
   & SyncAsync<[device: string, range: { offset: number; length: number }], void, 'blockDiscard'>
   & SyncAsync<[device: string], void, 'blockFlush'>
   & SyncAsync<[path: string], DevNumber, 'deviceNumber'>
-  & SyncAsync<[path: string, node: { major: number; minor: number; mode?: number }], boolean, 'ensureBlockNode'>;
+  & SyncAsync<[path: string, node: { major: number; minor: number; mode?: number }], boolean, 'ensureBlockNode'>
+  & SyncAsync<[path: string, view: RawMetadataView, usage: boolean], RawMetadataReport, 'metadataRead'>
+  & SyncAsync<[path: string, view: RawMetadataView, args: RawDiffArgs], RawDiffChunk, 'metadataDiff'>;
 
 /**
  * The part of the addon a DeviceMapper uses: the DM ioctls and the control fd. The real addon by default; a

@@ -27,6 +27,7 @@ export const ErrorCodes = {
   ERR_DM_BUSY: 'in use',
   ERR_DM_REGISTRY: 'registry store failed',
   ERR_DM_LOCK: 'lock failed',
+  ERR_DM_METADATA: 'corrupt pool metadata',
   ERR_DM_INTERNAL: 'internal error',
 } as const;
 export type DevmapperErrorCode = keyof typeof ErrorCodes;
@@ -43,7 +44,10 @@ export class DevmapperError extends Error {
   device?: string;
   /** In a batch (`dm.batch()`, `createDevice`): how many of its commands ran before this one failed. */
   completed?: number;
-  constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string }) {
+  /** ERR_DM_METADATA: the metadata block that failed a check, and the check. */
+  block?: number;
+  check?: string;
+  constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string; block?: number; check?: string }) {
     super(message);
     this.name = 'DevmapperError';
     this.code = fields.code;
@@ -51,6 +55,8 @@ export class DevmapperError extends Error {
     if (fields.syscall) this.syscall = fields.syscall;
     if (fields.command) this.command = fields.command;
     if (fields.device) this.device = fields.device;
+    if (fields.block !== undefined) this.block = fields.block;
+    if (fields.check !== undefined) this.check = fields.check;
   }
 }
 
@@ -110,6 +116,9 @@ export function kernelError(raw: RawSysError): DevmapperError {
     const c = CANCELLED[reason];
     if (c) return new DevmapperError(`${what}: ${ErrorCodes[c.code]}: ${raw.command || 'the call'} ended: ${c.why(arg)}`, { code: c.code, ...fields });
   }
+  if (raw.command === 'metadata' && raw.check !== undefined)
+    return new DevmapperError(`${ErrorCodes.ERR_DM_METADATA}: ${raw.target}: block ${raw.block}: ${raw.check}`,
+      { code: 'ERR_DM_METADATA', ...fields, block: raw.block, check: raw.check });
   const own = raw.command === 'registry' ? 'ERR_DM_REGISTRY' : raw.command === 'flock' ? 'ERR_DM_LOCK' : undefined;
   let message = errnoName ? `${what}: ${raw.strerror} (${errnoName})` : `${what}`;
   if (raw.syscall && own) message = `${what}: ${raw.syscall}${errnoName ? `: ${raw.strerror} (${errnoName})` : ''}`;

@@ -9,7 +9,13 @@ export type Sectors = number & { readonly [unit]: 'sectors' };
 /** A count of bytes. */
 export type Bytes = number & { readonly [unit]: 'bytes' };
 
+/** A count of a thin pool's data blocks (each the pool's block size in sectors). */
+export type DataBlocks = number & { readonly [unit]: 'data blocks' };
+/** A count of 4 KiB thin-pool metadata blocks. */
+export type MetadataBlocks = number & { readonly [unit]: 'metadata blocks' };
+
 export const SECTOR_SIZE = 512;
+export const METADATA_BLOCK_SIZE = 4096;
 
 function checkCount(n: unknown, what: string): asserts n is number {
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
@@ -35,6 +41,15 @@ export function bytesToSectors(n: Bytes | number): Sectors {
 
 export function sectorsToBytes(n: Sectors): Bytes {
   return (n * SECTOR_SIZE) as Bytes;
+}
+
+/** Data blocks of `blockSize` sectors to sectors. */
+export function dataBlocksToSectors(n: DataBlocks, blockSize: Sectors): Sectors {
+  return (n * blockSize) as Sectors;
+}
+
+export function dataBlocksToBytes(n: DataBlocks, blockSize: Sectors): Bytes {
+  return sectorsToBytes(dataBlocksToSectors(n, blockSize));
 }
 
 const suffixes: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50 };

@@ -1,5 +1,7 @@
 // Block-device helpers: size, discard, flush, device number. Each checks its arguments before any syscall;
 // the promise forms reject (never throw) on bad input.
+import fs from 'node:fs';
+import path from 'node:path';
 import { native, DevNumber } from '../core/binding';
 import { dmError } from '../core/errors';
 import { Bytes, SECTOR_SIZE } from '../core/units';
@@ -59,4 +61,13 @@ export const Block = {
 export function formatDev(d: DevNumber): string {
   if (d === null || typeof d !== 'object') throw dmError('ERR_DM_INVALID_ARGUMENT', `a device number is { major, minor }, got ${show(d)}`);
   return `${checkInteger(d.major, 'major', 0, MAX_MAJOR)}:${checkInteger(d.minor, 'minor', 0, MAX_MINOR)}`;
+}
+
+/**
+ * The node of a block device a table names: a path as it is, `major:minor` as /dev/<kernel name> (the name
+ * sysfs gives it; devtmpfs makes that node without udev).
+ */
+export function nodeOfDevice(spec: string): string {
+  if (spec.startsWith('/')) return spec;
+  return `/dev/${path.basename(fs.readlinkSync(`/sys/dev/block/${spec}`))}`;
 }

@@ -72,7 +72,8 @@ export interface IncompleteMarker {
 
 export const markerPath = (dataFile: string): string => `${dataFile}.incomplete`;
 
-function processStart(pid: number): string | undefined {
+/** A process's start time (field 22 of /proc/<pid>/stat), or undefined if it does not run. */
+export function processStart(pid: number): string | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces and parentheses) start after the last ')'.

@@ -12,6 +12,8 @@ import { Steps, mapErrors, runAsync, runSync, step, twin } from '../core/steps';
 import { parseThinPoolStatus, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, MAX_METADATA_SECTORS } from '../targets';
 import type { RegistryStore, VolumeRecord } from './registry';
 import { PoolChanges, ThinPoolHooks, checkDeleteOptions, removeDevice } from './changes';
+import { DiffOptions, DiffRange, PoolMetadata, PoolUsage } from './metadata';
+import { MetadataReadOptions, PoolMetadataReader } from './metadata-snapshot';
 import {
   PoolParts, ThinPoolAttachOptions, ThinPoolCreateOptions, ThinPoolOptions, attachDevices, checkAttachOptions, checkCreateOptions,
   checkFeatures, checkPoolOptions, deletePoolFiles, discoverPool, growDevice, lifecycleLock, poolLockFile, provisionPool, reloadPool,
@@ -42,6 +44,7 @@ export class ThinPool {
   readonly dm: DeviceMapper;
   private readonly ownsDm: boolean;
   private readonly changes: PoolChanges;
+  private readonly reader: PoolMetadataReader;
 
   private constructor(parts: PoolParts, hooks: ThinPoolHooks) {
     this.name = parts.name;
@@ -53,6 +56,7 @@ export class ThinPool {
     this.dm = parts.dm;
     this.ownsDm = parts.ownsDm;
     this.changes = new PoolChanges(this, poolLockFile(this.name, this.registryDir), hooks);
+    this.reader = new PoolMetadataReader(this, this.changes);
   }
 
   /** `major:minor` of the pool device, as thin tables name it. */
@@ -211,6 +215,57 @@ export class ThinPool {
         yield* reloadPool(this, this.params);
       });
     });
+  }
+
+  // ---- the pool's own metadata -------------------------------------------------------------------------
+
+  /**
+   * What the pool's on-disk metadata holds: the superblock's facts and every thin device that really exists
+   * (id, mapped blocks, transaction id, creation and snapshot times), read in-process through a metadata
+   * snapshot reserved for the read and released after it, whatever happens.
+   */
+  metadata(o?: MetadataReadOptions): Promise<PoolMetadata> { return runAsync(this.reader.metadataSteps(o)); }
+  metadataSync(o?: MetadataReadOptions): PoolMetadata { return runSync(this.reader.metadataSteps(o)); }
+
+  /**
+   * Per thin id: mapped, exclusive and shared data blocks (thin_ls's MAPPED, EXCLUSIVE, SHARED), named by the
+   * registry where it has a record. Exclusive blocks are what deleting the volume gives back.
+   */
+  usage(o?: MetadataReadOptions): Promise<PoolUsage> { return runAsync(this.reader.usageSteps(o)); }
+  usageSync(o?: MetadataReadOptions): PoolUsage { return runSync(this.reader.usageSteps(o)); }
+
+  /**
+   * The ranges of virtual blocks whose mapping differs between two thin devices (each a volume name, a
+   * ThinVolume of this pool, or a thin id), ascending: mapped on the left only, on the right only, or to
+   * different data blocks (thin_delta's left_only, right_only, different). Read chunk by chunk through one
+   * metadata snapshot, held until the iteration ends (finish it, or break out of it).
+   */
+  diff(a: string | number | ThinVolume, b: string | number | ThinVolume, o?: MetadataReadOptions & DiffOptions): AsyncGenerator<DiffRange, void, undefined> {
+    let left: number, right: number;
+    try {
+      [left, right] = [this.thinIdOf(a, 'left'), this.thinIdOf(b, 'right')];
+    } catch (e) {
+      return (async function* (): AsyncGenerator<DiffRange, void, undefined> { throw e; })();
+    }
+    return this.reader.diffStream(left, right, o);
+  }
+  /** All of diff()'s ranges at once. */
+  diffSync(a: string | number | ThinVolume, b: string | number | ThinVolume, o?: MetadataReadOptions & DiffOptions): DiffRange[] {
+    return runSync(this.reader.diffSteps(this.thinIdOf(a, 'left'), this.thinIdOf(b, 'right'), o));
+  }
+
+  // A volume name (through the registry), a ThinVolume of this very pool, or a thin id.
+  private thinIdOf(v: unknown, side: string): number {
+    if (typeof v === 'number') return checkThinId(v, `${side} thin id`);
+    if (typeof v === 'string') {
+      const rec = this.registry.get(checkName(v, `${side} volume name`));
+      if (!rec) throw dmError('ERR_DM_NO_SUCH_VOLUME', `'${v}' is not a volume of pool ${this.name}`, v);
+      return rec.id;
+    }
+    const rec = ThinVolume.recordOf(v);
+    if (!rec) throw dmError('ERR_DM_INVALID_ARGUMENT', `${side} must be a volume name, a ThinVolume of this pool or a thin id, got ${show(v)}`, this.name);
+    if ((v as ThinVolume).pool !== this) throw dmError('ERR_DM_INVALID_ARGUMENT', `the ${side} volume belongs to pool ${(v as ThinVolume).pool.name}, not ${this.name}`, this.name);
+    return rec.id;
   }
 
   // ---- volumes ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 // (changes.ts) then runs over it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Block, formatDev } from '../dm/block';
+import { Block, formatDev, nodeOfDevice } from '../dm/block';
 import { DeviceMapper, isDeviceMapper } from '../dm/device-mapper';
 import { Loop, LoopDevice } from '../dm/loop';
 import type { DevNumber } from '../core/binding';
@@ -320,7 +320,7 @@ export function* attachDevices<T>(o: ThinPoolAttachOptions, open: (made: DeviceM
 // table still has the old length. Without a size, the device must have grown already.
 export function* growDevice<P extends ProvisionedPool>(pool: P, dev: string, file: string | undefined, size: unknown, max: number | undefined,
 apply: (this: P, deviceSectors: Sectors) => Steps<void>): Steps<void> {
-  const node = `/dev/${path.basename(fs.readlinkSync(`/sys/dev/block/${dev}`))}`;
+  const node = nodeOfDevice(dev);
   let had: number | undefined;
   if (size !== undefined) {
     if (!file) throw dmError('ERR_DM_INVALID_ARGUMENT', 'this pool is on block devices: grow the device, then call without a size', pool.name);

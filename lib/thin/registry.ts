@@ -33,6 +33,18 @@ export interface PendingChange {
   toTid: number;
 }
 
+/**
+ * A metadata snapshot this library reserved in the pool (the pool holds one at most): who holds it, so that
+ * one whose holder died is released by the next reader, and one with no record is known to be another tool's.
+ */
+export interface MetadataSnapshotHold {
+  pid: number;
+  /** The holder's start time (/proc/<pid>/stat field 22): a reused pid is not the holder. */
+  start: string;
+  /** The held root once the reserve ran; absent between recording the hold and the reserve. */
+  root?: number;
+}
+
 /** One atomic, durable write. */
 export interface RegistryWrite {
   put?: VolumeRecord[];
@@ -75,12 +87,16 @@ export interface RegistryStore {
     { recorded: PendingChange } | { unfinished: PendingChange };
   /** Called after the inter-process lock is taken: reads must see other processes' commits. */
   refresh(): void;
+  /** The metadata snapshot this library holds in the pool, if any (see MetadataSnapshotHold). */
+  metadataSnapshot(): MetadataSnapshotHold | undefined;
+  /** Records (or, with null, clears) the hold; one durable write. */
+  setMetadataSnapshot(hold: MetadataSnapshotHold | null): void;
   close(): void;
 }
 
 // Keys (names hold no '/'): 'vol/<name>' -> VolumeRecord as JSON; 'child/<parent>/<name>' -> '' (index for
 // children()); 'free/<id, 8 hex digits>' -> '' (freed ids; fixed width, so the first key is the lowest id);
-// 'next' -> the lowest never-used id; 'pending' -> PendingChange as JSON.
+// 'next' -> the lowest never-used id; 'pending' -> PendingChange as JSON; 'metasnap' -> MetadataSnapshotHold.
 const VOL = 'vol/', FREE = 'free/';
 const childPrefix = (parent: string) => `child/${parent}/`;
 const freeKey = (id: number) => FREE + id.toString(16).padStart(8, '0');
@@ -221,6 +237,17 @@ export class LmdbRegistry implements RegistryStore {
     if (oldParent !== undefined) this.kv.del(childPrefix(oldParent) + rec.name);
     this.kv.put(VOL + rec.name, JSON.stringify(rec));
     if (rec.parent != null) this.kv.put(childPrefix(rec.parent) + rec.name, '');
+  }
+
+  metadataSnapshot(): MetadataSnapshotHold | undefined {
+    return parsed<MetadataSnapshotHold>(this.kv.get('metasnap'));
+  }
+
+  setMetadataSnapshot(hold: MetadataSnapshotHold | null): void {
+    this.transaction(() => {
+      if (hold) this.kv.put('metasnap', JSON.stringify(hold));
+      else this.kv.del('metasnap');
+    });
   }
 
   // Nothing to do: every read renews its snapshot.

@@ -4,11 +4,12 @@
 import { DeviceMapper } from '../dm/device-mapper';
 import { mapperPath } from '../dm/dev-nodes';
 import { dmError } from '../core/errors';
-import { Bytes, Sectors, sectorsToBytes } from '../core/units';
+import { Bytes, Sectors, dataBlocksToSectors } from '../core/units';
 import { checkOptions, optBoolean } from '../core/validate';
 import { Steps, runAsync, runSync, step, twin } from '../core/steps';
 import { parseThinStatus, ThinStatus } from '../targets';
 import type { VolumeRecord } from './registry';
+import { metadataReaderOf } from './metadata-snapshot';
 import { DEACTIVATE_KEYS, DeactivateOptions, changesOf, checkDeactivateOptions, checkDeactivateValues, removeDevice } from './changes';
 
 export type { DeactivateOptions, DeleteVolumeOptions } from './changes';
@@ -21,7 +22,18 @@ export interface VolumePool {
   readonly devSpec: string;
 }
 
-export interface VolumeUsage { mappedSectors: Sectors; mappedBytes: Bytes; highestMappedSector: Sectors | null; size: Sectors }
+export interface VolumeUsage {
+  mappedSectors: Sectors;
+  mappedBytes: Bytes;
+  /** Mapped space no other volume of the pool maps: what deleting this volume gives back. */
+  exclusiveSectors: Sectors;
+  exclusiveBytes: Bytes;
+  /** Mapped space other volumes (snapshots, origins) map too. */
+  sharedSectors: Sectors;
+  sharedBytes: Bytes;
+  highestMappedSector: Sectors | null;
+  size: Sectors;
+}
 export interface ActivateOptions { readOnly?: boolean }
 export type VolumeDeleteOptions = DeactivateOptions & { discard?: boolean };
 
@@ -110,13 +122,25 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
     return parseThinStatus(t.params);
   }
 
-  /** Space the volume uses in the pool (it must be active). */
+  /**
+   * Space the volume uses in the pool, from the pool's metadata (active or not): mapped, exclusive to it, and
+   * shared with other volumes. Exclusive space depends on every volume, so this reads the whole pool's
+   * mappings, as ThinPool.usage() does (which answers for all volumes at once).
+   */
   usage(): Promise<VolumeUsage> { return runAsync(this.usageSteps()); }
   usageSync(): VolumeUsage { return runSync(this.usageSteps()); }
 
   private *usageSteps(): Steps<VolumeUsage> {
-    const s = yield* this.statusSteps();
-    if (s.state !== 'ok') throw dmError('ERR_DM_POOL_STATE', `thin status is ${s.state}`, this.name);
-    return { mappedSectors: s.mappedSectors, mappedBytes: sectorsToBytes(s.mappedSectors), highestMappedSector: s.highestMappedSector, size: this.size };
+    const all = yield* metadataReaderOf(this.pool, this.name).usageSteps(undefined);
+    const u = all.devices.find((d) => d.id === this.id);
+    if (!u) throw dmError('ERR_DM_NO_SUCH_VOLUME', `thin id ${this.id} is not in the pool's metadata`, this.name);
+    const bs = all.dataBlockSize;
+    return {
+      mappedSectors: dataBlocksToSectors(u.mapped, bs), mappedBytes: u.mappedBytes,
+      exclusiveSectors: dataBlocksToSectors(u.exclusive, bs), exclusiveBytes: u.exclusiveBytes,
+      sharedSectors: dataBlocksToSectors(u.shared, bs), sharedBytes: u.sharedBytes,
+      highestMappedSector: u.highestMappedBlock === null ? null : ((u.highestMappedBlock + 1) * bs - 1) as Sectors,
+      size: this.size,
+    };
   }
 }

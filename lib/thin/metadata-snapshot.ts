@@ -1,0 +1,234 @@
+// Reading a live pool's metadata through a metadata snapshot: `reserve_metadata_snap`, read the held root,
+// `release_metadata_snap`, released whatever fails. The pool holds one snapshot at most. The library records
+// its own holds in the registry (holder pid and start time) before the reserve: a hold whose holder died is
+// released by the next reader; a held snapshot with no record is another tool's (a backup, LVM), reported,
+// never released. Reserve and release run under the pool's lock (short: a few ioctls); the walk does not.
+import { dmError, DevmapperError } from '../core/errors';
+import { RawDiffChunk } from '../core/binding';
+import { Sectors } from '../core/units';
+import { Steps, runAsync, sleep, step, twin } from '../core/steps';
+import { checkInteger, checkOptions } from '../core/validate';
+import { DeviceMapper } from '../dm/device-mapper';
+import { nodeOfDevice } from '../dm/block';
+import { ThinPoolParams, ThinPoolStatusOk } from '../targets';
+import type { PoolChanges } from './changes';
+import type { RegistryStore, MetadataSnapshotHold } from './registry';
+import { processStart } from './pool-files';
+import {
+  DiffOptions, DiffRange, MetadataSource, PoolMetadata, PoolUsage, allRangesSteps, checkDiffOptions, diffChunkSteps,
+  readSteps, streamRanges, toMetadata, toUsage,
+} from './metadata';
+
+export interface MetadataReadOptions {
+  /**
+   * 'reserve' (default): reserve the pool's metadata snapshot for this read. 'held': read through the snapshot
+   * someone already holds (another tool's: consistent, but as of its reserve), without reserving or releasing.
+   */
+  snapshot?: 'reserve' | 'held';
+  /** How long to wait while another call of this library holds the snapshot (default 30000 ms). */
+  waitMs?: number;
+}
+
+/** What the reader needs of its pool. */
+export interface MetadataPool {
+  readonly name: string;
+  readonly dm: DeviceMapper;
+  readonly params: ThinPoolParams;
+  readonly registry: RegistryStore;
+}
+
+const READ_KEYS = ['snapshot', 'waitMs'] as const;
+
+function checkReadOptions(options: MetadataReadOptions | undefined, device: string): Required<MetadataReadOptions> {
+  const o = checkOptions<MetadataReadOptions>(options, [...READ_KEYS], 'metadata options');
+  const snapshot = o.snapshot ?? 'reserve';
+  if (snapshot !== 'reserve' && snapshot !== 'held')
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `snapshot must be 'reserve' or 'held', got ${String(snapshot)}`, device);
+  const waitMs = o.waitMs === undefined ? 30_000 : checkInteger(o.waitMs, 'waitMs', 0, 2 ** 31 - 1);
+  return { snapshot, waitMs };
+}
+
+// Snapshots this process reserved and is reading through, by pool and root: a hold of this process that is
+// not among them was left by a release that failed, and is released like a dead holder's.
+const reading = new Set<string>();
+const readKey = (pool: string, root: number | undefined) => `${pool}\0${root}`;
+
+function holderLives(pool: string, h: MetadataSnapshotHold): boolean {
+  if (h.pid === process.pid) return reading.has(readKey(pool, h.root));
+  return h.pid > 0 && processStart(h.pid) === h.start;
+}
+
+const readers = new WeakMap<object, PoolMetadataReader>();
+
+/** The reader of a pool that ThinPool made (volumes reach their pool's metadata through it). */
+export function metadataReaderOf(pool: unknown, device?: string): PoolMetadataReader {
+  const r = typeof pool === 'object' && pool !== null ? readers.get(pool) : undefined;
+  if (!r) throw dmError('ERR_DM_INVALID_ARGUMENT', 'the volume\'s pool is not a ThinPool', device);
+  return r;
+}
+
+export class PoolMetadataReader {
+  constructor(private readonly pool: MetadataPool, private readonly changes: PoolChanges) {
+    readers.set(pool, this);
+  }
+
+  private get path(): string { return nodeOfDevice(this.pool.params.metadataDev); }
+
+  *metadataSteps(options: MetadataReadOptions | undefined): Steps<PoolMetadata> {
+    const o = checkReadOptions(options, this.pool.name);
+    return yield* this.withView(o, (src, other) => this.then(readSteps(src, false), (raw) => toMetadata(raw, other)));
+  }
+
+  *usageSteps(options: MetadataReadOptions | undefined): Steps<PoolUsage> {
+    const o = checkReadOptions(options, this.pool.name);
+    const raw = yield* this.withView(o, (src) => readSteps(src, true));
+    const names = new Map<number, string>();
+    for (const v of this.pool.registry.list()) names.set(v.id, v.name);
+    return toUsage(raw, names);
+  }
+
+  *diffSteps(a: number, b: number, options: MetadataReadOptions & DiffOptions | undefined): Steps<DiffRange[]> {
+    const { snapshot, waitMs, chunkRanges } = this.checkDiff(options);
+    return yield* this.withView({ snapshot, waitMs }, function* (src): Steps<DiffRange[]> {
+      const { view } = yield* readSteps(src, false);
+      return yield* allRangesSteps((from) => diffChunkSteps(src, a, b, from, chunkRanges), view.dataBlockSize as Sectors);
+    });
+  }
+
+  /** The ranges as an async iterator; the snapshot is held from the first chunk until the iteration ends. */
+  diffStream(a: number, b: number, options: MetadataReadOptions & DiffOptions | undefined): AsyncGenerator<DiffRange, void, undefined> {
+    const { snapshot, waitMs, chunkRanges } = this.checkDiff(options);
+    let src: MetadataSource | undefined;
+    let held: number | undefined;
+    let blockSize = 0 as Sectors;
+    const read = (from: number): Promise<RawDiffChunk> => runAsync(diffChunkSteps(src!, a, b, from, chunkRanges));
+    const stream = (async function* (this: PoolMetadataReader) {
+      // The block size comes from the snapshot's superblock, read before the first range.
+      const opened = await runAsync(this.openView({ snapshot, waitMs }));
+      src = opened.src;
+      held = opened.reserved;
+      try {
+        blockSize = (await runAsync(readSteps(src, false))).view.dataBlockSize as Sectors;
+      } catch (e) {
+        if (held !== undefined) await runAsync(this.release(held)).catch(() => undefined);
+        held = undefined;
+        throw e;
+      }
+      yield* streamRanges(read, blockSize, undefined, async () => {
+        if (held !== undefined) await runAsync(this.release(held));
+        held = undefined;
+      });
+    }).call(this);
+    return stream;
+  }
+
+  private checkDiff(options: MetadataReadOptions & DiffOptions | undefined) {
+    const o = checkOptions<MetadataReadOptions & DiffOptions>(options, [...READ_KEYS, 'chunkRanges'], 'diff options');
+    const { snapshot, waitMs } = checkReadOptions({ snapshot: o.snapshot, waitMs: o.waitMs }, this.pool.name);
+    const { chunkRanges } = checkDiffOptions({ chunkRanges: o.chunkRanges });
+    return { snapshot, waitMs, chunkRanges };
+  }
+
+  private *then<A, B>(s: Steps<A>, f: (a: A) => B): Steps<B> { return f(yield* s); }
+
+  /**
+   * `body` with a source to read from: the snapshot reserved for it (released after, whatever happens), or
+   * the one already held ('held'), or block 0 of a read-only pool (its metadata does not change). `other`:
+   * a snapshot another tool held at the time, or null.
+   */
+  private *withView<T>(o: Required<MetadataReadOptions>, body: (src: MetadataSource, other: number | null) => Steps<T>): Steps<T> {
+    const { src, reserved, other } = yield* this.openView(o);
+    if (reserved === undefined) return yield* body(src, other);
+    let result: T;
+    try {
+      result = yield* body(src, other);
+    } catch (e) {
+      try { yield* this.release(reserved); } catch { /* the read's error comes first; the next reader releases it */ }
+      throw e;
+    }
+    yield* this.release(reserved);
+    return result;
+  }
+
+  private *openView(o: Required<MetadataReadOptions>): Steps<{ src: MetadataSource; reserved?: number; other: number | null }> {
+    const path = this.path;
+    if (o.snapshot === 'held') {
+      const s = yield* this.poolStatus();
+      if (s.heldMetadataRoot === null) throw dmError('ERR_DM_POOL_STATE', 'no metadata snapshot is held in the pool', this.pool.name);
+      return { src: { path, view: { held: true, heldRoot: s.heldMetadataRoot } }, other: s.heldMetadataRoot };
+    }
+    const deadline = Date.now() + o.waitMs;
+    for (;;) {
+      const r = yield* this.changes.locked(() => this.reserveLocked());
+      if ('root' in r) return { src: { path, view: { held: true, heldRoot: r.root } }, reserved: r.root, other: null };
+      if ('readOnly' in r) return { src: { path, view: {} }, other: r.other };
+      if (Date.now() >= deadline)
+        throw dmError('ERR_DM_BUSY', `process ${r.holder} holds the pool's metadata snapshot (waited ${o.waitMs} ms)`, this.pool.name);
+      yield* step(sleep(20));
+    }
+  }
+
+  private *poolStatus(): Steps<ThinPoolStatusOk> {
+    const s = yield* this.changes.statusSteps({ noflush: true });
+    if (s.state !== 'ok') throw dmError('ERR_DM_POOL_STATE', `the pool reports ${s.state}`, this.pool.name);
+    return s;
+  }
+
+  private *message(text: string): Steps<void> {
+    yield* step(twin(this.pool.dm, 'message', this.pool.name, 0, text));
+  }
+
+  // Under the lock: a snapshot for this reader (its root), or a live holder of ours to wait for, or a
+  // read-only pool to read as it is (no reserve possible, nothing changes).
+  private *reserveLocked(): Steps<{ root: number } | { holder: number } | { readOnly: true; other: number | null }> {
+    const registry = this.pool.registry;
+    const s = yield* this.poolStatus();
+    const hold = registry.metadataSnapshot();
+    const held = s.heldMetadataRoot;
+    if (held !== null) {
+      if (hold && (hold.root === held || hold.root === undefined)) {
+        // Ours. A hold with no root is one whose holder died between recording it and writing its root.
+        if (holderLives(this.pool.name, hold)) return { holder: hold.pid };
+        yield* this.message('release_metadata_snap');
+        registry.setMetadataSnapshot(null);
+      } else {
+        if (hold) registry.setMetadataSnapshot(null);  // its snapshot is gone; the one now held is not ours
+        if (s.mode === 'ro') return { readOnly: true, other: held };
+        throw dmError('ERR_DM_BUSY', `another tool holds the pool's metadata snapshot (block ${held}); read through it with { snapshot: 'held' }, or release it (dmsetup message ${this.pool.name} 0 release_metadata_snap) once that tool is done`, this.pool.name);
+      }
+    } else if (hold) {
+      registry.setMetadataSnapshot(null);  // its holder died before its reserve or after its release
+    }
+    // A read-only pool refuses messages (EOPNOTSUPP), and commits nothing: block 0 is stable.
+    if (s.mode === 'ro') return { readOnly: true, other: null };
+    const start = processStart(process.pid) ?? '';
+    registry.setMetadataSnapshot({ pid: process.pid, start });
+    try {
+      yield* this.message('reserve_metadata_snap');
+    } catch (e) {
+      registry.setMetadataSnapshot(null);
+      if ((e as DevmapperError).code === 'EBUSY')
+        throw dmError('ERR_DM_BUSY', 'another tool reserved the pool\'s metadata snapshot just now', this.pool.name);
+      throw e;
+    }
+    const after = yield* this.poolStatus();
+    if (after.heldMetadataRoot === null) throw dmError('ERR_DM_INTERNAL', 'reserve_metadata_snap left no held root', this.pool.name);
+    registry.setMetadataSnapshot({ pid: process.pid, start, root: after.heldMetadataRoot });
+    reading.add(readKey(this.pool.name, after.heldMetadataRoot));
+    return { root: after.heldMetadataRoot };
+  }
+
+  /** Releases the snapshot this reader reserved at `root` (if it is still the one held) and its record. */
+  private *release(root: number): Steps<void> {
+    yield* this.changes.locked(() => this.releaseLocked(root));
+  }
+
+  private *releaseLocked(root: number): Steps<void> {
+    reading.delete(readKey(this.pool.name, root));
+    const s = yield* this.changes.statusSteps({ noflush: true });
+    if (s.state === 'ok' && s.heldMetadataRoot === root) yield* this.message('release_metadata_snap');
+    const hold = this.pool.registry.metadataSnapshot();
+    if (hold?.root === root && hold.pid === process.pid) this.pool.registry.setMetadataSnapshot(null);
+  }
+}
+
