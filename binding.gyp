@@ -1,6 +1,6 @@
 {
-  # LMDB's C sources, for the registry store (native/kv_store.cc), come from the lmdb npm package.
-  "variables": { "lmdb_src": "<!(node native/lmdb-src.js)" },
+  # LMDB's C sources, for the registry store (native/kv_store.cc), vendored in deps/lmdb (see its README).
+  "variables": { "lmdb_src": "deps/lmdb" },
   "targets": [
     {
       "target_name": "devmapper",

@@ -1,8 +1,7 @@
 // LmdbStore: a small binding of LMDB's C API for the volume registry (lib/thin/registry.ts), string keys and
-// values, synchronous, used from one thread only (the addon's main thread). lmdb-js's own JS layer cost ~6 ms
-// per registry write under emulation while LMDB itself, called from C, costs ~1 ms (probed in the guest), so
-// the registry calls LMDB directly (JS class in kv_store_addon.cc). The C sources come from the lmdb npm
-// package (binding.gyp).
+// values, synchronous, used from one thread only (the addon's main thread). The registry calls LMDB directly
+// (JS class in kv_store_addon.cc): a JS layer over it cost several times what LMDB does. The C sources are
+// vendored in deps/lmdb (binding.gyp).
 //
 // Reads outside a write transaction each renew one reset read transaction, so they always see the last commit
 // of any process. Inside Begin()..Commit() every call reads and writes that write transaction.
