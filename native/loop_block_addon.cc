@@ -111,23 +111,16 @@ struct EnsureNodeOp : PathOp {
   Napi::Value Result(Napi::Env env) { return Napi::Boolean::New(env, changed); }
 };
 
-template <class Op>
-void Both(Napi::Env env, Napi::Object exports, const char* name) {
-  exports.Set(name, Napi::Function::New(env, RunSync<Op>, name));
-  std::string async = std::string(name) + "Async";
-  exports.Set(async, Napi::Function::New(env, RunAsync<Op>, async));
-}
-
 }  // namespace
 
 void RegisterLoopAndBlock(Napi::Env env, Napi::Object exports) {
-  Both<LoopAttachOp>(env, exports, "loopAttach");
-  Both<LoopDetachOp>(env, exports, "loopDetach");
-  Both<LoopStatusOp>(env, exports, "loopStatus");
-  Both<LoopSetCapacityOp>(env, exports, "loopSetCapacity");
-  Both<BlockSizeOp>(env, exports, "blockSize");
-  Both<BlockDiscardOp>(env, exports, "blockDiscard");
-  Both<BlockFlushOp>(env, exports, "blockFlush");
-  Both<DeviceNumberOp>(env, exports, "deviceNumber");
-  Both<EnsureNodeOp>(env, exports, "ensureBlockNode");
+  ExportBoth<LoopAttachOp>(env, exports, "loopAttach");
+  ExportBoth<LoopDetachOp>(env, exports, "loopDetach");
+  ExportBoth<LoopStatusOp>(env, exports, "loopStatus");
+  ExportBoth<LoopSetCapacityOp>(env, exports, "loopSetCapacity");
+  ExportBoth<BlockSizeOp>(env, exports, "blockSize");
+  ExportBoth<BlockDiscardOp>(env, exports, "blockDiscard");
+  ExportBoth<BlockFlushOp>(env, exports, "blockFlush");
+  ExportBoth<DeviceNumberOp>(env, exports, "deviceNumber");
+  ExportBoth<EnsureNodeOp>(env, exports, "ensureBlockNode");
 }

@@ -4,6 +4,7 @@
 #pragma once
 #include <napi.h>
 
+#include <string>
 #include <type_traits>
 
 #include "sys_error.h"
@@ -76,6 +77,14 @@ Napi::Value RunAsync(const Napi::CallbackInfo& info) {
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
+}
+
+// Exports Op as `name` (the sync twin) and `nameAsync` (the promise, on the libuv pool).
+template <class Op>
+void ExportBoth(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New(env, RunSync<Op>, name));
+  std::string async = std::string(name) + "Async";
+  exports.Set(async, Napi::Function::New(env, RunAsync<Op>, async));
 }
 
 // Argument readers: cheap checks; lib/ validated the values already, these only guard the native boundary.

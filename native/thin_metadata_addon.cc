@@ -148,16 +148,9 @@ struct MetadataDiffOp {
   }
 };
 
-template <class Op>
-void Both(Napi::Env env, Napi::Object exports, const char* name) {
-  exports.Set(name, Napi::Function::New(env, RunSync<Op>, name));
-  std::string async = std::string(name) + "Async";
-  exports.Set(async, Napi::Function::New(env, RunAsync<Op>, async));
-}
-
 }  // namespace
 
 void RegisterThinMetadata(Napi::Env env, Napi::Object exports) {
-  Both<MetadataReadOp>(env, exports, "metadataRead");
-  Both<MetadataDiffOp>(env, exports, "metadataDiff");
+  ExportBoth<MetadataReadOp>(env, exports, "metadataRead");
+  ExportBoth<MetadataDiffOp>(env, exports, "metadataDiff");
 }
