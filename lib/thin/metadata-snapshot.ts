@@ -6,7 +6,7 @@
 import { dmError, DevmapperError } from '../core/errors';
 import { RawDiffChunk } from '../core/binding';
 import { Sectors } from '../core/units';
-import { Steps, runAsync, sleep, step, twin } from '../core/steps';
+import { Steps, op, runAsync, sleep, step, twin } from '../core/steps';
 import { checkInteger, checkOptions } from '../core/validate';
 import { DeviceMapper } from '../dm/device-mapper';
 import { nodeOfDevice } from '../dm/block';
@@ -164,7 +164,12 @@ export class PoolMetadataReader {
       if ('readOnly' in r) return { src: { path, view: {} }, other: r.other };
       if (Date.now() >= deadline)
         throw dmError('ERR_DM_BUSY', `process ${r.holder} holds the pool's metadata snapshot (waited ${o.waitMs} ms)`, this.pool.name);
-      yield* step(sleep(20));
+      // A read of this very process (a diff being iterated) ends only if the event loop runs: a sync call
+      // cannot wait for it.
+      const pause = sleep(20);
+      yield* step(r.holder !== process.pid ? pause : op(() => {
+        throw dmError('ERR_DM_IN_PROGRESS', 'a metadata read of this process holds the pool\'s metadata snapshot; a sync call cannot wait for it', this.pool.name);
+      }, () => pause.async()));
     }
   }
 

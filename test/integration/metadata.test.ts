@@ -193,6 +193,29 @@ test('metadata snapshots: another tool\'s is reported and never released; a dead
   });
 });
 
+test('a read waits while another read of the library holds the snapshot; a sync read cannot wait for one of its own process', async () => {
+  await withPool({}, async (pool) => {
+    const v0 = await (await pool.createVolume(uniqueName('v'), 8 * MiB)).activate();
+    for (const at of [0, 2, 4]) writeAt(v0.path, at * MiB, 'mapped');
+    await v0.deactivate();
+    const v1 = await pool.createVolume(uniqueName('v'), 8 * MiB);
+    const it = pool.diff(v0, v1.name, { chunkRanges: 1 })[Symbol.asyncIterator]();
+    const first = await it.next();  // three ranges, one per chunk: the snapshot stays held for the rest
+    expect(first.value).toMatchObject({ kind: 'leftOnly', begin: 0 });
+    expect(() => pool.metadataSync()).toThrow(expect.objectContaining({ code: 'ERR_DM_IN_PROGRESS' }));
+    let settled = false;
+    const waiting = pool.metadata().finally(() => { settled = true; });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(settled).toBe(false);
+    const rest: unknown[] = [];
+    for (let r = await it.next(); !r.done; r = await it.next()) rest.push(r.value);
+    expect(rest).toHaveLength(2);
+    expect((await waiting).devices.map((d) => d.id)).toEqual([v0.id, v1.id]);
+    const st = await pool.status();
+    expect(st.state === 'ok' && st.heldMetadataRoot).toBeNull();
+  });
+});
+
 test('live reads while a writer keeps writing: each read is self-consistent, and no snapshot is left held', async () => {
   await withPool({ dataSize: '128M' }, async (pool) => {
     const vols = await Promise.all([0, 1, 2].map(async (i) => (await pool.createVolume(uniqueName(`w${i}`), 16 * MiB)).activate()));
