@@ -28,6 +28,7 @@ export const ErrorCodes = {
   ERR_DM_REGISTRY: 'registry store failed',
   ERR_DM_LOCK: 'lock failed',
   ERR_DM_METADATA: 'corrupt pool metadata',
+  ERR_DM_LVM_POOL: 'owned by LVM',
   ERR_DM_INTERNAL: 'internal error',
 } as const;
 export type DevmapperErrorCode = keyof typeof ErrorCodes;

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { native, DevNumber } from '../core/binding';
-import { dmError } from '../core/errors';
+import { dmError, withSystemErrors } from '../core/errors';
 import { Bytes, SECTOR_SIZE } from '../core/units';
 import { Steps, call, runAsync, runSync } from '../core/steps';
 import { MAX_MAJOR, MAX_MINOR, checkInteger, checkPath, show } from '../core/validate';
@@ -69,5 +69,5 @@ export function formatDev(d: DevNumber): string {
  */
 export function nodeOfDevice(spec: string): string {
   if (spec.startsWith('/')) return spec;
-  return `/dev/${path.basename(fs.readlinkSync(`/sys/dev/block/${spec}`))}`;
+  return withSystemErrors(`find the node of device ${spec}`, `/sys/dev/block/${spec}`, () => `/dev/${path.basename(fs.readlinkSync(`/sys/dev/block/${spec}`))}`);
 }

@@ -101,7 +101,12 @@ export interface ChangingPool {
   /** `major:minor` of the pool device. */
   readonly devSpec: string;
   readonly registry: RegistryStore;
+  /** LVM made the pool (its dm uuid starts with LVM-): read it, never change it. */
+  readonly lvmOwned: boolean;
 }
+
+/** Whether a pool device's dm uuid says LVM owns it. */
+export const isLvmUuid = (uuid: string | undefined): boolean => uuid?.startsWith('LVM-') ?? false;
 
 const changes = new WeakMap<object, PoolChanges>();
 
@@ -118,6 +123,7 @@ export class PoolChanges {
   readonly devSpec: string;
   readonly registry: RegistryStore;
   private readonly lock: PoolLock;
+  private readonly lvmOwned: boolean;
   /** The last change this process committed, left recorded as pending (see clearCommitted). */
   private committed?: PendingChange;
 
@@ -127,7 +133,17 @@ export class PoolChanges {
     this.devSpec = pool.devSpec;
     this.registry = pool.registry;
     this.lock = new PoolLock(lockFile);
+    this.lvmOwned = pool.lvmOwned;
     changes.set(pool, this);
+  }
+
+  /**
+   * Refuses any change to a pool LVM owns: LVM keeps its own transaction id in its metadata, and a
+   * set_transaction_id from us would make LVM refuse to activate the pool. Reading it stays allowed.
+   */
+  refuseIfLvm(what: string): void {
+    if (this.lvmOwned)
+      throw dmError('ERR_DM_LVM_POOL', `${what} refused: LVM keeps its own transaction id for this pool, and a change from devmapper would make LVM refuse to activate it; change it with lvcreate/lvremove (reading it with metadata(), usage() and check() is allowed)`, this.name);
   }
 
   *statusSteps(o: { noflush?: boolean }): Steps<ThinPoolStatus> {
@@ -142,6 +158,7 @@ export class PoolChanges {
   }
 
   *createVolumeSteps(name: string, size: Bytes | number | string): Steps<VolumeRecord> {
+    this.refuseIfLvm('create a volume');
     checkName(name, 'volume name');
     const sz = bytesToSectors(byteSize(size, 'size', name));
     if (sz === 0) throw dmError('ERR_DM_INVALID_SIZE', 'a volume needs a size above 0', name);
@@ -154,6 +171,7 @@ export class PoolChanges {
   }
 
   *snapshotSteps(originName: string, name: string): Steps<VolumeRecord> {
+    this.refuseIfLvm('snapshot');
     checkName(name, 'snapshot name');
     const rec = yield* this.locked(function* (this: PoolChanges): Steps<VolumeRecord> {
       const from = this.registry.get(originName);
@@ -184,6 +202,7 @@ export class PoolChanges {
 
   /** ThinPool.deleteVolume and ThinVolume.delete, their arguments checked. */
   *deleteVolumeSteps(name: string, o: DeleteVolumeOptions): Steps<void> {
+    this.refuseIfLvm('delete a volume');
     yield* this.locked(function* (this: PoolChanges): Steps<void> {
       const discard = !!o.discard;
       const deactivate = o.deactivate ?? (discard ? {} : undefined);
@@ -252,6 +271,7 @@ export class PoolChanges {
 
   /** ThinPool.resizeVolume and ThinVolume.resize: returns the new record. */
   *resizeVolumeSteps(name: string, size: Bytes | number | string): Steps<VolumeRecord> {
+    this.refuseIfLvm('resize a volume');
     checkName(name, 'volume name');
     const sz = bytesToSectors(byteSize(size, 'size', name));
     return yield* this.locked(function* (this: PoolChanges): Steps<VolumeRecord> {
@@ -526,6 +546,7 @@ export class PoolChanges {
    * volume already active is fine.
    */
   *activateVolumeSteps(name: string, id: number, size: Sectors, readOnly: boolean): Steps<void> {
+    this.refuseIfLvm('activate a volume');
     yield* this.locked(function* (this: PoolChanges): Steps<void> { yield* this.activateThinSteps(name, id, size, readOnly); });
   }
 

@@ -137,11 +137,23 @@ export class PoolMetadataReader {
    * a snapshot another tool held at the time, or null.
    */
   private *withView<T>(o: Required<MetadataReadOptions>, body: (src: MetadataSource, other: number | null) => Steps<T>): Steps<T> {
-    const { src, reserved, other } = yield* this.openView(o);
-    if (reserved === undefined) return yield* body(src, other);
+    return yield* this.withSnapshot(o, undefined, (src, other) => body(src, other));
+  }
+
+  /**
+   * `body` with a source to read from: the snapshot reserved for it (released after, whatever happens), or
+   * the one already held ('held'), or block 0 of a read-only pool (its metadata does not change). `other`:
+   * a snapshot another tool held at the time, or null. `atReserve` runs under the pool's lock right after the
+   * reserve, so what it reads (the registry, the live devices) is of the same instant as the snapshot.
+   */
+  *withSnapshot<X, T>(options: MetadataReadOptions | undefined, atReserve: (() => Steps<X>) | undefined,
+    body: (src: MetadataSource, other: number | null, at: X) => Steps<T>): Steps<T> {
+    const o = checkReadOptions(options, this.pool.name);
+    const { src, reserved, other, at } = yield* this.openView(o, atReserve);
+    if (reserved === undefined) return yield* body(src, other, at as X);
     let result: T;
     try {
-      result = yield* body(src, other);
+      result = yield* body(src, other, at as X);
     } catch (e) {
       try { yield* this.release(reserved); } catch { /* the read's error comes first; the next reader releases it */ }
       throw e;
@@ -150,18 +162,31 @@ export class PoolMetadataReader {
     return result;
   }
 
-  private *openView(o: Required<MetadataReadOptions>): Steps<{ src: MetadataSource; reserved?: number; other: number | null }> {
+  private *openView<X>(o: Required<MetadataReadOptions>, atReserve?: () => Steps<X>):
+    Steps<{ src: MetadataSource; reserved?: number; other: number | null; at?: X }> {
     const path = this.path;
     if (o.snapshot === 'held') {
-      const s = yield* this.poolStatus();
-      if (s.heldMetadataRoot === null) throw dmError('ERR_DM_POOL_STATE', 'no metadata snapshot is held in the pool', this.pool.name);
-      return { src: { path, view: { held: true, heldRoot: s.heldMetadataRoot } }, other: s.heldMetadataRoot };
+      return yield* this.changes.locked(function* (this: PoolMetadataReader) {
+        const s = yield* this.poolStatus();
+        if (s.heldMetadataRoot === null) throw dmError('ERR_DM_POOL_STATE', 'no metadata snapshot is held in the pool', this.pool.name);
+        const at = atReserve ? yield* atReserve() : undefined;
+        return { src: { path, view: { held: true, heldRoot: s.heldMetadataRoot } }, other: s.heldMetadataRoot, at };
+      }, this);
     }
     const deadline = Date.now() + o.waitMs;
     for (;;) {
-      const r = yield* this.changes.locked(() => this.reserveLocked());
-      if ('root' in r) return { src: { path, view: { held: true, heldRoot: r.root } }, reserved: r.root, other: null };
-      if ('readOnly' in r) return { src: { path, view: {} }, other: r.other };
+      const r = yield* this.changes.locked(function* (this: PoolMetadataReader) {
+        const got: ({ root: number } | { holder: number } | { readOnly: true; other: number | null }) & { at?: X } = yield* this.reserveLocked();
+        if ('holder' in got || !atReserve) return got;
+        try {
+          return { ...got, at: yield* atReserve() };
+        } catch (e) {
+          if ('root' in got) try { yield* this.releaseLocked(got.root); } catch { /* the next reader releases it */ }
+          throw e;
+        }
+      }, this);
+      if ('root' in r) return { src: { path, view: { held: true, heldRoot: r.root } }, reserved: r.root, other: null, at: r.at };
+      if ('readOnly' in r) return { src: { path, view: {} }, other: r.other, at: r.at };
       if (Date.now() >= deadline)
         throw dmError('ERR_DM_BUSY', `process ${r.holder} holds the pool's metadata snapshot (waited ${o.waitMs} ms)`, this.pool.name);
       // A read of this very process (a diff being iterated) ends only if the event loop runs: a sync call

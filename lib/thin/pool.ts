@@ -14,6 +14,7 @@ import type { RegistryStore, VolumeRecord } from './registry';
 import { PoolChanges, ThinPoolHooks, checkDeleteOptions, removeDevice } from './changes';
 import { DiffOptions, DiffRange, PoolMetadata, PoolUsage } from './metadata';
 import { MetadataReadOptions, PoolMetadataReader } from './metadata-snapshot';
+import { PoolCheck, checkSteps } from './check';
 import {
   PoolParts, ThinPoolAttachOptions, ThinPoolCreateOptions, ThinPoolOptions, attachDevices, checkAttachOptions, checkCreateOptions,
   checkFeatures, checkPoolOptions, deletePoolFiles, discoverPool, growDevice, lifecycleLock, poolLockFile, provisionPool, reloadPool,
@@ -43,8 +44,12 @@ export class ThinPool {
   readonly registry: RegistryStore;
   readonly dm: DeviceMapper;
   private readonly ownsDm: boolean;
+  /** LVM made this pool (its dm uuid starts with LVM-): it can be read, never changed (ERR_DM_LVM_POOL). */
+  readonly lvmOwned: boolean;
   private readonly changes: PoolChanges;
   private readonly reader: PoolMetadataReader;
+  #drift: PoolCheck | null = null;
+  #driftError: DevmapperError | undefined;
 
   private constructor(parts: PoolParts, hooks: ThinPoolHooks) {
     this.name = parts.name;
@@ -55,6 +60,7 @@ export class ThinPool {
     this.registry = parts.registry;
     this.dm = parts.dm;
     this.ownsDm = parts.ownsDm;
+    this.lvmOwned = parts.lvmOwned;
     this.changes = new PoolChanges(this, poolLockFile(this.name, this.registryDir), hooks);
     this.reader = new PoolMetadataReader(this, this.changes);
   }
@@ -87,12 +93,23 @@ export class ThinPool {
     try {
       parts = yield* discoverPool(name, o, dm, !o.dm);
       const pool = new ThinPool(parts, o.hooks ?? {});
-      yield* pool.changes.locked(function* (this: PoolChanges): Steps<void> {
+      // LVM's pool is LVM's to repair: nothing of it is touched.
+      if (!pool.lvmOwned) yield* pool.changes.locked(function* (this: PoolChanges): Steps<void> {
         yield* this.repairPoolDevice();
         yield* this.repairDevices();
         yield* this.recover();
       });
       settleOpened(parts);
+      if (o.check !== false) {
+        // The pool opens whatever the check finds, and even if it cannot run (a failed pool, another tool's
+        // metadata snapshot held): its result or its error is kept for the caller to see.
+        try {
+          pool.#drift = yield* checkSteps(pool, pool.changes, pool.reader, undefined);
+        } catch (e) {
+          if (!(e instanceof DevmapperError)) throw e;
+          pool.#driftError = e;
+        }
+      }
       return pool;
     } catch (e) {
       if (parts && !o.registry) parts.registry.close();
@@ -166,6 +183,7 @@ export class ThinPool {
   setLowWaterMarkSync(blocks: number): void { runSync(fsErrors(`set the low water mark of pool ${this.name}`, this.setLowWaterMarkSteps(blocks))); }
 
   private *setFeaturesSteps(features: ThinPoolFeatures): Steps<void> {
+    this.changes.refuseIfLvm('change the features');
     const f = checkFeatures(features, this.name);
     yield* this.locked(function* (this: ThinPool): Steps<void> {
       yield* reloadPool(this, { ...this.params, features: { ...this.params.features, ...f } });
@@ -173,6 +191,7 @@ export class ThinPool {
   }
 
   private *setLowWaterMarkSteps(blocks: number): Steps<void> {
+    this.changes.refuseIfLvm('set the low water mark');
     checkInteger(blocks, 'low water mark (data blocks)');
     yield* this.locked(function* (this: ThinPool): Steps<void> {
       yield* reloadPool(this, { ...this.params, lowWaterMark: blocks });
@@ -188,6 +207,7 @@ export class ThinPool {
   growDataSync(size?: Bytes | number | string): void { runSync(fsErrors(`grow the data of pool ${this.name}`, this.growDataSteps(size))); }
 
   private *growDataSteps(size: Bytes | number | string | undefined): Steps<void> {
+    this.changes.refuseIfLvm('grow the data');
     yield* this.locked(function* (this: ThinPool): Steps<void> {
       const [current] = yield* step(twin(this.dm, 'table', this.name));
       yield* growDevice(this, this.params.dataDev, this.files.data, size, undefined, function* (this: ThinPool, deviceSectors: Sectors): Steps<void> {
@@ -206,6 +226,7 @@ export class ThinPool {
   growMetadataSync(size?: Bytes | number | string): void { runSync(fsErrors(`grow the metadata of pool ${this.name}`, this.growMetadataSteps(size))); }
 
   private *growMetadataSteps(size: Bytes | number | string | undefined): Steps<void> {
+    this.changes.refuseIfLvm('grow the metadata');
     yield* this.locked(function* (this: ThinPool): Steps<void> {
       const before = yield* this.changes.statusSteps({});
       yield* growDevice(this, this.params.metadataDev, this.files.metadata, size, MAX_METADATA_SECTORS, function* (this: ThinPool, deviceSectors: Sectors): Steps<void> {
@@ -218,6 +239,20 @@ export class ThinPool {
   }
 
   // ---- the pool's own metadata -------------------------------------------------------------------------
+
+  /**
+   * The registry compared with the pool's metadata and with the live dm devices that map this pool's thin
+   * ids, as of one instant: records whose id is not in the pool (lost), ids with no record (orphans), live
+   * devices with no record or a table that disagrees with their record, an unfinished change, the pool's
+   * mode and needs_check. Changes nothing.
+   */
+  check(o?: MetadataReadOptions): Promise<PoolCheck> { return runAsync(checkSteps(this, this.changes, this.reader, o)); }
+  checkSync(o?: MetadataReadOptions): PoolCheck { return runSync(checkSteps(this, this.changes, this.reader, o)); }
+
+  /** What check() found when open() or attach() ran it (null if it did not run, or failed: see driftError). */
+  get drift(): PoolCheck | null { return this.#drift; }
+  /** Why open()'s check could not run (a failed pool, another tool's metadata snapshot held), if it could not. */
+  get driftError(): DevmapperError | undefined { return this.#driftError; }
 
   /**
    * What the pool's on-disk metadata holds: the superblock's facts and every thin device that really exists
@@ -380,6 +415,7 @@ export class ThinPool {
   destroySync(o: DestroyOptions = {}): void { runSync(fsErrors(`destroy pool ${this.name}`, this.destroySteps(o))); }
 
   private *destroySteps(options: DestroyOptions | undefined): Steps<void> {
+    this.changes.refuseIfLvm('destroy');
     const o = checkOptions<DestroyOptions>(options, ['deleteFiles'], 'destroy options');
     optBoolean(o.deleteFiles, 'deleteFiles');
     yield* step(lifecycleLock(this.name).op(() => this.destroyUnderLock(o), this.name));

@@ -16,7 +16,7 @@ import { line, thinPool, ThinPoolFeatures, ThinPoolParams, checkBlockSize, MAX_M
 import { IncompleteMarker, configOf, markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
 import { LmdbRegistry, RegistryStore } from './registry';
 import { PoolLock } from './lock';
-import { ThinPoolHooks, poolUuid, removeDevice } from './changes';
+import { ThinPoolHooks, isLvmUuid, poolUuid, removeDevice } from './changes';
 
 export interface ThinPoolOptions {
   dm?: DeviceMapper;
@@ -25,6 +25,8 @@ export interface ThinPoolOptions {
   /** Another store behind the RegistryStore interface. */
   registry?: RegistryStore;
   hooks?: ThinPoolHooks;
+  /** open() and attach(): compare the registry with the pool's metadata and live devices (default true); see ThinPool.drift. */
+  check?: boolean;
 }
 
 export interface ThinPoolCreateOptions extends ThinPoolOptions, ThinPoolFeatures {
@@ -186,7 +188,7 @@ export function* provisionPool(o: ThinPoolCreateOptions): Steps<PoolParts> {
     if (registryDir) writePoolConfig(registryDir, configOf(params.params));
     if (marked) removeMarker(dataFile!);
     return { name, dev: info.dev, params: thinPool.parse(thinPool.format(params.params)), files: { data: dataFile, metadata: metaFile },
-      registryDir, registry, dm, ownsDm: !o.dm };
+      registryDir, registry, dm, ownsDm: !o.dm, lvmOwned: false };
   } catch (e) {
     if (registry && !o.registry) registry.close();
     for (const u of undo.reverse()) { try { yield* step(u); } catch { /* keep the first error */ } }
@@ -376,6 +378,8 @@ export interface PoolParts {
   dm: DeviceMapper;
   /** The DeviceMapper was made here (closed with the pool), not passed in. */
   ownsDm: boolean;
+  /** LVM made the pool (its dm uuid starts with LVM-). */
+  lvmOwned: boolean;
 }
 
 /** What growth and reloads need of a pool. */
@@ -403,7 +407,7 @@ export function* discoverPool(name: string, o: ThinPoolOptions, dm: DeviceMapper
   const metaFile = ownLoopBackingFile(params.metadataDev);
   const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
   const registry = o.registry ?? LmdbRegistry.open(registryDir!);
-  return { name, dev: info.dev, params, files: { data: dataFile, metadata: metaFile }, registryDir, registry, dm, ownsDm };
+  return { name, dev: info.dev, params, files: { data: dataFile, metadata: metaFile }, registryDir, registry, dm, ownsDm, lvmOwned: isLvmUuid(info.uuid) };
 }
 
 /**
@@ -441,16 +445,17 @@ export function deletePoolFiles(files: { data?: string; metadata?: string }, reg
 
 // ---- option checks: before anything is touched --------------------------------------------------------
 
-const POOL_KEYS = ['dm', 'registryDir', 'registry', 'hooks'] as const;
+const POOL_KEYS = ['dm', 'registryDir', 'registry', 'hooks', 'check'] as const;
 const FEATURE_KEYS = ['skipBlockZeroing', 'ignoreDiscard', 'noDiscardPassdown', 'readOnly', 'errorIfNoSpace'] as const;
 const BACKING_KEYS = ['name', 'dataFile', 'metadataFile', 'dataDevice', 'metadataDevice'] as const;
-const REGISTRY_METHODS = ['get', 'list', 'children', 'count', 'pending', 'intend', 'commit', 'refresh', 'close'];
+const REGISTRY_METHODS = ['get', 'list', 'children', 'count', 'pending', 'intend', 'commit', 'refresh', 'close', 'metadataSnapshot', 'setMetadataSnapshot'];
 
 /** ThinPoolOptions (and `extra` keys), each value of the right kind. */
 export function checkPoolOptions<T extends ThinPoolOptions>(options: unknown, extra: readonly string[], name?: string): T {
   const o = checkOptions<T>(options, [...POOL_KEYS, ...extra] as (keyof T & string)[], 'pool options');
   if (o.dm !== undefined && !isDeviceMapper(o.dm)) throw dmError('ERR_DM_INVALID_ARGUMENT', `dm must be a DeviceMapper, got ${show(o.dm)}`, name);
   if (o.registryDir !== undefined) checkPath(o.registryDir, 'registryDir');
+  optBoolean(o.check, 'check');
   if (o.registry !== undefined) {
     const r = o.registry as unknown as Record<string, unknown>;
     if (r === null || typeof r !== 'object' || REGISTRY_METHODS.some((m) => typeof r[m] !== 'function'))

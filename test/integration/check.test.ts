@@ -1,0 +1,120 @@
+// check() against drift made on purpose with dmsetup behind the library's back, and a pool LVM owns (dm uuid
+// LVM-...) refused for any change while it stays readable.
+import fs from 'node:fs';
+import path from 'node:path';
+import { DevmapperError, Loop, ThinPool } from '../../lib';
+import { dmsetup, scratchDir, uniqueName } from './helpers';
+import { writeAt } from './thin-helpers';
+
+const MiB = 2 ** 20;
+
+async function withOwnPool<T>(fn: (name: string, dir: string) => Promise<T>): Promise<T> {
+  const dir = scratchDir();
+  const name = uniqueName('pool');
+  (await ThinPool.create({ name, dataFile: path.join(dir, 'data'), dataSize: '128M' })).closeSync();
+  try {
+    return await fn(name, dir);
+  } finally {
+    const p = await ThinPool.open(name, { check: false });
+    await p.destroy({ deleteFiles: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('check() reports each drift made with dmsetup exactly, changes nothing, and open() reports it as drift', async () => {
+  await withOwnPool(async (name) => {
+    let pool = await ThinPool.open(name);
+    expect(pool.drift).toMatchObject({ clean: true, lost: [], orphans: [], unrecordedDevices: [], mismatchedDevices: [], unfinished: null });
+    const kept = await pool.createVolume(uniqueName('kept'), 4 * MiB);
+    const gone = await pool.createVolume(uniqueName('gone'), 4 * MiB);
+    const grown = await (await pool.createVolume(uniqueName('grown'), 4 * MiB)).activate();
+    writeAt(grown.path, 0, 'data');
+    const devSpec = pool.devSpec;
+    await pool.close();
+
+    // Behind the library's back: an id made, an id deleted, a device made on a recorded id, a volume's table
+    // grown, the transaction id moved.
+    const tid = Number(dmsetup('status', name).split(' ')[3]);
+    dmsetup('message', name, '0', 'create_thin 77');
+    dmsetup('message', name, '0', `delete ${gone.id}`);
+    const foreign = uniqueName('foreign');
+    dmsetup('create', foreign, '--table', `0 2048 thin ${devSpec} ${kept.id}`);
+    dmsetup('reload', grown.name, '--table', `0 ${(8 * MiB) / 512} thin ${devSpec} ${grown.id}`);
+    dmsetup('resume', grown.name);
+    dmsetup('message', name, '0', `set_transaction_id ${tid} ${tid + 5}`);
+    try {
+      pool = await ThinPool.open(name, { check: false });
+      expect(pool.drift).toBeNull();
+      // open() grows a record to a bigger live table of its own device (a resize killed after the reload):
+      // the grown volume is therefore not drift once opened.
+      const report = await pool.check();
+      expect(report.transactionId).toBe(tid + 5);
+      expect(report.unfinished).toBeNull();
+      expect(report.lost.map((r) => r.name)).toEqual([gone.name]);
+      expect(report.orphans.map((o) => ({ id: o.id, devices: o.devices }))).toEqual([{ id: 77, devices: [] }]);
+      expect(report.unrecordedDevices).toEqual([{ name: foreign, id: kept.id, size: 2048 }]);
+      expect(report.mismatchedDevices).toEqual([]);  // open() took the bigger live table as the record's size
+      expect(pool.volume(grown.name)!.size).toBe((8 * MiB) / 512);
+      expect(report.clean).toBe(false);
+      expect(report.mode).toBe('rw');
+      expect(report.needsCheck).toBe(false);
+      // check() changed nothing: the same again, and the pool still holds id 77.
+      expect(pool.checkSync()).toEqual(report);
+      expect((await pool.metadata()).devices.map((d) => d.id)).toContain(77);
+      await pool.close();
+
+      // A table that maps another id than its record: reported as mismatched.
+      dmsetup('reload', grown.name, '--table', `0 ${(8 * MiB) / 512} thin ${devSpec} 77`);
+      dmsetup('resume', grown.name);
+      pool = await ThinPool.open(name);
+      expect(pool.drift?.mismatchedDevices).toEqual([{ name: grown.name, record: { id: grown.id, size: (8 * MiB) / 512 }, table: { id: 77, size: (8 * MiB) / 512 } }]);
+      expect(pool.drift?.orphans).toEqual([{ id: 77, mappedBlocks: 0, devices: [grown.name] }]);
+      await pool.close();
+    } finally {
+      try { dmsetup('remove', foreign); } catch { /* not made */ }
+      try { dmsetup('remove', grown.name); } catch { /* not active */ }
+    }
+  });
+});
+
+test('a pool LVM owns (dm uuid LVM-...) is refused for every change, and stays readable', async () => {
+  const dir = scratchDir();
+  const meta = path.join(dir, 'meta'), data = path.join(dir, 'data');
+  fs.writeFileSync(meta, ''); fs.truncateSync(meta, 4 * MiB);
+  fs.writeFileSync(data, ''); fs.truncateSync(data, 64 * MiB);
+  const ml = Loop.attachSync(meta), dl = Loop.attachSync(data);
+  const name = uniqueName('vg-lvmpool-tpool');
+  let made = false;
+  try {
+    dmsetup('create', name, '-u', `LVM-${'x'.repeat(64)}-tpool`, '--table', `0 ${(64 * MiB) / 512} thin-pool ${ml.path} ${dl.path} 128 0`);
+    made = true;
+    dmsetup('message', name, '0', 'create_thin 0');
+    dmsetup('message', name, '0', 'set_transaction_id 0 1');
+    const pool = await ThinPool.open(name, { registryDir: path.join(dir, 'registry') });
+    try {
+      expect(pool.lvmOwned).toBe(true);
+      const refused = (e: unknown) => { expect(e).toBeInstanceOf(DevmapperError); expect(e).toMatchObject({ code: 'ERR_DM_LVM_POOL' }); };
+      refused(await pool.createVolume('lv1', MiB).catch((e: unknown) => e));
+      expect(() => pool.createVolumeSync('lv1', MiB)).toThrow(expect.objectContaining({ code: 'ERR_DM_LVM_POOL' }));
+      refused(await pool.deleteVolume('lv1').catch((e: unknown) => e));
+      refused(await pool.growData('128M').catch((e: unknown) => e));
+      refused(await pool.setFeatures({ errorIfNoSpace: true }).catch((e: unknown) => e));
+      refused(await pool.setLowWaterMark(10).catch((e: unknown) => e));
+      refused(await pool.destroy().catch((e: unknown) => e));
+      expect(Number(dmsetup('status', name).split(' ')[3])).toBe(1);  // LVM's transaction id untouched
+      expect((await pool.metadata()).devices.map((d) => d.id)).toEqual([0]);
+      expect((await pool.usage()).devices).toHaveLength(1);
+      const c = await pool.check();
+      expect(c.orphans.map((o) => o.id)).toEqual([0]);
+      expect(pool.drift?.orphans.map((o) => o.id)).toEqual([0]);
+      expect(Number(dmsetup('status', name).split(' ')[3])).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  } finally {
+    if (made) dmsetup('remove', name);
+    Loop.detachSync(ml.path);
+    Loop.detachSync(dl.path);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
