@@ -32,4 +32,4 @@ export type { RegistryStore, RegistryWrite, VolumeRecord, PendingChange, Intende
 export { ThinMetadata } from './thin/metadata';
 export type { PoolMetadata, ThinDeviceMetadata, ThinDeviceUsage, PoolUsage, DiffRange, DiffKind, DiffOptions, ReadMetadataOptions } from './thin/metadata';
 export type { MetadataReadOptions } from './thin/metadata-snapshot';
-export type { PoolCheck, LiveThin, OrphanThin } from './thin/check';
+export type { PoolCheck, LiveThin, OrphanThin, ReconcileOptions, ReconcilePlan } from './thin/check';

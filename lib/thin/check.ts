@@ -1,7 +1,9 @@
 // check(): the registry, the pool's own metadata and the live dm devices that map this pool's thin ids,
 // compared. The registry and the devices are read under the pool's lock at the instant of the metadata
 // snapshot's reserve, so the three views are of one moment (another process's change cannot fall between).
+import { dmError } from '../core/errors';
 import { Sectors } from '../core/units';
+import { checkOptions, optBoolean, show } from '../core/validate';
 import { Steps, step, twin } from '../core/steps';
 import { DeviceMapper } from '../dm/device-mapper';
 import { PoolMode, thin } from '../targets';
@@ -103,4 +105,100 @@ export function* checkSteps(pool: CheckedPool, changes: PoolChanges, reader: Poo
       clean: !unfinished && !lost.length && !orphans.length && !unrecordedDevices.length && !mismatchedDevices.length,
     };
   });
+}
+
+export interface ReconcileOptions {
+  /** Compute and return the plan, change nothing. */
+  dryRun?: boolean;
+  /** Thin ids in the pool with no record: adopt them as volumes (default), delete them (their data goes), or keep them as they are. */
+  orphans?: 'adopt' | 'delete' | 'keep';
+}
+
+export interface ReconcilePlan {
+  dryRun: boolean;
+  /** Lost records dropped (their ids are not in the pool). */
+  dropped: VolumeRecord[];
+  /** Lost records kept: a device of that name is live. */
+  keptRecords: { record: VolumeRecord; reason: string }[];
+  /** Orphans adopted as volumes: named after a live device that maps them, else `thin-<id>`; sized from that device's table, else from the highest mapped block. */
+  adopted: VolumeRecord[];
+  /** Orphan ids deleted from the pool. */
+  deleted: number[];
+  /** Orphan ids left as they are. */
+  kept: number[];
+  /** What check() found before. */
+  before: PoolCheck;
+}
+
+/** What reconcile needs of a pool beyond check(). */
+export interface ReconcilingPool extends CheckedPool {
+  readonly blockSize: Sectors;
+}
+
+const ORPHAN_POLICIES = ['adopt', 'delete', 'keep'] as const;
+
+export function checkReconcileOptions(options: unknown, device: string): Required<ReconcileOptions> {
+  const o = checkOptions<ReconcileOptions>(options, ['dryRun', 'orphans'], 'reconcile options');
+  const orphans = o.orphans ?? 'adopt';
+  if (!ORPHAN_POLICIES.includes(orphans as never))
+    throw dmError('ERR_DM_INVALID_ARGUMENT', `orphans must be 'adopt', 'delete' or 'keep', got ${show(orphans)}`, device);
+  return { dryRun: optBoolean(o.dryRun, 'dryRun') ?? false, orphans };
+}
+
+/**
+ * Brings the registry in line with the pool: an unfinished change is finished first (as open() does); lost
+ * records are dropped, never one whose device is live; orphans are adopted, deleted through the change
+ * protocol, or kept. Nothing with data is deleted unless `orphans: 'delete'` says so.
+ */
+export function* reconcileSteps(pool: ReconcilingPool, changes: PoolChanges, reader: PoolMetadataReader, o: Required<ReconcileOptions>): Steps<ReconcilePlan> {
+  if (!o.dryRun) {
+    changes.refuseIfLvm('reconcile');
+    yield* changes.locked(function* (this: PoolChanges) { yield* this.recover(); });
+  }
+  const before = yield* checkSteps(pool, changes, reader, undefined);
+  const plan: ReconcilePlan = { dryRun: o.dryRun, dropped: [], keptRecords: [], adopted: [], deleted: [], kept: [], before };
+  const taken = new Set(pool.registry.list().map((r) => r.name));
+  for (const rec of before.lost) {
+    const live = yield* step(twin(pool.dm, 'exists', rec.name));
+    if (live) plan.keptRecords.push({ record: rec, reason: `a device named ${rec.name} is live` });
+    else plan.dropped.push(rec);
+  }
+  if (before.orphans.length && o.orphans !== 'keep') {
+    // Sizes of orphans no live device maps come from their highest mapped block (a usage walk).
+    const highest = new Map<number, number | null>();
+    if (o.orphans === 'adopt' && before.orphans.some((x) => !x.devices.length))
+      for (const u of (yield* reader.usageSteps(undefined)).devices) highest.set(u.id, u.highestMappedBlock);
+    for (const orphan of before.orphans) {
+      const device = orphan.devices.find((d) => !taken.has(d));
+      let name = device ?? `thin-${orphan.id}`;
+      for (let n = 2; taken.has(name); n++) name = `thin-${orphan.id}-${n}`;
+      taken.add(name);
+      const live = before.unrecordedDevices.find((d) => d.name === device);
+      const top = highest.get(orphan.id);
+      const size = (live ? live.size : ((top ?? 0) + 1) * pool.blockSize) as Sectors;
+      const rec: VolumeRecord = { name, id: orphan.id, size, parent: null, state: 'ready', created: Date.now() };
+      if (o.orphans === 'adopt') plan.adopted.push(rec);
+      else plan.deleted.push(orphan.id);
+      if (o.orphans === 'delete') plan.adopted.push(rec);  // adopted first, then deleted through the protocol
+    }
+  } else {
+    plan.kept.push(...before.orphans.map((x) => x.id));
+  }
+  if (o.dryRun) {
+    if (o.orphans === 'delete') plan.adopted = [];
+    return plan;
+  }
+  yield* changes.locked(function* (this: PoolChanges): Steps<void> {
+    pool.registry.refresh();
+    // Each record as check() saw it, still: another process may have changed it since.
+    const drop = plan.dropped.filter((r) => pool.registry.get(r.name)?.id === r.id);
+    const adopt = plan.adopted.filter((r) => !pool.registry.get(r.name) && !pool.registry.list().some((x) => x.id === r.id));
+    if (drop.length || adopt.length)
+      pool.registry.commit({ remove: drop.map((r) => r.name), freeIds: drop.map((r) => r.id), put: adopt, takeIds: adopt.map((r) => r.id) });
+  });
+  if (o.orphans === 'delete') {
+    for (const rec of plan.adopted) yield* changes.deleteVolumeSteps(rec.name, { deactivate: {} });
+    plan.adopted = [];
+  }
+  return plan;
 }

@@ -14,7 +14,7 @@ import type { RegistryStore, VolumeRecord } from './registry';
 import { PoolChanges, ThinPoolHooks, checkDeleteOptions, removeDevice } from './changes';
 import { DiffOptions, DiffRange, PoolMetadata, PoolUsage } from './metadata';
 import { MetadataReadOptions, PoolMetadataReader } from './metadata-snapshot';
-import { PoolCheck, checkSteps } from './check';
+import { PoolCheck, ReconcileOptions, ReconcilePlan, checkReconcileOptions, checkSteps, reconcileSteps } from './check';
 import {
   PoolParts, ThinPoolAttachOptions, ThinPoolCreateOptions, ThinPoolOptions, attachDevices, checkAttachOptions, checkCreateOptions,
   checkFeatures, checkPoolOptions, deletePoolFiles, discoverPool, growDevice, lifecycleLock, poolLockFile, provisionPool, reloadPool,
@@ -49,6 +49,7 @@ export class ThinPool {
   private readonly changes: PoolChanges;
   private readonly reader: PoolMetadataReader;
   #drift: PoolCheck | null = null;
+  #reconciled: ReconcilePlan | null = null;
   #driftError: DevmapperError | undefined;
 
   private constructor(parts: PoolParts, hooks: ThinPoolHooks) {
@@ -109,6 +110,8 @@ export class ThinPool {
           if (!(e instanceof DevmapperError)) throw e;
           pool.#driftError = e;
         }
+        if (o.reconcile && pool.#drift && !pool.#drift.clean && !pool.lvmOwned)
+          pool.#reconciled = yield* reconcileSteps(pool, pool.changes, pool.reader, checkReconcileOptions(o.reconcile, name));
       }
       return pool;
     } catch (e) {
@@ -248,6 +251,23 @@ export class ThinPool {
    */
   check(o?: MetadataReadOptions): Promise<PoolCheck> { return runAsync(checkSteps(this, this.changes, this.reader, o)); }
   checkSync(o?: MetadataReadOptions): PoolCheck { return runSync(checkSteps(this, this.changes, this.reader, o)); }
+
+  /**
+   * Brings the registry in line with the pool (check() first): finishes an unfinished change, drops lost
+   * records (never one whose device is live), and adopts orphan ids as volumes (named after a live device
+   * that maps them, else `thin-<id>`; sized from its table, else from the highest mapped block), or deletes
+   * them through the change protocol (`orphans: 'delete'`), or keeps them (`'keep'`). Returns the plan;
+   * `dryRun` only computes it. Nothing with data is deleted unless asked.
+   */
+  reconcile(o?: ReconcileOptions): Promise<ReconcilePlan> { return runAsync(this.reconcileSteps(o)); }
+  reconcileSync(o?: ReconcileOptions): ReconcilePlan { return runSync(this.reconcileSteps(o)); }
+
+  private *reconcileSteps(o: ReconcileOptions | undefined): Steps<ReconcilePlan> {
+    return yield* reconcileSteps(this, this.changes, this.reader, checkReconcileOptions(o, this.name));
+  }
+
+  /** What open({ reconcile }) did about the drift it found, or null. */
+  get reconciled(): ReconcilePlan | null { return this.#reconciled; }
 
   /** What check() found when open() or attach() ran it (null if it did not run, or failed: see driftError). */
   get drift(): PoolCheck | null { return this.#drift; }

@@ -15,6 +15,7 @@ import { Op, Steps, local, sleep, step, twin } from '../core/steps';
 import { line, thinPool, ThinPoolFeatures, ThinPoolParams, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
 import { IncompleteMarker, configOf, markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
 import { LmdbRegistry, RegistryStore } from './registry';
+import { ReconcileOptions, checkReconcileOptions } from './check';
 import { PoolLock } from './lock';
 import { ThinPoolHooks, isLvmUuid, poolUuid, removeDevice } from './changes';
 
@@ -27,6 +28,8 @@ export interface ThinPoolOptions {
   hooks?: ThinPoolHooks;
   /** open() and attach(): compare the registry with the pool's metadata and live devices (default true); see ThinPool.drift. */
   check?: boolean;
+  /** open() and attach(): also reconcile() when check() finds drift (see ThinPool.reconcile). */
+  reconcile?: ReconcileOptions;
 }
 
 export interface ThinPoolCreateOptions extends ThinPoolOptions, ThinPoolFeatures {
@@ -445,7 +448,7 @@ export function deletePoolFiles(files: { data?: string; metadata?: string }, reg
 
 // ---- option checks: before anything is touched --------------------------------------------------------
 
-const POOL_KEYS = ['dm', 'registryDir', 'registry', 'hooks', 'check'] as const;
+const POOL_KEYS = ['dm', 'registryDir', 'registry', 'hooks', 'check', 'reconcile'] as const;
 const FEATURE_KEYS = ['skipBlockZeroing', 'ignoreDiscard', 'noDiscardPassdown', 'readOnly', 'errorIfNoSpace'] as const;
 const BACKING_KEYS = ['name', 'dataFile', 'metadataFile', 'dataDevice', 'metadataDevice'] as const;
 const REGISTRY_METHODS = ['get', 'list', 'children', 'count', 'pending', 'intend', 'commit', 'refresh', 'close', 'metadataSnapshot', 'setMetadataSnapshot'];
@@ -456,6 +459,7 @@ export function checkPoolOptions<T extends ThinPoolOptions>(options: unknown, ex
   if (o.dm !== undefined && !isDeviceMapper(o.dm)) throw dmError('ERR_DM_INVALID_ARGUMENT', `dm must be a DeviceMapper, got ${show(o.dm)}`, name);
   if (o.registryDir !== undefined) checkPath(o.registryDir, 'registryDir');
   optBoolean(o.check, 'check');
+  if (o.reconcile !== undefined) checkReconcileOptions(o.reconcile, name ?? 'pool');
   if (o.registry !== undefined) {
     const r = o.registry as unknown as Record<string, unknown>;
     if (r === null || typeof r !== 'object' || REGISTRY_METHODS.some((m) => typeof r[m] !== 'function'))

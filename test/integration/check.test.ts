@@ -118,3 +118,64 @@ test('a pool LVM owns (dm uuid LVM-...) is refused for every change, and stays r
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('reconcile() repairs the drift: lost records dropped, orphans adopted (named and sized from a live device, or from their mappings), deleted only when asked', async () => {
+  await withOwnPool(async (name) => {
+    let pool = await ThinPool.open(name);
+    const gone = await pool.createVolume(uniqueName('gone'), 4 * MiB);
+    const devSpec = pool.devSpec;
+    await pool.close();
+    const dmdev = uniqueName('dmdev');
+    dmsetup('message', name, '0', `delete ${gone.id}`);
+    dmsetup('message', name, '0', 'create_thin 77');
+    dmsetup('message', name, '0', 'create_thin 78');
+    dmsetup('create', dmdev, '--table', `0 ${(6 * MiB) / 512} thin ${devSpec} 78`);
+    try {
+      writeAt(`/dev/mapper/${dmdev}`, 3 * MiB, 'kept data');
+      dmsetup('message', name, '0', 'create_thin 79');
+      writeAt(`/dev/mapper/${dmdev}`, 0, 'more');
+      pool = await ThinPool.open(name);
+      expect(pool.drift?.lost.map((r) => r.name)).toEqual([gone.name]);
+      expect(pool.drift?.orphans.map((o) => o.id)).toEqual([77, 78, 79]);
+
+      const dry = await pool.reconcile({ dryRun: true });
+      expect(dry.dropped.map((r) => r.name)).toEqual([gone.name]);
+      expect(dry.adopted.map(({ name: n, id, size }) => ({ n, id, size }))).toEqual([
+        { n: 'thin-77', id: 77, size: 128 }, { n: dmdev, id: 78, size: (6 * MiB) / 512 }, { n: 'thin-79', id: 79, size: 128 }]);
+      expect(await pool.check()).toEqual(pool.drift);  // a dry run changes nothing
+
+      const keep = await pool.reconcile({ orphans: 'keep' });
+      expect(keep.dropped.map((r) => r.name)).toEqual([gone.name]);
+      expect(keep.kept).toEqual([77, 78, 79]);
+      expect((await pool.check()).lost).toEqual([]);
+
+      // Deleting is asked for one orphan only here: adopt the others first, then delete what is left.
+      const adopted = await pool.reconcile();
+      expect(adopted.adopted.map((r) => r.name)).toEqual(['thin-77', dmdev, 'thin-79']);
+      const after = await pool.check();
+      expect(after.clean).toBe(true);
+      expect(pool.volume(dmdev)!.size).toBe((6 * MiB) / 512);
+      expect(await pool.volume(dmdev)!.isActive()).toBe(true);
+      expect(fs.readFileSync(`/dev/mapper/${dmdev}`).subarray(3 * MiB, 3 * MiB + 9).toString()).toBe('kept data');
+
+      dmsetup('message', name, '0', 'create_thin 80');
+      const del = pool.reconcileSync({ orphans: 'delete' });
+      expect(del.deleted).toEqual([80]);
+      expect((await pool.metadata()).devices.map((d) => d.id)).toEqual([77, 78, 79]);
+      expect((await pool.check()).clean).toBe(true);
+      await pool.volume(dmdev)!.deactivate();
+      await pool.close();
+
+      // open({ reconcile }) does it at open.
+      dmsetup('message', name, '0', 'create_thin 81');
+      pool = await ThinPool.open(name, { reconcile: { orphans: 'adopt' } });
+      expect(pool.drift?.orphans.map((o) => o.id)).toEqual([81]);
+      expect(pool.reconciled?.adopted.map((r) => r.name)).toEqual(['thin-81']);
+      expect((await pool.check()).clean).toBe(true);
+      await expect(ThinPool.open(name, { reconcile: { orphans: 'drop' } as never })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+      await pool.close();
+    } finally {
+      try { dmsetup('remove', dmdev); } catch { /* deactivated */ }
+    }
+  });
+});
