@@ -103,6 +103,10 @@ export async function checkAfterKill(poolName: string, journal: Journal): Promis
   const pool = await ThinPool.open(poolName);
   try {
     if (pool.registry.pending()) problems.push(`pending change left: ${JSON.stringify(pool.registry.pending())}`);
+    // The library's own check, run by open(), must find nothing, and must agree with the oracles below.
+    if (!pool.drift) problems.push(`open() could not check the pool: ${pool.driftError?.message}`);
+    else if (!pool.drift.clean) problems.push(`check() at open found drift: ${JSON.stringify(pool.drift)}`);
+    if (!(await pool.check()).clean) problems.push('check() after open found drift');
     const records = pool.registry.list();
     const ids = records.map((r) => r.id).sort((a, b) => a - b);
     if (new Set(ids).size !== ids.length) problems.push(`two records share an id: ${ids.join(',')}`);
