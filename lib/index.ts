@@ -33,3 +33,4 @@ export { ThinMetadata } from './thin/metadata';
 export type { PoolMetadata, ThinDeviceMetadata, ThinDeviceUsage, PoolUsage, DiffRange, DiffKind, DiffOptions, ReadMetadataOptions } from './thin/metadata';
 export type { MetadataReadOptions } from './thin/metadata-snapshot';
 export type { PoolCheck, LiveThin, OrphanThin, ReconcileOptions, ReconcilePlan } from './thin/check';
+export type { AdoptOptions, DockerImport } from './thin/adopt';

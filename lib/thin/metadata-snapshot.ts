@@ -3,6 +3,7 @@
 // its own holds in the registry (holder pid and start time) before the reserve: a hold whose holder died is
 // released by the next reader; a held snapshot with no record is another tool's (a backup, LVM), reported,
 // never released. Reserve and release run under the pool's lock (short: a few ioctls); the walk does not.
+import { randomBytes } from 'node:crypto';
 import { dmError, DevmapperError } from '../core/errors';
 import { RawDiffChunk } from '../core/binding';
 import { Sectors } from '../core/units';
@@ -48,14 +49,17 @@ function checkReadOptions(options: MetadataReadOptions | undefined, device: stri
   return { snapshot, waitMs };
 }
 
-// Snapshots this process reserved and is reading through, by pool and root: a hold of this process that is
-// not among them was left by a release that failed, and is released like a dead holder's.
+// Snapshots this module instance reserved and is reading through, by pool and root: a hold of its own that is
+// not among them was left by a release that failed, and is released like a dead holder's. Worker threads
+// load their own instance, with their own token: a hold of this pid with another token is another thread's.
 const reading = new Set<string>();
 const readKey = (pool: string, root: number | undefined) => `${pool}\0${root}`;
+const TOKEN = randomBytes(8).toString('hex');
 
 function holderLives(pool: string, h: MetadataSnapshotHold): boolean {
-  if (h.pid === process.pid) return reading.has(readKey(pool, h.root));
-  return h.pid > 0 && processStart(h.pid) === h.start;
+  if (h.pid === 0) return false;  // abandoned: its release failed
+  if (h.pid === process.pid && h.token === TOKEN) return reading.has(readKey(pool, h.root));
+  return processStart(h.pid) === h.start;
 }
 
 const readers = new WeakMap<object, PoolMetadataReader>();
@@ -115,7 +119,9 @@ export class PoolMetadataReader {
         throw e;
       }
       yield* streamRanges(read, blockSize, undefined, async () => {
-        if (held !== undefined) await runAsync(this.release(held));
+        // A failed release leaves the hold marked abandoned (the next reader releases it), and never hides the
+        // iteration's own error.
+        if (held !== undefined) await runAsync(this.release(held)).catch(() => undefined);
         held = undefined;
       });
     }).call(this);
@@ -158,7 +164,8 @@ export class PoolMetadataReader {
       try { yield* this.release(reserved); } catch { /* the read's error comes first; the next reader releases it */ }
       throw e;
     }
-    yield* this.release(reserved);
+    // The read is done: a release that fails leaves the hold marked abandoned, which the next reader releases.
+    try { yield* this.release(reserved); } catch { /* see above */ }
     return result;
   }
 
@@ -215,24 +222,25 @@ export class PoolMetadataReader {
     const s = yield* this.poolStatus();
     const hold = registry.metadataSnapshot();
     const held = s.heldMetadataRoot;
+    // A read-only pool refuses messages (EOPNOTSUPP) and commits nothing: block 0 is stable. A snapshot of
+    // ours left held is released once the pool is writable again.
+    if (s.mode === 'ro') return { readOnly: true, other: held !== null && hold?.root !== held ? held : null };
     if (held !== null) {
-      if (hold && (hold.root === held || hold.root === undefined)) {
-        // Ours. A hold with no root is one whose holder died between recording it and writing its root.
+      // Ours only if its record names that very root: a hold recorded without one (its holder died before
+      // the reserve, or before writing the root) cannot tell ours from one another tool reserved since.
+      if (hold && hold.root === held) {
         if (holderLives(this.pool.name, hold)) return { holder: hold.pid };
         yield* this.message('release_metadata_snap');
         registry.setMetadataSnapshot(null);
       } else {
         if (hold) registry.setMetadataSnapshot(null);  // its snapshot is gone; the one now held is not ours
-        if (s.mode === 'ro') return { readOnly: true, other: held };
         throw dmError('ERR_DM_BUSY', `another tool holds the pool's metadata snapshot (block ${held}); read through it with { snapshot: 'held' }, or release it (dmsetup message ${this.pool.name} 0 release_metadata_snap) once that tool is done`, this.pool.name);
       }
     } else if (hold) {
       registry.setMetadataSnapshot(null);  // its holder died before its reserve or after its release
     }
-    // A read-only pool refuses messages (EOPNOTSUPP), and commits nothing: block 0 is stable.
-    if (s.mode === 'ro') return { readOnly: true, other: null };
     const start = processStart(process.pid) ?? '';
-    registry.setMetadataSnapshot({ pid: process.pid, start });
+    registry.setMetadataSnapshot({ pid: process.pid, start, token: TOKEN });
     try {
       yield* this.message('reserve_metadata_snap');
     } catch (e) {
@@ -243,7 +251,7 @@ export class PoolMetadataReader {
     }
     const after = yield* this.poolStatus();
     if (after.heldMetadataRoot === null) throw dmError('ERR_DM_INTERNAL', 'reserve_metadata_snap left no held root', this.pool.name);
-    registry.setMetadataSnapshot({ pid: process.pid, start, root: after.heldMetadataRoot });
+    registry.setMetadataSnapshot({ pid: process.pid, start, token: TOKEN, root: after.heldMetadataRoot });
     reading.add(readKey(this.pool.name, after.heldMetadataRoot));
     return { root: after.heldMetadataRoot };
   }
@@ -255,10 +263,22 @@ export class PoolMetadataReader {
 
   private *releaseLocked(root: number): Steps<void> {
     reading.delete(readKey(this.pool.name, root));
+    const registry = this.pool.registry;
+    const hold = registry.metadataSnapshot();
+    const mine = hold?.root === root && hold.pid === process.pid && hold.token === TOKEN;
     const s = yield* this.changes.statusSteps({ noflush: true });
-    if (s.state === 'ok' && s.heldMetadataRoot === root) yield* this.message('release_metadata_snap');
-    const hold = this.pool.registry.metadataSnapshot();
-    if (hold?.root === root && hold.pid === process.pid) this.pool.registry.setMetadataSnapshot(null);
+    if (s.state === 'ok' && s.heldMetadataRoot !== root) {
+      if (mine) registry.setMetadataSnapshot(null);  // released already (by hand)
+      return;
+    }
+    try {
+      if (s.state !== 'ok' || s.mode === 'ro') throw dmError('ERR_DM_POOL_STATE', `the pool reports ${s.state === 'ok' ? s.mode : s.state}: its metadata snapshot stays held until the pool is writable`, this.pool.name);
+      yield* this.message('release_metadata_snap');
+    } catch (e) {
+      // Left to the next reader, who releases an abandoned hold (pid 0) once the pool takes messages again.
+      if (mine) registry.setMetadataSnapshot({ ...hold!, pid: 0 });
+      throw e;
+    }
+    if (mine) registry.setMetadataSnapshot(null);
   }
 }
-

@@ -3,6 +3,7 @@
 // virtual blocks whose mapping differs between two devices (as thin_delta reports them). ThinMetadata reads
 // an offline metadata device or image; a ThinPool reads its live metadata through a metadata snapshot
 // (metadata-snapshot.ts) with the same conversions.
+import fs from 'node:fs';
 import { native, RawDiffChunk, RawMetadataReport, RawMetadataView, RawSuperblock } from '../core/binding';
 import { dmError } from '../core/errors';
 import { Bytes, DataBlocks, MetadataBlocks, Sectors, dataBlocksToBytes, dataBlocksToSectors } from '../core/units';
@@ -225,8 +226,27 @@ export async function* streamRanges(read: (from: number) => Promise<RawDiffChunk
 }
 
 function offline(path: unknown): MetadataSource {
-  // O_EXCL: a device an active pool holds is refused (EBUSY), as thin-provisioning-tools refuse live metadata.
-  return { path: checkPath(path, 'metadata path'), view: { exclusive: true } };
+  const p = checkPath(path, 'metadata path');
+  // O_EXCL refuses a device an active pool holds (EBUSY), as thin-provisioning-tools refuse live metadata. A
+  // file has no such guard: one that a loop device serves to a device (a live pool's) is refused here.
+  const loop = loopServingFile(p);
+  if (loop) throw dmError('ERR_DM_BUSY', `${p} is live metadata: ${loop} serves it to a device; read the pool with metadata(), usage() and diff()`, p);
+  return { path: p, view: { exclusive: true } };
+}
+
+// The loop device whose backing file is `file` and that a device holds open (a table uses it), if any.
+function loopServingFile(file: string): string | undefined {
+  let real: string;
+  try { real = fs.realpathSync(file); } catch { return undefined; }
+  let entries: string[] = [];
+  try { entries = fs.readdirSync('/sys/block').filter((e) => /^loop\d+$/.test(e)); } catch { return undefined; }
+  for (const e of entries) {
+    try {
+      if (fs.readFileSync(`/sys/block/${e}/loop/backing_file`, 'utf8').trimEnd() !== real) continue;
+      if (fs.readdirSync(`/sys/block/${e}/holders`).length > 0) return `/dev/${e}`;
+    } catch { /* not bound, or gone */ }
+  }
+  return undefined;
 }
 
 function* offlineReadSteps(path: unknown, options: ReadMetadataOptions | undefined): Steps<PoolMetadata & { usage?: PoolUsage }> {

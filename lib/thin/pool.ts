@@ -14,6 +14,7 @@ import type { RegistryStore, VolumeRecord } from './registry';
 import { PoolChanges, ThinPoolHooks, checkDeleteOptions, removeDevice } from './changes';
 import { DiffOptions, DiffRange, PoolMetadata, PoolUsage } from './metadata';
 import { MetadataReadOptions, PoolMetadataReader } from './metadata-snapshot';
+import { AdoptOptions, DockerImport, checkAdoptOptions, readDockerRecords } from './adopt';
 import { PoolCheck, ReconcileOptions, ReconcilePlan, checkReconcileOptions, checkSteps, reconcileSteps } from './check';
 import {
   PoolParts, ThinPoolAttachOptions, ThinPoolCreateOptions, ThinPoolOptions, attachDevices, checkAttachOptions, checkCreateOptions,
@@ -50,6 +51,7 @@ export class ThinPool {
   private readonly reader: PoolMetadataReader;
   #drift: PoolCheck | null = null;
   #reconciled: ReconcilePlan | null = null;
+  #docker: DockerImport | null = null;
   #driftError: DevmapperError | undefined;
 
   private constructor(parts: PoolParts, hooks: ThinPoolHooks) {
@@ -120,6 +122,47 @@ export class ThinPool {
       throw e;
     }
   }
+
+  /**
+   * Takes over an active pool another tool made (dmsetup, a script, Docker's devicemapper driver): every thin
+   * id in its metadata becomes a volume of a registry in `registryDir`. With `docker` (Docker's devicemapper
+   * folder), Docker's records name and size the devices they describe (each checked against the pool's
+   * metadata; see `adoption`); the others are named after a live device that maps them, else `thin-<id>`,
+   * and sized from its table, else from their highest mapped block (see `reconciled`). A pool LVM owns is
+   * refused (ERR_DM_LVM_POOL). Adopting again adds what is not recorded yet.
+   */
+  static adopt(name: string, o: AdoptOptions): Promise<ThinPool> { return runAsync(fsErrors(`adopt pool ${show(name)}`, ThinPool.adoptSteps(name, o))); }
+  static adoptSync(name: string, o: AdoptOptions): ThinPool { return runSync(fsErrors(`adopt pool ${show(name)}`, ThinPool.adoptSteps(name, o))); }
+
+  private static *adoptSteps(name: string, options: AdoptOptions): Steps<ThinPool> {
+    checkName(name, 'pool name');
+    const o = checkAdoptOptions(options, name);
+    const pool = yield* ThinPool.openSteps(name, { registryDir: o.registryDir, check: false });
+    try {
+      pool.changes.refuseIfLvm('adopt');
+      if (o.docker !== undefined) {
+        const md = yield* pool.reader.metadataSteps(undefined);
+        const imported = readDockerRecords(o.docker, new Set(md.devices.map((d) => d.id)), pool.blockSize);
+        const registry = pool.registry;
+        yield* pool.changes.locked(function* (): Steps<void> {
+          registry.refresh();
+          const ids = new Set(registry.list().map((r) => r.id));
+          const put = imported.records.filter((r) => !registry.get(r.name) && !ids.has(r.id));
+          if (put.length) registry.commit({ put, takeIds: put.map((r) => r.id) });
+        });
+        pool.#docker = imported;
+      }
+      pool.#reconciled = yield* reconcileSteps(pool, pool.changes, pool.reader, { dryRun: false, orphans: 'adopt' });
+      pool.#drift = yield* checkSteps(pool, pool.changes, pool.reader, undefined);
+      return pool;
+    } catch (e) {
+      yield* pool.closeSteps();
+      throw e;
+    }
+  }
+
+  /** What adopt({ docker }) imported from Docker's records, and which it skipped and why; null otherwise. */
+  get adoption(): DockerImport | null { return this.#docker; }
 
   /**
    * Brings back a pool that is not active (after a reboot, or a destroy() that kept its files): attaches its

@@ -38,9 +38,12 @@ export interface PendingChange {
  * one whose holder died is released by the next reader, and one with no record is known to be another tool's.
  */
 export interface MetadataSnapshotHold {
+  /** 0: abandoned (its release failed); the next reader releases it. */
   pid: number;
   /** The holder's start time (/proc/<pid>/stat field 22): a reused pid is not the holder. */
   start: string;
+  /** Which module instance (thread) of that process holds it. */
+  token?: string;
   /** The held root once the reserve ran; absent between recording the hold and the reserve. */
   root?: number;
 }

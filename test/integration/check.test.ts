@@ -108,6 +108,7 @@ test('a pool LVM owns (dm uuid LVM-...) is refused for every change, and stays r
       expect(c.orphans.map((o) => o.id)).toEqual([0]);
       expect(pool.drift?.orphans.map((o) => o.id)).toEqual([0]);
       expect(Number(dmsetup('status', name).split(' ')[3])).toBe(1);
+      await expect(ThinPool.adopt(name, { registryDir: path.join(dir, 'registry2') })).rejects.toMatchObject({ code: 'ERR_DM_LVM_POOL' });
     } finally {
       await pool.close();
     }
@@ -178,4 +179,70 @@ test('reconcile() repairs the drift: lost records dropped, orphans adopted (name
       try { dmsetup('remove', dmdev); } catch { /* deactivated */ }
     }
   });
+});
+
+test('adopt(): the seeds\' walkthrough made by dmsetup, with a Docker-style metadata folder, becomes volumes named and sized by Docker; a library snapshot of thin 0 reads the base\'s data', async () => {
+  const dir = scratchDir();
+  const meta = path.join(dir, 'meta'), data = path.join(dir, 'data');
+  fs.writeFileSync(meta, ''); fs.truncateSync(meta, 4 * MiB);
+  fs.writeFileSync(data, ''); fs.truncateSync(data, 128 * MiB);
+  const ml = Loop.attachSync(meta), dl = Loop.attachSync(data);
+  const name = uniqueName('docker-pool');
+  const thins: string[] = [];
+  let pool: ThinPool | undefined;
+  let made = false;
+  try {
+    // Docker's devicemapper driver, by hand: a base thin device (create_thin 0), layers as snapshots.
+    dmsetup('create', name, '--table', `0 ${(128 * MiB) / 512} thin-pool ${ml.path} ${dl.path} 128 32768`);
+    made = true;
+    const msg = (m: string) => dmsetup('message', name, '0', m);
+    const dev = `${fs.statSync(`/dev/mapper/${name}`).rdev >> 8}:${fs.statSync(`/dev/mapper/${name}`).rdev & 0xff}`;
+    msg('create_thin 0');
+    msg('set_transaction_id 0 1');
+    const base = `${name}-base`;
+    dmsetup('create', base, '--table', `0 ${(10 * MiB) / 512} thin ${dev} 0`);
+    thins.push(base);
+    writeAt(`/dev/mapper/${base}`, 0, 'the base image');
+    dmsetup('suspend', base);
+    msg('create_snap 1 0');
+    dmsetup('resume', base);
+    msg('set_transaction_id 1 2');
+    msg('create_snap 2 1');
+    msg('set_transaction_id 2 3');
+    const hash1 = 'a'.repeat(64), hash2 = 'b'.repeat(64), stale = 'c'.repeat(64);
+    const docker = path.join(dir, 'devicemapper');
+    fs.mkdirSync(path.join(docker, 'metadata'), { recursive: true });
+    const rec = (id: number, size: number, extra = {}) => JSON.stringify({ device_id: id, size, transaction_id: id + 1, initialized: true, deleted: false, ...extra });
+    fs.writeFileSync(path.join(docker, 'metadata', 'base'), rec(0, 10 * MiB));
+    fs.writeFileSync(path.join(docker, 'metadata', hash1), rec(1, 10 * MiB));
+    fs.writeFileSync(path.join(docker, 'metadata', stale), rec(7, 10 * MiB));  // its device is gone from the pool
+    fs.writeFileSync(path.join(docker, 'metadata', 'deviceset-metadata'), JSON.stringify({ next_device_id: 3, BaseDeviceUUID: '', BaseDeviceFilesystem: 'ext4' }));
+    void hash2;
+
+    pool = await ThinPool.adopt(name, { registryDir: path.join(dir, 'registry'), docker });
+    expect(pool.adoption?.records.map((r) => [r.name, r.id, r.size])).toEqual([[hash1, 1, (10 * MiB) / 512], ['base', 0, (10 * MiB) / 512]]);
+    expect(pool.adoption?.skipped).toEqual([{ name: stale, reason: 'thin id 7 is not in the pool' }]);
+    expect(pool.registry.list().map((r) => [r.name, r.id]).sort()).toEqual([[hash1, 1], ['base', 0], ['thin-2', 2]]);
+    expect(pool.drift?.unrecordedDevices.map((d) => d.name)).toEqual([base]);  // dmsetup's device of 'base', under its own name
+    expect(pool.drift?.lost).toEqual([]);
+    expect(pool.drift?.orphans).toEqual([]);
+
+    const snap = await (await pool.snapshot('base', uniqueName('layer'))).activate();
+    expect(snap.id).toBe(3);
+    expect(fs.readFileSync(snap.path).subarray(0, 14).toString()).toBe('the base image');
+    expect(Number(dmsetup('status', name).split(' ')[3])).toBe(4);  // the library's commit, from Docker's 3
+    await snap.deactivate();
+    // Adopting again finds nothing new.
+    await pool.close();
+    pool = await ThinPool.adopt(name, { registryDir: path.join(dir, 'registry') });
+    expect(pool.reconciled?.adopted).toEqual([]);
+    await expect(ThinPool.adopt(name, {} as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+  } finally {
+    await pool?.close();
+    for (const t of thins.reverse()) dmsetup('remove', t);
+    if (made) dmsetup('remove', name);
+    Loop.detachSync(ml.path);
+    Loop.detachSync(dl.path);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

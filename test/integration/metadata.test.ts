@@ -154,6 +154,8 @@ test('a pool made by dmsetup alone reads the same offline (its metadata device, 
 test('an active pool\'s metadata device is refused offline (EBUSY), as the tools refuse it', async () => {
   await withPool({}, async (pool) => {
     await expect(ThinMetadata.read(metadataNode(pool))).rejects.toMatchObject({ code: 'EBUSY' });
+    // The pool's metadata file, which a loop serves to it: O_EXCL guards no file, the library does.
+    expect(() => ThinMetadata.readSync(pool.files.metadata!)).toThrow(expect.objectContaining({ code: 'ERR_DM_BUSY' }));
   });
 });
 
