@@ -32,10 +32,12 @@ void CheckReport(const std::string& path, const MetaReport& r) {
     CheckSafe(path, s->location, s->transactionId, "transaction id");
     CheckSafe(path, s->location, s->dataSpace.nrBlocks, "data blocks");
     CheckSafe(path, s->location, s->dataSpace.nrAllocated, "allocated data blocks");
+    CheckSafe(path, s->location, s->metadataSpace.nrBlocks, "metadata space map blocks");
     CheckSafe(path, s->location, s->metadataSpace.nrAllocated, "allocated metadata blocks");
     CheckSafe(path, s->location, s->metadataNrBlocks, "metadata blocks");
   }
   for (const ThinDeviceFacts& d : r.devices) {
+    CheckSafe(path, r.view.detailsRoot, d.id, "thin id");
     CheckSafe(path, r.view.mappingRoot, uint64_t(d.highest + 1), "highest mapped block");
     CheckSafe(path, r.view.detailsRoot, d.mappedBlocks, "mapped blocks");
     CheckSafe(path, r.view.detailsRoot, d.transactionId, "device transaction id");
