@@ -560,6 +560,7 @@ DiffChunk DiffThinDevices(const std::string& path, const MetaReadOptions& o, uin
   Metadata m(path, o);
   uint64_t rootA = RootOf(m, a), rootB = RootOf(m, b);
   DiffChunk out;
+  out.dataBlockSize = m.view().dataBlockSize;
   if (rootA == rootB) {  // one tree: nothing differs
     out.done = true;
     return out;
