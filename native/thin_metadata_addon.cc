@@ -47,9 +47,10 @@ void CheckReport(const std::string& path, const MetaReport& r) {
   }
   for (const ThinDeviceFacts& d : r.devices) {
     CheckSafe(path, r.view.detailsRoot, d.id, "thin id");
-    CheckSafe(path, r.view.mappingRoot, uint64_t(d.highest + 1), "highest mapped block");
+    uint64_t end = uint64_t(d.highest) + 1;  // unsigned: highest may be INT64_MAX (and is -1 for none)
+    CheckSafe(path, r.view.mappingRoot, end, "highest mapped block");
     // A volume's usage gives the highest mapped sector; a diff gives ranges in sectors up to there.
-    CheckSafeBytes(path, r.view.mappingRoot, uint64_t(d.highest + 1), r.view.dataBlockSize, "highest mapped block");
+    CheckSafeBytes(path, r.view.mappingRoot, end, r.view.dataBlockSize, "highest mapped block");
     CheckSafe(path, r.view.detailsRoot, d.mappedBlocks, "mapped blocks");
     CheckSafeBytes(path, r.view.detailsRoot, d.mappedBlocks, r.view.dataBlockSize, "mapped blocks");
     CheckSafeBytes(path, r.view.mappingRoot, d.mapped, r.view.dataBlockSize, "mappings");  // exclusive and shared are at most this
