@@ -402,6 +402,9 @@ void ComputeUsage(Metadata& m, Devices& d) {
     Info& info = nodes[b];
     if (!n.leaf) Corrupt(m.path(), b, "an internal node where the tree's depth needs a leaf");
     CheckRange(m, n, info.lo, info.hi, info.root);
+    // The highest mapped block is kept as an int64 (-1: none), and no real virtual block comes near 2^63 (its
+    // sector would pass 2^64): refused, rather than read as a negative highest that hides the mapping.
+    if (n.nr && n.Key(n.nr - 1) > uint64_t(INT64_MAX)) Corrupt(m.path(), b, "mapped virtual block beyond 2^63");
     for (uint32_t i = 0; i < n.nr; i++) use.Add(DataBlockOf(m, n.Value(i), b), info.paths);
   }
   // Second pass: exclusive mappings per leaf, then sums up the levels.
