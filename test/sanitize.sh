@@ -19,16 +19,17 @@ can || { echo "sanitize: gcc has no libasan/libubsan here" >&2; exit 2; }
 
 dir=build-sanitize
 mkdir -p "$dir"
-for f in binding.gyp native deps package.json; do ln -sfn "../$f" "$dir/$f"; done
+for f in binding.gyp native deps; do ln -sfn "../$f" "$dir/$f"; done
+gyp=$PWD/node_modules/node-gyp/bin/node-gyp.js
 log=$dir/build.log
-build() { (cd "$dir" && npx node-gyp "$@" --jobs=max) >"$log" 2>&1 || { cat "$log" >&2; echo "sanitize: build failed" >&2; exit 1; }; }
+build() { (cd "$dir" && node "$gyp" "$@" --jobs=max) >"$log" 2>&1 || { cat "$log" >&2; echo "sanitize: build failed" >&2; exit 1; }; }
 if [ -f "$dir/build/Makefile" ]; then build build; else build rebuild --devmapper_sanitize=1; fi
 
 export DEVMAPPER_PREBUILD=$PWD/$dir
 export LD_PRELOAD=$asan
 export ASAN_OPTIONS=detect_leaks=0
 export UBSAN_OPTIONS=print_stacktrace=1
-# A check that the addon loaded is the instrumented one (it needs the preloaded runtime).
+# The tests must load this build, not build/Release.
 node -e 'const p = require("node-gyp-build").path("."); if (!p.startsWith(process.env.DEVMAPPER_PREBUILD)) { console.error(`sanitize: loaded ${p}`); process.exit(1); }'
 # Fewer cases than the plain run (instrumented code is slower), and other ones: a seed of their own.
 export DEVMAPPER_FUZZ_CASES=${DEVMAPPER_FUZZ_CASES:-1000} DEVMAPPER_FUZZ_SEED=${DEVMAPPER_FUZZ_SEED:-20261130}

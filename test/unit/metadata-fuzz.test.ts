@@ -20,7 +20,7 @@ import { DevmapperError, DiffRange, ThinMetadata } from '../../lib';
 import { runAsync, runSync } from '../../lib/core/steps';
 import { readSteps } from '../../lib/thin/metadata';
 import {
-  BLOCK, INTERNAL, ImageFile, ImageMap, LEAF, Pointer, SALT, SB, blockOf, fixChecksum, keyOffset, makeNode, mapImage, valueOffset,
+  BLOCK, INTERNAL, ImageFile, ImageMap, LEAF, Pointer, SALT, SB, blockOf, crc32c, fixChecksum, keyOffset, makeNode, mapImage, valueOffset,
 } from './metadata-image';
 
 const SEED = Number(process.env.DEVMAPPER_FUZZ_SEED ?? 0x6d657461) >>> 0;
@@ -527,6 +527,7 @@ describe('built cases on the chain fixture', () => {
   const readUsageAsync = () => ThinMetadata.read(file.path, { usage: true });
 
   test('the fixture is what these cases assume: thin 0 has a two-level tree that thin 1 partly shares', () => {
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);  // the standard CRC-32C check value
     expect(map.ids).toEqual([0, 1, 3, 4, 5]);
     const dev0 = [...map.nodes.values()].filter((n) => n.places.some((p) => p.tree === 'dev 0'));
     expect(Math.max(...dev0.flatMap((n) => n.places.map((p) => p.depth)))).toBe(2);
