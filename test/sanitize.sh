@@ -20,9 +20,9 @@ can || { echo "sanitize: gcc has no libasan/libubsan here" >&2; exit 2; }
 dir=build-sanitize
 mkdir -p "$dir"
 for f in binding.gyp native deps; do ln -sfn "../$f" "$dir/$f"; done
-gyp=$PWD/node_modules/node-gyp/bin/node-gyp.js
 log=$dir/build.log
-build() { (cd "$dir" && node "$gyp" "$@" --jobs=max) >"$log" 2>&1 || { cat "$log" >&2; echo "sanitize: build failed" >&2; exit 1; }; }
+# npx from here, as the normal build runs: npm's config (nodedir: the installed headers) comes along.
+build() { npx node-gyp "$@" --directory="$dir" --jobs=max >"$log" 2>&1 || { cat "$log" >&2; echo "sanitize: build failed" >&2; exit 1; }; }
 if [ -f "$dir/build/Makefile" ]; then build build; else build rebuild --devmapper_sanitize=1; fi
 
 export DEVMAPPER_PREBUILD=$PWD/$dir
