@@ -1,6 +1,11 @@
 {
   # LMDB's C sources, for the registry store (native/kv_store.cc), vendored in deps/lmdb (see its README).
-  "variables": { "lmdb_src": "deps/lmdb" },
+  "variables": {
+    "lmdb_src": "deps/lmdb",
+    # 1: the addon's own sources with AddressSanitizer and UBSan (test/sanitize.sh builds it apart, in
+    # build-sanitize/; `node-gyp rebuild --devmapper_sanitize=1`). Never for a build users load.
+    "devmapper_sanitize%": 0
+  },
   "targets": [
     {
       "target_name": "devmapper",
@@ -26,7 +31,14 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-fvisibility=hidden", "-fstack-protector-strong", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
-      "cflags": ["-fvisibility=hidden", "-fstack-protector-strong"]
+      "cflags": ["-fvisibility=hidden", "-fstack-protector-strong"],
+      "conditions": [
+        ["devmapper_sanitize==1", {
+          # -O1 after the release -O3: quicker to build, and reports stay readable. Any report ends the process.
+          "cflags": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }]
+      ]
     },
     {
       "target_name": "lmdb",

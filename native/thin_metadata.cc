@@ -395,23 +395,31 @@ void ComputeUsage(Metadata& m, Devices& d) {
       }
     }
   }
-  // Leaves, first pass: how many mappings use each data block.
-  DataUse use(m.dataLimit());
-  for (uint64_t b : levels[0]) {
+  // Leaves, read twice (memory stays per node, not per mapping): both passes check what they use, so a file
+  // rewritten in between cannot send DataUse out of bounds.
+  auto readLeaf = [&](uint64_t b) -> Info& {
     m.ReadNode(b, kMappingValueSize, n);
     Info& info = nodes[b];
     if (!n.leaf) Corrupt(m.path(), b, "an internal node where the tree's depth needs a leaf");
     CheckRange(m, n, info.lo, info.hi, info.root);
+    // The highest mapped block is kept as an int64 (-1: none), and no real virtual block comes near 2^63 (its
+    // sector would pass 2^64): refused, rather than read as a negative highest that hides the mapping.
+    if (n.nr && n.Key(n.nr - 1) > uint64_t(INT64_MAX)) Corrupt(m.path(), b, "mapped virtual block beyond 2^63");
+    return info;
+  };
+  // First pass: how many mappings use each data block.
+  DataUse use(m.dataLimit());
+  for (uint64_t b : levels[0]) {
+    Info& info = readLeaf(b);
     for (uint32_t i = 0; i < n.nr; i++) use.Add(DataBlockOf(m, n.Value(i), b), info.paths);
   }
   // Second pass: exclusive mappings per leaf, then sums up the levels.
   for (uint64_t b : levels[0]) {
-    m.ReadNode(b, kMappingValueSize, n);
-    Info& info = nodes[b];
+    Info& info = readLeaf(b);
     info.mapped = n.nr;
     info.highest = n.nr ? int64_t(n.Key(n.nr - 1)) : -1;
     if (info.paths == 1)
-      for (uint32_t i = 0; i < n.nr; i++) info.exclusive += use.Once(Le64(n.Value(i)) >> 24);
+      for (uint32_t i = 0; i < n.nr; i++) info.exclusive += use.Once(DataBlockOf(m, n.Value(i), b));
   }
   for (int h = 1; h < kMaxDepth; h++) {
     for (uint64_t b : levels[size_t(h)]) {
@@ -560,6 +568,7 @@ DiffChunk DiffThinDevices(const std::string& path, const MetaReadOptions& o, uin
   Metadata m(path, o);
   uint64_t rootA = RootOf(m, a), rootB = RootOf(m, b);
   DiffChunk out;
+  out.dataBlockSize = m.view().dataBlockSize;
   if (rootA == rootB) {  // one tree: nothing differs
     out.done = true;
     return out;

@@ -71,6 +71,7 @@ struct DiffChunk {
   std::vector<DiffRange> ranges;
   bool done = false;
   uint64_t next = 0;  // when not done: the virtual block the next chunk starts at
+  uint32_t dataBlockSize = 0;  // the view's, in sectors
 };
 
 // The virtual blocks from `from` whose mapping differs between thin ids a and b, as ranges, ascending; stops

@@ -19,12 +19,21 @@ MetaReadOptions ReadOptions(const Napi::CallbackInfo& info, size_t i) {
 }
 
 // JS numbers hold 53 bits: a larger value (only hostile metadata has one) is refused, never rounded.
-void CheckSafe(const std::string& path, uint64_t block, uint64_t v, const char* what) {
-  if (v <= kMaxSafe) return;
-  SysError e{0, "", "metadata", path, std::string(what) + " beyond 2^53"};
+[[noreturn]] void BeyondSafe(const std::string& path, uint64_t block, const std::string& what) {
+  SysError e{0, "", "metadata", path, what + " beyond 2^53"};
   e.block = int64_t(block);
   e.check = e.detail;
   throw e;
+}
+void CheckSafe(const std::string& path, uint64_t block, uint64_t v, const char* what) {
+  if (v > kMaxSafe) BeyondSafe(path, block, what);
+}
+
+// Counts of data blocks also reach JS as bytes and sectors: those must stay within 2^53 as well.
+void CheckSafeBytes(const std::string& path, uint64_t block, uint64_t blocks, uint32_t dataBlockSize, const char* what) {
+  uint64_t perBlock = uint64_t(dataBlockSize) * 512;  // dataBlockSize >= 128: the superblock check
+  if (blocks <= kMaxSafe / perBlock) return;
+  BeyondSafe(path, block, std::string(what) + " in bytes");
 }
 
 void CheckReport(const std::string& path, const MetaReport& r) {
@@ -32,12 +41,19 @@ void CheckReport(const std::string& path, const MetaReport& r) {
     CheckSafe(path, s->location, s->transactionId, "transaction id");
     CheckSafe(path, s->location, s->dataSpace.nrBlocks, "data blocks");
     CheckSafe(path, s->location, s->dataSpace.nrAllocated, "allocated data blocks");
+    CheckSafe(path, s->location, s->metadataSpace.nrBlocks, "metadata space map blocks");
     CheckSafe(path, s->location, s->metadataSpace.nrAllocated, "allocated metadata blocks");
     CheckSafe(path, s->location, s->metadataNrBlocks, "metadata blocks");
   }
   for (const ThinDeviceFacts& d : r.devices) {
-    CheckSafe(path, r.view.mappingRoot, uint64_t(d.highest + 1), "highest mapped block");
+    CheckSafe(path, r.view.detailsRoot, d.id, "thin id");
+    uint64_t end = uint64_t(d.highest) + 1;  // unsigned: highest may be INT64_MAX (and is -1 for none)
+    CheckSafe(path, r.view.mappingRoot, end, "highest mapped block");
+    // A volume's usage gives the highest mapped sector; a diff gives ranges in sectors up to there.
+    CheckSafeBytes(path, r.view.mappingRoot, end, r.view.dataBlockSize, "highest mapped block");
     CheckSafe(path, r.view.detailsRoot, d.mappedBlocks, "mapped blocks");
+    CheckSafeBytes(path, r.view.detailsRoot, d.mappedBlocks, r.view.dataBlockSize, "mapped blocks");
+    CheckSafeBytes(path, r.view.mappingRoot, d.mapped, r.view.dataBlockSize, "mappings");  // exclusive and shared are at most this
     CheckSafe(path, r.view.detailsRoot, d.transactionId, "device transaction id");
   }
 }
@@ -130,7 +146,12 @@ struct MetadataDiffOp {
   }
   void Execute() {
     chunk = DiffThinDevices(path, options, a, b, from, size_t(maxRanges), maxMappings);
-    for (const DiffRange& r : chunk.ranges) CheckSafe(path, 0, r.begin + r.length, "mapped virtual block");
+    // Ranges reach JS in data blocks and in sectors ((begin + length) * block size): both within 2^53.
+    uint64_t maxBlocks = kMaxSafe / chunk.dataBlockSize;
+    for (const DiffRange& r : chunk.ranges) {
+      CheckSafe(path, 0, r.begin + r.length, "mapped virtual block");
+      if (r.begin + r.length > maxBlocks) BeyondSafe(path, 0, "mapped virtual block in sectors");
+    }
     CheckSafe(path, 0, chunk.next, "mapped virtual block");
   }
   Napi::Value Result(Napi::Env env) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# npm test: unit tests on this machine, then the integration suite against a real device-mapper kernel:
-# here when this machine has one and we are root, otherwise inside the qemu VM (test/vm/run.sh).
+# npm test: unit tests on this machine (the metadata reader's also under sanitizers, test/sanitize.sh), then the
+# integration suite against a real device-mapper kernel: here when this machine has one and we are root,
+# otherwise inside the qemu VM (test/vm/run.sh).
 #   --unit-only | --integration-only    run one half
 #   any other arguments go to jest (e.g. -t 'pattern' or a test path)
 set -euo pipefail
@@ -30,6 +31,15 @@ rm -rf "$results" && mkdir -p "$results"
 status=0
 if [ $unit = 1 ]; then
   npx jest --selectProjects unit --ci --json --outputFile="$results/unit.json" "${jest_args[@]}" || status=$?
+  # The metadata reader's fuzz and fixture tests again on an AddressSanitizer + UBSan build of the addon, where
+  # gcc can make one (test/sanitize.sh); not when jest was given a selection of its own.
+  if [ ${#jest_args[@]} = 0 ]; then
+    if bash test/sanitize.sh --check; then
+      bash test/sanitize.sh --ci --json --outputFile="$results/unit-sanitized.json" || status=$?
+    else
+      echo "sanitize: no libasan/libubsan for gcc here; the metadata tests ran without sanitizers only" >&2
+    fi
+  fi
 fi
 
 if [ $integration = 1 ]; then

@@ -183,7 +183,9 @@ export type NativeAddon = {
  */
 export type DmBinding = Pick<NativeAddon, 'openControl' | 'closeFd' | 'dm' | 'dmAsync' | 'dmSeq' | 'dmSeqAsync' | 'dmWait' | 'pollControl'>;
 
-// The package root is three levels above dist/lib/core.
+// The package root is three levels above dist/lib/core. node-gyp-build looks in a folder that
+// DEVMAPPER_PREBUILD names instead, when that is set (its own <NAME>_PREBUILD rule): test/sanitize.sh points it
+// at the sanitizer build of the addon.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 export const native: NativeAddon = require('node-gyp-build')(path.join(__dirname, '..', '..', '..'));
 // A copy: the addon's object is in dictionary mode, and K.* is read on every call.

@@ -1,10 +1,12 @@
 // thin-provisioning-tools as the oracle for the metadata reader: thin_dump, thin_ls and thin_delta run on the
-// same metadata (live pools through the same held metadata snapshot, with -m), their output parsed here.
+// same metadata (live pools through the same held metadata snapshot, with -m), their output parsed by
+// ../fixtures/metadata/tool-output.ts.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ThinPool } from '../../lib';
 import { dmsetup } from './helpers';
+import { Dump, Listed, Range, parseThinDelta, parseThinDump, parseThinLs } from '../fixtures/metadata/tool-output';
 
 export function tool(cmd: string, ...args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 30 });
@@ -25,51 +27,20 @@ export async function withHeldSnapshot<T>(poolName: string, fn: () => Promise<T>
   }
 }
 
-const attrs = (text: string): Record<string, string> =>
-  Object.fromEntries([...text.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-
-export interface DumpedDevice { id: number; mappedBlocks: number; transactionId: number; creationTime: number; snapshottedTime: number }
-export interface Dump { transactionId: number; time: number; dataBlockSize: number; devices: DumpedDevice[] }
+export type { Dump, DumpedDevice, Listed, Range } from '../fixtures/metadata/tool-output';
+export { joined } from '../fixtures/metadata/tool-output';
 
 /** thin_dump's superblock and device elements (no mappings: -f xml, the devices' own attributes). */
 export function thinDump(dev: string, snap: boolean): Dump {
-  const xml = tool('thin_dump', ...(snap ? ['-m'] : []), dev);
-  const sb = attrs(/<superblock([^>]*)>/.exec(xml)![1]);
-  const devices = [...xml.matchAll(/<device([^>]*)>/g)].map((m) => {
-    const a = attrs(m[1]);
-    return { id: +a.dev_id, mappedBlocks: +a.mapped_blocks, transactionId: +a.transaction, creationTime: +a.creation_time, snapshottedTime: +a.snap_time };
-  });
-  return { transactionId: +sb.transaction, time: +sb.time, dataBlockSize: +sb.data_block_size, devices };
+  return parseThinDump(tool('thin_dump', ...(snap ? ['-m'] : []), dev));
 }
-
-export interface Listed { id: number; mapped: number; exclusive: number; shared: number }
 
 /** thin_ls's MAPPED_BLOCKS, EXCLUSIVE_BLOCKS, SHARED_BLOCKS per device, by id. */
 export function thinLs(dev: string, snap: boolean): Listed[] {
-  const out = tool('thin_ls', ...(snap ? ['-m'] : []), '--no-headers', '-o', 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS', dev);
-  return out.trim().split('\n').filter(Boolean).map((l) => {
-    const [id, mapped, exclusive, shared] = l.trim().split(/\s+/).map(Number);
-    return { id, mapped, exclusive, shared };
-  }).sort((a, b) => a.id - b.id);
+  return parseThinLs(tool('thin_ls', ...(snap ? ['-m'] : []), '--no-headers', '-o', 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS', dev));
 }
-
-export interface Range { kind: string; begin: number; length: number }
-const KIND: Record<string, string> = { left_only: 'leftOnly', right_only: 'rightOnly', different: 'different' };
 
 /** thin_delta's differing ranges between two thin ids (same ranges dropped), adjacent ones of a kind joined. */
 export function thinDelta(dev: string, snap: boolean, a: number, b: number): Range[] {
-  const xml = tool('thin_delta', ...(snap ? ['-m'] : []), '--thin1', String(a), '--thin2', String(b), dev);
-  return joined([...xml.matchAll(/<(left_only|right_only|different|same)([^>]*)\/>/g)]
-    .filter((m) => m[1] !== 'same')
-    .map((m) => { const x = attrs(m[2]); return { kind: KIND[m[1]], begin: +x.begin, length: +x.length }; }));
-}
-
-export function joined(ranges: Range[]): Range[] {
-  const out: Range[] = [];
-  for (const r of ranges) {
-    const last = out[out.length - 1];
-    if (last && last.kind === r.kind && last.begin + last.length === r.begin) last.length += r.length;
-    else out.push({ ...r });
-  }
-  return out;
+  return parseThinDelta(tool('thin_delta', ...(snap ? ['-m'] : []), '--thin1', String(a), '--thin2', String(b), dev));
 }
