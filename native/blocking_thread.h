@@ -77,6 +77,9 @@ Napi::Value RunOnOwnThread(const Napi::CallbackInfo& info) {
     } catch (const SysError& e) {
       job->failed = true;
       job->error = e;
+    } catch (const std::exception& e) {
+      job->failed = true;
+      job->error = FromStdException(e);
     }
     {
       std::lock_guard<std::mutex> g(job->state->mutex);

@@ -4,6 +4,9 @@
 #pragma once
 #include <napi.h>
 
+#include <cerrno>
+#include <exception>
+
 #include <string>
 #include <type_traits>
 
@@ -24,12 +27,22 @@ void RetainIfNeeded(Op& op, const Napi::CallbackInfo& info) {
 Napi::Value MakeError(Napi::Env env, const SysError& e);
 
 // Runs fn() on the main thread, turning a SysError into the JS error the factory builds.
+// Any other C++ exception (std::bad_alloc from a huge allocation, ...) becomes one SysError too: never
+// std::terminate, never an error without a code.
+inline SysError FromStdException(const std::exception& e) {
+  return SysError{ENOMEM, "", "", "", e.what()};
+}
+
 template <class Fn>
 auto CallJs(Napi::Env env, Fn fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const SysError& e) {
     throw Napi::Error(env, MakeError(env, e));
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error(env, MakeError(env, FromStdException(e)));
   }
 }
 
@@ -56,6 +69,9 @@ class OpWorker : public Napi::AsyncWorker {
     } catch (const SysError& e) {
       error_ = e;
       failed_ = true;  // settled in OnOK, as BlockingJob does: the factory builds the error from error_
+    } catch (const std::exception& e) {
+      error_ = FromStdException(e);
+      failed_ = true;
     }
   }
   void OnOK() override {

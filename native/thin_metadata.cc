@@ -268,8 +268,9 @@ struct Devices {
 
 Devices ReadDevices(Metadata& m) {
   Devices d;
-  WalkTree(m, m.view().detailsRoot, kDetailsValueSize, [&](uint64_t id, const uint8_t* v, uint64_t) {
+  WalkTree(m, m.view().detailsRoot, kDetailsValueSize, [&](uint64_t id, const uint8_t* v, uint64_t block) {
     ThinDeviceFacts f;
+    if (id > 0xFFFFFF) Corrupt(m.path(), block, "thin id beyond 2^24 - 1");  // the kernel's limit
     f.id = id;
     f.mappedBlocks = Le64(v);
     f.transactionId = Le64(v + 8);
@@ -301,7 +302,9 @@ uint64_t DataBlockOf(const Metadata& m, const uint8_t* v, uint64_t block) {
 // 2^30 blocks (256 MiB), a map beyond (hostile or huge data devices).
 class DataUse {
  public:
-  explicit DataUse(uint64_t blocks) : dense_(blocks <= (uint64_t(1) << 30)) {
+  // Dense up to 2^27 blocks (32 MiB of counts: an 8 TiB pool of 64 KiB blocks); beyond, memory follows the
+  // mappings read, not a count hostile metadata could set.
+  explicit DataUse(uint64_t blocks) : dense_(blocks <= (uint64_t(1) << 27)) {
     if (dense_) bits_.assign(size_t((blocks + 3) / 4), 0);
   }
   void Add(uint64_t b, uint64_t times) {

@@ -580,9 +580,12 @@ describe('built cases on the chain fixture', () => {
     expect(await readUsageAsync()).toEqual(md);
   });
 
-  test('ids, sizes and counts beyond 2^53 are refused with the block and the check, never rounded', async () => {
+  test('ids beyond the kernel\'s 2^24 - 1, sizes and counts beyond 2^53 are refused with the block and the check, never rounded', async () => {
     change((m) => highestIdTo(m, 2n ** 53n + 1n));
-    await refused('thin id beyond 2^53', readUsage, readUsageAsync);
+    await refused('thin id beyond 2^24 - 1', readUsage, readUsageAsync);
+    file.restore();
+    change((m) => highestIdTo(m, 2n ** 24n));
+    await refused('thin id beyond 2^24 - 1', readUsage, readUsageAsync);
     file.restore();
 
     change((m) => { m.block(0).writeBigUInt64LE(2n ** 64n - 1n, SB.metaSmNrBlocks); m.fix(0, SALT.superblock); });
