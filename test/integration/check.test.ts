@@ -2,8 +2,8 @@
 // LVM-...) refused for any change while it stays readable.
 import fs from 'node:fs';
 import path from 'node:path';
-import { DevmapperError, Loop, ThinPool } from '../../lib';
-import { dmsetup, scratchDir, uniqueName } from './helpers';
+import { DevmapperError, ThinPool } from '../../lib';
+import { dmsetup, scratchDir, scratchPoolFiles, uniqueName } from './helpers';
 import { writeAt } from './thin-helpers';
 
 const MiB = 2 ** 20;
@@ -78,11 +78,8 @@ test('check() reports each drift made with dmsetup exactly, changes nothing, and
 });
 
 test('a pool LVM owns (dm uuid LVM-...) is refused for every change, and stays readable', async () => {
-  const dir = scratchDir();
-  const meta = path.join(dir, 'meta'), data = path.join(dir, 'data');
-  fs.writeFileSync(meta, ''); fs.truncateSync(meta, 4 * MiB);
-  fs.writeFileSync(data, ''); fs.truncateSync(data, 64 * MiB);
-  const ml = Loop.attachSync(meta), dl = Loop.attachSync(data);
+  const files = scratchPoolFiles(4 * MiB, 64 * MiB);
+  const { dir, meta: ml, data: dl } = files;
   const name = uniqueName('vg-lvmpool-tpool');
   let made = false;
   try {
@@ -114,9 +111,7 @@ test('a pool LVM owns (dm uuid LVM-...) is refused for every change, and stays r
     }
   } finally {
     if (made) dmsetup('remove', name);
-    Loop.detachSync(ml.path);
-    Loop.detachSync(dl.path);
-    fs.rmSync(dir, { recursive: true, force: true });
+    files.remove();
   }
 });
 
@@ -182,11 +177,8 @@ test('reconcile() repairs the drift: lost records dropped, orphans adopted (name
 });
 
 test('adopt(): the seeds\' walkthrough made by dmsetup, with a Docker-style metadata folder, becomes volumes named and sized by Docker; a library snapshot of thin 0 reads the base\'s data', async () => {
-  const dir = scratchDir();
-  const meta = path.join(dir, 'meta'), data = path.join(dir, 'data');
-  fs.writeFileSync(meta, ''); fs.truncateSync(meta, 4 * MiB);
-  fs.writeFileSync(data, ''); fs.truncateSync(data, 128 * MiB);
-  const ml = Loop.attachSync(meta), dl = Loop.attachSync(data);
+  const files = scratchPoolFiles(4 * MiB, 128 * MiB);
+  const { dir, meta: ml, data: dl } = files;
   const name = uniqueName('docker-pool');
   const thins: string[] = [];
   let pool: ThinPool | undefined;
@@ -241,8 +233,6 @@ test('adopt(): the seeds\' walkthrough made by dmsetup, with a Docker-style meta
     await pool?.close();
     for (const t of thins.reverse()) dmsetup('remove', t);
     if (made) dmsetup('remove', name);
-    Loop.detachSync(ml.path);
-    Loop.detachSync(dl.path);
-    fs.rmSync(dir, { recursive: true, force: true });
+    files.remove();
   }
 });

@@ -68,3 +68,20 @@ export function zeroMetadata(device: string): void {
   const fd = fs.openSync(device, 'r+');
   try { fs.writeSync(fd, Buffer.alloc(4096), 0, 4096, 0); fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
 }
+
+/** A metadata file and a data file (sparse) on loop devices, for pools made with dmsetup; remove() undoes all. */
+export function scratchPoolFiles(metaBytes: number, dataBytes: number): { dir: string; meta: LoopDevice; data: LoopDevice; remove(): void } {
+  const dir = scratchDir();
+  const files = [path.join(dir, 'meta'), path.join(dir, 'data')];
+  files.forEach((f, i) => { fs.writeFileSync(f, ''); fs.truncateSync(f, i ? dataBytes : metaBytes); });
+  const meta = Loop.attachSync(files[0]);
+  const data = Loop.attachSync(files[1]);
+  return {
+    dir, meta, data,
+    remove() {
+      Loop.detachSync(meta.path);
+      Loop.detachSync(data.path);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
