@@ -69,6 +69,23 @@ async function main() {
     const listed = (await pool.list()).length;
     const memList = process.memoryUsage();
     const s = await pool.status();
+    // check() at this scale, alone and as open() runs it (open with and without it, interleaved rounds).
+    const checkMs: number[] = [], openMs: number[] = [], openNoCheckMs: number[] = [];
+    let drift = '';
+    for (let i = 0; i < 5; i++) {
+      let t0 = now();
+      const c = await pool.check();
+      checkMs.push(now() - t0);
+      drift = `clean ${c.clean}, ${c.orphans.length} orphans, ${c.lost.length} lost`;
+      t0 = now();
+      (await ThinPool.open(pool.name)).closeSync();
+      openMs.push(now() - t0);
+      t0 = now();
+      (await ThinPool.open(pool.name, { check: false })).closeSync();
+      openNoCheckMs.push(now() - t0);
+    }
+    const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+    console.log(`\ncheck() at ${SCALE} volumes: ${median(checkMs).toFixed(0)} ms (median of 5; ${drift}); open(): ${median(openMs).toFixed(0)} ms with the check, ${median(openNoCheckMs).toFixed(0)} ms without`);
     console.log(`\nlifecycle at 100 volumes: ${at100.toFixed(1)} ms; at ${SCALE}: ${atScale.toFixed(1)} ms (${(atScale / at100).toFixed(2)}×)`);
     console.log(`  outside the kernel (library, registry): ${s100.own.toFixed(1)} ms at 100; ${sScale.own.toFixed(1)} ms at ${SCALE} (${(sScale.own / s100.own).toFixed(2)}×)`);
     console.log(`  low-level lifecycle with the same commits, sampled alongside: ${s100.low.toFixed(1)} ms at 100; ${sScale.low.toFixed(1)} ms at ${SCALE} (${(sScale.low / s100.low).toFixed(2)}×)`);
