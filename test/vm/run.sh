@@ -16,7 +16,8 @@ project=$(cd "$here/../.." && pwd)
 cache=${DEVMAPPER_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devmapper-vm}
 mem=${DEVMAPPER_VM_MEM:-2048}
 smp=${DEVMAPPER_VM_SMP:-2}
-timeout_s=${DEVMAPPER_VM_TIMEOUT:-1800}
+# A bound on a hung guest, not on the suite: a loaded machine runs it at a fraction of its usual speed.
+timeout_s=${DEVMAPPER_VM_TIMEOUT:-3600}
 # Extra guest kernel parameters (e.g. idle=poll for benchmark experiments).
 append_extra=${DEVMAPPER_VM_APPEND:-}
 
