@@ -226,10 +226,15 @@ export class PoolMetadataReader {
     // ours left held is released once the pool is writable again.
     if (s.mode === 'ro') return { readOnly: true, other: held !== null && hold?.root !== held ? held : null };
     if (held !== null) {
-      // Ours only if its record names that very root: a hold recorded without one (its holder died before
-      // the reserve, or before writing the root) cannot tell ours from one another tool reserved since.
-      if (hold && hold.root === held) {
-        if (holderLives(this.pool.name, hold)) return { holder: hold.pid };
+      // Ours if its record names that very root; or, for a hold recorded without one (its holder died
+      // between the reserve and writing the root), if the held copy is of the transaction the record names.
+      if (hold && hold.root === undefined && hold.tid !== undefined && !holderLives(this.pool.name, hold)) {
+        const copy = yield* readSteps({ path: this.path, view: { held: true, heldRoot: held } }, false);
+        if (copy.view.transactionId === hold.tid) registry.setMetadataSnapshot({ ...hold, root: held });
+      }
+      const ours = registry.metadataSnapshot();
+      if (ours && ours.root === held) {
+        if (holderLives(this.pool.name, ours)) return { holder: ours.pid };
         yield* this.message('release_metadata_snap');
         registry.setMetadataSnapshot(null);
       } else {
@@ -240,7 +245,7 @@ export class PoolMetadataReader {
       registry.setMetadataSnapshot(null);  // its holder died before its reserve or after its release
     }
     const start = processStart(process.pid) ?? '';
-    registry.setMetadataSnapshot({ pid: process.pid, start, token: TOKEN });
+    registry.setMetadataSnapshot({ pid: process.pid, start, token: TOKEN, tid: s.transactionId });
     try {
       yield* this.message('reserve_metadata_snap');
     } catch (e) {
@@ -251,7 +256,7 @@ export class PoolMetadataReader {
     }
     const after = yield* this.poolStatus();
     if (after.heldMetadataRoot === null) throw dmError('ERR_DM_INTERNAL', 'reserve_metadata_snap left no held root', this.pool.name);
-    registry.setMetadataSnapshot({ pid: process.pid, start, token: TOKEN, root: after.heldMetadataRoot });
+    registry.setMetadataSnapshot({ pid: process.pid, start, token: TOKEN, tid: s.transactionId, root: after.heldMetadataRoot });
     reading.add(readKey(this.pool.name, after.heldMetadataRoot));
     return { root: after.heldMetadataRoot };
   }

@@ -44,6 +44,9 @@ export interface MetadataSnapshotHold {
   start: string;
   /** Which module instance (thread) of that process holds it. */
   token?: string;
+  /** The pool's transaction id at the reserve (the held copy carries it): tells a hold killed before it
+   * recorded its root from a snapshot another tool reserved since. */
+  tid?: number;
   /** The held root once the reserve ran; absent between recording the hold and the reserve. */
   root?: number;
 }

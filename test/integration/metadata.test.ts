@@ -189,6 +189,18 @@ test('metadata snapshots: another tool\'s is reported and never released; a dead
     const md = await pool.metadata();
     expect(md.devices).toHaveLength(2);
     expect(md.heldRoot).toBeNull();
+    // A holder killed between its reserve and recording the root: its record names the transaction the held
+    // copy carries, so the snapshot is known for ours and released; a copy of another transaction is not.
+    const dead = spawn(process.execPath, ['-e', '0']);
+    const deadPid = await new Promise<number>((r) => dead.once('exit', () => r(dead.pid!)));
+    const tidNow = (await pool.metadata()).transactionId;
+    dmsetup('message', pool.name, '0', 'reserve_metadata_snap');
+    pool.registry.setMetadataSnapshot({ pid: deadPid, start: 'gone', tid: tidNow + 1 });
+    await expect(pool.metadata()).rejects.toMatchObject({ code: 'ERR_DM_BUSY' });  // not ours: kept held
+    pool.registry.setMetadataSnapshot({ pid: deadPid, start: 'gone', tid: tidNow });
+    expect((await pool.metadata()).devices).toHaveLength(2);  // ours: released, then read
+    const after = await pool.status();
+    expect(after.state === 'ok' && after.heldMetadataRoot).toBeNull();
     const st = await pool.status();
     expect(st.state === 'ok' && st.heldMetadataRoot).toBeNull();
     expect(pool.registry.metadataSnapshot()).toBeUndefined();
