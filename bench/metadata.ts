@@ -143,13 +143,12 @@ async function main() {
       console.log(`\n${idCount()} thin ids (bulk: create_snap messages, ${GROUP} under each suspend of the seed: ${(bulkMs / bulkMade).toFixed(1)} ms per snapshot over ${bulkMade})`);
       const rows = await measure(pool, dev, base, pair, reserve, release);
       results.push({ ids: idCount(), rows });
-      console.log(`medians of ${ROUNDS} interleaved rounds:`);
+      console.log(`medians of ${ROUNDS} interleaved rounds (and their spread):`);
       console.log('| library | ms | tool (subprocess) | ms | tool / library |');
       console.log('|---|---|---|---|---|');
-      for (const r of rows) {
-        const lib = median(r.lib.ms), tool = median(r.tool.ms);
-        console.log(`| ${r.lib.name} | ${lib.toFixed(1)} | ${r.tool.name} | ${tool.toFixed(1)} | ${(tool / lib).toFixed(2)}× |`);
-      }
+      const ms = (t: Timed) => `${median(t.ms).toFixed(1)} (${Math.min(...t.ms).toFixed(0)}–${Math.max(...t.ms).toFixed(0)})`;
+      for (const r of rows)
+        console.log(`| ${r.lib.name} | ${ms(r.lib)} | ${r.tool.name} | ${ms(r.tool)} | ${(median(r.tool.ms) / median(r.lib.ms)).toFixed(2)}× |`);
     }
 
     // Event-loop lag on the largest pool: a 1 ms timer's delay while promise usage() calls (each reserving,
