@@ -38,6 +38,9 @@ const timed = (name: string, run: () => unknown): Timed => ({ name, run, ms: [] 
 
 /** A row of the table: a library form against the tool that computes the same. */
 interface Row { lib: Timed; tool: Timed }
+// Each round's tool time over its library time, then the median: the two ran in the same round, close in
+// time, so a host whose load drifts over minutes moves both sides of a ratio alike.
+const ratio = (r: Row) => median(r.tool.ms.map((t, i) => t / r.lib.ms[i]));
 
 // What the blocks hold does not matter (the pool's data goes to a zero target): writing them maps them.
 function writeBlocks(device: string, blocks: Iterable<number>): void {
@@ -143,12 +146,12 @@ async function main() {
       console.log(`\n${idCount()} thin ids (bulk: create_snap messages, ${GROUP} under each suspend of the seed: ${(bulkMs / bulkMade).toFixed(1)} ms per snapshot over ${bulkMade})`);
       const rows = await measure(pool, dev, base, pair, reserve, release);
       results.push({ ids: idCount(), rows });
-      console.log(`medians of ${ROUNDS} interleaved rounds (and their spread):`);
+      console.log(`${ROUNDS} interleaved rounds: median ms (spread), and the median of the rounds' ratios:`);
       console.log('| library | ms | tool (subprocess) | ms | tool / library |');
       console.log('|---|---|---|---|---|');
       const ms = (t: Timed) => `${median(t.ms).toFixed(1)} (${Math.min(...t.ms).toFixed(0)}–${Math.max(...t.ms).toFixed(0)})`;
       for (const r of rows)
-        console.log(`| ${r.lib.name} | ${ms(r.lib)} | ${r.tool.name} | ${ms(r.tool)} | ${(median(r.tool.ms) / median(r.lib.ms)).toFixed(2)}× |`);
+        console.log(`| ${r.lib.name} | ${ms(r.lib)} | ${r.tool.name} | ${ms(r.tool)} | ${ratio(r).toFixed(2)}× |`);
     }
 
     // Event-loop lag on the largest pool: a 1 ms timer's delay while promise usage() calls (each reserving,
@@ -172,7 +175,7 @@ async function main() {
     console.log('|---|' + results.map(() => '---|').join(''));
     for (let i = 0; i < results[0].rows.length; i++) {
       const r0 = results[0].rows[i];
-      console.log(`| ${r0.lib.name} vs \`${r0.tool.name}\` | ` + results.map(({ rows }) => `${(median(rows[i].tool.ms) / median(rows[i].lib.ms)).toFixed(2)}×`).join(' | ') + ' |');
+      console.log(`| ${r0.lib.name} vs \`${r0.tool.name}\` | ` + results.map(({ rows }) => `${ratio(rows[i]).toFixed(2)}×`).join(' | ') + ' |');
     }
     const lag = (h: typeof busy) => `p99 ${(h.percentile(99) / 1e6).toFixed(1)} ms, max ${(h.max / 1e6).toFixed(1)} ms (${h.count} samples)`;
     console.log(`\nevent-loop lag at ${results[results.length - 1].ids} ids: during ${LAG_WALKS} promise usage() calls (${(walkMs / LAG_WALKS).toFixed(0)} ms each) ${lag(busy)}; idle for as long: ${lag(idle)}`);
