@@ -12,8 +12,9 @@ import { joined, metadataNode } from '../test/integration/metadata-oracle';
 
 /** Thin ids in the pool at each measuring point, ascending: the pool grows from one to the next. */
 const ID_COUNTS = (process.env.BENCH_IDS ?? '1000,10000').split(',').map(Number);
-/** Interleaved rounds per measuring point; every row is the median of its rounds. */
+/** Interleaved rounds per measuring point, and how often the cheaper rows (metadata, diff) run in each. */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const CHEAP_RUNS = Number(process.env.BENCH_CHEAP_RUNS ?? 3);
 /** The size of the diffed pair: a fully written base and a snapshot of it with every tenth block rewritten. */
 const PAIR_MIB = Number(process.env.BENCH_PAIR_MIB ?? 1024);
 /** The volume the bulk snapshots are taken of, in data blocks, and how many snapshots share each of its versions. */
@@ -38,8 +39,8 @@ const timed = (name: string, run: () => unknown): Timed => ({ name, run, ms: [] 
 
 /** A row of the table: a library form against the tool that computes the same. */
 interface Row { lib: Timed; tool: Timed }
-// Each round's tool time over its library time, then the median: the two ran in the same round, close in
-// time, so a host whose load drifts over minutes moves both sides of a ratio alike.
+// Each sample's tool time over its library time, then the median: the two ran moments apart, so a host whose
+// load drifts over minutes moves both sides of a ratio alike.
 const ratio = (r: Row) => median(r.tool.ms.map((t, i) => t / r.lib.ms[i]));
 
 // What the blocks hold does not matter (the pool's data goes to a zero target): writing them maps them.
@@ -146,7 +147,7 @@ async function main() {
       console.log(`\n${idCount()} thin ids (bulk: create_snap messages, ${GROUP} under each suspend of the seed: ${(bulkMs / bulkMade).toFixed(1)} ms per snapshot over ${bulkMade})`);
       const rows = await measure(pool, dev, base, pair, reserve, release);
       results.push({ ids: idCount(), rows });
-      console.log(`${ROUNDS} interleaved rounds: median ms (spread), and the median of the rounds' ratios:`);
+      console.log(`${ROUNDS} interleaved rounds (usage: ${ROUNDS} samples a row, the others ${ROUNDS * CHEAP_RUNS}): median ms (spread), and the median of the samples' ratios:`);
       console.log('| library | ms | tool (subprocess) | ms | tool / library |');
       console.log('|---|---|---|---|---|');
       const ms = (t: Timed) => `${median(t.ms).toFixed(1)} (${Math.min(...t.ms).toFixed(0)}–${Math.max(...t.ms).toFixed(0)})`;
@@ -198,9 +199,9 @@ async function main() {
 }
 
 /**
- * The rows at the pool's current size. Each round holds one metadata snapshot (reserved by the bench, as another
- * tool would) while the tools and the library's { snapshot: 'held' } forms read it, in an order that rotates;
- * then, released, the library's default promise forms, which reserve and release a snapshot of their own per call.
+ * The rows at the pool's current size. For each tool: a metadata snapshot reserved by the bench (as another tool
+ * would) while the tool and the library's { snapshot: 'held' } forms, promise and sync, read it; then, released,
+ * the library's default promise form, which reserves and releases a snapshot of its own per call.
  */
 async function measure(pool: ThinPool, dev: string, base: ThinVolume, pair: ThinVolume,
   reserve: () => Promise<void>, release: () => Promise<void>): Promise<Row[]> {
@@ -215,17 +216,13 @@ async function measure(pool: ThinPool, dev: string, base: ThinVolume, pair: Thin
   const metadata = timed('metadata()', () => pool.metadata(HELD));
   const usage = timed('usage()', () => pool.usage(HELD));
   const diff = timed('diff()', () => collect(pool.diff(base, pair, HELD)));
-  const held = [dump, ls, delta, metadata, usage, diff,
-    timed('metadataSync()', () => pool.metadataSync(HELD)),
-    timed('usageSync()', () => pool.usageSync(HELD)),
-    timed('diffSync()', () => pool.diffSync(base, pair, HELD)),
+  // A tool, the library's forms that read the tool's view, and its default form; usage is the slow one (a
+  // full walk on both sides), so the others are run more often in a round.
+  const groups = [
+    { tool: dump, held: [metadata, timed('metadataSync()', () => pool.metadataSync(HELD))], own: timed('metadata(), own snapshot', () => pool.metadata()), runs: CHEAP_RUNS },
+    { tool: ls, held: [usage, timed('usageSync()', () => pool.usageSync(HELD))], own: timed('usage(), own snapshot', () => pool.usage()), runs: 1 },
+    { tool: delta, held: [diff, timed('diffSync()', () => pool.diffSync(base, pair, HELD))], own: timed('diff(), own snapshot', () => collect(pool.diff(base, pair))), runs: CHEAP_RUNS },
   ];
-  const own = [
-    timed('metadata(), own snapshot', () => pool.metadata()),
-    timed('usage(), own snapshot', () => pool.usage()),
-    timed('diff(), own snapshot', () => collect(pool.diff(base, pair))),
-  ];
-  const byName = (name: string) => [...held, ...own].find((t) => t.name === name)!;
 
   // Once, untimed (and a warm-up): the library and the tools give the same answers on this view.
   await reserve();
@@ -243,22 +240,25 @@ async function measure(pool: ThinPool, dev: string, base: ThinVolume, pair: Thin
     await release();
   }
 
+  // A group runs as a unit, its tool and library forms one after another, so each sample of a row pairs
+  // a tool run and a library run moments apart. The order rotates within a group and between groups.
   const run = async (t: Timed) => { const t0 = now(); await t.run(); t.ms.push(now() - t0); };
   for (let r = 0; r < ROUNDS; r++) {
-    await reserve();
-    try {
-      for (let k = 0; k < held.length; k++) await run(held[(r + k) % held.length]);
-    } finally {
-      await release();
+    for (let g = 0; g < groups.length; g++) {
+      const { tool: t, held: forms, own, runs } = groups[(r + g) % groups.length];
+      for (let k = 0; k < runs; k++) {
+        const order = [t, ...forms];
+        await reserve();
+        try {
+          for (let i = 0; i < order.length; i++) await run(order[(r + k + i) % order.length]);
+        } finally {
+          await release();
+        }
+        await run(own);
+      }
     }
-    for (let k = 0; k < own.length; k++) await run(own[(r + k) % own.length]);
   }
-  const row = (lib: string, toolName: string): Row => ({ lib: byName(lib), tool: byName(toolName) });
-  return [
-    row('metadata()', dump.name), row('metadataSync()', dump.name), row('metadata(), own snapshot', dump.name),
-    row('usage()', ls.name), row('usageSync()', ls.name), row('usage(), own snapshot', ls.name),
-    row('diff()', delta.name), row('diffSync()', delta.name), row('diff(), own snapshot', delta.name),
-  ];
+  return groups.flatMap(({ tool: t, held: forms, own }) => [...forms, own].map((lib) => ({ lib, tool: t })));
 }
 
 // The tools' output, parsed as test/integration/metadata-oracle.ts does (which runs the tools itself).
