@@ -22,8 +22,8 @@ const SEED_BLOCKS = Number(process.env.BENCH_SEED_BLOCKS ?? 256);
 const GROUP = Number(process.env.BENCH_GROUP ?? 10);
 /** Snapshots made through pool.snapshot() (named, in the registry) before the bulk, to show what that path costs. */
 const NAMED_SNAPSHOTS = Number(process.env.BENCH_NAMED_SNAPSHOTS ?? 20);
-/** Promise usage() calls run, one after another, while the event loop's lag is sampled. */
-const LAG_WALKS = Number(process.env.BENCH_LAG_WALKS ?? 3);
+/** The event loop's lag is sampled over promise usage() calls, one after another: at least 3, for at least this long. */
+const LAG_SECONDS = Number(process.env.BENCH_LAG_SECONDS ?? 5);
 
 const BLOCK = 64 * 1024;  // the pool's data block size (the default, 128 sectors)
 // The bulk ids sit far above the registry's, which counts up from 0: the two never meet.
@@ -159,8 +159,8 @@ async function main() {
     // walking and releasing) run one after another, against its delay while idle for as long. Busy and idle
     // spans alternate, so both meet the same host.
     const busy = monitorEventLoopDelay({ resolution: 1 }), idle = monitorEventLoopDelay({ resolution: 1 });
-    let walkMs = 0;
-    for (let i = 0; i < LAG_WALKS; i++) {
+    let walkMs = 0, walks = 0;
+    for (; walks < 3 || walkMs < LAG_SECONDS * 1000; walks++) {
       const t = now();
       busy.enable();
       await pool.usage();
@@ -179,7 +179,7 @@ async function main() {
       console.log(`| ${r0.lib.name} vs \`${r0.tool.name}\` | ` + results.map(({ rows }) => `${ratio(rows[i]).toFixed(2)}×`).join(' | ') + ' |');
     }
     const lag = (h: typeof busy) => `p99 ${(h.percentile(99) / 1e6).toFixed(1)} ms, max ${(h.max / 1e6).toFixed(1)} ms (${h.count} samples)`;
-    console.log(`\nevent-loop lag at ${results[results.length - 1].ids} ids: during ${LAG_WALKS} promise usage() calls (${(walkMs / LAG_WALKS).toFixed(0)} ms each) ${lag(busy)}; idle for as long: ${lag(idle)}`);
+    console.log(`\nevent-loop lag at ${results[results.length - 1].ids} ids: during ${walks} promise usage() calls (${(walkMs / walks).toFixed(0)} ms each) ${lag(busy)}; idle for as long: ${lag(idle)}`);
     const md = await pool.metadata();
     console.log(`metadata: ${md.devices.length} thin devices, transaction ${md.transactionId}, ${md.metadataBlocksUsed}/${md.metadataBlocks} metadata blocks, ${md.dataBlocksUsed}/${md.dataBlocks} data blocks used`);
     console.log(`kernel: ${os.release()}; thin-provisioning-tools ${toolsVersion}`);
