@@ -13,6 +13,10 @@ npx node-gyp rebuild -C bench/floor --loglevel=error >/dev/null  # the floor row
 benches=(${BENCHES:-lifecycle})
 cmd="for b in ${benches[*]}; do node --expose-gc dist/bench/\$b.js || exit 1; done"
 if [ "$(id -u)" = 0 ] && grep -q device-mapper /proc/misc 2>/dev/null; then
+  # The metadata bench runs thin_dump, thin_ls and thin_delta; test/vm/run.sh installs them for the VM.
+  case " ${benches[*]} " in
+    *" metadata "*) command -v thin_ls >/dev/null || { echo "bench: metadata needs thin-provisioning-tools" >&2; exit 2; } ;;
+  esac
   sh -c "$cmd"
 else
   test/vm/run.sh sh -c "$cmd"
