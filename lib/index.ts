@@ -8,7 +8,7 @@ export { Loop } from './dm/loop';
 export type { LoopAttachOptions, LoopDevice, LoopStatus } from './dm/loop';
 export { Block, formatDev } from './dm/block';
 export { DevmapperError, ErrorCodes } from './core/errors';
-export type { DevmapperErrorCode } from './core/errors';
+export type { DevmapperErrorCode, DeviceHolders, ErrorDetails } from './core/errors';
 export { sectors, bytes, bytesToSectors, sectorsToBytes, dataBlocksToSectors, dataBlocksToBytes, parseSize, SECTOR_SIZE, METADATA_BLOCK_SIZE } from './core/units';
 export type { Sectors, Bytes, DataBlocks, MetadataBlocks } from './core/units';
 export { mapperPath } from './dm/dev-nodes';

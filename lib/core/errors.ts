@@ -29,6 +29,7 @@ export const ErrorCodes = {
   ERR_DM_LOCK: 'lock failed',
   ERR_DM_METADATA: 'corrupt pool metadata',
   ERR_DM_LVM_POOL: 'owned by LVM',
+  ERR_DM_POOL_FULL: 'pool full',
   ERR_DM_INTERNAL: 'internal error',
 } as const;
 export type DevmapperErrorCode = keyof typeof ErrorCodes;
@@ -48,7 +49,14 @@ export class DevmapperError extends Error {
   /** ERR_DM_METADATA: the metadata block that failed a check, and the check. */
   block?: number;
   check?: string;
-  constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string; block?: number; check?: string }) {
+  /** ERR_DM_POOL_STATE: the pool's mode when it refused ('ro', 'out_of_data_space', 'fail', 'error'). */
+  mode?: string;
+  /** ERR_DM_POOL_FULL: the space that is short ('data' or 'metadata') and what is left of it, in bytes. */
+  space?: 'data' | 'metadata';
+  freeBytes?: number;
+  /** EBUSY / ERR_DM_BUSY on deactivate, delete or destroy: who holds the device. */
+  holders?: DeviceHolders;
+  constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string } & ErrorDetails) {
     super(message);
     this.name = 'DevmapperError';
     this.code = fields.code;
@@ -56,15 +64,40 @@ export class DevmapperError extends Error {
     if (fields.syscall) this.syscall = fields.syscall;
     if (fields.command) this.command = fields.command;
     if (fields.device) this.device = fields.device;
-    if (fields.block !== undefined) this.block = fields.block;
-    if (fields.check !== undefined) this.check = fields.check;
+    for (const k of DETAIL_KEYS) if (fields[k] !== undefined) (this as Record<string, unknown>)[k] = fields[k];
   }
 }
 
+/** Who holds a block device open: its open count, the dm devices stacked on it, the mounts of it. */
+export interface DeviceHolders {
+  openCount: number;
+  /** dm (or other) devices built on it: sysfs holders, by name. */
+  devices: string[];
+  /** Mounts of it in any mount namespace: the mount point as the process `pid` sees it. */
+  mounts: { pid: number; mountPoint: string }[];
+}
+
+/** Fields some errors carry beyond code, errno, syscall, command and device. */
+export interface ErrorDetails {
+  block?: number;
+  check?: string;
+  mode?: string;
+  space?: 'data' | 'metadata';
+  freeBytes?: number;
+  holders?: DeviceHolders;
+}
+const DETAIL_KEYS = ['block', 'check', 'mode', 'space', 'freeBytes', 'holders'] as const;
+
 /** An error of ours (bad input, misuse), raised before any syscall. */
-export function dmError(code: DevmapperErrorCode, detail: string, device?: string): DevmapperError {
+export function dmError(code: DevmapperErrorCode, detail: string, device?: string, details?: ErrorDetails): DevmapperError {
   const where = device ? `${device}: ` : '';
-  return new DevmapperError(`${where}${ErrorCodes[code]}: ${detail}`, { code, device });
+  return new DevmapperError(`${where}${ErrorCodes[code]}: ${detail}`, { code, device, ...details });
+}
+
+/** `e` (a kernel error, say) with details added, the same error object. */
+export function withDetails<E extends DevmapperError>(e: E, details: ErrorDetails): E {
+  for (const k of DETAIL_KEYS) if (details[k] !== undefined) (e as Record<string, unknown>)[k] = details[k];
+  return e;
 }
 
 /**
