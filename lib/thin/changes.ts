@@ -126,6 +126,11 @@ export class PoolChanges {
   private readonly lvmOwned: boolean;
   /** The last change this process committed, left recorded as pending (see clearCommitted). */
   private committed?: PendingChange;
+  /**
+   * The thin ids the pool holds, read from its metadata under the lock (the metadata reader sets it);
+   * undefined when it cannot be read now.
+   */
+  thinIdsInPool?: () => Steps<Set<number> | undefined>;
 
   constructor(pool: ChangingPool, lockFile: string, private readonly hooks: ThinPoolHooks) {
     this.name = pool.name;
@@ -520,8 +525,25 @@ export class PoolChanges {
       yield* this.rollBackCreate(p);
       return tid;
     }
-    throw dmError('ERR_DM_POOL_STATE',
-      `the pool's transaction id is ${tid}, but the registry's unfinished ${p.op} of '${p.name}' expects ${p.fromTid} or ${p.toTid}; was the pool changed by another tool?`, this.name);
+    // Another tool moved the transaction id: whether the change reached the pool is in its metadata.
+    const ids = this.thinIdsInPool ? yield* this.thinIdsInPool() : undefined;
+    if (!ids) throw dmError('ERR_DM_POOL_STATE',
+      `the pool's transaction id is ${tid}, but the registry's unfinished ${p.op} of '${p.name}' expects ${p.fromTid} or ${p.toTid}, and its metadata cannot be read now`, this.name);
+    if (p.op === 'delete') {
+      // Asked for by the user: finished, without a commit (the transaction id is no longer ours to move).
+      if (ids.has(p.id)) {
+        const info = yield* step(twin(this.dm, 'infoIfExists', p.name));
+        if (info && (info.uuid === thinUuid(this.name, p.id) || (yield* this.mapsThinNow(p.name, p.id, info))))
+          yield* removeDevice(this.dm, p.name, {});
+        yield* this.deleteThin(p.id, p.name);
+      }
+      this.registry.commit({ pending: null });
+    } else if (ids.has(p.id)) {
+      this.registry.commit({ pending: null });  // made: its record stays
+    } else {
+      yield* this.rollBackCreate(p);  // never made: its record goes
+    }
+    return yield* this.transactionIdSteps();
   }
 
   /**

@@ -74,6 +74,7 @@ export function metadataReaderOf(pool: unknown, device?: string): PoolMetadataRe
 export class PoolMetadataReader {
   constructor(private readonly pool: MetadataPool, private readonly changes: PoolChanges) {
     readers.set(pool, this);
+    changes.thinIdsInPool = () => this.thinIdsLocked();
   }
 
   private get path(): string { return nodeOfDevice(this.pool.params.metadataDev); }
@@ -202,6 +203,21 @@ export class PoolMetadataReader {
       yield* step(r.holder !== process.pid ? pause : op(() => {
         throw dmError('ERR_DM_IN_PROGRESS', 'a metadata read of this process holds the pool\'s metadata snapshot; a sync call cannot wait for it', this.pool.name);
       }, () => pause.async()));
+    }
+  }
+
+  /**
+   * The thin ids the pool holds now, read through a snapshot reserved and released here; the caller holds the
+   * pool's lock. Undefined when a read of this process holds the snapshot (its copy may predate the question).
+   */
+  *thinIdsLocked(): Steps<Set<number> | undefined> {
+    const got = yield* this.reserveLocked();
+    if ('holder' in got) return undefined;
+    const src: MetadataSource = 'root' in got ? { path: this.path, view: { held: true, heldRoot: got.root } } : { path: this.path, view: {} };
+    try {
+      return new Set((yield* readSteps(src, false)).ids);
+    } finally {
+      if ('root' in got) try { yield* this.releaseLocked(got.root); } catch { /* the next reader releases it */ }
     }
   }
 

@@ -2,7 +2,7 @@
 // LVM-...) refused for any change while it stays readable.
 import fs from 'node:fs';
 import path from 'node:path';
-import { DevmapperError, ThinPool } from '../../lib';
+import { DevmapperError, Step, ThinPool } from '../../lib';
 import { dmsetup, scratchDir, scratchPoolFiles, uniqueName } from './helpers';
 import { writeAt } from './thin-helpers';
 
@@ -74,6 +74,67 @@ test('check() reports each drift made with dmsetup exactly, changes nothing, and
       try { dmsetup('remove', foreign); } catch { /* not made */ }
       try { dmsetup('remove', grown.name); } catch { /* not active */ }
     }
+  });
+});
+
+test('open() finishes a change left unfinished after another tool moved the transaction id, from what the pool\'s metadata holds', async () => {
+  await withOwnPool(async (name) => {
+    class Crash extends Error {}
+    // Each change is cut at `step` (as a kill there would) and the transaction id then moved with dmsetup:
+    // neither its "before" nor its "after" tells whether it reached the pool; the metadata does.
+    const cut = async (step: Step, act: (p: ThinPool) => Promise<unknown>): Promise<void> => {
+      let armed = true;
+      const p = await ThinPool.open(name, { check: false, hooks: { step: (s: Step) => { if (armed && s === step) { armed = false; throw new Crash(); } } } });
+      await expect(act(p)).rejects.toBeInstanceOf(Crash);
+      await p.close();
+      const tid = Number(dmsetup('status', name).split(' ')[3]);
+      dmsetup('message', name, '0', `set_transaction_id ${tid} ${tid + 7}`);
+    };
+    const ids = async (p: ThinPool) => (await p.metadata()).devices.map((d) => d.id);
+
+    // A create committed and left recorded as pending (its process never closed), then the id moved.
+    const holder = await ThinPool.open(name, { check: false });
+    const made = await holder.createVolume(uniqueName('made'), 4 * MiB);
+    let tid = Number(dmsetup('status', name).split(' ')[3]);
+    dmsetup('message', name, '0', `set_transaction_id ${tid} ${tid + 7}`);
+    let pool = await ThinPool.open(name);
+    expect(pool.drift).toMatchObject({ clean: true, unfinished: null });
+    expect(pool.volume(made.name)?.id).toBe(made.id);
+    expect(pool.registry.pending()).toBeUndefined();
+    await pool.close();
+    await holder.close();
+
+    // A create whose message never ran: rolled back, its name free again.
+    const never = uniqueName('never');
+    await cut('intent', (p) => p.createVolume(never, 4 * MiB));
+    pool = await ThinPool.open(name);
+    expect(pool.drift).toMatchObject({ clean: true, unfinished: null });
+    expect(pool.volume(never)).toBeUndefined();
+    expect(await ids(pool)).toEqual([made.id]);
+    await pool.close();
+
+    // A snapshot whose message ran but whose commit did not: kept.
+    const half = uniqueName('half');
+    await cut('message', (p) => p.snapshot(made.name, half));
+    pool = await ThinPool.open(name);
+    expect(pool.drift).toMatchObject({ clean: true, unfinished: null });
+    const halfId = pool.volume(half)!.id;
+    expect(await ids(pool)).toEqual([made.id, halfId].sort((a, b) => a - b));
+    const active = await pool.volume(half)!.activate();
+    await pool.close();
+
+    // A delete of an active volume cut after its intent: the user asked for it, so it is finished.
+    await cut('intent', (p) => p.deleteVolume(half, { deactivate: {} }));
+    pool = await ThinPool.open(name);
+    expect(pool.drift).toMatchObject({ clean: true, unfinished: null });
+    expect(pool.volume(half)).toBeUndefined();
+    expect(await ids(pool)).toEqual([made.id]);
+    expect(() => dmsetup('info', active.name)).toThrow();
+    tid = Number(dmsetup('status', name).split(' ')[3]);
+    // And the protocol goes on from the moved transaction id.
+    await pool.createVolume(uniqueName('after'), 4 * MiB);
+    expect(Number(dmsetup('status', name).split(' ')[3])).toBe(tid + 1);
+    await pool.close();
   });
 });
 
