@@ -24,6 +24,7 @@ import { line, parseThinPoolStatus, thin, ThinPoolStatus } from '../targets';
 import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { PoolLock } from './lock';
+import { isModeRefusal, poolStateError } from './pool-mode';
 
 export type Step = 'intent' | 'message' | 'commit';
 
@@ -158,7 +159,7 @@ export class PoolChanges {
 
   *transactionIdSteps(): Steps<number> {
     const s = yield* this.statusSteps({ noflush: true });
-    if (s.state !== 'ok') throw dmError('ERR_DM_POOL_STATE', `the pool reports ${s.state}`, this.name);
+    if (s.state !== 'ok') throw poolStateError(this.name, 'a change', s);
     return s.transactionId;
   }
 
@@ -381,7 +382,7 @@ export class PoolChanges {
           continue;
         }
         this.registry.commit({ pending: null, remove: [name], freeIds: [id] });  // a failed message changed nothing
-        throw e;
+        throw yield* this.explained(e, op === 'create' ? 'create_thin' : 'create_snap');
       }
       this.step('message', change);
       if (afterMessage) yield* afterMessage.call(this);
@@ -398,7 +399,23 @@ export class PoolChanges {
   }
 
   private *poolMessage(text: string): Steps<void> {
-    yield* step(twin(this.dm, 'message', this.name, 0, text));
+    try {
+      yield* step(twin(this.dm, 'message', this.name, 0, text));
+    } catch (e) {
+      throw yield* this.explained(e, text.split(' ')[0]);
+    }
+  }
+
+  /** `e`, or, when it is the pool refusing `what` because of its mode, ERR_DM_POOL_STATE naming that mode. */
+  *explained(e: unknown, what: string): Steps<unknown> {
+    if (!isModeRefusal(e)) return e;
+    let s: ThinPoolStatus;
+    try {
+      s = yield* this.statusSteps({ noflush: true });
+    } catch {
+      return e;
+    }
+    return s.state === 'ok' && s.mode !== 'ro' ? e : poolStateError(this.name, what, s, e);
   }
 
   // The commit point of every change.

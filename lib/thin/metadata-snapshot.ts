@@ -15,6 +15,7 @@ import { ThinPoolParams, ThinPoolStatusOk } from '../targets';
 import type { PoolChanges } from './changes';
 import type { RegistryStore, MetadataSnapshotHold } from './registry';
 import { processStart } from './pool-files';
+import { poolStateError } from './pool-mode';
 import {
   DiffOptions, DiffRange, MetadataSource, PoolMetadata, PoolUsage, allRangesSteps, checkDiffOptions, diffChunkSteps,
   readSteps, streamRanges, toMetadata, toUsage,
@@ -223,7 +224,7 @@ export class PoolMetadataReader {
 
   private *poolStatus(): Steps<ThinPoolStatusOk> {
     const s = yield* this.changes.statusSteps({ noflush: true });
-    if (s.state !== 'ok') throw dmError('ERR_DM_POOL_STATE', `the pool reports ${s.state}`, this.pool.name);
+    if (s.state !== 'ok') throw poolStateError(this.pool.name, 'a metadata read', s);
     return s;
   }
 
@@ -293,7 +294,7 @@ export class PoolMetadataReader {
       return;
     }
     try {
-      if (s.state !== 'ok' || s.mode === 'ro') throw dmError('ERR_DM_POOL_STATE', `the pool reports ${s.state === 'ok' ? s.mode : s.state}: its metadata snapshot stays held until the pool is writable`, this.pool.name);
+      if (s.state !== 'ok' || s.mode === 'ro') throw poolStateError(this.pool.name, 'releasing the metadata snapshot (it stays held until the pool is writable)', s);
       yield* this.message('release_metadata_snap');
     } catch (e) {
       // Left to the next reader, who releases an abandoned hold (pid 0) once the pool takes messages again.
