@@ -23,6 +23,13 @@ constexpr size_t kBlock = 4096;
 constexpr uint64_t kMagic = 27022010;
 constexpr uint32_t kSuperblockSalt = 160774;
 constexpr uint32_t kNodeSalt = 121107;
+constexpr uint32_t kBitmapSalt = 240779;
+constexpr uint32_t kIndexSalt = 160478;
+constexpr uint64_t kEntriesPerBitmap = 16320;  // 2-bit counts after a 16-byte header
+constexpr uint64_t kMaxMetadataIndexEntries = 255;
+constexpr uint32_t kIndexEntrySize = 16;  // disk_index_entry
+// Superblock field offsets (thin-metadata.md §1): the reader and the needs_check writer share them.
+constexpr size_t kSbFlags = 4;
 constexpr uint32_t kInternal = 1, kLeaf = 2;
 constexpr uint32_t kNeedsCheck = 1;
 constexpr int kMaxDepth = 16;  // the kernel's DM_BTREE_CURSOR_MAX_DEPTH
@@ -43,8 +50,8 @@ uint64_t Le64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
 // so the page cache of the device node is stale. A file on a filesystem without O_DIRECT is read buffered.
 class BlockReader {
  public:
-  BlockReader(const std::string& path, bool exclusive) : path_(path) {
-    int flags = O_RDONLY | O_CLOEXEC | (exclusive ? O_EXCL : 0);
+  BlockReader(const std::string& path, bool exclusive, bool writable = false) : path_(path) {
+    int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | (exclusive ? O_EXCL : 0);
     fd_ = open(path.c_str(), flags | O_DIRECT);
     if (fd_ < 0 && errno == EINVAL) fd_ = open(path.c_str(), flags);
     if (fd_ < 0) throw SysError{errno, "open", "metadata", path, ""};
@@ -85,6 +92,21 @@ class BlockReader {
     std::memcpy(out, buf_.get(), kBlock);
   }
 
+  // Block b from `in` (kBlock bytes), then fsync: the write is durable when this returns.
+  void Write(uint64_t b, const uint8_t* in) {
+    if (b >= blocks_) Corrupt(path_, b, "block number beyond the metadata device");
+    std::memcpy(buf_.get(), in, kBlock);
+    size_t done = 0;
+    while (done < kBlock) {
+      ssize_t n = pwrite(fd_, buf_.get() + done, kBlock - done, off_t(b * kBlock + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw SysError{errno, "pwrite", "metadata", path_, "block " + std::to_string(b)};
+      if (n == 0) throw SysError{EIO, "pwrite", "metadata", path_, "short write at block " + std::to_string(b)};
+      done += size_t(n);
+    }
+    if (fsync(fd_) < 0) throw SysError{errno, "fsync", "metadata", path_, ""};
+  }
+
  private:
   [[noreturn]] void Fail(const char* call) {
     int err = errno;
@@ -100,8 +122,12 @@ class BlockReader {
 
 using Block = std::array<uint8_t, kBlock>;
 
+// The checksum every block carries at offset 0 (thin-metadata.md: the kernel's crc32c without its final
+// inversion, xor the block type's salt); the reader verifies it, the superblock writer sets it.
+uint32_t ChecksumOf(const uint8_t* b, uint32_t salt) { return ~Crc32c(b + 4, kBlock - 4) ^ salt; }
+
 bool ChecksumOk(const uint8_t* b, uint32_t salt) {
-  return Le32(b) == (~Crc32c(b + 4, kBlock - 4) ^ salt);
+  return Le32(b) == ChecksumOf(b, salt);
 }
 
 MetaSuperblock ParseSuperblock(const std::string& path, const uint8_t* b, uint64_t location) {
@@ -110,15 +136,15 @@ MetaSuperblock ParseSuperblock(const std::string& path, const uint8_t* b, uint64
   s.location = Le64(b + 8);
   if (s.location != location) Corrupt(path, location, "superblock block number");
   if (Le64(b + 32) != kMagic) Corrupt(path, location, "superblock magic");
-  s.flags = Le32(b + 4);
+  s.flags = Le32(b + kSbFlags);
   s.version = Le32(b + 40);
   if (s.version != 1 && s.version != 2) Corrupt(path, location, "superblock version " + std::to_string(s.version));
   if (s.flags & ~kNeedsCheck) Corrupt(path, location, "unknown superblock flags");
   s.time = Le32(b + 44);
   s.transactionId = Le64(b + 48);
   s.heldRoot = Le64(b + 56);
-  s.dataSpace = {Le64(b + 64), Le64(b + 72)};
-  s.metadataSpace = {Le64(b + 192), Le64(b + 200)};
+  s.dataSpace = {Le64(b + 64), Le64(b + 72), Le64(b + 80), Le64(b + 88)};
+  s.metadataSpace = {Le64(b + 192), Le64(b + 200), Le64(b + 208), Le64(b + 216)};
   s.mappingRoot = Le64(b + 320);
   s.detailsRoot = Le64(b + 328);
   s.dataBlockSize = Le32(b + 336);
@@ -147,8 +173,8 @@ struct Node {
 // Reads the metadata through one superblock view, with the limits every block number and value must meet.
 class Metadata {
  public:
-  Metadata(const std::string& path, const MetaReadOptions& o) : io_(path, o.exclusive) {
-    Block b;
+  Metadata(const std::string& path, const MetaReadOptions& o) : io_(path, o.exclusive, o.writable) {
+    Block& b = block0_;
     // Block 0 is rewritten in place at every commit: a torn read fails its checksum; read it again.
     for (int attempt = 0;; attempt++) {
       io_.Read(0, b.data());
@@ -164,8 +190,9 @@ class Metadata {
       if (o.expectHeldRoot != 0 && held != o.expectHeldRoot)
         Corrupt(path, 0, "the held metadata snapshot is at block " + std::to_string(held) + ", not " + std::to_string(o.expectHeldRoot));
       CheckBlockNumber(held, 0, "held root");
-      io_.Read(held, b.data());
-      view_ = ParseSuperblock(path, b.data(), held);
+      Block copy;
+      io_.Read(held, copy.data());
+      view_ = ParseSuperblock(path, copy.data(), held);
     } else {
       view_ = live_;
     }
@@ -180,6 +207,17 @@ class Metadata {
   uint64_t dataLimit() const { return dataLimit_; }
   uint64_t metaLimit() const { return metaLimit_; }
   uint64_t reads() const { return reads_; }
+  // Block 0 as the superblock above was parsed from.
+  const Block& block0() const { return block0_; }
+  BlockReader& io() { return io_; }
+
+  // Reads block `b` and verifies its checksum with `salt` and its own block number.
+  void ReadChecked(uint64_t b, uint32_t salt, const char* what, Block& out) {
+    io_.Read(b, out.data());
+    reads_++;
+    if (!ChecksumOk(out.data(), salt)) Corrupt(path(), b, std::string(what) + " checksum");
+    if (Le64(out.data() + 8) != b) Corrupt(path(), b, std::string(what) + " block number");
+  }
 
   void CheckBlockNumber(uint64_t b, uint64_t from, const char* what) const {
     if (b == 0 || b >= metaLimit_) Corrupt(path(), from, std::string(what) + " points at block " + std::to_string(b) + ", outside the metadata");
@@ -210,6 +248,7 @@ class Metadata {
 
  private:
   BlockReader io_;
+  Block block0_;
   MetaSuperblock live_, view_;
   uint64_t metaLimit_ = 0, dataLimit_ = 0, reads_ = 0;
 };
@@ -552,6 +591,75 @@ class MappingCursor {
   uint64_t last_ = 0;
 };
 
+// ---- space maps (thin-metadata.md §3), for the full check before needs_check is cleared ----------------
+
+struct BitmapCounts {
+  uint64_t allocated = 0;  // entries with a count above 0
+  uint64_t overflow = 0;   // entries of count 3: the rest of the count is in the ref-count tree
+};
+
+// Verifies bitmap block `b` and counts its first `entries` entries (those within nr_blocks).
+void CountBitmap(Metadata& m, uint64_t b, uint64_t from, uint64_t entries, BitmapCounts& c) {
+  m.CheckBlockNumber(b, from, "space map bitmap");
+  Block d;
+  m.ReadChecked(b, kBitmapSalt, "space map bitmap", d);
+  for (uint64_t j = 0; j < entries; j++) {
+    uint64_t w = Le64(d.data() + 16 + 8 * (j / 32));
+    unsigned s = unsigned(2 * (j % 32));
+    unsigned count = unsigned(((w >> s) & 1) << 1 | ((w >> (s + 1)) & 1));  // the lower bit is the high one
+    if (count) c.allocated++;
+    if (count == 3) c.overflow++;
+  }
+}
+
+uint64_t BitmapsFor(uint64_t nrBlocks) { return (nrBlocks + kEntriesPerBitmap - 1) / kEntriesPerBitmap; }
+uint64_t EntriesIn(uint64_t nrBlocks, uint64_t bitmap) { return std::min(kEntriesPerBitmap, nrBlocks - bitmap * kEntriesPerBitmap); }
+
+// The counts the bitmaps give must agree with the root: its allocated count, and a ref-count tree entry (a
+// count of 3 or more, for a block within the map) for every bitmap entry of 3.
+void CheckCounts(Metadata& m, const MetaSpaceMap& sm, const BitmapCounts& c, const char* which) {
+  if (c.allocated != sm.nrAllocated)
+    Corrupt(m.path(), 0, std::string(which) + " space map: the bitmaps allocate " + std::to_string(c.allocated) +
+                             " blocks, its root says " + std::to_string(sm.nrAllocated));
+  m.CheckBlockNumber(sm.refCountRoot, 0, "reference count tree root");
+  uint64_t big = 0;
+  WalkTree(m, sm.refCountRoot, 4, [&](uint64_t block, const uint8_t* v, uint64_t node) {
+    if (block >= sm.nrBlocks) Corrupt(m.path(), node, std::string(which) + " reference count beyond the space map");
+    if (Le32(v) >= 3) big++;
+  });
+  if (big < c.overflow)
+    Corrupt(m.path(), sm.refCountRoot, std::string(which) + " space map: " + std::to_string(c.overflow - big) +
+                                           " blocks of count 3 or more have no reference count");
+}
+
+void CheckSpaceMaps(Metadata& m) {
+  const MetaSuperblock& sb = m.live();
+  // Metadata: one index block naming each bitmap.
+  const MetaSpaceMap& meta = sb.metadataSpace;
+  uint64_t n = BitmapsFor(meta.nrBlocks);
+  if (n > kMaxMetadataIndexEntries) Corrupt(m.path(), 0, "metadata space map larger than its index block holds");
+  m.CheckBlockNumber(meta.bitmapRoot, 0, "metadata space map index");
+  Block index;
+  m.ReadChecked(meta.bitmapRoot, kIndexSalt, "metadata space map index", index);
+  BitmapCounts mc;
+  for (uint64_t i = 0; i < n; i++)
+    CountBitmap(m, Le64(index.data() + 16 + kIndexEntrySize * i), meta.bitmapRoot, EntriesIn(meta.nrBlocks, i), mc);
+  CheckCounts(m, meta, mc, "metadata");
+  // Data: an index btree keyed by bitmap number, every one present.
+  const MetaSpaceMap& data = sb.dataSpace;
+  m.CheckBlockNumber(data.bitmapRoot, 0, "data space map index");
+  uint64_t next = 0;
+  BitmapCounts dc;
+  uint64_t bitmaps = BitmapsFor(data.nrBlocks);
+  WalkTree(m, data.bitmapRoot, kIndexEntrySize, [&](uint64_t key, const uint8_t* v, uint64_t node) {
+    if (key != next || key >= bitmaps) Corrupt(m.path(), node, "data space map index entry " + std::to_string(key) + " out of place");
+    CountBitmap(m, Le64(v), node, EntriesIn(data.nrBlocks, key), dc);
+    next++;
+  });
+  if (next != bitmaps) Corrupt(m.path(), data.bitmapRoot, "data space map index misses bitmap " + std::to_string(next));
+  CheckCounts(m, data, dc, "data");
+}
+
 }  // namespace
 
 MetaReport ReadThinMetadata(const std::string& path, const MetaReadOptions& o, bool usage) {
@@ -616,4 +724,45 @@ DiffChunk DiffThinDevices(const std::string& path, const MetaReadOptions& o, uin
   close();
   out.done = true;
   return out;
+}
+
+NeedsCheckRepair ClearNeedsCheck(const std::string& path) {
+  MetaReadOptions o;
+  o.exclusive = true;  // no pool may hold it: the kernel would rewrite block 0 over us
+  o.writable = true;
+  Metadata m(path, o);
+  NeedsCheckRepair r;
+  // Everything the reader can verify: the details and every mapping tree (the usage walk reads each node of
+  // each device's tree and bounds each data block), a held snapshot's copy, and the space maps.
+  Devices d = ReadDevices(m);
+  ComputeUsage(m, d);
+  if (m.live().heldRoot != 0) {
+    m.CheckBlockNumber(m.live().heldRoot, 0, "held root");
+    Block copy;
+    m.io().Read(m.live().heldRoot, copy.data());
+    MetaSuperblock h = ParseSuperblock(path, copy.data(), m.live().heldRoot);
+    m.CheckBlockNumber(h.mappingRoot, h.location, "mapping tree root");
+    m.CheckBlockNumber(h.detailsRoot, h.location, "device details tree root");
+  }
+  CheckSpaceMaps(m);
+  r.report.live = m.live();
+  r.report.view = m.view();
+  r.report.deviceBlocks = m.deviceBlocks();
+  r.report.devices = std::move(d.facts);
+  if (!(m.live().flags & kNeedsCheck)) return r;
+  // Block 0 again: it must still be the superblock checked above (nothing else holds the device).
+  Block b;
+  m.io().Read(0, b.data());
+  if (std::memcmp(b.data(), m.block0().data(), kBlock) != 0) Corrupt(path, 0, "superblock changed during the check");
+  uint32_t flags = Le32(b.data() + kSbFlags) & ~kNeedsCheck;
+  std::memcpy(b.data() + kSbFlags, &flags, 4);
+  uint32_t csum = ChecksumOf(b.data(), kSuperblockSalt);
+  std::memcpy(b.data(), &csum, 4);
+  m.io().Write(0, b.data());
+  Block back;
+  m.io().Read(0, back.data());
+  MetaSuperblock after = ParseSuperblock(path, back.data(), 0);
+  if (after.flags & kNeedsCheck) Corrupt(path, 0, "needs_check still set after the write");
+  r.wasSet = true;
+  return r;
 }

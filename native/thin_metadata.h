@@ -10,6 +10,8 @@
 struct MetaSpaceMap {
   uint64_t nrBlocks = 0;
   uint64_t nrAllocated = 0;
+  uint64_t bitmapRoot = 0;    // data sm: root of the index btree; metadata sm: the index block
+  uint64_t refCountRoot = 0;  // btree of counts of 3 and more
 };
 
 struct MetaSuperblock {
@@ -49,6 +51,8 @@ struct MetaReadOptions {
   uint64_t expectHeldRoot = 0;
   // Open with O_EXCL (offline metadata: fails with EBUSY while a pool uses the device).
   bool exclusive = false;
+  // Open read-write (only the superblock writer does, and always with exclusive).
+  bool writable = false;
 };
 
 struct MetaReport {
@@ -78,3 +82,15 @@ struct DiffChunk {
 // after about maxRanges ranges or maxMappings mappings read (a range may then continue in the next chunk).
 DiffChunk DiffThinDevices(const std::string& path, const MetaReadOptions& o, uint64_t a, uint64_t b, uint64_t from,
                           size_t maxRanges, uint64_t maxMappings);
+
+struct NeedsCheckRepair {
+  MetaReport report;      // what the full check read (before the flag was cleared)
+  bool wasSet = false;    // needs_check was set, and is now cleared
+};
+
+// Verifies all of the metadata on `path`, which no pool may hold (opened with O_EXCL): the superblock (and a
+// held snapshot's copy), the device details, every mapping tree, and both space maps (every index and bitmap
+// block, the reference-count trees, the allocated counts against the bitmaps). Only if all of it passes, and
+// block 0 reads back as checked, clears the superblock's needs_check flag with a new checksum, written with
+// O_DIRECT and fsync'ed. Corrupt metadata throws as the reader does, and nothing is written.
+NeedsCheckRepair ClearNeedsCheck(const std::string& path);

@@ -169,9 +169,29 @@ struct MetadataDiffOp {
   }
 };
 
+// metadataClearNeedsCheck(path) and metadataClearNeedsCheckAsync(path): the full check, then needs_check
+// cleared if it was set: { wasSet, live: superblock as checked, devices: number of thin devices }.
+struct ClearNeedsCheckOp {
+  std::string path;
+  NeedsCheckRepair repair;
+  explicit ClearNeedsCheckOp(const Napi::CallbackInfo& info) : path(ArgString(info, 0)) {}
+  void Execute() {
+    repair = ClearNeedsCheck(path);
+    CheckReport(path, repair.report);
+  }
+  Napi::Value Result(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("wasSet", repair.wasSet);
+    o.Set("live", SuperblockToJs(env, repair.report.live));
+    o.Set("devices", double(repair.report.devices.size()));
+    return o;
+  }
+};
+
 }  // namespace
 
 void RegisterThinMetadata(Napi::Env env, Napi::Object exports) {
   ExportBoth<MetadataReadOp>(env, exports, "metadataRead");
   ExportBoth<MetadataDiffOp>(env, exports, "metadataDiff");
+  ExportBoth<ClearNeedsCheckOp>(env, exports, "metadataClearNeedsCheck");
 }

@@ -97,6 +97,9 @@ export interface RawMetadataReport {
   highest?: Float64Array;
 }
 
+/** The full metadata check, then needs_check cleared if it was set (the superblock as checked: before). */
+export interface RawNeedsCheckRepair { wasSet: boolean; live: RawSuperblock; devices: number }
+
 export interface RawDiffArgs { a: number; b: number; from: number; maxRanges?: number; maxMappings?: number }
 /** `ranges`: (kind 0 left only | 1 right only | 2 different, begin, length) triples. */
 export interface RawDiffChunk { ranges: Float64Array; done: boolean; next: number }
@@ -174,7 +177,8 @@ export type NativeAddon = {
   & SyncAsync<[path: string], DevNumber, 'deviceNumber'>
   & SyncAsync<[path: string, node: { major: number; minor: number; mode?: number }], boolean, 'ensureBlockNode'>
   & SyncAsync<[path: string, view: RawMetadataView, usage: boolean], RawMetadataReport, 'metadataRead'>
-  & SyncAsync<[path: string, view: RawMetadataView, args: RawDiffArgs], RawDiffChunk, 'metadataDiff'>;
+  & SyncAsync<[path: string, view: RawMetadataView, args: RawDiffArgs], RawDiffChunk, 'metadataDiff'>
+  & SyncAsync<[path: string], RawNeedsCheckRepair, 'metadataClearNeedsCheck'>;
 
 /**
  * The part of the addon a DeviceMapper uses: the DM ioctls and the control fd. The real addon by default; a
