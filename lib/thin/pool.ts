@@ -22,9 +22,11 @@ import {
   settleOpened, underLifecycleLock,
 } from './provisioning';
 import { DeleteVolumeOptions, ThinVolume } from './volume';
+import { RepairOptions, RepairResult, checkRepairOptions, repairSteps } from './repair';
 
 export type { Step, ThinPoolHooks } from './changes';
 export type { ThinPoolOptions, ThinPoolCreateOptions, ThinPoolAttachOptions } from './provisioning';
+export type { RepairOptions, RepairResult } from './repair';
 export { defaultMetadataSize } from './provisioning';
 
 export interface VolumeListEntry extends VolumeRecord { active: boolean }
@@ -282,6 +284,20 @@ export class ThinPool {
         yield* reloadPool(this, this.params);
       });
     });
+  }
+
+  /**
+   * Brings back a pool that a faulty device made read-only with needs_check, or failed, once the fault is
+   * gone: its volumes must be inactive (or `deactivate: true`: deactivated and activated again after), the
+   * kernel lets go of the pool, the whole metadata is verified in-process, needs_check is cleared only if it
+   * verifies (else ERR_DM_METADATA, nothing written: use thin_repair), and the pool is loaded again. A
+   * writable pool without needs_check is left as it is. See README, "Faults and recovery".
+   */
+  repair(o?: RepairOptions): Promise<RepairResult> { return runAsync(fsErrors(`repair pool ${this.name}`, this.repairSteps(o))); }
+  repairSync(o?: RepairOptions): RepairResult { return runSync(fsErrors(`repair pool ${this.name}`, this.repairSteps(o))); }
+
+  private *repairSteps(o: RepairOptions | undefined): Steps<RepairResult> {
+    return yield* repairSteps(this, this.changes, checkRepairOptions(o));
   }
 
   // ---- the pool's own metadata -------------------------------------------------------------------------

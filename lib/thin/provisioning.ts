@@ -272,7 +272,11 @@ export function* attachDevices<T>(o: ThinPoolAttachOptions, open: (made: DeviceM
   const undo: Op<unknown>[] = [];
   const held: LoopDevice[] = [];
   try {
-    const existing = yield* step(twin(dm, 'infoIfExists', name));
+    let existing = yield* step(twin(dm, 'infoIfExists', name));
+    if (existing?.liveTable && existing.uuid === poolUuid(name) && (yield* isInterruptedRepair(dm, name))) {
+      yield* removeDevice(dm, name, {});  // set up again below, from its files or devices
+      existing = undefined;
+    }
     if (existing?.liveTable) {
       const [t] = yield* step(twin(dm, 'table', name));
       const dataDev = t?.type === 'thin-pool' ? thinPool.parse(t.params).dataDev : undefined;
@@ -394,6 +398,12 @@ export interface ProvisionedPool {
   readonly blockSize: Sectors;
 }
 
+/** Whether the pool device `name` holds the `error` table a repair swaps in (repair.ts): one killed half-way. */
+function* isInterruptedRepair(dm: DeviceMapper, name: string): Steps<boolean> {
+  const table = yield* step(twin(dm, 'table', name));
+  return table.length === 1 && table[0].type === 'error';
+}
+
 /** The parts of the active pool `name`: its table, its own loops' files, its registry (opened). */
 export function* discoverPool(name: string, o: ThinPoolOptions, dm: DeviceMapper, ownsDm: boolean): Steps<PoolParts> {
   const info = yield* step(twin(dm, 'info', name));
@@ -402,6 +412,8 @@ export function* discoverPool(name: string, o: ThinPoolOptions, dm: DeviceMapper
       ? 'a create or attach of this pool was interrupted before its table was live: create or attach it again'
       : 'the device has no live table', name);
   }
+  if (info.uuid === poolUuid(name) && (yield* isInterruptedRepair(dm, name)))
+    throw dmError('ERR_DM_POOL_STATE', 'a repair of this pool was interrupted (its table is error): attach() it with its files or devices to set it up again, then repair() it', name);
   const table = yield* step(twin(dm, 'table', name));
   if (table.length !== 1 || table[0].type !== 'thin-pool')
     throw dmError('ERR_DM_NOT_A_THIN_POOL', `its table is ${table.map((t) => t.type).join(', ') || 'empty'}`, name);
