@@ -298,7 +298,7 @@ export class PoolChanges {
             const [t] = yield* step(twin(this.dm, 'table', name));
             if (t.length === rec.size) this.registry.commit({ put: [rec] });
           } catch { /* open() puts it right */ }
-          throw e;
+          throw yield* this.explainedByState(e, 'resizing an active volume');
         }
       }
       return next;
@@ -416,6 +416,17 @@ export class PoolChanges {
       return e;
     }
     return s.state === 'ok' && s.mode !== 'ro' ? e : poolStateError(this.name, what, s, e);
+  }
+
+  /** `e`, or, when the pool has failed (a failed pool refuses new thin targets with EINVAL), ERR_DM_POOL_STATE. */
+  *explainedByState(e: unknown, what: string): Steps<unknown> {
+    let s: ThinPoolStatus;
+    try {
+      s = yield* this.statusSteps({ noflush: true });
+    } catch {
+      return e;
+    }
+    return s.state === 'ok' ? e : poolStateError(this.name, what, s, e);
   }
 
   // The commit point of every change.
@@ -595,7 +606,7 @@ export class PoolChanges {
         yield* step(twin(this.dm, 'createDevice', name, [thinTable(this.devSpec, id, size)], { uuid: thinUuid(this.name, id), readOnly }));
         return;
       } catch (e) {
-        if ((e as DevmapperError).code !== 'EBUSY' || (e as DevmapperError).command !== 'DM_DEV_CREATE') throw e;
+        if ((e as DevmapperError).code !== 'EBUSY' || (e as DevmapperError).command !== 'DM_DEV_CREATE') throw yield* this.explainedByState(e, 'activating a volume');
         const info = yield* step(twin(this.dm, 'infoIfExists', name));
         if (!cleared && info && !info.liveTable && info.uuid === thinUuid(this.name, id)) {
           yield* removeDevice(this.dm, name, {});
