@@ -15,6 +15,7 @@ import { checkOptions, optBoolean } from '../core/validate';
 import { nodeOfDevice } from '../dm/block';
 import { error, line, ThinPoolStatus } from '../targets';
 import { PoolChanges, removeDevice } from './changes';
+import { readSteps } from './metadata';
 import { PoolModeName, modeOf } from './pool-mode';
 import { ProvisionedPool, reloadPool } from './provisioning';
 
@@ -100,6 +101,10 @@ export function* repairSteps(pool: RepairingPool, changes: PoolChanges, o: Repai
         foreign.length ? `devices the registry does not own use the pool: ${foreign.join(', ')}` : '',
       ].filter(Boolean).join('; ') + '; the kernel keeps the pool (and its mode) while anything uses it; nothing was changed', pool.name);
     }
+    // Before anything changes: metadata that cannot be read (the fault is still there) or fails the checks
+    // the reader makes is refused now, the pool left as it was. A read-only or failed pool writes nothing.
+    const metaPath = nodeOfDevice(pool.params.metadataDev);
+    if (s) yield* readSteps({ path: metaPath, view: {} }, true);
     // The pool's own loop devices clear themselves at their last close: held open while the table is `error`.
     const holds = [pool.params.dataDev, pool.params.metadataDev].map((d) => fs.openSync(nodeOfDevice(d), fs.constants.O_RDONLY));
     try {
@@ -108,7 +113,6 @@ export function* repairSteps(pool: RepairingPool, changes: PoolChanges, o: Repai
       const length = current.length;
       if (s) yield* swapTable(pool, [line(error, 0, length, {})]);
       let cleared: { wasSet: boolean };
-      const metaPath = nodeOfDevice(pool.params.metadataDev);
       try {
         cleared = yield* call(() => native.metadataClearNeedsCheck(metaPath), () => native.metadataClearNeedsCheckAsync(metaPath));
       } catch (e) {
@@ -120,6 +124,9 @@ export function* repairSteps(pool: RepairingPool, changes: PoolChanges, o: Repai
         throw e;
       }
       yield* reloadPool(pool, pool.params, length);
+      // A change the fault cut short (its commit refused) is settled now that the pool takes messages; if it
+      // cannot be yet, the next change or open() settles it.
+      try { yield* changes.recover(); } catch { /* see above */ }
       for (const v of ours) yield* changes.activateThinSteps(v.name, v.id, v.size, v.readOnly);
       const after = yield* changes.statusSteps({ noflush: true });
       return { modeBefore, mode: modeOf(after), clearedNeedsCheck: cleared.wasSet, reloaded: true, reactivated: ours.map((v) => v.name) };
