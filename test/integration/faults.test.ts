@@ -1,0 +1,250 @@
+// A pool whose data or metadata device goes faulty: the pool's mode shows in status(), every call answers
+// (works, or ERR_DM_POOL_STATE naming the mode), and once the fault is gone repair() brings the pool back with
+// its volumes intact. The devices under the pool are dm devices over loop files: `linear` while healthy,
+// `flakey` failing writes or `error` while faulty.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Block, DeviceMapper, DevmapperError, ThinPool, ThinPoolStatus, flakey, line, linear, error as errorTarget, mapperPath, sectors } from '../../lib';
+import { dmsetup, eventually, removeQuietly, scratchDir, scratchLoop, uniqueName } from './helpers';
+import { readAt, writeAt } from './thin-helpers';
+
+const dm = new DeviceMapper();
+afterAll(() => dm.close());
+
+const MiB = 1 << 20;
+const PATTERN = Buffer.alloc(2 * MiB);
+for (let i = 0; i < PATTERN.length; i += 4) PATTERN.writeUInt32LE((i * 2654435761) >>> 0, i);
+
+interface Rig {
+  pool: ThinPool;
+  options: { name: string; metadataDevice: string; dataDevice: string; registryDir: string };
+  /** Makes `which` device faulty: failing writes (flakey error_writes) or failing everything (error). */
+  fault(which: 'data' | 'metadata', how: 'error_writes' | 'error'): Promise<void>;
+  heal(which: 'data' | 'metadata'): Promise<void>;
+}
+
+async function withFaultyPool(body: (rig: Rig) => Promise<void>): Promise<void> {
+  const metaLoop = scratchLoop(8 * MiB), dataLoop = scratchLoop(64 * MiB);
+  const dir = scratchDir();
+  const names = { metadata: uniqueName('fmeta'), data: uniqueName('fdata') };
+  const loops = { metadata: metaLoop, data: dataLoop };
+  const length = { metadata: sectors(8 * MiB / 512), data: sectors(64 * MiB / 512) };
+  const healthy = (w: 'data' | 'metadata') => [line(linear, 0, length[w], { device: loops[w].path, offset: sectors(0) })];
+  const swap = async (w: 'data' | 'metadata', table: ReturnType<typeof healthy>) => {
+    await dm.load(names[w], table);
+    await dm.suspend(names[w]);
+    await dm.resume(names[w]);
+  };
+  let pool: ThinPool | undefined;
+  try {
+    for (const w of ['metadata', 'data'] as const) await dm.createDevice(names[w], healthy(w));
+    const options = { name: uniqueName('fpool'), metadataDevice: mapperPath(names.metadata), dataDevice: mapperPath(names.data), registryDir: path.join(dir, 'reg') };
+    pool = await ThinPool.create(options);
+    await body({
+      pool, options,
+      fault: (w, how) => swap(w, how === 'error' ? [line(errorTarget, 0, length[w], {})]
+        : [line(flakey, 0, length[w], { device: loops[w].path, offset: sectors(0), upInterval: 0, downInterval: 3600, errorWrites: true })]),
+      heal: (w) => swap(w, healthy(w)),
+    });
+  } finally {
+    try {
+      for (const w of ['metadata', 'data'] as const) {
+        const [t] = await dm.table(names[w]).catch(() => [undefined]);
+        if (t && t.type !== 'linear') await swap(w, healthy(w));
+      }
+    } catch { /* the removal below still runs */ }
+    // The pool device by name: a test may have left it with another table, or the pool object closed.
+    const live = await dm.infoIfExists(pool?.name ?? '').catch(() => undefined);
+    if (pool && live) {
+      try { await pool.destroy(); } catch { removeQuietly(dm, ...(await pool.list().catch(() => [])).map((v) => v.name), pool.name); }
+    }
+    removeQuietly(dm, names.data, names.metadata);
+    metaLoop.detach();
+    dataLoop.detach();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// While the fault lasts: writes that need new data blocks, and a discard of blocks mapped before the fault
+// (a change to the metadata whatever the data device does: the commit that follows flushes the data device
+// first, and a failed flush makes the kernel mark the metadata needs_check). Each may fail (EIO): the fault.
+async function provoke(device: string): Promise<void> {
+  for (let i = 0; i < 4; i++) {
+    try { writeAt(device, 8 * MiB + i * MiB, Buffer.alloc(MiB, 0xa5)); } catch { /* the fault */ }
+  }
+  await Block.discard(device, 4 * MiB, 2 * MiB).catch(() => undefined);
+  await Block.flush(device).catch(() => undefined);
+}
+
+const modeOf = (s: ThinPoolStatus) => (s.state === 'ok' ? s.mode : 'fail');
+
+// A call that either works or is refused with ERR_DM_POOL_STATE naming `mode`.
+async function worksOrNamesMode<T>(p: Promise<T>, mode: string): Promise<'worked' | 'refused'> {
+  try {
+    await p;
+    return 'worked';
+  } catch (e) {
+    expect(e).toBeInstanceOf(DevmapperError);
+    expect(e).toMatchObject({ code: 'ERR_DM_POOL_STATE', mode });
+    return 'refused';
+  }
+}
+
+async function expectRefusedEverywhere(pool: ThinPool, mode: string): Promise<void> {
+  await expect(pool.createVolume('new', '4M')).rejects.toMatchObject({ code: 'ERR_DM_POOL_STATE', mode });
+  expect(() => pool.createVolumeSync('new', '4M')).toThrow(expect.objectContaining({ code: 'ERR_DM_POOL_STATE', mode }));
+  await expect(pool.snapshot('v', 'snap')).rejects.toMatchObject({ code: 'ERR_DM_POOL_STATE', mode });
+  await expect(pool.deleteVolume('spare')).rejects.toMatchObject({ code: 'ERR_DM_POOL_STATE', mode });
+  expect(() => pool.deleteVolumeSync('spare')).toThrow(expect.objectContaining({ code: 'ERR_DM_POOL_STATE', mode }));
+  // These work in a read-only pool (they change nothing in its metadata). In a failed one, the reads are
+  // refused; a thin table works only if the kernel has the thin device in memory already (resizing the
+  // active volume), else is refused.
+  const expected = mode === 'ro' ? 'worked' : 'refused';
+  const activated = await worksOrNamesMode(pool.volume('spare')!.activate(), mode);
+  if (mode === 'ro') expect(activated).toBe('worked');
+  if (activated === 'worked') await pool.volume('spare')!.deactivate();
+  const resized = await worksOrNamesMode(pool.resizeVolume('v', '24M'), mode);
+  if (mode === 'ro') expect(resized).toBe('worked');
+  expect(await worksOrNamesMode(pool.check(), mode)).toBe(expected);
+  expect(await worksOrNamesMode(pool.metadata(), mode)).toBe(expected);
+  expect(await worksOrNamesMode(pool.usage(), mode)).toBe(expected);
+  expect(await worksOrNamesMode(pool.transactionId(), mode)).toBe(expected);
+  // The registry still holds what it held.
+  expect((await pool.list()).map((v) => v.name).sort()).toEqual(['spare', 'v']);
+}
+
+async function expectBack(pool: ThinPool): Promise<void> {
+  const s = await pool.status();
+  expect(s).toMatchObject({ state: 'ok', mode: 'rw', needsCheck: false });
+  const check = await pool.check();
+  expect(check.clean).toBe(true);
+  const v = pool.volume('v')!;
+  if (!(await v.isActive())) await v.activate();
+  expect(readAt(v.path, 0, PATTERN.length).equals(PATTERN)).toBe(true);
+  const fresh = await (await pool.createVolume('after', '4M')).activate();
+  writeAt(fresh.path, 0, 'after the repair');
+  expect(readAt(fresh.path, 0, 16).toString()).toBe('after the repair');
+  await fresh.deactivate();
+}
+
+async function volumesWithPattern(pool: ThinPool): Promise<string> {
+  const v = await (await pool.createVolume('v', '16M')).activate();
+  writeAt(v.path, 0, PATTERN);
+  writeAt(v.path, 4 * MiB, Buffer.alloc(2 * MiB, 0x5a));  // mapped now, discarded by provoke()
+  await pool.createVolume('spare', '4M');
+  return v.path;
+}
+
+test('data device failing writes: read-only with needs_check, every call answers, repair() brings the pool back', async () => {
+  await withFaultyPool(async ({ pool, options, fault, heal }) => {
+    const vPath = await volumesWithPattern(pool);
+    await fault('data', 'error_writes');
+    await provoke(vPath);
+    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    const s = await pool.status();
+    expect(s).toMatchObject({ state: 'ok', mode: 'ro', needsCheck: true });
+    await expectRefusedEverywhere(pool, 'ro');
+
+    await heal('data');
+    // The kernel keeps the pool read-only: the fault's removal alone does not bring it back.
+    expect(await pool.status()).toMatchObject({ state: 'ok', mode: 'ro', needsCheck: true });
+    // An active volume keeps the kernel's pool: refused, nothing changed.
+    await expect(pool.repair()).rejects.toMatchObject({ code: 'ERR_DM_BUSY' });
+    expect(() => pool.repairSync()).toThrow(expect.objectContaining({ code: 'ERR_DM_BUSY' }));
+    expect(await pool.volume('v')!.isActive()).toBe(true);
+
+    const r = await pool.repair({ deactivate: true });
+    expect(r).toMatchObject({ modeBefore: 'ro', mode: 'rw', clearedNeedsCheck: true, reloaded: true, reactivated: ['v'] });
+    expect(await pool.volume('v')!.isActive()).toBe(true);
+    await expectBack(pool);
+    // Nothing left to do: repair() of a healthy pool changes nothing.
+    expect(pool.repairSync()).toMatchObject({ mode: 'rw', reloaded: false, clearedNeedsCheck: false });
+    // thin_check, the independent oracle, on the metadata once the pool is down.
+    await pool.destroy();
+    execFileSync('thin_check', [options.metadataDevice], { stdio: ['ignore', 'pipe', 'pipe'] });
+  });
+});
+
+test('metadata device failing: the pool fails (or goes read-only), calls answer typed, repair() brings it back', async () => {
+  await withFaultyPool(async ({ pool, fault, heal }) => {
+    const vPath = await volumesWithPattern(pool);
+    await fault('metadata', 'error');
+    await provoke(vPath);
+    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    const s = await pool.status();
+    const mode = modeOf(s);
+    expect(['fail', 'ro']).toContain(mode);
+    if (s.state !== 'ok') expect(s.state).toBe('Fail');
+    await expectRefusedEverywhere(pool, mode);
+
+    await heal('metadata');
+    expect(modeOf(await pool.status())).toBe(mode);  // still as the fault left it
+    await pool.volume('v')!.deactivate();
+    const r = pool.repairSync();
+    expect(r).toMatchObject({ modeBefore: mode, mode: 'rw', reloaded: true, reactivated: [] });
+    await expectBack(pool);
+  });
+});
+
+test('a repair cut short after the pool\'s table became error: open() says so, attach() sets the pool up again, repair() finishes', async () => {
+  await withFaultyPool(async ({ pool, options, fault, heal }) => {
+    const vPath = await volumesWithPattern(pool);
+    await fault('data', 'error_writes');
+    await provoke(vPath);
+    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    await heal('data');
+    await pool.volume('v')!.deactivate();
+    // What a repair killed right after its swap leaves: the pool device, with its uuid, and an `error` table.
+    const [t] = await dm.table(pool.name);
+    dmsetup('load', pool.name, '--table', `0 ${t.length} error`);
+    dmsetup('suspend', pool.name);
+    dmsetup('resume', pool.name);
+    await pool.close();
+    await expect(ThinPool.open(options.name, { registryDir: options.registryDir })).rejects.toMatchObject({ code: 'ERR_DM_POOL_STATE' });
+    const back = await ThinPool.attach(options);
+    try {
+      // needs_check was never cleared: the pool comes back read-only, and repair() finishes the job.
+      expect(await back.status()).toMatchObject({ state: 'ok', mode: 'ro', needsCheck: true });
+      expect(await back.repair()).toMatchObject({ mode: 'rw', clearedNeedsCheck: true });
+      await expectBack(back);
+    } finally {
+      await back.destroy();
+    }
+  });
+});
+
+test('createVolume while the data device fails writes: refused naming the mode, and after repair() the registry is as before', async () => {
+  await withFaultyPool(async ({ pool, fault, heal }) => {
+    await volumesWithPattern(pool);
+    await fault('data', 'error_writes');
+    // create_thin runs; the commit after it flushes the data device, which fails: the pool turns read-only,
+    // and the change's commit (set_transaction_id) is refused.
+    await expect(pool.createVolume('during', '4M')).rejects.toMatchObject({ code: 'ERR_DM_POOL_STATE', mode: 'ro' });
+    expect(await pool.status()).toMatchObject({ state: 'ok', mode: 'ro', needsCheck: true });
+    await heal('data');
+    expect(await pool.repair({ deactivate: true })).toMatchObject({ mode: 'rw', clearedNeedsCheck: true });
+    // The unfinished create is rolled back by the repair: the kernel never committed it.
+    expect((await pool.list()).map((v) => v.name).sort()).toEqual(['spare', 'v']);
+    await expectBack(pool);
+  });
+});
+
+test('destroy() of a failed pool works; once the fault is gone attach() brings the pool back with its volumes', async () => {
+  await withFaultyPool(async ({ pool, options, fault, heal }) => {
+    const vPath = await volumesWithPattern(pool);
+    await fault('metadata', 'error');
+    await provoke(vPath);
+    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    await pool.destroy();
+    expect(await dm.infoIfExists(options.name)).toBeUndefined();
+    await heal('metadata');
+    const back = await ThinPool.attach(options);
+    try {
+      expect(await back.status()).toMatchObject({ state: 'ok', mode: 'rw', needsCheck: false });
+      await expectBack(back);
+    } finally {
+      await back.destroy();
+    }
+  });
+});
