@@ -248,3 +248,56 @@ test('destroy() of a failed pool works; once the fault is gone attach() brings t
     }
   });
 });
+
+// One byte of the metadata device, read and written past its page cache (the pool writes through its own
+// buffers): BLKFLSBUF first, then a buffered write made durable.
+function flipMetadataByte(device: string, block: number, offset: number): void {
+  Block.flushSync(device);
+  const fd = fs.openSync(device, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, block * 4096 + offset);
+    b[0] ^= 0x01;
+    fs.writeSync(fd, b, 0, 1, block * 4096 + offset);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  Block.flushSync(device);
+}
+
+// The first bitmap block of the data space map: the superblock's data sm root names its index btree.
+function dataBitmapBlock(device: string): number {
+  Block.flushSync(device);
+  const sb = readAt(device, 0, 4096);
+  const indexRoot = Number(sb.readBigUInt64LE(80));
+  const node = readAt(device, indexRoot * 4096, 4096);
+  expect(node.readUInt32LE(4)).toBe(2);  // a leaf: one bitmap's worth of data blocks
+  const max = node.readUInt32LE(20);
+  return Number(node.readBigUInt64LE(32 + 8 * max));
+}
+
+test('metadata that fails the full check: ERR_DM_METADATA, needs_check kept, the pool and its volumes put back', async () => {
+  await withFaultyPool(async ({ pool, options, fault, heal }) => {
+    const vPath = await volumesWithPattern(pool);
+    await fault('data', 'error_writes');
+    await provoke(vPath);
+    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    await heal('data');
+    // A space-map bitmap only the full check reads (the pool in read-only mode allocates nothing).
+    const bitmap = dataBitmapBlock(options.metadataDevice);
+    flipMetadataByte(options.metadataDevice, bitmap, 100);
+    const e = await pool.repair({ deactivate: true }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DevmapperError);
+    expect(e).toMatchObject({ code: 'ERR_DM_METADATA', block: bitmap });
+    expect((e as DevmapperError).check).toMatch(/space map bitmap checksum/);
+    expect(await pool.status()).toMatchObject({ state: 'ok', mode: 'ro', needsCheck: true });
+    expect(await pool.volume('v')!.isActive()).toBe(true);
+    expect(readAt(vPath, 0, PATTERN.length).equals(PATTERN)).toBe(true);
+    // Put right (as thin_repair would), the repair goes through.
+    flipMetadataByte(options.metadataDevice, bitmap, 100);
+    await pool.volume('v')!.deactivate();
+    expect(await pool.repair()).toMatchObject({ modeBefore: 'ro', mode: 'rw', clearedNeedsCheck: true });
+    await expectBack(pool);
+  });
+});
