@@ -106,21 +106,28 @@ export function* repairSteps(pool: RepairingPool, changes: PoolChanges, o: Repai
     const metaPath = nodeOfDevice(pool.params.metadataDev);
     if (s) yield* readSteps({ path: metaPath, view: {} }, true);
     // The pool's own loop devices clear themselves at their last close: held open while the table is `error`.
-    const holds = [pool.params.dataDev, pool.params.metadataDev].map((d) => fs.openSync(nodeOfDevice(d), fs.constants.O_RDONLY));
+    const holds: number[] = [];
     try {
-      for (const v of ours) yield* removeDevice(pool.dm, v.name, {});
+      for (const d of [pool.params.dataDev, pool.params.metadataDev]) holds.push(fs.openSync(nodeOfDevice(d), fs.constants.O_RDONLY));
       const [current] = yield* step(twin(pool.dm, 'table', pool.name));
       const length = current.length;
-      if (s) yield* swapTable(pool, [line(error, 0, length, {})]);
+      const removed: ActiveVolume[] = [];
+      let swapped = !s;
       let cleared: { wasSet: boolean };
       try {
+        for (const v of ours) {
+          yield* removeDevice(pool.dm, v.name, {});
+          removed.push(v);
+        }
+        if (s) yield* swapTable(pool, [line(error, 0, length, {})]);
+        swapped = true;
         cleared = yield* call(() => native.metadataClearNeedsCheck(metaPath), () => native.metadataClearNeedsCheckAsync(metaPath));
       } catch (e) {
-        // The pool back as it was (its flag untouched), its volumes too; then the check's error.
+        // The pool back as it was (its flag untouched), its volumes too; then the first error.
         try {
-          yield* reloadPool(pool, pool.params, length);
-          for (const v of ours) yield* changes.activateThinSteps(v.name, v.id, v.size, v.readOnly);
-        } catch { /* the check's error is the one to report */ }
+          if (swapped) yield* reloadPool(pool, pool.params, length);
+          for (const v of removed) yield* changes.activateThinSteps(v.name, v.id, v.size, v.readOnly);
+        } catch { /* the first error is the one to report */ }
         throw e;
       }
       yield* reloadPool(pool, pool.params, length);
