@@ -12,12 +12,13 @@ import { dmError } from '../core/errors';
 import { Bytes, Sectors, byteSize, bytesToSectors, sectors } from '../core/units';
 import { checkBoolean, checkInteger, checkName, checkOptions, checkPath, optBoolean, show } from '../core/validate';
 import { Op, Steps, local, sleep, step, twin } from '../core/steps';
-import { line, thinPool, ThinPoolFeatures, ThinPoolParams, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
+import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
 import { IncompleteMarker, configOf, markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
 import { LmdbRegistry, RegistryStore } from './registry';
 import { ReconcileOptions, checkReconcileOptions } from './check';
 import { PoolLock } from './lock';
 import { ThinPoolHooks, isLvmUuid, poolUuid, removeDevice } from './changes';
+import { poolStateError } from './pool-mode';
 
 export interface ThinPoolOptions {
   dm?: DeviceMapper;
@@ -361,17 +362,36 @@ apply: (this: P, deviceSectors: Sectors) => Steps<void>): Steps<void> {
 // `length` changes the pool's size; without it the table's current length is kept.
 export function* reloadPool(pool: ProvisionedPool, params: ThinPoolParams, length?: Sectors): Steps<void> {
   length ??= (yield* step(twin(pool.dm, 'table', pool.name)))[0].length;
-  yield* step(twin(pool.dm, 'load', pool.name, [line(thinPool, 0, length, params)]));
+  try {
+    yield* step(twin(pool.dm, 'load', pool.name, [line(thinPool, 0, length, params)]));
+  } catch (e) {
+    throw yield* failedPoolError(pool, e);  // a failed pool refuses a new table (EINVAL)
+  }
   try {
     yield* step(twin(pool.dm, 'suspend', pool.name));
   } catch (e) {
     try { yield* step(twin(pool.dm, 'clear', pool.name)); } catch { /* keep the first error */ }
-    throw e;
+    throw yield* failedPoolError(pool, e);
   }
-  yield* step(twin(pool.dm, 'resume', pool.name));
+  try {
+    yield* step(twin(pool.dm, 'resume', pool.name));
+  } catch (e) {
+    throw yield* failedPoolError(pool, e);
+  }
   Object.assign(pool.params, thinPool.parse(thinPool.format(params)));
   // attach() loads the table from these settings: keep them as the pool has them now.
   if (pool.registryDir) writePoolConfig(pool.registryDir, configOf(pool.params));
+}
+
+// `e`, or ERR_DM_POOL_STATE naming the mode when the pool has failed.
+function* failedPoolError(pool: ProvisionedPool, e: unknown): Steps<unknown> {
+  try {
+    const [t] = yield* step(twin(pool.dm, 'status', pool.name, { noflush: true }));
+    const s = parseThinPoolStatus(t.params);
+    return s.state === 'ok' ? e : poolStateError(pool.name, 'reloading the pool\'s table', s, e);
+  } catch {
+    return e;
+  }
 }
 
 /** What a pool is made of, as create, open and attach find or make it. */

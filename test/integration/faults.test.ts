@@ -110,6 +110,10 @@ async function expectRefusedEverywhere(pool: ThinPool, mode: string): Promise<vo
   expect(await worksOrNamesMode(pool.metadata(), mode)).toBe(expected);
   expect(await worksOrNamesMode(pool.usage(), mode)).toBe(expected);
   expect(await worksOrNamesMode(pool.transactionId(), mode)).toBe(expected);
+  // A table reload of the pool (its settings): works or is refused, and never leaves the pool suspended.
+  await worksOrNamesMode(pool.setLowWaterMark(7), mode);
+  await worksOrNamesMode(pool.setFeatures({ errorIfNoSpace: true }), mode);
+  expect(await dm.info(pool.name)).toMatchObject({ suspended: false, inactiveTable: false });
   // The registry still holds what it held.
   expect((await pool.list()).map((v) => v.name).sort()).toEqual(['spare', 'v']);
 }
