@@ -1,7 +1,7 @@
 // JS <-> DmRequest/DmResponse, and the DM entry points: dm (sync), dmAsync (libuv pool), dmWait (own thread),
 // pollControl (own thread), openControl/closeFd.
 #include <cerrno>
-#include <linux/dm-ioctl.h>
+#include "uapi.h"
 #include <poll.h>
 #include <unistd.h>
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <linux/dm-ioctl.h>
+#include "uapi.h"
 #include <memory>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
