@@ -99,7 +99,11 @@ export interface RawMetadataReport {
 
 export interface RawDiffArgs { a: number; b: number; from: number; maxRanges?: number; maxMappings?: number }
 /** `ranges`: (kind 0 left only | 1 right only | 2 different, begin, length) triples. */
-export interface RawDiffChunk { ranges: Float64Array; done: boolean; next: number }
+export interface RawDiffChunk {
+  ranges: Float64Array; done: boolean; next: number;
+  /** The pool's data block size in sectors, from the superblock of the view read. */
+  dataBlockSize: number;
+}
 
 /** A call on a thread of its own; cancel(reason) ends it: 'timeout <ms>', 'abort' or 'close' become ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED. */
 export interface Cancellable<T> { promise: Promise<T>; cancel(reason?: string): boolean }
