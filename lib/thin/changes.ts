@@ -23,6 +23,7 @@ import { checkName, checkOptions, optBoolean, optInteger } from '../core/validat
 import { line, parseThinPoolStatus, thin, ThinPoolStatus } from '../targets';
 import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
+import { explainBusy, readHolders, describeHolders } from '../dm/holders';
 import { PoolLock } from './lock';
 import { isModeRefusal, poolStateError } from './pool-mode';
 
@@ -83,16 +84,20 @@ export function checkDeleteOptions(options: unknown): DeleteVolumeOptions {
   return o;
 }
 
-/** REMOVE, retried while busy (bounded); not active (ENXIO) counts as done. */
+/** REMOVE, retried while busy (bounded); not active (ENXIO) counts as done. A lasting EBUSY says who holds it. */
 export function* removeDevice(dm: DeviceMapper, name: string, o: DeactivateOptions): Steps<void> {
-  yield* retryWhileBusy(function* (): Steps<void> {
-    try {
-      yield* step(twin(dm, 'remove', name, { deferred: o.deferred }));
-    } catch (e) {
-      if ((e as DevmapperError).code !== 'ENXIO') throw e;  // ENXIO: not active
-      dm.ensureNode(name, undefined);  // a node a killed REMOVE left behind
-    }
-  }, { retries: o.deferred ? 0 : o.retries ?? 20, delayMs: o.retryDelayMs ?? 50 });
+  try {
+    yield* retryWhileBusy(function* (): Steps<void> {
+      try {
+        yield* step(twin(dm, 'remove', name, { deferred: o.deferred }));
+      } catch (e) {
+        if ((e as DevmapperError).code !== 'ENXIO') throw e;  // ENXIO: not active
+        dm.ensureNode(name, undefined);  // a node a killed REMOVE left behind
+      }
+    }, { retries: o.deferred ? 0 : o.retries ?? 20, delayMs: o.retryDelayMs ?? 50 });
+  } catch (e) {
+    throw yield* explainBusy(e, dm, name);
+  }
 }
 
 /** What the protocol needs of its pool. */
@@ -214,7 +219,10 @@ export class PoolChanges {
       const deactivate = o.deactivate ?? (discard ? {} : undefined);
       if (discard) {
         const info = yield* step(twin(this.dm, 'infoIfExists', name));
-        if (info && info.openCount > 0) throw dmError('ERR_DM_BUSY', 'the volume is open; close it before discarding it', name);
+        if (info && info.openCount > 0) {
+          const holders = readHolders(info.dev, info.openCount);
+          throw dmError('ERR_DM_BUSY', `the volume is open; close it before discarding it: ${describeHolders(holders)}`, name, { holders });
+        }
       }
       // Without a discard, the REMOVE runs alongside the intent; with one, after the discard.
       const removing = deactivate && !discard && (yield* step(start(sub(() => removeDevice(this.dm, name, deactivate)))));
@@ -570,13 +578,17 @@ export class PoolChanges {
    */
   private *deleteThin(id: number, name: string): Steps<void> {
     const pool = this;
-    yield* retryWhileBusy(function* (): Steps<void> {
-      try {
-        yield* pool.poolMessage(`delete ${id}`);
-      } catch (e) {
-        if ((e as DevmapperError).code !== 'ENODATA') throw e;
-      }
-    }, { retries: 50, delayMs: 20, lasting: () => this.isActiveThinSteps(name, id) });
+    try {
+      yield* retryWhileBusy(function* (): Steps<void> {
+        try {
+          yield* pool.poolMessage(`delete ${id}`);
+        } catch (e) {
+          if ((e as DevmapperError).code !== 'ENODATA') throw e;
+        }
+      }, { retries: 50, delayMs: 20, lasting: () => this.isActiveThinSteps(name, id) });
+    } catch (e) {
+      throw yield* explainBusy(e, this.dm, name);  // the volume's device is active: who holds it
+    }
   }
 
   /**

@@ -5,7 +5,8 @@
 import { DeviceMapper } from '../dm/device-mapper';
 import { formatDev } from '../dm/block';
 import type { DevNumber } from '../core/binding';
-import { dmError, DevmapperError, systemError } from '../core/errors';
+import { dmError, DevmapperError, DeviceHolders, systemError } from '../core/errors';
+import { describeHolders, readHolders } from '../dm/holders';
 import { Bytes, Sectors, sectors } from '../core/units';
 import { checkInteger, checkName, checkThinId, checkOptions, optBoolean, optSignal, show } from '../core/validate';
 import { Steps, mapErrors, runAsync, runSync, step, twin } from '../core/steps';
@@ -486,7 +487,7 @@ export class ThinPool {
 
   private *destroyUnderLock(o: DestroyOptions): Steps<void> {
     yield* this.locked(function* (this: ThinPool): Steps<void> {
-      const ours: string[] = [], busy: string[] = [], foreign: string[] = [];
+      const ours: string[] = [], busy: { name: string; holders: DeviceHolders }[] = [], foreign: string[] = [];
       for (const d of yield* step(twin(this.dm, 'list', { uuids: true }))) {
         if (d.name === this.name) continue;
         const info = yield* step(twin(this.dm, 'infoIfExists', d.name));
@@ -499,15 +500,18 @@ export class ThinPool {
         const mine = ownUuid || (usesPool && rec !== undefined && (yield* this.changes.mapsThinNow(d.name, rec.id, info)));
         if (mine) {
           ours.push(d.name);
-          if (info.openCount > 0) busy.push(d.name);
+          if (info.openCount > 0) busy.push({ name: d.name, holders: readHolders(info.dev, info.openCount) });
         } else if (usesPool) {
           foreign.push(d.name);
         }
       }
       if (foreign.length || busy.length) {
-        throw dmError('ERR_DM_BUSY', [busy.length ? `volumes in use: ${busy.join(', ')}` : '',
+        // `holders`: the first busy volume's, else the pool's own (its sysfs holders name the foreign devices).
+        const info = busy.length ? undefined : yield* step(twin(this.dm, 'infoIfExists', this.name));
+        const holders = busy[0]?.holders ?? (info && readHolders(info.dev, info.openCount));
+        throw dmError('ERR_DM_BUSY', [busy.length ? `volumes in use: ${busy.map((b) => `${b.name} (${describeHolders(b.holders)})`).join(', ')}` : '',
           foreign.length ? `devices the registry does not own use the pool: ${foreign.join(', ')}` : ''].filter(Boolean).join('; ') +
-          '; nothing was removed', this.name);
+          '; nothing was removed', this.name, { holders });
       }
       for (const n of ours) yield* removeDevice(this.dm, n, {});
       yield* removeDevice(this.dm, this.name, {});  // our loops are autoclear: they go with the pool
