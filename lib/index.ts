@@ -34,3 +34,7 @@ export type { PoolMetadata, ThinDeviceMetadata, ThinDeviceUsage, PoolUsage, Diff
 export type { MetadataReadOptions } from './thin/metadata-snapshot';
 export type { PoolCheck, LiveThin, OrphanThin, ReconcileOptions, ReconcilePlan } from './thin/check';
 export type { AdoptOptions, DockerImport } from './thin/adopt';
+export type {
+  CollectOptions, CollectReport, CollectedVolume, CreateVolumeOptions, LeaseEnd, LeaseOptions, SkippedVolume, SnapshotOptions, VolumeLease,
+} from './thin/leases';
+export { MAX_LEASE_TTL_MS, MAX_PID } from './thin/leases';

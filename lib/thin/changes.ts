@@ -26,6 +26,7 @@ import { retryWhileBusy } from './busy';
 import { explainBusy, readHolders, describeHolders } from '../dm/holders';
 import { PoolLock } from './lock';
 import { isModeRefusal, poolStateError } from './pool-mode';
+import type { VolumeLease } from './leases';
 
 export type Step = 'intent' | 'message' | 'commit';
 
@@ -168,7 +169,7 @@ export class PoolChanges {
     return s.transactionId;
   }
 
-  *createVolumeSteps(name: string, size: Bytes | number | string): Steps<VolumeRecord> {
+  *createVolumeSteps(name: string, size: Bytes | number | string, lease?: VolumeLease): Steps<VolumeRecord> {
     this.refuseIfLvm('create a volume');
     checkName(name, 'volume name');
     const sz = bytesToSectors(byteSize(size, 'size', name));
@@ -176,12 +177,12 @@ export class PoolChanges {
     const rec = yield* this.locked(function* (this: PoolChanges): Steps<VolumeRecord> {
       const [tid, recovered] = yield* step(both(sub(() => this.transactionIdSteps()), sub(() => this.checkNameFree(name))));
       const from = recovered ? yield* this.transactionIdSteps() : tid;
-      return yield* this.createId('create', name, sz, null, from, (id) => `create_thin ${id}`);
+      return yield* this.createId('create', name, sz, null, lease, from, (id) => `create_thin ${id}`);
     });
     return rec;
   }
 
-  *snapshotSteps(originName: string, name: string): Steps<VolumeRecord> {
+  *snapshotSteps(originName: string, name: string, lease?: VolumeLease): Steps<VolumeRecord> {
     this.refuseIfLvm('snapshot');
     checkName(name, 'snapshot name');
     const rec = yield* this.locked(function* (this: PoolChanges): Steps<VolumeRecord> {
@@ -192,10 +193,10 @@ export class PoolChanges {
         sub(() => this.isActiveThinSteps(originName, from.id))));
       const tid = recovered ? yield* this.transactionIdSteps() : tidRead;
       const message = (id: number) => `create_snap ${id} ${from.id}`;
-      if (!active) return yield* this.createId('snapshot', name, from.size, from.name, tid, message);
+      if (!active) return yield* this.createId('snapshot', name, from.size, from.name, lease, tid, message);
       let resumeFailed = false;
       const batch = (text: string) => this.dm.batch().suspend(originName).message(this.name, 0, text).resume(originName);
-      return yield* this.createId('snapshot', name, from.size, from.name, tid, message, function* (this: PoolChanges, text: string): Steps<void> {
+      return yield* this.createId('snapshot', name, from.size, from.name, lease, tid, message, function* (this: PoolChanges, text: string): Steps<void> {
         try {
           yield* step(op(() => batch(text).runSync(), () => batch(text).run()));
         } catch (e) {
@@ -211,10 +212,14 @@ export class PoolChanges {
     return rec;
   }
 
-  /** ThinPool.deleteVolume and ThinVolume.delete, their arguments checked. */
-  *deleteVolumeSteps(name: string, o: DeleteVolumeOptions): Steps<void> {
+  /**
+   * ThinPool.deleteVolume and ThinVolume.delete, their arguments checked. `stillWanted`, if given, is asked
+   * first under the lock with the volume's record as it is then: false leaves everything alone (returns false).
+   */
+  *deleteVolumeSteps(name: string, o: DeleteVolumeOptions, stillWanted?: (rec: VolumeRecord | undefined) => boolean): Steps<boolean> {
     this.refuseIfLvm('delete a volume');
-    yield* this.locked(function* (this: PoolChanges): Steps<void> {
+    return yield* this.locked(function* (this: PoolChanges): Steps<boolean> {
+      if (stillWanted && !stillWanted(this.registry.get(name))) return false;
       const discard = !!o.discard;
       const deactivate = o.deactivate ?? (discard ? {} : undefined);
       if (discard) {
@@ -260,6 +265,7 @@ export class PoolChanges {
       this.step('message', change);
       yield* this.commitDelete(change);
       if (discardError) throw discardError;
+      return true;
     });
   }
 
@@ -365,7 +371,7 @@ export class PoolChanges {
    * `send` sends the message (by default alone) and throws only if it did not run; `afterMessage` follows
    * the message step. Both are called with this pool as `this`.
    */
-  private *createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, tid: number,
+  private *createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, lease: VolumeLease | undefined, tid: number,
     message: (id: number) => string, send: (this: PoolChanges, text: string) => Steps<void> = this.poolMessage,
     afterMessage?: (this: PoolChanges) => Steps<void>): Steps<VolumeRecord> {
     for (;;) {
@@ -375,7 +381,7 @@ export class PoolChanges {
         if (afterFinish && this.registry.get(name)) throw dmError('ERR_DM_VOLUME_EXISTS', `pool ${this.name} has a volume of that name`, name);
         return { op, name, size, parent, fromTid: t, toTid: t + 1 };
       }, (id) => {
-        rec = { name, id, size, parent, state: 'ready', created: Date.now() };
+        rec = { name, id, size, parent, state: 'ready', created: Date.now(), ...(lease && { lease }) };  // the lease in the create's own write
         return { put: [rec] };
       });
       const id = change.id;

@@ -23,6 +23,10 @@ import {
   settleOpened, underLifecycleLock,
 } from './provisioning';
 import { DeleteVolumeOptions, ThinVolume } from './volume';
+import {
+  CollectOptions, CollectReport, CreateVolumeOptions, SnapshotOptions, VolumeLease, checkCreateVolumeOptions, collectSteps, renewLeaseSteps,
+  takeLease,
+} from './leases';
 
 export type { Step, ThinPoolHooks } from './changes';
 export type { ThinPoolOptions, ThinPoolCreateOptions, ThinPoolAttachOptions } from './provisioning';
@@ -369,12 +373,16 @@ export class ThinPool {
 
   // ---- volumes ---------------------------------------------------------------------------------------
 
-  /** A new thin volume of `size` bytes (a multiple of 512; '1G' works too). Not activated. */
-  createVolume(name: string, size: Bytes | number | string): Promise<ThinVolume<ThinPool>> { return runAsync(this.createVolumeSteps(name, size)); }
-  createVolumeSync(name: string, size: Bytes | number | string): ThinVolume<ThinPool> { return runSync(this.createVolumeSteps(name, size)); }
+  /**
+   * A new thin volume of `size` bytes (a multiple of 512; '1G' works too). Not activated. With `lease`, it
+   * belongs to an owner (a process, a TTL, or both) and collect() deletes it once the owner is gone.
+   */
+  createVolume(name: string, size: Bytes | number | string, o?: CreateVolumeOptions): Promise<ThinVolume<ThinPool>> { return runAsync(this.createVolumeSteps(name, size, o)); }
+  createVolumeSync(name: string, size: Bytes | number | string, o?: CreateVolumeOptions): ThinVolume<ThinPool> { return runSync(this.createVolumeSteps(name, size, o)); }
 
-  private *createVolumeSteps(name: string, size: Bytes | number | string): Steps<ThinVolume<ThinPool>> {
-    return new ThinVolume(this, yield* this.changes.createVolumeSteps(name, size));
+  private *createVolumeSteps(name: string, size: Bytes | number | string, o: CreateVolumeOptions | undefined): Steps<ThinVolume<ThinPool>> {
+    const lease = takeLease(checkCreateVolumeOptions(o, 'createVolume').lease, name);
+    return new ThinVolume(this, yield* this.changes.createVolumeSteps(name, size, lease));
   }
 
   /**
@@ -382,10 +390,11 @@ export class ThinPool {
    * resumed whatever happens: suspend, create_snap and resume go in one native call, after the registry's
    * write, so the origin's I/O waits for the kernel's work alone.
    */
-  snapshot(origin: string | ThinVolume, name: string): Promise<ThinVolume<ThinPool>> { return runAsync(this.snapshotSteps(origin, name)); }
-  snapshotSync(origin: string | ThinVolume, name: string): ThinVolume<ThinPool> { return runSync(this.snapshotSteps(origin, name)); }
+  snapshot(origin: string | ThinVolume, name: string, o?: SnapshotOptions): Promise<ThinVolume<ThinPool>> { return runAsync(this.snapshotSteps(origin, name, o)); }
+  snapshotSync(origin: string | ThinVolume, name: string, o?: SnapshotOptions): ThinVolume<ThinPool> { return runSync(this.snapshotSteps(origin, name, o)); }
 
-  private *snapshotSteps(origin: string | ThinVolume, name: string): Steps<ThinVolume<ThinPool>> {
+  private *snapshotSteps(origin: string | ThinVolume, name: string, o: SnapshotOptions | undefined): Steps<ThinVolume<ThinPool>> {
+    const options = checkCreateVolumeOptions(o, 'snapshot');
     // A volume object is taken only from this very pool: never resolved by name here.
     let originName: string;
     if (typeof origin === 'string') {
@@ -396,8 +405,28 @@ export class ThinPool {
       if (origin.pool !== this) throw dmError('ERR_DM_INVALID_ARGUMENT', `the origin is a volume of pool ${origin.pool.name}, not of ${this.name}`, this.name);
       originName = rec.name;
     }
-    return new ThinVolume(this, yield* this.changes.snapshotSteps(originName, name));
+    return new ThinVolume(this, yield* this.changes.snapshotSteps(originName, name, takeLease(options.lease, name)));
   }
+
+  /**
+   * The volume's lease runs `ttlMs` (by default its own ttlMs) from now; returns the lease. A volume with no
+   * lease, or whose lease has no TTL and no ttlMs is given, is refused.
+   */
+  renewLease(name: string, ttlMs?: number): Promise<VolumeLease> { return runAsync(this.renewLeaseSteps(name, ttlMs)); }
+  renewLeaseSync(name: string, ttlMs?: number): VolumeLease { return runSync(this.renewLeaseSteps(name, ttlMs)); }
+
+  private *renewLeaseSteps(name: string, ttlMs: number | undefined): Steps<VolumeLease> {
+    return (yield* renewLeaseSteps(this, name, ttlMs)).lease!;
+  }
+
+  /**
+   * Deactivates and deletes every volume whose lease has ended (its process exited, its pid now names another
+   * process, or its TTL ran out), through the normal delete; a volume busy or failing is skipped and reported.
+   * A volume with a live lease, or none, is never touched. An origin is deleted like any volume: its snapshots
+   * keep their data. `dryRun` only reports.
+   */
+  collect(o?: CollectOptions): Promise<CollectReport> { return runAsync(collectSteps(this, o)); }
+  collectSync(o?: CollectOptions): CollectReport { return runSync(collectSteps(this, o)); }
 
   /** A volume by name, or undefined. */
   volume(name: string): ThinVolume<ThinPool> | undefined {
