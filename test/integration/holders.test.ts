@@ -4,7 +4,7 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DevmapperError, sectors } from '../../lib';
+import { DevmapperError, bytesToSectors } from '../../lib';
 import { dmsetup, eventually, uniqueName } from './helpers';
 import { withPool } from './thin-helpers';
 
@@ -68,7 +68,7 @@ test('a dm device stacked on a volume: deactivate fails with EBUSY naming it', a
     const vol = await (await pool.createVolume(uniqueName('under'), 8 * MiB)).activate();
     const upper = uniqueName('upper');
     const info = await pool.dm.info(vol.name);
-    dmsetup('create', upper, '--table', `0 ${sectors(8 * MiB)} linear ${info.dev.major}:${info.dev.minor} 0`);
+    dmsetup('create', upper, '--table', `0 ${bytesToSectors(8 * MiB)} linear ${info.dev.major}:${info.dev.minor} 0`);
     try {
       const e = await rejection(vol.deactivate(quick));
       expect(e.code).toBe('EBUSY');
