@@ -57,7 +57,7 @@ export interface SkippedVolume {
   name: string;
   id: number;
   reason: LeaseEnd;
-  /** 'busy': open, mounted or stacked on (see holders); 'error': another failure (see error). */
+  /** 'busy': open, mounted or stacked on (see holders); 'error': the kernel refused this volume otherwise (see error). */
   why: 'busy' | 'error';
   error: DevmapperError;
   holders?: DeviceHolders;
@@ -155,7 +155,8 @@ export function* renewLeaseSteps(pool: object, name: string, ttlMs: unknown): St
 /**
  * collect: every volume whose lease has ended is deactivated (if active) and deleted through the change
  * protocol, each under the pool's lock after its lease is read again there. One that is busy (open, mounted,
- * stacked on) or fails otherwise is skipped and reported; the others go on.
+ * stacked on) or that the kernel refuses otherwise is skipped and reported, and the others go on; an error of
+ * the pool's own (its lock, its registry, its mode) is thrown.
  */
 export function* collectSteps(pool: object, options: unknown): Steps<CollectReport> {
   const o = checkOptions<CollectOptions>(options, ['dryRun'], 'collect options');
@@ -181,7 +182,8 @@ export function* collectSteps(pool: object, options: unknown): Steps<CollectRepo
       });
       if (deleted) report.collected.push({ name: rec.name, id: rec.id, reason: reason!, wasActive });
     } catch (e) {
-      if (!(e instanceof DevmapperError)) throw e;
+      // What is about the pool (its lock, registry or mode; a sync call during a promise one) ends the collect.
+      if (!(e instanceof DevmapperError) || (e.code.startsWith('ERR_DM_') && e.code !== 'ERR_DM_BUSY')) throw e;
       const busy = e.code === 'EBUSY' || e.code === 'ERR_DM_BUSY';
       report.skipped.push({ name: rec.name, id: rec.id, reason: reason!, why: busy ? 'busy' : 'error', error: e, ...(e.holders && { holders: e.holders }) });
     }

@@ -194,6 +194,28 @@ describe('leases over the scripted kernel', () => {
   });
 });
 
+test('collect skips a volume the kernel refuses (why: error) and goes on; an error of the pool itself is thrown', async () => {
+  const { pool, k } = scriptedPool();
+  const owner = child();
+  try {
+    pool.createVolumeSync('a-refused', '1M', { lease: { pid: owner.pid } }).activateSync();
+    pool.createVolumeSync('b-other', '1M', { lease: { pid: owner.pid } });
+    await owner.kill();
+    k.failNext.set('DM_DEV_REMOVE', os.constants.errno.EIO);
+    const report = pool.collectSync();
+    expect(report.collected.map((c) => c.name)).toEqual(['b-other']);
+    expect(report.skipped).toMatchObject([{ name: 'a-refused', reason: 'owner-exited', why: 'error', error: { code: 'EIO', command: 'DM_DEV_REMOVE' } }]);
+    expect(pool.volume('a-refused')).toBeDefined();
+    // A sync call while a promise call of this process holds the pool: the collect itself fails.
+    const running = pool.createVolume('meanwhile', '1M');
+    expect(() => pool.collectSync()).toThrow(expect.objectContaining({ code: 'ERR_DM_IN_PROGRESS' }));
+    await running;
+    expect((await pool.collect()).collected.map((c) => c.name)).toEqual(['a-refused']);
+  } finally {
+    pool.closeSync();
+  }
+});
+
 test('leaseEnded: a reused pid, another boot, another pid namespace, a malformed lease', () => {
   const now = Date.now();
   expect(leaseEnded(undefined, now)).toBeUndefined();
