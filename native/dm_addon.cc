@@ -221,7 +221,7 @@ struct DmOp {
   explicit DmOp(const Napi::CallbackInfo& info)
       : fd(ArgInt(info, 0)),
         head(HeadArg(info.Env(), info[2])),
-        req(ParseRequest(info.Env(), info[1], head, info[3], info[4], info[5], info.Length() > 6 ? napi_value(info[6]) : nullptr)),
+        req(ParseRequest(info.Env(), info[1], head, info[3], info[4], info[5], info.Length() > 6 && !info[6].IsUndefined() ? napi_value(info[6]) : nullptr)),
         expectErrno(int(head[kHeadExpectErrno])),
         node(uint32_t(head[kHeadNode])) {}
   void Execute() {
@@ -249,11 +249,11 @@ struct DmWaitOp : DmOp {
   }
 };
 
-// dmTimed(fd, cmd, head, name, uuid, timeoutMs): the same for a sync caller, which it blocks; after timeoutMs
+// dmTimed(fd, cmd, head, name, uuid, data, targets, timeoutMs): the same for a sync caller, which it blocks; after timeoutMs
 // the call is interrupted (ECANCELED "timeout <ms>", or the command's own result if it finished meanwhile).
 Napi::Value DmTimed(const Napi::CallbackInfo& info) {
   InstallWakeSignal();
-  int timeoutMs = ArgInt(info, 5);
+  int timeoutMs = ArgInt(info, 7);
   DmWaitOp op(info);
   auto state = std::make_shared<BlockingState>();
   SysError error;

@@ -158,7 +158,8 @@ export type NativeAddon = {
   /** DM_DEV_WAIT on a thread of its own; cancel() makes the promise reject with ECANCELED. */
   dmWait(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string): Cancellable<RawDmReply | null>;
   /** A DM command on a thread of its own for a sync caller, interrupted after timeoutMs (ECANCELED). */
-  dmTimed(fd: number, cmd: number, head: Float64Array, name: string | undefined, uuid: string | undefined, timeoutMs: number): RawDmReply | null;
+  dmTimed(fd: number, cmd: number, head: Float64Array, name: string | undefined, uuid: string | undefined, data: undefined, targets: undefined,
+    timeoutMs: number): RawDmReply | null;
   /** poll(POLLIN) on a control fd on a thread of its own: true on an event, false on timeout. */
   pollControl(fd: number, timeoutMs: number): Cancellable<boolean>;
   /** flock(LOCK_EX) on a lock file; returns the fd that holds it (close it to release). */

@@ -120,5 +120,5 @@ export function dmWait(b: DmBinding, fd: number, req: RawDmRequest, cmd = K.DM_D
 /** `cmd` on a thread of its own for a sync caller, interrupted after timeoutMs (ECANCELED). */
 export function dmTimedSync(b: DmBinding, fd: number, cmd: number, req: RawDmRequest, timeoutMs: number): RawDmResponse {
   const head = packHead(new Float64Array(H.size), req, 0);
-  return unpack(head, b.dmTimed!(fd, cmd, head, req.name, req.uuid, timeoutMs)!);
+  return unpack(head, b.dmTimed!(fd, cmd, head, req.name, req.uuid, undefined, undefined, timeoutMs)!);
 }
