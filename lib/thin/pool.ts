@@ -194,6 +194,11 @@ export class ThinPool {
 
   // ---- status and settings -------------------------------------------------------------------------
 
+  /**
+   * The pool's status: data blocks (of blockSize sectors) and 4 KiB metadata blocks used and total, and its mode
+   * ('out_of_data_space': growData; 'ro' with metadata full: growMetadata). Keep both with room (README,
+   * "Sizing a pool"; minFreeSpace refuses new volumes below a limit).
+   */
   status(o: StatusOptions = {}): Promise<ThinPoolStatus> { return runAsync(this.statusSteps(o)); }
   statusSync(o: StatusOptions = {}): ThinPoolStatus { return runSync(this.statusSteps(o)); }
 

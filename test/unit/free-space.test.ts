@@ -7,6 +7,7 @@ import { ThinPool, defaultMetadataSize } from '../../lib';
 import type { Bytes, Sectors } from '../../lib/core/units';
 import { checkFreeSpace, checkMinFreeSpace, minFreeSpaceOption, readMinFreeSpace, writeMinFreeSpace } from '../../lib/thin/free-space';
 import { MAX_METADATA_SECTORS, ThinPoolStatusOk } from '../../lib/targets';
+import { tripwireDm } from './hostile-helpers';
 
 const invalid = expect.objectContaining({ code: 'ERR_DM_INVALID_ARGUMENT' });
 const BAD: unknown[] = [
@@ -28,7 +29,10 @@ test('minFreeSpace: percentages 0..100, bytes or sizes, per space or for both; n
   expect(checkMinFreeSpace(undefined)).toEqual({});
 });
 
-test.each(BAD.map((v) => [typeof v === 'symbol' ? 'a symbol' : typeof v === 'bigint' ? '10n' : JSON.stringify(v) ?? String(v), v]))(
+const label = (v: unknown): string => (typeof v === 'symbol' ? 'a symbol' : typeof v === 'bigint' ? '10n' : typeof v === 'function' ? 'a function'
+  : typeof v === 'number' ? String(v) : v instanceof Date ? 'a Date' : v !== null && typeof v === 'object' && !Array.isArray(v)
+    ? `{ ${Object.entries(v).map(([k, x]) => `${k}: ${label(x)}`).join(', ')} }` : JSON.stringify(v));
+test.each(BAD.map((v) => [label(v), v]))(
   'minFreeSpace %s is refused with ERR_DM_INVALID_ARGUMENT', (_label, v) => {
     expect(() => checkMinFreeSpace(v)).toThrow(invalid);
   });
@@ -92,4 +96,14 @@ test('default metadata size: 2 % of the data, at least 32 MiB, capped at the ker
   expect(defaultMetadataSize((256 * MiB) as Bytes, 128 as Sectors)).toBe(32 * MiB);
   expect(defaultMetadataSize((100 * GiB) as Bytes, 128 as Sectors)).toBe(2 * GiB);
   expect(defaultMetadataSize((2 ** 50) as Bytes, 128 as Sectors)).toBe(MAX_METADATA_SECTORS * 512);
+});
+
+test('suspend timeoutMs: a positive integer, refused before any call otherwise, and refused in a batch', async () => {
+  const { dm, calls } = tripwireDm();
+  for (const bad of [0, -1, 1.5, NaN, Infinity, '100', 2 ** 31]) {
+    expect(() => dm.suspendSync('x', { timeoutMs: bad as number })).toThrow(invalid);
+    await expect(dm.suspend('x', { timeoutMs: bad as number })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+  }
+  expect(() => dm.batch().suspend('x', { timeoutMs: 1000 })).toThrow(invalid);
+  expect(calls).toEqual([]);
 });
