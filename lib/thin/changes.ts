@@ -598,7 +598,7 @@ export class PoolChanges {
       yield* this.recover();
       return undefined;
     } catch (e) {
-      if (e instanceof DevmapperError && (e.code === 'ERR_DM_POOL_STATE' && e.mode !== undefined || isModeRefusal(e))) return e;
+      if (e instanceof DevmapperError && ((e.code === 'ERR_DM_POOL_STATE' && e.mode !== undefined) || isModeRefusal(e))) return e;
       throw e;
     }
   }
