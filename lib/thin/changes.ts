@@ -187,13 +187,11 @@ export class PoolChanges {
   /**
    * The transaction id a create or snapshot starts from, given the pool's status read under the lock, after
    * the checks that need it: the pool's minimum free space, and, for a snapshot of an active origin
-   * (`suspends`), a pool that takes the message without the origin's suspend waiting on writes it cannot place.
+   * (`suspends`), a pool that is not out of data space, where the origin's suspend would wait on writes the
+   * pool holds back. (A read-only pool fails such writes at once: its refusal of create_snap is the kernel's.)
    */
   private tidForNewVolume(s: ThinPoolStatusOk, what: string, suspends = false): number {
-    if (suspends) {
-      if (s.mode === 'ro') throw poolStateError(this.name, what, s);
-      refuseIfOutOfData(this.name, what, s);
-    }
+    if (suspends) refuseIfOutOfData(this.name, what, s);
     this.guard.check(this.name, what, s, this.blockSize());
     return s.transactionId;
   }
