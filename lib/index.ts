@@ -23,7 +23,7 @@ export type { ThinPoolParams, ThinPoolFeatures, ThinPoolStatus, ThinPoolStatusOk
 export { ThinPool, defaultMetadataSize } from './thin/pool';
 export type {
   ThinPoolOptions, ThinPoolCreateOptions, ThinPoolAttachOptions, ThinPoolHooks, VolumeListEntry, Step, StatusOptions, DestroyOptions,
-  WatchLowWaterOptions,
+  WatchLowWaterOptions, MinFreeSpace, FreeSpaceLimit, DeferredRecovery,
 } from './thin/pool';
 export { ThinVolume } from './thin/volume';
 export type { ActivateOptions, DeactivateOptions, DeleteVolumeOptions, VolumeDeleteOptions, VolumePool, VolumeUsage } from './thin/volume';

@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+
+thread_local bool tInterruptible = false;
+
 namespace {
 
 constexpr unsigned kCommands = DM_GET_TARGET_VERSION_CMD + 1;
@@ -266,7 +269,7 @@ DmResponse DmIoctl(int fd, const DmRequest& req) {
     uint64_t t0 = timed ? MonotonicNanos() : 0;
     do {
       rc = ioctl(fd, _IOC(_IOC_READ | _IOC_WRITE, DM_IOCTL, req.cmd, sizeof(struct dm_ioctl)), io);
-    } while (rc < 0 && errno == EINTR && req.cmd != DM_DEV_WAIT_CMD);
+    } while (rc < 0 && errno == EINTR && req.cmd != DM_DEV_WAIT_CMD && !tInterruptible);
     int err = errno;
     if (timed) {
       gIoctlNanos.fetch_add(MonotonicNanos() - t0, std::memory_order_relaxed);

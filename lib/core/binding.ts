@@ -161,6 +161,9 @@ export type NativeAddon = {
   dmSeqAsync(fd: number, steps: RawDmStep[]): Promise<RawDmSeqResult>;
   /** DM_DEV_WAIT on a thread of its own; cancel() makes the promise reject with ECANCELED. */
   dmWait(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string): Cancellable<RawDmReply | null>;
+  /** A DM command on a thread of its own for a sync caller, interrupted after timeoutMs (ECANCELED). */
+  dmTimed(fd: number, cmd: number, head: Float64Array, name: string | undefined, uuid: string | undefined, data: undefined, targets: undefined,
+    timeoutMs: number): RawDmReply | null;
   /** poll(POLLIN) on a control fd on a thread of its own: true on an event, false on timeout. */
   pollControl(fd: number, timeoutMs: number): Cancellable<boolean>;
   /** flock(LOCK_EX) on a lock file; returns the fd that holds it (close it to release). */
@@ -185,7 +188,8 @@ export type NativeAddon = {
  * scripted one (DeviceMapperOptions.binding) lets request building and recovery decisions be tested without
  * a kernel, as @serialport/bindings-cpp does.
  */
-export type DmBinding = Pick<NativeAddon, 'openControl' | 'closeFd' | 'dm' | 'dmAsync' | 'dmSeq' | 'dmSeqAsync' | 'dmWait' | 'pollControl'>;
+export type DmBinding = Pick<NativeAddon, 'openControl' | 'closeFd' | 'dm' | 'dmAsync' | 'dmSeq' | 'dmSeqAsync' | 'dmWait' | 'pollControl'>
+  & Partial<Pick<NativeAddon, 'dmTimed'>>;
 
 // The package root is three levels above dist/lib/core. node-gyp-build looks in a folder that
 // DEVMAPPER_PREBUILD names instead, when that is set (its own <NAME>_PREBUILD rule): test/sanitize.sh points it

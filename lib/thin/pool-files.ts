@@ -43,7 +43,7 @@ export function readPoolConfig(registryDir: string): PoolConfig | undefined {
 }
 
 // Written to a temporary name, synced, renamed over: a reader sees the old file or the new one, whole.
-function atomicWrite(file: string, text: string): void {
+export function atomicWrite(file: string, text: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {

@@ -27,9 +27,15 @@ import {
   CollectOptions, CollectReport, CreateVolumeOptions, SnapshotOptions, VolumeLease, checkCreateVolumeOptions, collectSteps, renewLeaseSteps,
   takeLease,
 } from './leases';
+import { MinFreeSpace, checkMinFreeSpace, minFreeSpaceOption } from './free-space';
+import type { PendingChange } from './registry';
 
 export type { Step, ThinPoolHooks } from './changes';
 export type { ThinPoolOptions, ThinPoolCreateOptions, ThinPoolAttachOptions } from './provisioning';
+export type { MinFreeSpace, FreeSpaceLimit } from './free-space';
+
+/** A change left unfinished that open() could not finish: the pool's mode refused it (see ThinPool.deferredRecovery). */
+export interface DeferredRecovery { change: PendingChange; error: DevmapperError }
 export { defaultMetadataSize } from './provisioning';
 
 export interface VolumeListEntry extends VolumeRecord { active: boolean }
@@ -58,6 +64,7 @@ export class ThinPool {
   #reconciled: ReconcilePlan | null = null;
   #docker: DockerImport | null = null;
   #driftError: DevmapperError | undefined;
+  #deferredRecovery: DeferredRecovery | null = null;
 
   private constructor(parts: PoolParts, hooks: ThinPoolHooks) {
     this.name = parts.name;
@@ -84,7 +91,9 @@ export class ThinPool {
   private static *createSteps(options: ThinPoolCreateOptions): Steps<ThinPool> {
     const o = checkCreateOptions(options);
     return yield* underLifecycleLock(o.name, function* (): Steps<ThinPool> {
-      return new ThinPool(yield* provisionPool(o), o.hooks ?? {});
+      const pool = new ThinPool(yield* provisionPool(o), o.hooks ?? {});
+      if (o.minFreeSpace !== undefined) pool.changes.guard.set(checkMinFreeSpace(o.minFreeSpace, o.name));
+      return pool;
     });
   }
 
@@ -105,7 +114,10 @@ export class ThinPool {
       if (!pool.lvmOwned) yield* pool.changes.locked(function* (this: PoolChanges): Steps<void> {
         yield* this.repairPoolDevice();
         yield* this.repairDevices();
-        yield* this.recover();
+        const change = this.registry.pending();
+        const refused = yield* this.recoverOrDefer();
+        if (refused && change) pool.#deferredRecovery = { change, error: refused };
+        if (o.minFreeSpace !== undefined) this.guard.set(checkMinFreeSpace(o.minFreeSpace, name));
       });
       settleOpened(parts);
       if (o.check !== false) {
@@ -181,12 +193,17 @@ export class ThinPool {
 
   private static *attachSteps(options: ThinPoolAttachOptions): Steps<ThinPool> {
     const o = checkAttachOptions(options);
-    const poolOptions: ThinPoolOptions = { dm: o.dm, registryDir: o.registryDir, registry: o.registry, hooks: o.hooks };
+    const poolOptions: ThinPoolOptions = { dm: o.dm, registryDir: o.registryDir, registry: o.registry, hooks: o.hooks, minFreeSpace: o.minFreeSpace };
     return yield* underLifecycleLock(o.name, () => attachDevices(o, (made) => ThinPool.openSteps(o.name, poolOptions, made)));
   }
 
   // ---- status and settings -------------------------------------------------------------------------
 
+  /**
+   * The pool's status: data blocks (of blockSize sectors) and 4 KiB metadata blocks used and total, and its mode
+   * ('out_of_data_space': growData; 'ro' with metadata full: growMetadata). Keep both with room (README,
+   * "Sizing a pool"; minFreeSpace refuses new volumes below a limit).
+   */
   status(o: StatusOptions = {}): Promise<ThinPoolStatus> { return runAsync(this.statusSteps(o)); }
   statusSync(o: StatusOptions = {}): ThinPoolStatus { return runSync(this.statusSteps(o)); }
 
@@ -195,6 +212,31 @@ export class ThinPool {
     optBoolean(o.noflush, 'noflush');
     return yield* this.changes.statusSteps(o);
   }
+
+  /**
+   * The free space createVolume and snapshot must leave, else they are refused (ERR_DM_POOL_FULL, naming the
+   * space and its free bytes) before any change: '10%', bytes ('1G' or a number), per space
+   * (`{ data: '10%', metadata: '10%' }`), or null for none. Saved beside the registry, so every process
+   * opening the pool applies it. Writes to existing volumes are not limited by it.
+   */
+  setMinFreeSpace(limit: MinFreeSpace | null): Promise<void> { return runAsync(fsErrors(`set the minimum free space of pool ${this.name}`, this.setMinFreeSpaceSteps(limit))); }
+  setMinFreeSpaceSync(limit: MinFreeSpace | null): void { runSync(fsErrors(`set the minimum free space of pool ${this.name}`, this.setMinFreeSpaceSteps(limit))); }
+
+  private *setMinFreeSpaceSteps(limit: MinFreeSpace | null): Steps<void> {
+    if (limit === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'setMinFreeSpace needs a limit, or null for none', this.name);
+    const s = checkMinFreeSpace(limit, this.name);
+    yield* this.locked(function* (this: ThinPool): Steps<void> { this.changes.guard.set(s); });
+  }
+
+  /** The pool's minimum free space as saved now (undefined: none). */
+  get minFreeSpace(): { data?: string | number; metadata?: string | number } | undefined { return minFreeSpaceOption(this.changes.guard.setting); }
+
+  /**
+   * The change a process left unfinished that open() or attach() could not finish, because the pool's mode
+   * refused it (read-only: its metadata full; failed), with that refusal; null if none. It stays recorded:
+   * the next change or open finishes it once the pool takes changes again (after growMetadata, say).
+   */
+  get deferredRecovery(): DeferredRecovery | null { return this.#deferredRecovery; }
 
   transactionId(): Promise<number> { return runAsync(this.changes.transactionIdSteps()); }
   transactionIdSync(): number { return runSync(this.changes.transactionIdSteps()); }
