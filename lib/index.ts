@@ -23,7 +23,7 @@ export type { ThinPoolParams, ThinPoolFeatures, ThinPoolStatus, ThinPoolStatusOk
 export { ThinPool, defaultMetadataSize } from './thin/pool';
 export type {
   ThinPoolOptions, ThinPoolCreateOptions, ThinPoolAttachOptions, ThinPoolHooks, VolumeListEntry, Step, StatusOptions, DestroyOptions,
-  WatchLowWaterOptions, RepairOptions, RepairResult,
+  WatchLowWaterOptions, MinFreeSpace, FreeSpaceLimit, DeferredRecovery, RepairOptions, RepairResult,
 } from './thin/pool';
 export { ThinVolume } from './thin/volume';
 export type { ActivateOptions, DeactivateOptions, DeleteVolumeOptions, VolumeDeleteOptions, VolumePool, VolumeUsage } from './thin/volume';
@@ -34,3 +34,7 @@ export type { PoolMetadata, ThinDeviceMetadata, ThinDeviceUsage, PoolUsage, Diff
 export type { MetadataReadOptions } from './thin/metadata-snapshot';
 export type { PoolCheck, LiveThin, OrphanThin, ReconcileOptions, ReconcilePlan } from './thin/check';
 export type { AdoptOptions, DockerImport } from './thin/adopt';
+export type {
+  CollectOptions, CollectReport, CollectedVolume, CreateVolumeOptions, LeaseEnd, LeaseOptions, SkippedVolume, SnapshotOptions, VolumeLease,
+} from './thin/leases';
+export { MAX_LEASE_TTL_MS, MAX_PID } from './thin/leases';

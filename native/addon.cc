@@ -2,8 +2,7 @@
 #include "addon.h"
 
 #include <cstring>
-#include <linux/dm-ioctl.h>
-#include <linux/loop.h>
+#include "uapi.h"
 
 #include "napi_ops.h"
 

@@ -1,7 +1,7 @@
 // JS <-> DmRequest/DmResponse, and the DM entry points: dm (sync), dmAsync (libuv pool), dmWait (own thread),
 // pollControl (own thread), openControl/closeFd.
 #include <cerrno>
-#include <linux/dm-ioctl.h>
+#include "uapi.h"
 #include <poll.h>
 #include <unistd.h>
 
@@ -221,7 +221,7 @@ struct DmOp {
   explicit DmOp(const Napi::CallbackInfo& info)
       : fd(ArgInt(info, 0)),
         head(HeadArg(info.Env(), info[2])),
-        req(ParseRequest(info.Env(), info[1], head, info[3], info[4], info[5], info.Length() > 6 ? napi_value(info[6]) : nullptr)),
+        req(ParseRequest(info.Env(), info[1], head, info[3], info[4], info[5], info.Length() > 6 && !info[6].IsUndefined() ? napi_value(info[6]) : nullptr)),
         expectErrno(int(head[kHeadExpectErrno])),
         node(uint32_t(head[kHeadNode])) {}
   void Execute() {
@@ -239,10 +239,56 @@ struct DmOp {
   }
 };
 
-// dmWait(fd, cmd, head, name, uuid): DM_DEV_WAIT on a thread of its own.
+// dmWait(fd, cmd, head, name, uuid): a DM command that may wait without bound (DM_DEV_WAIT; DM_DEV_SUSPEND
+// of a device whose I/O the kernel queues) on a thread of its own, which cancel() interrupts.
 struct DmWaitOp : DmOp {
-  explicit DmWaitOp(const Napi::CallbackInfo& info) : DmOp(info) { req.cmd = DM_DEV_WAIT_CMD; }
+  explicit DmWaitOp(const Napi::CallbackInfo& info) : DmOp(info) {}
+  void Execute() {
+    tInterruptible = true;
+    DmOp::Execute();
+  }
 };
+
+// dmTimed(fd, cmd, head, name, uuid, data, targets, timeoutMs): the same for a sync caller, which it blocks; after timeoutMs
+// the call is interrupted (ECANCELED "timeout <ms>", or the command's own result if it finished meanwhile).
+Napi::Value DmTimed(const Napi::CallbackInfo& info) {
+  InstallWakeSignal();
+  int timeoutMs = ArgInt(info, 7);
+  DmWaitOp op(info);
+  auto state = std::make_shared<BlockingState>();
+  SysError error;
+  bool failed = false;
+  std::unique_lock<std::mutex> lock(state->mutex);  // the thread waits until its handle is stored
+  std::thread t([&op, &error, &failed, state]() {
+    AllowWakeSignal();
+    { std::lock_guard<std::mutex> g(state->mutex); }
+    try {
+      op.Execute();
+    } catch (const SysError& e) {
+      failed = true;
+      error = e;
+    } catch (const std::exception& e) {
+      failed = true;
+      error = FromStdException(e);
+    }
+    {
+      std::lock_guard<std::mutex> g(state->mutex);
+      state->done = true;
+      if (failed && state->cancelled) {
+        error.err = ECANCELED;
+        error.detail = state->reason;
+      }
+    }
+    state->cv.notify_all();
+  });
+  state->thread = t.native_handle();
+  bool finished = state->cv.wait_for(lock, std::chrono::milliseconds(timeoutMs), [&] { return state->done; });
+  lock.unlock();
+  if (!finished) CancelBlocking(*state, "timeout " + std::to_string(timeoutMs));
+  t.join();
+  if (failed) CallJs(info.Env(), [&] { throw error; });
+  return op.Result(info.Env());
+}
 
 // dmSeq(fd, steps): several ioctls in order, each step [cmd, head, name, uuid, data, targets], in one trip off
 // the main thread (CREATE + LOAD + RESUME cost one hop, not three). Stops at the first failure; returns
@@ -349,6 +395,7 @@ void RegisterDm(Napi::Env env, Napi::Object exports) {
   exports.Set("dm", Napi::Function::New(env, RunSync<DmOp>, "dm"));
   exports.Set("dmAsync", Napi::Function::New(env, RunAsync<DmOp>, "dmAsync"));
   exports.Set("dmWait", Napi::Function::New(env, RunOnOwnThread<DmWaitOp>, "dmWait"));
+  exports.Set("dmTimed", Napi::Function::New(env, DmTimed, "dmTimed"));
   exports.Set("dmSeq", Napi::Function::New(env, RunSync<DmSeqOp>, "dmSeq"));
   exports.Set("dmSeqAsync", Napi::Function::New(env, RunAsync<DmSeqOp>, "dmSeqAsync"));
   exports.Set("pollControl", Napi::Function::New(env, RunOnOwnThread<PollOp>, "pollControl"));

@@ -5,13 +5,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <linux/dm-ioctl.h>
+#include "uapi.h"
 #include <memory>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
+
+
+thread_local bool tInterruptible = false;
 
 namespace {
 
@@ -266,7 +269,7 @@ DmResponse DmIoctl(int fd, const DmRequest& req) {
     uint64_t t0 = timed ? MonotonicNanos() : 0;
     do {
       rc = ioctl(fd, _IOC(_IOC_READ | _IOC_WRITE, DM_IOCTL, req.cmd, sizeof(struct dm_ioctl)), io);
-    } while (rc < 0 && errno == EINTR && req.cmd != DM_DEV_WAIT_CMD);
+    } while (rc < 0 && errno == EINTR && req.cmd != DM_DEV_WAIT_CMD && !tInterruptible);
     int err = errno;
     if (timed) {
       gIoctlNanos.fetch_add(MonotonicNanos() - t0, std::memory_order_relaxed);

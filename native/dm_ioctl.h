@@ -85,3 +85,7 @@ void DmDecodeDev(uint64_t dev, uint32_t* major, uint32_t* minor);
 
 // Opens /dev/mapper/control (O_RDWR|O_CLOEXEC), creating the node from /sys/class/misc if it is missing.
 int DmOpenControl();
+
+// Set on a thread of its own that a cancel() may interrupt: an ioctl it runs returns EINTR instead of being
+// retried (a DM_DEV_SUSPEND waiting on I/O gives up, and the kernel undoes the suspend).
+extern thread_local bool tInterruptible;

@@ -3,7 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <linux/loop.h>
+#include "uapi.h"
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>

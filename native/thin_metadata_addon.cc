@@ -165,6 +165,7 @@ struct MetadataDiffOp {
     o.Set("ranges", r);
     o.Set("done", chunk.done);
     o.Set("next", double(chunk.next));
+    o.Set("dataBlockSize", double(chunk.dataBlockSize));
     return o;
   }
 };

@@ -102,7 +102,11 @@ export interface RawNeedsCheckRepair { wasSet: boolean; live: RawSuperblock; dev
 
 export interface RawDiffArgs { a: number; b: number; from: number; maxRanges?: number; maxMappings?: number }
 /** `ranges`: (kind 0 left only | 1 right only | 2 different, begin, length) triples. */
-export interface RawDiffChunk { ranges: Float64Array; done: boolean; next: number }
+export interface RawDiffChunk {
+  ranges: Float64Array; done: boolean; next: number;
+  /** The pool's data block size in sectors, from the superblock of the view read. */
+  dataBlockSize: number;
+}
 
 /** A call on a thread of its own; cancel(reason) ends it: 'timeout <ms>', 'abort' or 'close' become ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED. */
 export interface Cancellable<T> { promise: Promise<T>; cancel(reason?: string): boolean }
@@ -160,6 +164,9 @@ export type NativeAddon = {
   dmSeqAsync(fd: number, steps: RawDmStep[]): Promise<RawDmSeqResult>;
   /** DM_DEV_WAIT on a thread of its own; cancel() makes the promise reject with ECANCELED. */
   dmWait(fd: number, cmd: number, head: Float64Array, name?: string, uuid?: string): Cancellable<RawDmReply | null>;
+  /** A DM command on a thread of its own for a sync caller, interrupted after timeoutMs (ECANCELED). */
+  dmTimed(fd: number, cmd: number, head: Float64Array, name: string | undefined, uuid: string | undefined, data: undefined, targets: undefined,
+    timeoutMs: number): RawDmReply | null;
   /** poll(POLLIN) on a control fd on a thread of its own: true on an event, false on timeout. */
   pollControl(fd: number, timeoutMs: number): Cancellable<boolean>;
   /** flock(LOCK_EX) on a lock file; returns the fd that holds it (close it to release). */
@@ -185,7 +192,8 @@ export type NativeAddon = {
  * scripted one (DeviceMapperOptions.binding) lets request building and recovery decisions be tested without
  * a kernel, as @serialport/bindings-cpp does.
  */
-export type DmBinding = Pick<NativeAddon, 'openControl' | 'closeFd' | 'dm' | 'dmAsync' | 'dmSeq' | 'dmSeqAsync' | 'dmWait' | 'pollControl'>;
+export type DmBinding = Pick<NativeAddon, 'openControl' | 'closeFd' | 'dm' | 'dmAsync' | 'dmSeq' | 'dmSeqAsync' | 'dmWait' | 'pollControl'>
+  & Partial<Pick<NativeAddon, 'dmTimed'>>;
 
 // The package root is three levels above dist/lib/core. node-gyp-build looks in a folder that
 // DEVMAPPER_PREBUILD names instead, when that is set (its own <NAME>_PREBUILD rule): test/sanitize.sh points it

@@ -110,9 +110,15 @@ export function dmSeqAsync(b: DmBinding, fd: number, steps: readonly DmStep[]): 
     (e) => { heads.forEach(giveHead); throw e; });
 }
 
-/** DM_DEV_WAIT on a thread of its own; cancel() rejects the promise with ECANCELED. */
-export function dmWait(b: DmBinding, fd: number, req: RawDmRequest): Cancellable<RawDmResponse> {
+/** DM_DEV_WAIT (or `cmd`) on a thread of its own; cancel() rejects the promise with ECANCELED. */
+export function dmWait(b: DmBinding, fd: number, req: RawDmRequest, cmd = K.DM_DEV_WAIT_CMD): Cancellable<RawDmResponse> {
   const head = packHead(new Float64Array(H.size), req, 0);
-  const job = b.dmWait(fd, K.DM_DEV_WAIT_CMD, head, req.name, req.uuid);
+  const job = b.dmWait(fd, cmd, head, req.name, req.uuid);
   return { promise: job.promise.then((ret) => unpack(head, ret!)), cancel: job.cancel };
+}
+
+/** `cmd` on a thread of its own for a sync caller, interrupted after timeoutMs (ECANCELED). */
+export function dmTimedSync(b: DmBinding, fd: number, cmd: number, req: RawDmRequest, timeoutMs: number): RawDmResponse {
+  const head = packHead(new Float64Array(H.size), req, 0);
+  return unpack(head, b.dmTimed!(fd, cmd, head, req.name, req.uuid, undefined, undefined, timeoutMs)!);
 }

@@ -3,7 +3,7 @@
 import os from 'node:os';
 import { dmError, DevmapperError } from '../core/errors';
 import { K, native, Cancellable, DmBinding, DevNumber, RawDmRequest, RawDmResponse, RawTarget } from '../core/binding';
-import { dmAsync, dmRequest, dmSeqAsync, dmSeqSync, dmSync, dmWait } from '../core/marshal';
+import { dmAsync, dmRequest, dmSeqAsync, dmSeqSync, dmSync, dmTimedSync, dmWait } from '../core/marshal';
 import { Sectors } from '../core/units';
 import { MAX_MAJOR, MAX_MINOR, checkInteger, checkKnownKeys, checkName, checkOptions, checkText, checkUuid, optBoolean, optInteger, optSignal, show } from '../core/validate';
 import * as nodes from './dev-nodes';
@@ -403,7 +403,8 @@ export class DeviceMapper {
   }
   private planSuspend(ref: DeviceRef, options: SuspendOptions | undefined): Plan<DeviceInfo> {
     const req = refRequest(ref);
-    const o = checkOptions<SuspendOptions>(options, ['noflush', 'skipLockfs'], 'suspend options');
+    const o = checkOptions<SuspendOptions>(options, ['noflush', 'skipLockfs', 'timeoutMs'], 'suspend options');
+    optInteger(o.timeoutMs, 'timeoutMs', 1, MAX_TIMEOUT_MS);
     req.flags = K.DM_SUSPEND_FLAG | (optBoolean(o.noflush, 'noflush') ? K.DM_NOFLUSH_FLAG : 0) |
       (optBoolean(o.skipLockfs, 'skipLockfs') ? K.DM_SKIP_LOCKFS_FLAG : 0);
     return plan(K.DM_DEV_SUSPEND_CMD, req, toInfo);
@@ -526,8 +527,27 @@ export class DeviceMapper {
   setUuid(ref: DeviceRef, uuid: string): Promise<DeviceInfo> { return this.runPlan(() => this.planSetUuid(ref, uuid)); }
   setUuidSync(ref: DeviceRef, uuid: string): DeviceInfo { return this.runPlanSync(this.planSetUuid(ref, uuid)); }
 
-  suspend(ref: DeviceRef, o?: SuspendOptions): Promise<DeviceInfo> { return this.runPlan(() => this.planSuspend(ref, o)); }
-  suspendSync(ref: DeviceRef, o?: SuspendOptions): DeviceInfo { return this.runPlanSync(this.planSuspend(ref, o)); }
+  /**
+   * Suspends a device. A suspend that waits on I/O the kernel holds back (a thin device of a pool out of data
+   * space, in queue_if_no_space mode) waits as long as that I/O does; with `timeoutMs` it runs on a thread of
+   * its own and is interrupted after that long: the kernel then undoes the suspend (the device runs on) and
+   * the call fails with ERR_DM_TIMEOUT. (A filesystem freeze that waits for writeback cannot be interrupted:
+   * skipLockfs or noflush avoid it.)
+   */
+  suspend(ref: DeviceRef, o?: SuspendOptions): Promise<DeviceInfo> {
+    return settle(() => {
+      const plan = this.planSuspend(ref, o);
+      const timeoutMs = o?.timeoutMs;
+      if (timeoutMs === undefined || !this.binding.dmTimed) return this.runPlan(() => plan);
+      return this.cancellable(dmWait(this.binding, this.fd, plan.req, plan.cmd), timeoutMs, undefined).then((r) => plan.map(r));
+    });
+  }
+  suspendSync(ref: DeviceRef, o?: SuspendOptions): DeviceInfo {
+    const plan = this.planSuspend(ref, o);
+    const timeoutMs = o?.timeoutMs;
+    if (timeoutMs === undefined || !this.binding.dmTimed) return this.runPlanSync(plan);
+    return plan.map(dmTimedSync(this.binding, this.fd, plan.cmd, plan.req, timeoutMs));
+  }
 
   /** Resumes a device, making a loaded inactive table live. */
   resume(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(() => this.planResume(ref)); }
@@ -649,7 +669,11 @@ export class DeviceMapper {
       create: (name: string, o?: CreateOptions) => add(this.planCreate(name, o)),
       remove: (name: string, o?: RemoveOptions) => add(this.planRemove(named(name), o)),
       rename: (name: string, newName: string) => add(this.planRename(named(name), newName)),
-      suspend: (ref: DeviceRef, o?: SuspendOptions) => add(this.planSuspend(ref, o)),
+      suspend: (ref: DeviceRef, o?: SuspendOptions) => {
+        const p = this.planSuspend(ref, o);
+        if (o?.timeoutMs !== undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'a suspend in a batch cannot have a timeout (it runs on the batch\'s thread); suspend on its own first');
+        return add(p);
+      },
       resume: (ref: DeviceRef) => add(this.planResume(ref)),
       info: (ref: DeviceRef) => add(this.planInfo(ref)),
       load: (ref: DeviceRef, targets: readonly Target[], o?: LoadOptions) => add(this.planLoad(ref, targets, o)),

@@ -48,7 +48,12 @@ export interface TargetVersion { name: string; version: KernelVersion }
 
 export interface CreateOptions { uuid?: string; readOnly?: boolean; /** Persistent minor number. */ minor?: number }
 export interface LoadOptions { readOnly?: boolean; secure?: boolean }
-export interface SuspendOptions { noflush?: boolean; skipLockfs?: boolean }
+export interface SuspendOptions {
+  noflush?: boolean;
+  skipLockfs?: boolean;
+  /** Give up after this long (ERR_DM_TIMEOUT): the kernel undoes the suspend. Not in a batch. */
+  timeoutMs?: number;
+}
 export interface RemoveOptions { deferred?: boolean }
 export interface QueryOptions { inactive?: boolean; noflush?: boolean }
 /** inactive and noflush as for status(): noflush keeps a thin-pool from committing its metadata for the status the wait returns. */

@@ -20,11 +20,14 @@ import { dmError, DevmapperError } from '../core/errors';
 import { Bytes, Sectors, byteSize, bytesToSectors, sectorsToBytes } from '../core/units';
 import { Steps, both, op, start, step, sub, twin } from '../core/steps';
 import { checkName, checkOptions, optBoolean, optInteger } from '../core/validate';
-import { line, parseThinPoolStatus, thin, ThinPoolStatus } from '../targets';
+import { line, parseThinPoolStatus, thin, ThinPoolStatus, ThinPoolStatusOk } from '../targets';
 import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
+import { explainBusy, readHolders, describeHolders } from '../dm/holders';
 import { PoolLock } from './lock';
 import { isModeRefusal, poolStateError } from './pool-mode';
+import type { VolumeLease } from './leases';
+import { FreeSpaceGuard, refuseIfOutOfData } from './free-space';
 
 export type Step = 'intent' | 'message' | 'commit';
 
@@ -59,6 +62,12 @@ export interface DeleteVolumeOptions {
   discard?: boolean;
 }
 
+/**
+ * How long the library lets a suspend of a volume (a snapshot's origin, a resize) wait for the device's I/O
+ * before it gives up (the kernel undoes the suspend).
+ */
+export const SUSPEND_TIMEOUT_MS = 15_000;
+
 /** At most this many EBUSY retries, this far apart: a wait has a bound. */
 const MAX_RETRIES = 10_000, MAX_RETRY_DELAY_MS = 60_000;
 
@@ -83,16 +92,20 @@ export function checkDeleteOptions(options: unknown): DeleteVolumeOptions {
   return o;
 }
 
-/** REMOVE, retried while busy (bounded); not active (ENXIO) counts as done. */
+/** REMOVE, retried while busy (bounded); not active (ENXIO) counts as done. A lasting EBUSY says who holds it. */
 export function* removeDevice(dm: DeviceMapper, name: string, o: DeactivateOptions): Steps<void> {
-  yield* retryWhileBusy(function* (): Steps<void> {
-    try {
-      yield* step(twin(dm, 'remove', name, { deferred: o.deferred }));
-    } catch (e) {
-      if ((e as DevmapperError).code !== 'ENXIO') throw e;  // ENXIO: not active
-      dm.ensureNode(name, undefined);  // a node a killed REMOVE left behind
-    }
-  }, { retries: o.deferred ? 0 : o.retries ?? 20, delayMs: o.retryDelayMs ?? 50 });
+  try {
+    yield* retryWhileBusy(function* (): Steps<void> {
+      try {
+        yield* step(twin(dm, 'remove', name, { deferred: o.deferred }));
+      } catch (e) {
+        if ((e as DevmapperError).code !== 'ENXIO') throw e;  // ENXIO: not active
+        dm.ensureNode(name, undefined);  // a node a killed REMOVE left behind
+      }
+    }, { retries: o.deferred ? 0 : o.retries ?? 20, delayMs: o.retryDelayMs ?? 50 });
+  } catch (e) {
+    throw yield* explainBusy(e, dm, name);
+  }
 }
 
 /** What the protocol needs of its pool. */
@@ -104,6 +117,10 @@ export interface ChangingPool {
   readonly registry: RegistryStore;
   /** LVM made the pool (its dm uuid starts with LVM-): read it, never change it. */
   readonly lvmOwned: boolean;
+  /** Where its settings live beside the registry (the free-space guard's among them), if anywhere. */
+  readonly registryDir: string | undefined;
+  /** Its data block size, in sectors. */
+  readonly blockSize: Sectors;
 }
 
 /** Whether a pool device's dm uuid says LVM owns it. */
@@ -125,6 +142,9 @@ export class PoolChanges {
   readonly registry: RegistryStore;
   private readonly lock: PoolLock;
   private readonly lvmOwned: boolean;
+  private readonly blockSize: () => Sectors;
+  /** The pool's minimum free space, checked before a create or a snapshot. */
+  readonly guard: FreeSpaceGuard;
   /** The last change this process committed, left recorded as pending (see clearCommitted). */
   private committed?: PendingChange;
   /**
@@ -140,6 +160,8 @@ export class PoolChanges {
     this.registry = pool.registry;
     this.lock = new PoolLock(lockFile);
     this.lvmOwned = pool.lvmOwned;
+    this.blockSize = () => pool.blockSize;
+    this.guard = new FreeSpaceGuard(pool.registryDir);
     changes.set(pool, this);
   }
 
@@ -158,46 +180,66 @@ export class PoolChanges {
   }
 
   *transactionIdSteps(): Steps<number> {
+    return (yield* this.okStatusSteps('a change')).transactionId;
+  }
+
+  // The status of a pool that is not failed (else ERR_DM_POOL_STATE for `what`).
+  private *okStatusSteps(what: string): Steps<ThinPoolStatusOk> {
     const s = yield* this.statusSteps({ noflush: true });
-    if (s.state !== 'ok') throw poolStateError(this.name, 'a change', s);
+    if (s.state !== 'ok') throw poolStateError(this.name, what, s);
+    return s;
+  }
+
+  /**
+   * The transaction id a create or snapshot starts from, given the pool's status read under the lock, after
+   * the checks that need it: the pool's minimum free space, and, for a snapshot of an active origin
+   * (`suspends`), a pool that is not out of data space, where the origin's suspend would wait on writes the
+   * pool holds back. (A read-only pool fails such writes at once: its refusal of create_snap is the kernel's.)
+   */
+  private tidForNewVolume(s: ThinPoolStatusOk, what: string, suspends = false): number {
+    if (suspends) refuseIfOutOfData(this.name, what, s);
+    this.guard.check(this.name, what, s, this.blockSize());
     return s.transactionId;
   }
 
-  *createVolumeSteps(name: string, size: Bytes | number | string): Steps<VolumeRecord> {
+  *createVolumeSteps(name: string, size: Bytes | number | string, lease?: VolumeLease): Steps<VolumeRecord> {
     this.refuseIfLvm('create a volume');
     checkName(name, 'volume name');
     const sz = bytesToSectors(byteSize(size, 'size', name));
     if (sz === 0) throw dmError('ERR_DM_INVALID_SIZE', 'a volume needs a size above 0', name);
     const rec = yield* this.locked(function* (this: PoolChanges): Steps<VolumeRecord> {
-      const [tid, recovered] = yield* step(both(sub(() => this.transactionIdSteps()), sub(() => this.checkNameFree(name))));
-      const from = recovered ? yield* this.transactionIdSteps() : tid;
-      return yield* this.createId('create', name, sz, null, from, (id) => `create_thin ${id}`);
+      const [status, recovered] = yield* step(both(sub(() => this.okStatusSteps('create_thin')), sub(() => this.checkNameFree(name))));
+      const from = this.tidForNewVolume(recovered ? yield* this.okStatusSteps('create_thin') : status, 'create_thin');
+      return yield* this.createId('create', name, sz, null, lease, from, (id) => `create_thin ${id}`);
     });
     return rec;
   }
 
-  *snapshotSteps(originName: string, name: string): Steps<VolumeRecord> {
+  *snapshotSteps(originName: string, name: string, lease?: VolumeLease): Steps<VolumeRecord> {
     this.refuseIfLvm('snapshot');
     checkName(name, 'snapshot name');
     const rec = yield* this.locked(function* (this: PoolChanges): Steps<VolumeRecord> {
       const from = this.registry.get(originName);
       if (!from) throw dmError('ERR_DM_NO_SUCH_VOLUME', `origin '${originName}' is not a volume of pool ${this.name}`, originName);
-      const [[tidRead, recovered], active] = yield* step(both(
-        both(sub(() => this.transactionIdSteps()), sub(() => this.checkNameFree(name))),
+      const [[status, recovered], active] = yield* step(both(
+        both(sub(() => this.okStatusSteps('create_snap')), sub(() => this.checkNameFree(name))),
         sub(() => this.isActiveThinSteps(originName, from.id))));
-      const tid = recovered ? yield* this.transactionIdSteps() : tidRead;
+      const tid = this.tidForNewVolume(recovered ? yield* this.okStatusSteps('create_snap') : status, 'create_snap', active);
       const message = (id: number) => `create_snap ${id} ${from.id}`;
-      if (!active) return yield* this.createId('snapshot', name, from.size, from.name, tid, message);
+      if (!active) return yield* this.createId('snapshot', name, from.size, from.name, lease, tid, message);
       let resumeFailed = false;
-      const batch = (text: string) => this.dm.batch().suspend(originName).message(this.name, 0, text).resume(originName);
-      return yield* this.createId('snapshot', name, from.size, from.name, tid, message, function* (this: PoolChanges, text: string): Steps<void> {
+      const batch = (text: string) => this.dm.batch().message(this.name, 0, text).resume(originName);
+      return yield* this.createId('snapshot', name, from.size, from.name, lease, tid, message, function* (this: PoolChanges, text: string): Steps<void> {
+        yield* this.suspendBounded(originName);  // throws only if the origin is not suspended
         try {
           yield* step(op(() => batch(text).runSync(), () => batch(text).run()));
         } catch (e) {
-          const ran = (e as DevmapperError).completed ?? 0;
-          if (ran === 1) yield* step(twin(this.dm, 'resume', originName));  // create_snap failed: resume, then report its error
-          if (ran < 2) throw e;  // create_snap did not run
-          resumeFailed = true;  // it ran; the resume failed: tried again after the message step
+          if (((e as DevmapperError).completed ?? 0) > 0) {
+            resumeFailed = true;  // create_snap ran; the resume failed: tried again after the message step
+            return;
+          }
+          try { yield* step(twin(this.dm, 'resume', originName)); } catch { /* report create_snap's error */ }
+          throw e;
         }
       }, function* (this: PoolChanges): Steps<void> {
         if (resumeFailed) yield* step(twin(this.dm, 'resume', originName));
@@ -206,15 +248,22 @@ export class PoolChanges {
     return rec;
   }
 
-  /** ThinPool.deleteVolume and ThinVolume.delete, their arguments checked. */
-  *deleteVolumeSteps(name: string, o: DeleteVolumeOptions): Steps<void> {
+  /**
+   * ThinPool.deleteVolume and ThinVolume.delete, their arguments checked. `stillWanted`, if given, is asked
+   * first under the lock with the volume's record as it is then: false leaves everything alone (returns false).
+   */
+  *deleteVolumeSteps(name: string, o: DeleteVolumeOptions, stillWanted?: (rec: VolumeRecord | undefined) => boolean): Steps<boolean> {
     this.refuseIfLvm('delete a volume');
-    yield* this.locked(function* (this: PoolChanges): Steps<void> {
+    return yield* this.locked(function* (this: PoolChanges): Steps<boolean> {
+      if (stillWanted && !stillWanted(this.registry.get(name))) return false;
       const discard = !!o.discard;
       const deactivate = o.deactivate ?? (discard ? {} : undefined);
       if (discard) {
         const info = yield* step(twin(this.dm, 'infoIfExists', name));
-        if (info && info.openCount > 0) throw dmError('ERR_DM_BUSY', 'the volume is open; close it before discarding it', name);
+        if (info && info.openCount > 0) {
+          const holders = readHolders(info.dev, info.openCount);
+          throw dmError('ERR_DM_BUSY', `the volume is open; close it before discarding it: ${describeHolders(holders)}`, name, { holders });
+        }
       }
       // Without a discard, the REMOVE runs alongside the intent; with one, after the discard.
       const removing = deactivate && !discard && (yield* step(start(sub(() => removeDevice(this.dm, name, deactivate)))));
@@ -252,6 +301,7 @@ export class PoolChanges {
       this.step('message', change);
       yield* this.commitDelete(change);
       if (discardError) throw discardError;
+      return true;
     });
   }
 
@@ -305,11 +355,43 @@ export class PoolChanges {
     });
   }
 
+  /**
+   * Suspends a volume's device, within SUSPEND_TIMEOUT_MS: a suspend waits for the device's I/O, and a pool out
+   * of data space in queue_if_no_space mode holds writes back until space is added (or no_space_timeout
+   * passes), which would hold the pool's lock, and so its remedy, growData, as long. Past the bound the kernel
+   * undoes the suspend and this throws, ERR_DM_POOL_FULL when the pool is out of data space.
+   */
+  *suspendBounded(name: string): Steps<void> {
+    try {
+      yield* step(twin(this.dm, 'suspend', name, { timeoutMs: SUSPEND_TIMEOUT_MS }));
+    } catch (e) {
+      if ((e as DevmapperError).code !== 'ERR_DM_TIMEOUT') throw e;
+      throw yield* this.suspendGaveUp(name, e);
+    }
+  }
+
+  // The error of a suspend that timed out: the pool's mode named if it is out of data space; the device
+  // resumed if the suspend completed after all.
+  private *suspendGaveUp(name: string, e: unknown): Steps<unknown> {
+    try {
+      const info = yield* step(twin(this.dm, 'infoIfExists', name));
+      if (info?.suspended) yield* step(twin(this.dm, 'resume', name));
+      const s = yield* this.statusSteps({ noflush: true });
+      if (s.state !== 'ok' || s.mode !== 'out_of_data_space') return e;
+      const full = dmError('ERR_DM_POOL_FULL', `suspending ${name} gave up after ${SUSPEND_TIMEOUT_MS} ms: the pool is out of data space and holds its writes back (queue_if_no_space); growData() brings it back`,
+        this.name, { space: 'data', freeBytes: 0, mode: s.mode });
+      full.cause = e;
+      return full;
+    } catch {
+      return e;
+    }
+  }
+
   // A live thin table swapped for one of `size`: load (read-only if the device is), suspend, resume.
   private *reloadThin(name: string, id: number, size: Sectors, readOnly: boolean): Steps<void> {
     yield* step(twin(this.dm, 'load', name, [thinTable(this.devSpec, id, size)], { readOnly }));
     try {
-      yield* step(twin(this.dm, 'suspend', name));
+      yield* this.suspendBounded(name);
     } catch (e) {
       try { yield* step(twin(this.dm, 'clear', name)); } catch { /* keep the first error */ }
       throw e;
@@ -357,7 +439,7 @@ export class PoolChanges {
    * `send` sends the message (by default alone) and throws only if it did not run; `afterMessage` follows
    * the message step. Both are called with this pool as `this`.
    */
-  private *createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, tid: number,
+  private *createId(op: 'create' | 'snapshot', name: string, size: Sectors, parent: string | null, lease: VolumeLease | undefined, tid: number,
     message: (id: number) => string, send: (this: PoolChanges, text: string) => Steps<void> = this.poolMessage,
     afterMessage?: (this: PoolChanges) => Steps<void>): Steps<VolumeRecord> {
     for (;;) {
@@ -367,7 +449,7 @@ export class PoolChanges {
         if (afterFinish && this.registry.get(name)) throw dmError('ERR_DM_VOLUME_EXISTS', `pool ${this.name} has a volume of that name`, name);
         return { op, name, size, parent, fromTid: t, toTid: t + 1 };
       }, (id) => {
-        rec = { name, id, size, parent, state: 'ready', created: Date.now() };
+        rec = { name, id, size, parent, state: 'ready', created: Date.now(), ...(lease && { lease }) };  // the lease in the create's own write
         return { put: [rec] };
       });
       const id = change.id;
@@ -528,6 +610,22 @@ export class PoolChanges {
     this.clearCommitted();
   }
 
+  /**
+   * recover() at open: a pool whose mode refuses messages (read-only: its metadata full or needing a check;
+   * failed) cannot finish a change now. The change stays recorded (every later change, and the next open,
+   * finishes it first, once the pool takes messages again) and the refusal is returned, so that the pool
+   * still opens and its remedy (growMetadata, repair) can be reached.
+   */
+  *recoverOrDefer(): Steps<DevmapperError | undefined> {
+    try {
+      yield* this.recover();
+      return undefined;
+    } catch (e) {
+      if (e instanceof DevmapperError && ((e.code === 'ERR_DM_POOL_STATE' && e.mode !== undefined) || isModeRefusal(e))) return e;
+      throw e;
+    }
+  }
+
   /** Finishes the unfinished change `p`, given the pool's transaction id; returns the transaction id after. */
   private *finish(p: PendingChange, tid: number): Steps<number> {
     // A snapshot of an active origin suspends it: a process killed before its resume left it suspended.
@@ -581,13 +679,17 @@ export class PoolChanges {
    */
   private *deleteThin(id: number, name: string): Steps<void> {
     const pool = this;
-    yield* retryWhileBusy(function* (): Steps<void> {
-      try {
-        yield* pool.poolMessage(`delete ${id}`);
-      } catch (e) {
-        if ((e as DevmapperError).code !== 'ENODATA') throw e;
-      }
-    }, { retries: 50, delayMs: 20, lasting: () => this.isActiveThinSteps(name, id) });
+    try {
+      yield* retryWhileBusy(function* (): Steps<void> {
+        try {
+          yield* pool.poolMessage(`delete ${id}`);
+        } catch (e) {
+          if ((e as DevmapperError).code !== 'ENODATA') throw e;
+        }
+      }, { retries: 50, delayMs: 20, lasting: () => this.isActiveThinSteps(name, id) });
+    } catch (e) {
+      throw yield* explainBusy(e, this.dm, name);  // the volume's device is active: who holds it
+    }
   }
 
   /**

@@ -95,10 +95,7 @@ export class PoolMetadataReader {
 
   *diffSteps(a: number, b: number, options: MetadataReadOptions & DiffOptions | undefined): Steps<DiffRange[]> {
     const { snapshot, waitMs, chunkRanges } = this.checkDiff(options);
-    return yield* this.withView({ snapshot, waitMs }, function* (src): Steps<DiffRange[]> {
-      const { view } = yield* readSteps(src, false);
-      return yield* allRangesSteps((from) => diffChunkSteps(src, a, b, from, chunkRanges), view.dataBlockSize as Sectors);
-    });
+    return yield* this.withView({ snapshot, waitMs }, (src) => allRangesSteps((from) => diffChunkSteps(src, a, b, from, chunkRanges)));
   }
 
   /** The ranges as an async iterator; the snapshot is held from the first chunk until the iteration ends. */
@@ -106,21 +103,12 @@ export class PoolMetadataReader {
     const { snapshot, waitMs, chunkRanges } = this.checkDiff(options);
     let src: MetadataSource | undefined;
     let held: number | undefined;
-    let blockSize = 0 as Sectors;
     const read = (from: number): Promise<RawDiffChunk> => runAsync(diffChunkSteps(src!, a, b, from, chunkRanges));
     const stream = (async function* (this: PoolMetadataReader) {
-      // The block size comes from the snapshot's superblock, read before the first range.
       const opened = await runAsync(this.openView({ snapshot, waitMs }));
       src = opened.src;
       held = opened.reserved;
-      try {
-        blockSize = (await runAsync(readSteps(src, false))).view.dataBlockSize as Sectors;
-      } catch (e) {
-        if (held !== undefined) await runAsync(this.release(held)).catch(() => undefined);
-        held = undefined;
-        throw e;
-      }
-      yield* streamRanges(read, blockSize, undefined, async () => {
+      yield* streamRanges(read, undefined, async () => {
         // A failed release leaves the hold marked abandoned (the next reader releases it), and never hides the
         // iteration's own error.
         if (held !== undefined) await runAsync(this.release(held)).catch(() => undefined);

@@ -166,7 +166,8 @@ function safeSectors(blocks: number, blockSize: Sectors): Sectors {
 }
 
 /** Appends a chunk's ranges to `out`, joining a range that continues the last one (chunks may cut a range). */
-export function appendRanges(out: DiffRange[], chunk: RawDiffChunk, blockSize: Sectors): void {
+export function appendRanges(out: DiffRange[], chunk: RawDiffChunk): void {
+  const blockSize = chunk.dataBlockSize as Sectors;
   const r = chunk.ranges;
   for (let i = 0; i < r.length; i += 3) {
     const kind = KINDS[r[i]], begin = r[i + 1], length = r[i + 2];
@@ -192,11 +193,11 @@ export function checkDiffOptions(options: DiffOptions | undefined): Required<Dif
  * Every differing range from a sequence of chunk reads, in the form that runs them: `read(from)` reads one
  * chunk. The sync twin collects them all.
  */
-export function* allRangesSteps(read: (from: number) => Steps<RawDiffChunk>, blockSize: Sectors): Steps<DiffRange[]> {
+export function* allRangesSteps(read: (from: number) => Steps<RawDiffChunk>): Steps<DiffRange[]> {
   const out: DiffRange[] = [];
   for (let from = 0; ;) {
     const chunk = yield* read(from);
-    appendRanges(out, chunk, blockSize);
+    appendRanges(out, chunk);
     if (chunk.done) return out;
     from = chunk.next;
   }
@@ -206,14 +207,14 @@ export function* allRangesSteps(read: (from: number) => Steps<RawDiffChunk>, blo
  * The ranges as an async iterator: chunk by chunk, each range yielded once it can no longer grow. `open`
  * runs before the first chunk and `close` after the last, or when the consumer stops early (break, throw).
  */
-export async function* streamRanges(read: (from: number) => Promise<RawDiffChunk>, blockSize: Sectors,
+export async function* streamRanges(read: (from: number) => Promise<RawDiffChunk>,
   open?: () => Promise<void>, close?: () => Promise<void>): AsyncGenerator<DiffRange, void, undefined> {
   if (open) await open();
   try {
     const pending: DiffRange[] = [];
     for (let from = 0; ;) {
       const chunk = await read(from);
-      appendRanges(pending, chunk, blockSize);
+      appendRanges(pending, chunk);
       // The last range may continue in the next chunk: hold it back until then.
       const ready = chunk.done ? pending.length : pending.length - 1;
       for (const r of pending.splice(0, Math.max(0, ready))) yield r;
@@ -262,8 +263,7 @@ function* offlineReadSteps(path: unknown, options: ReadMetadataOptions | undefin
 function* offlineDiffSteps(path: unknown, a: unknown, b: unknown): Steps<DiffRange[]> {
   const src = offline(path);
   const left = checkThinId(a, 'left thin id'), right = checkThinId(b, 'right thin id');
-  const { view } = yield* readSteps(src, false);
-  return yield* allRangesSteps((from) => diffChunkSteps(src, left, right, from, 4096), view.dataBlockSize as Sectors);
+  return yield* allRangesSteps((from) => diffChunkSteps(src, left, right, from, 4096));
 }
 
 /**

@@ -43,7 +43,7 @@ export function readPoolConfig(registryDir: string): PoolConfig | undefined {
 }
 
 // Written to a temporary name, synced, renamed over: a reader sees the old file or the new one, whole.
-function atomicWrite(file: string, text: string): void {
+export function atomicWrite(file: string, text: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
@@ -74,10 +74,16 @@ export const markerPath = (dataFile: string): string => `${dataFile}.incomplete`
 
 /** A process's start time (field 22 of /proc/<pid>/stat), or undefined if it does not run. */
 export function processStart(pid: number): string | undefined {
+  return processStat(pid)?.start;
+}
+
+/** A process's state (field 3: 'Z' for one that exited and awaits its parent) and start time, or undefined. */
+export function processStat(pid: number): { state: string; start: string } | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces and parentheses) start after the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: f[0], start: f[19] };
   } catch {
     return undefined;
   }

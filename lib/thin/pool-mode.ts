@@ -23,7 +23,14 @@ export function refusalReason(s: ThinPoolStatus): string {
 /** ERR_DM_POOL_STATE naming the pool's mode, for `what` refused in state `s`; `cause` is the kernel's error. */
 export function poolStateError(pool: string, what: string, s: ThinPoolStatus, cause?: unknown): DevmapperError {
   const e = dmError('ERR_DM_POOL_STATE', `${what} refused: ${refusalReason(s) || `the pool is ${modeOf(s)}`}`, pool, { mode: modeOf(s) });
-  if (cause !== undefined) e.cause = cause;
+  if (cause !== undefined) {
+    e.cause = cause;
+    // Still the kernel's refusal: the call that was refused stays on the error.
+    const k = cause as DevmapperError;
+    if (k.errno !== undefined) e.errno = k.errno;
+    if (k.syscall) e.syscall = k.syscall;
+    if (k.command) e.command = k.command;
+  }
   return e;
 }
 

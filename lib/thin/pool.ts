@@ -5,7 +5,8 @@
 import { DeviceMapper } from '../dm/device-mapper';
 import { formatDev } from '../dm/block';
 import type { DevNumber } from '../core/binding';
-import { dmError, DevmapperError, systemError } from '../core/errors';
+import { dmError, DevmapperError, DeviceHolders, systemError } from '../core/errors';
+import { describeHolders, readHolders } from '../dm/holders';
 import { Bytes, Sectors, sectors } from '../core/units';
 import { checkInteger, checkName, checkThinId, checkOptions, optBoolean, optSignal, show } from '../core/validate';
 import { Steps, mapErrors, runAsync, runSync, step, twin } from '../core/steps';
@@ -22,11 +23,21 @@ import {
   settleOpened, underLifecycleLock,
 } from './provisioning';
 import { DeleteVolumeOptions, ThinVolume } from './volume';
+import {
+  CollectOptions, CollectReport, CreateVolumeOptions, SnapshotOptions, VolumeLease, checkCreateVolumeOptions, collectSteps, renewLeaseSteps,
+  takeLease,
+} from './leases';
+import { MinFreeSpace, checkMinFreeSpace, minFreeSpaceOption } from './free-space';
+import type { PendingChange } from './registry';
 import { RepairOptions, RepairResult, checkRepairOptions, repairSteps } from './repair';
 
 export type { Step, ThinPoolHooks } from './changes';
 export type { ThinPoolOptions, ThinPoolCreateOptions, ThinPoolAttachOptions } from './provisioning';
+export type { MinFreeSpace, FreeSpaceLimit } from './free-space';
 export type { RepairOptions, RepairResult } from './repair';
+
+/** A change left unfinished that open() could not finish: the pool's mode refused it (see ThinPool.deferredRecovery). */
+export interface DeferredRecovery { change: PendingChange; error: DevmapperError }
 export { defaultMetadataSize } from './provisioning';
 
 export interface VolumeListEntry extends VolumeRecord { active: boolean }
@@ -55,6 +66,7 @@ export class ThinPool {
   #reconciled: ReconcilePlan | null = null;
   #docker: DockerImport | null = null;
   #driftError: DevmapperError | undefined;
+  #deferredRecovery: DeferredRecovery | null = null;
 
   private constructor(parts: PoolParts, hooks: ThinPoolHooks) {
     this.name = parts.name;
@@ -81,7 +93,9 @@ export class ThinPool {
   private static *createSteps(options: ThinPoolCreateOptions): Steps<ThinPool> {
     const o = checkCreateOptions(options);
     return yield* underLifecycleLock(o.name, function* (): Steps<ThinPool> {
-      return new ThinPool(yield* provisionPool(o), o.hooks ?? {});
+      const pool = new ThinPool(yield* provisionPool(o), o.hooks ?? {});
+      if (o.minFreeSpace !== undefined) pool.changes.guard.set(checkMinFreeSpace(o.minFreeSpace, o.name));
+      return pool;
     });
   }
 
@@ -102,7 +116,10 @@ export class ThinPool {
       if (!pool.lvmOwned) yield* pool.changes.locked(function* (this: PoolChanges): Steps<void> {
         yield* this.repairPoolDevice();
         yield* this.repairDevices();
-        yield* this.recover();
+        const change = this.registry.pending();
+        const refused = yield* this.recoverOrDefer();
+        if (refused && change) pool.#deferredRecovery = { change, error: refused };
+        if (o.minFreeSpace !== undefined) this.guard.set(checkMinFreeSpace(o.minFreeSpace, name));
       });
       settleOpened(parts);
       if (o.check !== false) {
@@ -178,12 +195,17 @@ export class ThinPool {
 
   private static *attachSteps(options: ThinPoolAttachOptions): Steps<ThinPool> {
     const o = checkAttachOptions(options);
-    const poolOptions: ThinPoolOptions = { dm: o.dm, registryDir: o.registryDir, registry: o.registry, hooks: o.hooks };
+    const poolOptions: ThinPoolOptions = { dm: o.dm, registryDir: o.registryDir, registry: o.registry, hooks: o.hooks, minFreeSpace: o.minFreeSpace };
     return yield* underLifecycleLock(o.name, () => attachDevices(o, (made) => ThinPool.openSteps(o.name, poolOptions, made)));
   }
 
   // ---- status and settings -------------------------------------------------------------------------
 
+  /**
+   * The pool's status: data blocks (of blockSize sectors) and 4 KiB metadata blocks used and total, and its mode
+   * ('out_of_data_space': growData; 'ro' with metadata full: growMetadata). Keep both with room (README,
+   * "Sizing a pool"; minFreeSpace refuses new volumes below a limit).
+   */
   status(o: StatusOptions = {}): Promise<ThinPoolStatus> { return runAsync(this.statusSteps(o)); }
   statusSync(o: StatusOptions = {}): ThinPoolStatus { return runSync(this.statusSteps(o)); }
 
@@ -192,6 +214,31 @@ export class ThinPool {
     optBoolean(o.noflush, 'noflush');
     return yield* this.changes.statusSteps(o);
   }
+
+  /**
+   * The free space createVolume and snapshot must leave, else they are refused (ERR_DM_POOL_FULL, naming the
+   * space and its free bytes) before any change: '10%', bytes ('1G' or a number), per space
+   * (`{ data: '10%', metadata: '10%' }`), or null for none. Saved beside the registry, so every process
+   * opening the pool applies it. Writes to existing volumes are not limited by it.
+   */
+  setMinFreeSpace(limit: MinFreeSpace | null): Promise<void> { return runAsync(fsErrors(`set the minimum free space of pool ${this.name}`, this.setMinFreeSpaceSteps(limit))); }
+  setMinFreeSpaceSync(limit: MinFreeSpace | null): void { runSync(fsErrors(`set the minimum free space of pool ${this.name}`, this.setMinFreeSpaceSteps(limit))); }
+
+  private *setMinFreeSpaceSteps(limit: MinFreeSpace | null): Steps<void> {
+    if (limit === undefined) throw dmError('ERR_DM_INVALID_ARGUMENT', 'setMinFreeSpace needs a limit, or null for none', this.name);
+    const s = checkMinFreeSpace(limit, this.name);
+    yield* this.locked(function* (this: ThinPool): Steps<void> { this.changes.guard.set(s); });
+  }
+
+  /** The pool's minimum free space as saved now (undefined: none). */
+  get minFreeSpace(): { data?: string | number; metadata?: string | number } | undefined { return minFreeSpaceOption(this.changes.guard.setting); }
+
+  /**
+   * The change a process left unfinished that open() or attach() could not finish, because the pool's mode
+   * refused it (read-only: its metadata full; failed), with that refusal; null if none. It stays recorded:
+   * the next change or open finishes it once the pool takes changes again (after growMetadata, say).
+   */
+  get deferredRecovery(): DeferredRecovery | null { return this.#deferredRecovery; }
 
   transactionId(): Promise<number> { return runAsync(this.changes.transactionIdSteps()); }
   transactionIdSync(): number { return runSync(this.changes.transactionIdSteps()); }
@@ -384,12 +431,16 @@ export class ThinPool {
 
   // ---- volumes ---------------------------------------------------------------------------------------
 
-  /** A new thin volume of `size` bytes (a multiple of 512; '1G' works too). Not activated. */
-  createVolume(name: string, size: Bytes | number | string): Promise<ThinVolume<ThinPool>> { return runAsync(this.createVolumeSteps(name, size)); }
-  createVolumeSync(name: string, size: Bytes | number | string): ThinVolume<ThinPool> { return runSync(this.createVolumeSteps(name, size)); }
+  /**
+   * A new thin volume of `size` bytes (a multiple of 512; '1G' works too). Not activated. With `lease`, it
+   * belongs to an owner (a process, a TTL, or both) and collect() deletes it once the owner is gone.
+   */
+  createVolume(name: string, size: Bytes | number | string, o?: CreateVolumeOptions): Promise<ThinVolume<ThinPool>> { return runAsync(this.createVolumeSteps(name, size, o)); }
+  createVolumeSync(name: string, size: Bytes | number | string, o?: CreateVolumeOptions): ThinVolume<ThinPool> { return runSync(this.createVolumeSteps(name, size, o)); }
 
-  private *createVolumeSteps(name: string, size: Bytes | number | string): Steps<ThinVolume<ThinPool>> {
-    return new ThinVolume(this, yield* this.changes.createVolumeSteps(name, size));
+  private *createVolumeSteps(name: string, size: Bytes | number | string, o: CreateVolumeOptions | undefined): Steps<ThinVolume<ThinPool>> {
+    const lease = takeLease(checkCreateVolumeOptions(o, 'createVolume').lease, name);
+    return new ThinVolume(this, yield* this.changes.createVolumeSteps(name, size, lease));
   }
 
   /**
@@ -397,10 +448,11 @@ export class ThinPool {
    * resumed whatever happens: suspend, create_snap and resume go in one native call, after the registry's
    * write, so the origin's I/O waits for the kernel's work alone.
    */
-  snapshot(origin: string | ThinVolume, name: string): Promise<ThinVolume<ThinPool>> { return runAsync(this.snapshotSteps(origin, name)); }
-  snapshotSync(origin: string | ThinVolume, name: string): ThinVolume<ThinPool> { return runSync(this.snapshotSteps(origin, name)); }
+  snapshot(origin: string | ThinVolume, name: string, o?: SnapshotOptions): Promise<ThinVolume<ThinPool>> { return runAsync(this.snapshotSteps(origin, name, o)); }
+  snapshotSync(origin: string | ThinVolume, name: string, o?: SnapshotOptions): ThinVolume<ThinPool> { return runSync(this.snapshotSteps(origin, name, o)); }
 
-  private *snapshotSteps(origin: string | ThinVolume, name: string): Steps<ThinVolume<ThinPool>> {
+  private *snapshotSteps(origin: string | ThinVolume, name: string, o: SnapshotOptions | undefined): Steps<ThinVolume<ThinPool>> {
+    const options = checkCreateVolumeOptions(o, 'snapshot');
     // A volume object is taken only from this very pool: never resolved by name here.
     let originName: string;
     if (typeof origin === 'string') {
@@ -411,8 +463,28 @@ export class ThinPool {
       if (origin.pool !== this) throw dmError('ERR_DM_INVALID_ARGUMENT', `the origin is a volume of pool ${origin.pool.name}, not of ${this.name}`, this.name);
       originName = rec.name;
     }
-    return new ThinVolume(this, yield* this.changes.snapshotSteps(originName, name));
+    return new ThinVolume(this, yield* this.changes.snapshotSteps(originName, name, takeLease(options.lease, name)));
   }
+
+  /**
+   * The volume's lease runs `ttlMs` (by default its own ttlMs) from now; returns the lease. A volume with no
+   * lease, or whose lease has no TTL and no ttlMs is given, is refused.
+   */
+  renewLease(name: string, ttlMs?: number): Promise<VolumeLease> { return runAsync(this.renewLeaseSteps(name, ttlMs)); }
+  renewLeaseSync(name: string, ttlMs?: number): VolumeLease { return runSync(this.renewLeaseSteps(name, ttlMs)); }
+
+  private *renewLeaseSteps(name: string, ttlMs: number | undefined): Steps<VolumeLease> {
+    return (yield* renewLeaseSteps(this, name, ttlMs)).lease!;
+  }
+
+  /**
+   * Deactivates and deletes every volume whose lease has ended (its process exited, its pid now names another
+   * process, or its TTL ran out), through the normal delete; a volume busy or failing is skipped and reported.
+   * A volume with a live lease, or none, is never touched. An origin is deleted like any volume: its snapshots
+   * keep their data. `dryRun` only reports.
+   */
+  collect(o?: CollectOptions): Promise<CollectReport> { return runAsync(collectSteps(this, o)); }
+  collectSync(o?: CollectOptions): CollectReport { return runSync(collectSteps(this, o)); }
 
   /** A volume by name, or undefined. */
   volume(name: string): ThinVolume<ThinPool> | undefined {
@@ -502,7 +574,7 @@ export class ThinPool {
 
   private *destroyUnderLock(o: DestroyOptions): Steps<void> {
     yield* this.locked(function* (this: ThinPool): Steps<void> {
-      const ours: string[] = [], busy: string[] = [], foreign: string[] = [];
+      const ours: string[] = [], busy: { name: string; holders: DeviceHolders }[] = [], foreign: string[] = [];
       for (const d of yield* step(twin(this.dm, 'list', { uuids: true }))) {
         if (d.name === this.name) continue;
         const info = yield* step(twin(this.dm, 'infoIfExists', d.name));
@@ -515,15 +587,18 @@ export class ThinPool {
         const mine = ownUuid || (usesPool && rec !== undefined && (yield* this.changes.mapsThinNow(d.name, rec.id, info)));
         if (mine) {
           ours.push(d.name);
-          if (info.openCount > 0) busy.push(d.name);
+          if (info.openCount > 0) busy.push({ name: d.name, holders: readHolders(info.dev, info.openCount) });
         } else if (usesPool) {
           foreign.push(d.name);
         }
       }
       if (foreign.length || busy.length) {
-        throw dmError('ERR_DM_BUSY', [busy.length ? `volumes in use: ${busy.join(', ')}` : '',
+        // `holders`: the first busy volume's, else the pool's own (its sysfs holders name the foreign devices).
+        const info = busy.length ? undefined : yield* step(twin(this.dm, 'infoIfExists', this.name));
+        const holders = busy[0]?.holders ?? (info && readHolders(info.dev, info.openCount));
+        throw dmError('ERR_DM_BUSY', [busy.length ? `volumes in use: ${busy.map((b) => `${b.name} (${describeHolders(b.holders)})`).join(', ')}` : '',
           foreign.length ? `devices the registry does not own use the pool: ${foreign.join(', ')}` : ''].filter(Boolean).join('; ') +
-          '; nothing was removed', this.name);
+          '; nothing was removed', this.name, { holders });
       }
       for (const n of ours) yield* removeDevice(this.dm, n, {});
       yield* removeDevice(this.dm, this.name, {});  // our loops are autoclear: they go with the pool

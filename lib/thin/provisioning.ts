@@ -19,6 +19,7 @@ import { ReconcileOptions, checkReconcileOptions } from './check';
 import { PoolLock } from './lock';
 import { ThinPoolHooks, isLvmUuid, poolUuid, removeDevice } from './changes';
 import { poolStateError } from './pool-mode';
+import { MinFreeSpace, checkMinFreeSpace } from './free-space';
 
 export interface ThinPoolOptions {
   dm?: DeviceMapper;
@@ -31,6 +32,11 @@ export interface ThinPoolOptions {
   check?: boolean;
   /** open() and attach(): also reconcile() when check() finds drift (see ThinPool.reconcile). */
   reconcile?: ReconcileOptions;
+  /**
+   * The free space createVolume and snapshot leave (else ERR_DM_POOL_FULL): '10%', bytes, or per space
+   * `{ data, metadata }`; null turns it off. Saved beside the registry for every process (ThinPool.setMinFreeSpace).
+   */
+  minFreeSpace?: MinFreeSpace | null;
 }
 
 export interface ThinPoolCreateOptions extends ThinPoolOptions, ThinPoolFeatures {
@@ -61,11 +67,16 @@ export interface ThinPoolAttachOptions extends ThinPoolOptions {
   metadataDevice?: string;
 }
 
-/** A sensible metadata size: the kernel docs' 48 bytes per data block, doubled for snapshots, >= 2 MiB, capped. */
+/**
+ * The metadata size of a file-backed pool unless given: 2 % of the data (Docker's 2 GiB for 100 GiB), at least
+ * 32 MiB (room for thousands of volumes and snapshots: each costs a few 4 KiB metadata blocks before it maps
+ * anything), at least the kernel docs' 48 bytes per data block doubled for
+ * snapshots, in whole MiB, at most the kernel's ~15.88 GiB. The file is sparse: unused metadata costs no disk.
+ */
 export function defaultMetadataSize(dataSize: Bytes, blockSize: Sectors): Bytes {
   const blocks = Math.ceil(dataSize / (blockSize * 512));
   const mib = 2 ** 20;
-  const want = Math.max(2 * mib, Math.ceil((blocks * 48 * 2) / mib) * mib);
+  const want = Math.ceil(Math.max(32 * mib, dataSize / 50, blocks * 48 * 2) / mib) * mib;
   return Math.min(want, MAX_METADATA_SECTORS * 512) as Bytes;
 }
 
@@ -480,7 +491,7 @@ export function deletePoolFiles(files: { data?: string; metadata?: string }, reg
 
 // ---- option checks: before anything is touched --------------------------------------------------------
 
-const POOL_KEYS = ['dm', 'registryDir', 'registry', 'hooks', 'check', 'reconcile'] as const;
+const POOL_KEYS = ['dm', 'registryDir', 'registry', 'hooks', 'check', 'reconcile', 'minFreeSpace'] as const;
 const FEATURE_KEYS = ['skipBlockZeroing', 'ignoreDiscard', 'noDiscardPassdown', 'readOnly', 'errorIfNoSpace'] as const;
 const BACKING_KEYS = ['name', 'dataFile', 'metadataFile', 'dataDevice', 'metadataDevice'] as const;
 const REGISTRY_METHODS = ['get', 'list', 'children', 'count', 'pending', 'intend', 'commit', 'refresh', 'close', 'metadataSnapshot', 'setMetadataSnapshot'];
@@ -492,6 +503,7 @@ export function checkPoolOptions<T extends ThinPoolOptions>(options: unknown, ex
   if (o.registryDir !== undefined) checkPath(o.registryDir, 'registryDir');
   optBoolean(o.check, 'check');
   if (o.reconcile !== undefined) checkReconcileOptions(o.reconcile, name ?? 'pool');
+  checkMinFreeSpace(o.minFreeSpace, name);
   if (o.registry !== undefined) {
     const r = o.registry as unknown as Record<string, unknown>;
     if (r === null || typeof r !== 'object' || REGISTRY_METHODS.some((m) => typeof r[m] !== 'function'))

@@ -7,6 +7,7 @@ import { dmError, withSystemErrors } from '../core/errors';
 import { Sectors } from '../core/units';
 import { MAX_THIN_ID, checkPath } from '../core/validate';
 import { KvStore, native } from '../core/binding';
+import type { VolumeLease } from './leases';
 
 export type VolumeState = 'ready';
 
@@ -19,6 +20,8 @@ export interface VolumeRecord {
   state: VolumeState;
   /** ms since the epoch */
   created: number;
+  /** Its owner, if it was made with one (see leases.ts); absent in records of earlier versions. */
+  lease?: VolumeLease;
 }
 
 /** A change sent or about to be sent to the pool, not yet committed by set_transaction_id. */

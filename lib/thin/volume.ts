@@ -10,6 +10,7 @@ import { Steps, runAsync, runSync, step, twin } from '../core/steps';
 import { parseThinStatus, ThinStatus } from '../targets';
 import type { VolumeRecord } from './registry';
 import { metadataReaderOf } from './metadata-snapshot';
+import { VolumeLease, renewLeaseSteps } from './leases';
 import { DEACTIVATE_KEYS, DeactivateOptions, changesOf, checkDeactivateOptions, checkDeactivateValues, removeDevice } from './changes';
 
 export type { DeactivateOptions, DeleteVolumeOptions } from './changes';
@@ -53,6 +54,8 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
   get size(): Sectors { return this.#rec.size; }
   get parent(): string | null { return this.#rec.parent; }
   get created(): Date { return new Date(this.#rec.created); }
+  /** Its owner, if it was made with a lease (as recorded when the volume object was made or last renewed). */
+  get lease(): VolumeLease | undefined { return this.#rec.lease && { ...this.#rec.lease }; }
   /** /dev/mapper/<name>; exists while active. */
   get path(): string { return mapperPath(this.#rec.name); }
 
@@ -112,6 +115,15 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
 
   private *resizeSteps(size: Bytes | number | string): Steps<void> {
     this.#rec = yield* changesOf(this.pool, this.name).resizeVolumeSteps(this.name, size);
+  }
+
+  /** Renews the volume's lease: its TTL runs `ttlMs` (by default its own ttlMs) from now. Returns the lease. */
+  renewLease(ttlMs?: number): Promise<VolumeLease> { return runAsync(this.renewLeaseSteps(ttlMs)); }
+  renewLeaseSync(ttlMs?: number): VolumeLease { return runSync(this.renewLeaseSteps(ttlMs)); }
+
+  private *renewLeaseSteps(ttlMs: number | undefined): Steps<VolumeLease> {
+    this.#rec = yield* renewLeaseSteps(this.pool, this.name, ttlMs);
+    return { ...this.#rec.lease! };
   }
 
   status(): Promise<ThinStatus> { return runAsync(this.statusSteps()); }

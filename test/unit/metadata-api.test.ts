@@ -9,7 +9,7 @@ import { RawDiffChunk } from '../../lib/core/binding';
 import { Sectors } from '../../lib/core/units';
 import { DiffRange, appendRanges, streamRanges } from '../../lib/thin/metadata';
 
-const chunk = (triples: number[], done: boolean, next = 0): RawDiffChunk => ({ ranges: Float64Array.from(triples), done, next });
+const chunk = (triples: number[], done: boolean, next = 0): RawDiffChunk => ({ ranges: Float64Array.from(triples), done, next, dataBlockSize: 128 });
 
 test('a metadata check failure becomes ERR_DM_METADATA with the block and the check', () => {
   const e = kernelError({ errno: 0, syscall: '', command: 'metadata', target: '/dev/loop3', detail: 'btree node checksum', strerror: 'Success', block: 12, check: 'btree node checksum' });
@@ -56,8 +56,8 @@ test('a file that is not metadata is ERR_DM_METADATA at block 0; a directory or 
 
 test('chunks are joined where a range continues across them; sectors follow the block size', () => {
   const out: DiffRange[] = [];
-  appendRanges(out, chunk([0, 0, 2, 2, 5, 1], false, 6), 128 as Sectors);
-  appendRanges(out, chunk([2, 6, 3, 1, 10, 1], true), 128 as Sectors);
+  appendRanges(out, chunk([0, 0, 2, 2, 5, 1], false, 6));
+  appendRanges(out, chunk([2, 6, 3, 1, 10, 1], true));
   expect(out).toEqual([
     { kind: 'leftOnly', begin: 0, length: 2, startSector: 0, sectors: 256 },
     { kind: 'different', begin: 5, length: 4, startSector: 640, sectors: 512 },
@@ -71,13 +71,13 @@ test('the stream yields a range only once it can no longer grow, and closes when
   let closed = 0;
   const read = async (from: number) => { reads.push(from); return chunks[reads.length - 1]; };
   const all: DiffRange[] = [];
-  for await (const r of streamRanges(read, 128 as Sectors, undefined, async () => { closed++; })) all.push(r);
+  for await (const r of streamRanges(read, undefined, async () => { closed++; })) all.push(r);
   expect(all.map((r) => [r.kind, r.begin, r.length])).toEqual([['leftOnly', 0, 1], ['leftOnly', 3, 2], ['rightOnly', 9, 1]]);
   expect(reads).toEqual([0, 4, 5]);
   expect(closed).toBe(1);
 
   reads.length = 0;
-  for await (const r of streamRanges(read, 128 as Sectors, undefined, async () => { closed++; })) { void r; break; }
+  for await (const r of streamRanges(read, undefined, async () => { closed++; })) { void r; break; }
   expect(closed).toBe(2);
 });
 

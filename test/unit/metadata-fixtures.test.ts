@@ -99,12 +99,11 @@ describe.each(['chain', 'many', 'held'])('fixture %s', (name) => {
       expect(usageFacts(toUsage(raw).devices)).toEqual(held.ls);
       // The snapshot is older than the live view: they differ.
       expect(held.ls).not.toEqual(live.ls);
-      const blockSize = md.dataBlockSize as Sectors;
       for (const { a, b, ranges } of held.deltas) {
         // Chunks of 3 ranges: ranges cut by a chunk are joined again.
         const read = (from: number) => diffChunkSteps(src, a, b, from, 3);
-        expect(plain(runSync(allRangesSteps(read, blockSize)))).toEqual(ranges);
-        expect(plain(await runAsync(allRangesSteps(read, blockSize)))).toEqual(ranges);
+        expect(plain(runSync(allRangesSteps(read)))).toEqual(ranges);
+        expect(plain(await runAsync(allRangesSteps(read)))).toEqual(ranges);
       }
       // The snapshot's root is checked when the caller names it.
       const wrongRoot = { path: file, view: { held: true, heldRoot: raw.live.heldRoot + 1 } };
