@@ -131,7 +131,7 @@ export class PoolEventSource {
 
   /** An event that is not the kernel's (autoextend's), to every subscriber. */
   publish(e: PoolEvent): void {
-    for (const s of [...this.subscribers]) s.event(e);
+    for (const s of [...this.subscribers]) deliver(() => s.event(e));
   }
 
   /** Stops the wait and ends every subscriber; no new ones (pool.close(), destroy()). */
@@ -152,12 +152,12 @@ export class PoolEventSource {
     ac?.abort();  // cancels the wait at once: its thread returns EINTR
     const subs = [...this.subscribers];
     this.subscribers.clear();
-    for (const s of subs) s.end();
+    for (const s of subs) deliver(() => s.end());
   }
 
   private greet(s: Subscriber, status: ThinPoolStatus): void {
-    s.status?.(status);
-    for (const e of standingEvents(status, this.pool.params.lowWaterMark)) s.event(e);
+    deliver(() => s.status?.(status));
+    for (const e of standingEvents(status, this.pool.params.lowWaterMark)) deliver(() => s.event(e));
   }
 
   private async run(ac: AbortController): Promise<void> {
@@ -181,8 +181,8 @@ export class PoolEventSource {
         const events = diffStatus(status, next, this.pool.params.lowWaterMark);
         status = this.latest = next;
         for (const s of [...this.subscribers]) {
-          s.status?.(next);
-          for (const e of events) s.event(e);
+          deliver(() => s.status?.(next));
+          for (const e of events) deliver(() => s.event(e));
         }
       }
     } catch (e) {
@@ -192,6 +192,12 @@ export class PoolEventSource {
       this.stop();
     }
   }
+}
+
+// A subscriber that throws (an on() listener's bug) is not the wait loop's failure: its error is thrown on
+// its own, as Node throws a listener's error, and the others still get the event.
+function deliver(fn: () => void): void {
+  try { fn(); } catch (e) { process.nextTick(() => { throw e; }); }
 }
 
 function statusOf(name: string, targets: { type: string; params: string }[]): ThinPoolStatus {
@@ -267,7 +273,8 @@ export function iterateEvents(pool: EventPool, options: PoolEventsOptions | unde
 /**
  * The EventEmitter face of a pool's events: subscribed while it has a listener for any event type, and
  * unsubscribed when the last is removed. An `error` with no `error` listener does not throw (which would
- * crash the process from inside the wait loop): it is reported with process.emitWarning. After an `error`
+ * crash the process from inside the wait loop): it is reported with process.emitWarning (type
+ * DevmapperWarning, with the error's code). After an `error`
  * the listeners stay, and the wait starts again when a listener is added.
  */
 export class PoolEventEmitter extends EventEmitter {
@@ -294,9 +301,11 @@ export class PoolEventEmitter extends EventEmitter {
     if (this.listening() && !this.unsubscribe) {
       this.unsubscribe = eventSource(this.pool).subscribe({
         event: (e) => {
-          if (e.type === 'error' && this.listenerCount('error') === 0) { process.emitWarning(e.error); return; }
-          // A listener that throws is the caller's bug, thrown as Node throws it, not into the shared wait loop.
-          try { this.emit(e.type, e); } catch (err) { process.nextTick(() => { throw err; }); }
+          if (e.type === 'error' && this.listenerCount('error') === 0) {
+            process.emitWarning(`pool ${this.pool.name}: its events stopped: ${e.error.message}`, { type: 'DevmapperWarning', code: e.error.code });
+            return;
+          }
+          this.emit(e.type, e);
         },
         end: () => { this.unsubscribe = null; },
       });
