@@ -6,6 +6,7 @@
 // (`mode` with `from: null` when the pool is not rw), so it never waits for a crossing that already happened.
 import { EventEmitter } from 'node:events';
 import type { DeviceMapper } from '../dm/device-mapper';
+import type { WaitResult } from '../dm/types';
 import { dmError, DevmapperError } from '../core/errors';
 import { checkOptions, optSignal, show } from '../core/validate';
 import { parseThinPoolStatus, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk } from '../targets';
@@ -57,10 +58,11 @@ const dataLow = (s: ThinPoolStatusOk, mark: number) => s.data.total - s.data.use
 const metadataLow = (s: ThinPoolStatusOk) => s.metadataLowWatermark !== null && s.metadata.total - s.metadata.used <= s.metadataLowWatermark;
 
 /**
- * The events between two statuses. A low condition counts again after its space was resized: the kernel
- * re-arms its mark on every resume, so a pool still (or again) low after growing has crossed anew.
+ * The events between two statuses (and the low water marks each was read under: a mark raised above what is
+ * free is a crossing too). A low condition counts again after its space was resized: the kernel re-arms its
+ * mark on every resume, so a pool still (or again) low after growing has crossed anew.
  */
-export function diffStatus(prev: ThinPoolStatus, next: ThinPoolStatus, lowWaterMark: number): PoolEvent[] {
+export function diffStatus(prev: ThinPoolStatus, next: ThinPoolStatus, lowWaterMark: number, prevLowWaterMark = lowWaterMark): PoolEvent[] {
   const out: PoolEvent[] = [];
   const [from, to] = [modeOf(prev), modeOf(next)];
   if (from !== to) out.push({ type: 'mode', from, to, status: next });
@@ -70,7 +72,7 @@ export function diffStatus(prev: ThinPoolStatus, next: ThinPoolStatus, lowWaterM
   const metaResized = p !== undefined && p.metadata.total !== next.metadata.total;
   if (dataResized) out.push({ type: 'resized', space: 'data', from: p!.data.total, to: next.data.total, status: next });
   if (metaResized) out.push({ type: 'resized', space: 'metadata', from: p!.metadata.total, to: next.metadata.total, status: next });
-  if (dataLow(next, lowWaterMark) && (!p || !dataLow(p, lowWaterMark) || dataResized)) out.push(lowWaterEvent(next, lowWaterMark));
+  if (dataLow(next, lowWaterMark) && (!p || !dataLow(p, prevLowWaterMark) || dataResized)) out.push(lowWaterEvent(next, lowWaterMark));
   if (metadataLow(next) && (!p || !metadataLow(p) || metaResized)) out.push(metadataLowEvent(next));
   if (next.needsCheck && !p?.needsCheck) out.push({ type: 'needsCheck', status: next });
   return out;
@@ -149,6 +151,7 @@ export class PoolEventSource {
     const ac = this.abort;
     this.abort = null;
     this.latest = null;
+    this.pokePending = false;
     ac?.abort();  // cancels the wait at once: its thread returns EINTR
     const subs = [...this.subscribers];
     this.subscribers.clear();
@@ -160,6 +163,18 @@ export class PoolEventSource {
     for (const e of standingEvents(status, this.pool.params.lowWaterMark)) deliver(() => s.event(e));
   }
 
+  /**
+   * The library changed the pool's table (a reload: growData, growMetadata, setLowWaterMark, setFeatures): read
+   * its status now. The kernel raises its events during the resume, before a new size shows in the status, and
+   * none after: without this, a growth would be seen only at the next event.
+   */
+  poke(): void {
+    this.pokePending = true;
+    this.wakeForPoke?.();
+  }
+  private pokePending = false;
+  private wakeForPoke: (() => void) | null = null;
+
   private async run(ac: AbortController): Promise<void> {
     const { dm, name } = this.pool;
     const live = () => this.abort === ac;
@@ -169,17 +184,35 @@ export class PoolEventSource {
       let { eventNr } = await dm.info(name);
       status = statusOf(name, await dm.status(name, { noflush: true }));
       if (!live()) return;
+      let mark = this.pool.params.lowWaterMark;
       this.latest = status;
       for (const s of [...this.subscribers]) this.greet(s, status);
+      let waiting: Promise<WaitResult> | null = null;
       while (live()) {
-        this.waitsStarted++;
-        const r = await dm.wait(name, eventNr, { signal: ac.signal, noflush: true });
+        if (!waiting) {
+          this.waitsStarted++;
+          waiting = dm.wait(name, eventNr, { signal: ac.signal, noflush: true });
+        }
+        // A poke reads the status while the same wait goes on: one loop, so statuses are applied in order.
+        const poked = this.pokePending ? Promise.resolve(null) : new Promise<null>((r) => { this.wakeForPoke = () => r(null); });
+        const r = await Promise.race([waiting, poked]);
+        this.wakeForPoke = null;
         if (!live()) return;
-        this.wakes++;
-        eventNr = r.info.eventNr;
-        const next = statusOf(name, r.status);
-        const events = diffStatus(status, next, this.pool.params.lowWaterMark);
+        let next: ThinPoolStatus;
+        if (r) {
+          waiting = null;
+          this.wakes++;
+          eventNr = r.info.eventNr;
+          next = statusOf(name, r.status);
+        } else {
+          this.pokePending = false;
+          next = statusOf(name, await dm.status(name, { noflush: true }));
+          if (!live()) return;
+        }
+        const nextMark = this.pool.params.lowWaterMark;
+        const events = diffStatus(status, next, nextMark, mark);
         status = this.latest = next;
+        mark = nextMark;
         for (const s of [...this.subscribers]) {
           deliver(() => s.status?.(next));
           for (const e of events) deliver(() => s.event(e));
@@ -212,6 +245,10 @@ export function eventSource(pool: EventPool): PoolEventSource {
   let s = sources.get(pool);
   if (!s) sources.set(pool, s = new PoolEventSource(pool));
   return s;
+}
+/** The pool's table was reloaded by this library: its events read the status now (see poke). */
+export function pokeEvents(pool: EventPool): void {
+  sources.get(pool)?.poke();
 }
 /** Stops the pool's events, if it ever had any (close, destroy). */
 export function closeEvents(pool: EventPool): void {

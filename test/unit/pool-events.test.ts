@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DeviceMapper, DevmapperError, PoolEvent, ThinPool, parseThinPoolStatus, sectors } from '../../lib';
 import { ThinPoolStatus } from '../../lib/targets';
-import { EventPool, diffStatus, eventEmitter, eventSource, iterateEvents, standingEvents, watchLowWater } from '../../lib/thin/events';
+import { EventPool, diffStatus, eventEmitter, eventSource, iterateEvents, pokeEvents, standingEvents, watchLowWater } from '../../lib/thin/events';
 import { AutoextendPool, autoextend, checkAutoextendOptions, lowWaterMarkFor } from '../../lib/thin/autoextend';
 import { FakeKernel } from './fake-kernel';
 import { lifecycleLockJanitor, scratch } from './hostile-helpers';
@@ -143,6 +143,21 @@ describe('one wait per pool, shared', () => {
     } finally {
       warn.mockRestore();
     }
+  });
+
+  test('a reload by the library (poke) reads the status at once, in the same loop: resized, and lowWater under a raised mark', async () => {
+    const k = new ScriptedWait();
+    k.text = line({ data: [850, 1000] });
+    const it = iterateEvents(k.pool, undefined);
+    await tick();
+    k.text = line({ data: [850, 2000] });  // grown: the kernel's event came before the new size showed
+    pokeEvents(k.pool);
+    expect((await it.next()).value).toMatchObject({ type: 'resized', space: 'data', from: 1000, to: 2000 });
+    k.pool.params.lowWaterMark = 1200;  // setLowWaterMark: 1150 free is now low
+    pokeEvents(k.pool);
+    expect((await it.next()).value).toMatchObject({ type: 'lowWater', freeBlocks: 1150, lowWaterMark: 1200 });
+    expect(k.waits).toBe(1);  // the same wait went on
+    await it.return!();
   });
 
   test('watchLowWater: at the start if low, then at each wake that finds it low; resolves on abort', async () => {
