@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PoolEvent, ThinPool } from '../lib';
+import { eventSource } from '../lib/thin/events';
 
 const SAMPLES = Number(process.env.BENCH_EVENTS_N ?? 20);
 const GROWTHS = Number(process.env.BENCH_EXTEND_N ?? 8);
@@ -60,6 +61,12 @@ async function crossingToEvent(): Promise<{ event: number[]; write: number[] }> 
   await withPool('events', '64M', async (pool, fh) => {
     const ac = new AbortController();
     const l = listen(pool, ac.signal);
+    // Every status the pool's wait loop reads, to know when it has read the one after a reload.
+    let statuses = 0;
+    const unsubscribe = eventSource(pool).subscribe({ status: () => { statuses++; }, event: () => undefined, end: () => undefined });
+    const quiet = async () => {
+      for (let seen = -1; seen !== statuses;) { seen = statuses; await new Promise((r) => setTimeout(r, 200)); }
+    };
     let block = 0;
     try {
       for (let i = 0; i < SAMPLES; i++) {
@@ -69,6 +76,7 @@ async function crossingToEvent(): Promise<{ event: number[]; write: number[] }> 
         const s = await pool.status({ noflush: true });
         if (s.state !== 'ok') throw new Error(`pool is ${s.state}`);
         await pool.setLowWaterMark(s.data.total - s.data.used - 1);
+        await quiet();  // the loop has read the status after the reload, before free blocks reach the mark
         await writeBlock(fh, block++);
         const low = l.next('lowWater');
         const t0 = now();
@@ -79,6 +87,7 @@ async function crossingToEvent(): Promise<{ event: number[]; write: number[] }> 
         write.push(wrote - t0);
       }
     } finally {
+      unsubscribe();
       ac.abort();
     }
   });
