@@ -244,6 +244,29 @@ describe('autoextend', () => {
     expect(events.filter((e) => e.type === 'extendLimit')).toEqual([expect.objectContaining({ space: 'data', size: 40 << 20, max: 40 << 20 })]);
   });
 
+  test('metadata grows the same way, in 4 KiB blocks, up to maxMetadataSize', async () => {
+    const k = new ScriptedWait();
+    k.text = line({ data: [0, 1000], meta: [850, 1000] });
+    const { pool, calls, remove } = scriptedAutoextendPool(k);
+    const events: PoolEvent[] = [];
+    const it = iterateEvents(pool, undefined);
+    const reading = (async () => { for await (const e of it) events.push(e); })();
+    const ac = new AbortController();
+    const running = autoextend(pool, { threshold: 80, percent: 20, maxDataSize: '1G', maxMetadataSize: 1100 * 4096, signal: ac.signal });
+    try {
+      for (let i = 0; i < 20; i++) await tick();
+      // 1,200 blocks wanted, 1,100 allowed; 850 of 1,100 is 77 %: no more.
+      expect(calls).toEqual([`growMetadata(${1100 * 4096})`, `setLowWaterMark(${lowWaterMarkFor(1000, 80)})`]);
+    } finally {
+      ac.abort();
+      await running;
+      await it.return!();
+      await reading;
+      remove();
+    }
+    expect(events.filter((e) => e.type === 'extended')).toEqual([expect.objectContaining({ space: 'metadata', from: 1000 * 4096, to: 1100 * 4096 })]);
+  });
+
   test('a pool on block devices calls extend({ space, size }) and then grows with no size; a failing hook ends autoextend with its error', async () => {
     const k = new ScriptedWait();
     k.text = line({ data: [250, 256] });
