@@ -26,6 +26,8 @@ export type {
   WatchLowWaterOptions, MinFreeSpace, FreeSpaceLimit, DeferredRecovery, RepairOptions, RepairResult,
 } from './thin/pool';
 export { ThinVolume } from './thin/volume';
+export type { PoolEvent, PoolEventType, PoolEventMode, PoolEventsOptions, PoolSpace } from './thin/events';
+export type { AutoextendOptions, ExtendRequest } from './thin/autoextend';
 export type { ActivateOptions, DeactivateOptions, DeleteVolumeOptions, VolumeDeleteOptions, VolumePool, VolumeUsage } from './thin/volume';
 export { LmdbRegistry } from './thin/registry';
 export type { RegistryStore, RegistryWrite, VolumeRecord, PendingChange, IntendedChange, MetadataSnapshotHold } from './thin/registry';

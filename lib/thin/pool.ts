@@ -10,7 +10,7 @@ import { describeHolders, readHolders } from '../dm/holders';
 import { Bytes, Sectors, sectors } from '../core/units';
 import { checkInteger, checkName, checkThinId, checkOptions, optBoolean, optSignal, show } from '../core/validate';
 import { Steps, mapErrors, runAsync, runSync, step, twin } from '../core/steps';
-import { parseThinPoolStatus, ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, MAX_METADATA_SECTORS } from '../targets';
+import { ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, MAX_METADATA_SECTORS } from '../targets';
 import type { RegistryStore, VolumeRecord } from './registry';
 import { PoolChanges, ThinPoolHooks, checkDeleteOptions, removeDevice } from './changes';
 import { DiffOptions, DiffRange, PoolMetadata, PoolUsage } from './metadata';
@@ -29,6 +29,8 @@ import {
 } from './leases';
 import { MinFreeSpace, checkMinFreeSpace, minFreeSpaceOption } from './free-space';
 import type { PendingChange } from './registry';
+import { PoolEvent, PoolEventsOptions, PoolEventType, closeEvents, eventEmitter, iterateEvents, watchLowWater } from './events';
+import { AutoextendOptions, autoextend } from './autoextend';
 import { RepairOptions, RepairResult, checkRepairOptions, repairSteps } from './repair';
 
 export type { Step, ThinPoolHooks } from './changes';
@@ -247,28 +249,35 @@ export class ThinPool {
    * Calls `onLow(status)` while the pool's free data blocks are at or below its low water mark: once at the
    * start if they already are, then at each event of the pool's (the kernel raises one when free blocks fall to
    * the mark, and on running out of space, a mode change or a resume) that finds them so. Growing the pool
-   * (growData) ends it. Waits with DM_DEV_WAIT on a thread of its own; resolves when `signal` aborts.
-   * Promise only: it waits for events.
+   * (growData) ends it. Rides the pool's shared event wait (events()); resolves when `signal` aborts or the
+   * pool closes. Promise only: it waits for events.
    */
-  async watchLowWater(onLow: (status: ThinPoolStatusOk) => void | Promise<void>, options: WatchLowWaterOptions): Promise<void> {
-    if (typeof onLow !== 'function') throw dmError('ERR_DM_INVALID_ARGUMENT', `onLow must be a function, got ${show(onLow)}`, this.name);
-    const o = checkOptions<WatchLowWaterOptions>(options, ['signal'], 'watchLowWater options');
-    if (!optSignal(o.signal)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'watchLowWater needs a signal to end it', this.name);
-    const low = (s: ThinPoolStatus): s is ThinPoolStatusOk => s.state === 'ok' && s.data.total - s.data.used <= this.params.lowWaterMark;
-    let { eventNr } = await this.dm.info(this.name);
-    let status = await this.status({ noflush: true });
-    while (!o.signal.aborted) {
-      if (low(status)) await onLow(status);
-      try {
-        const r = await this.dm.wait(this.name, eventNr, { signal: o.signal, noflush: true });
-        eventNr = r.info.eventNr;
-        status = parseThinPoolStatus(r.status[0].params);
-      } catch (e) {
-        if ((e as DevmapperError).code === 'ERR_DM_ABORTED') return;
-        throw e;
-      }
+  watchLowWater(onLow: (status: ThinPoolStatusOk) => void | Promise<void>, options: WatchLowWaterOptions): Promise<void> {
+    try {
+      if (typeof onLow !== 'function') throw dmError('ERR_DM_INVALID_ARGUMENT', `onLow must be a function, got ${show(onLow)}`, this.name);
+      const o = checkOptions<WatchLowWaterOptions>(options, ['signal'], 'watchLowWater options');
+      if (!optSignal(o.signal)) throw dmError('ERR_DM_INVALID_ARGUMENT', 'watchLowWater needs a signal to end it', this.name);
+      return watchLowWater(this, onLow, o.signal);
+    } catch (e) {
+      return Promise.reject(e);
     }
   }
+
+  // ---- events (events.ts, autoextend.ts): promise only ------------------------------------------------
+
+  /**
+   * The pool's events (lowWater, metadataLow, mode, needsCheck, resized, extended, extendLimit, error), each
+   * with the status that caused it, from one wait shared by every subscriber of this object. Buffered: a slow
+   * consumer loses none. `break` or the signal ends it; an `error` event is the last.
+   */
+  events(o?: PoolEventsOptions): AsyncIterableIterator<PoolEvent> { return iterateEvents(this, o); }
+  /** The same events as an EventEmitter: the wait runs (and keeps the process alive) while there is a listener. */
+  on<T extends PoolEventType>(type: T, listener: (e: Extract<PoolEvent, { type: T }>) => void): this { eventEmitter(this).listen(type, listener, 'on'); return this; }
+  once<T extends PoolEventType>(type: T, listener: (e: Extract<PoolEvent, { type: T }>) => void): this { eventEmitter(this).listen(type, listener, 'once'); return this; }
+  off<T extends PoolEventType>(type: T, listener: (e: Extract<PoolEvent, { type: T }>) => void): this { eventEmitter(this).off(type, listener); return this; }
+
+  /** Grows the pool as it fills (LVM's autoextend threshold/percent) until `signal` aborts; see autoextend.ts. */
+  autoextend(o: AutoextendOptions): Promise<void> { return autoextend(this, o); }
 
   /** Reloads the pool table with new features (discard support cannot change after creation). */
   setFeatures(features: ThinPoolFeatures): Promise<void> { return runAsync(fsErrors(`set the features of pool ${this.name}`, this.setFeaturesSteps(features))); }
@@ -601,6 +610,7 @@ export class ThinPool {
           '; nothing was removed', this.name, { holders });
       }
       for (const n of ours) yield* removeDevice(this.dm, n, {});
+      closeEvents(this);  // the pool goes: its wait ends here, not with an error
       yield* removeDevice(this.dm, this.name, {});  // our loops are autoclear: they go with the pool
     });
     yield* this.closeSteps();
@@ -612,6 +622,7 @@ export class ThinPool {
   closeSync(): void { runSync(this.closeSteps()); }
 
   private *closeSteps(): Steps<void> {
+    closeEvents(this);
     yield* this.locked(function* (this: ThinPool): Steps<void> { this.changes.clearCommitted(); });
     if (this.ownsDm) this.dm.close();
     this.registry.close();

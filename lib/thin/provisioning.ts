@@ -13,6 +13,7 @@ import { Bytes, Sectors, byteSize, bytesToSectors, sectors } from '../core/units
 import { checkBoolean, checkInteger, checkName, checkOptions, checkPath, optBoolean, show } from '../core/validate';
 import { Op, Steps, local, sleep, step, twin } from '../core/steps';
 import { line, parseThinPoolStatus, thinPool, ThinPoolFeatures, ThinPoolParams, checkBlockSize, MAX_METADATA_SECTORS } from '../targets';
+import { pokeEvents } from './events';
 import { IncompleteMarker, configOf, markerOwnerAlive, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from './pool-files';
 import { LmdbRegistry, RegistryStore } from './registry';
 import { ReconcileOptions, checkReconcileOptions } from './check';
@@ -390,6 +391,7 @@ export function* reloadPool(pool: ProvisionedPool, params: ThinPoolParams, lengt
     throw yield* failedPoolError(pool, e);
   }
   Object.assign(pool.params, thinPool.parse(thinPool.format(params)));
+  pokeEvents(pool);
   // attach() loads the table from these settings: keep them as the pool has them now.
   if (pool.registryDir) writePoolConfig(pool.registryDir, configOf(pool.params));
 }
