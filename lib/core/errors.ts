@@ -46,16 +46,6 @@ export class DevmapperError extends Error {
   device?: string;
   /** In a batch (`dm.batch()`, `createDevice`): how many of its commands ran before this one failed. */
   completed?: number;
-  /** ERR_DM_METADATA: the metadata block that failed a check, and the check. */
-  block?: number;
-  check?: string;
-  /** ERR_DM_POOL_STATE: the pool's mode when it refused ('ro', 'out_of_data_space', 'fail', 'error'). */
-  mode?: string;
-  /** ERR_DM_POOL_FULL: the space that is short ('data' or 'metadata') and what is left of it, in bytes. */
-  space?: 'data' | 'metadata';
-  freeBytes?: number;
-  /** EBUSY / ERR_DM_BUSY on deactivate, delete or destroy: who holds the device. */
-  holders?: DeviceHolders;
   constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string } & ErrorDetails) {
     super(message);
     this.name = 'DevmapperError';
@@ -79,13 +69,19 @@ export interface DeviceHolders {
 
 /** Fields some errors carry beyond code, errno, syscall, command and device. */
 export interface ErrorDetails {
+  /** ERR_DM_METADATA: the metadata block that failed a check, and the check. */
   block?: number;
   check?: string;
+  /** ERR_DM_POOL_STATE: the pool's mode when it refused ('ro', 'out_of_data_space', 'fail', 'error'). */
   mode?: string;
+  /** ERR_DM_POOL_FULL: the space that is short ('data' or 'metadata') and what is left of it, in bytes. */
   space?: 'data' | 'metadata';
   freeBytes?: number;
+  /** EBUSY / ERR_DM_BUSY on deactivate, delete or destroy: who holds the device. */
   holders?: DeviceHolders;
 }
+// The details are fields of every DevmapperError (set only when present).
+export interface DevmapperError extends ErrorDetails {}
 const DETAIL_KEYS = ['block', 'check', 'mode', 'space', 'freeBytes', 'holders'] as const;
 
 /** An error of ours (bad input, misuse), raised before any syscall. */

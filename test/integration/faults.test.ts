@@ -227,7 +227,6 @@ test('a repair cut short after the pool\'s table became error: open() says so, a
     await expect(ThinPool.open(options.name, { registryDir: options.registryDir })).rejects.toMatchObject({ code: 'ERR_DM_POOL_STATE' });
     const back = await ThinPool.attach(options);
     try {
-      // needs_check was never cleared: the pool comes back read-only, and repair() finishes the job.
       // needs_check, if the kernel wrote it, was never cleared: the pool comes back read-only, and repair()
       // finishes the job.
       const flagged = needsCheckOnDisk(options.metadataDevice);
