@@ -198,17 +198,20 @@ export class PoolEventSource {
         const r = await Promise.race([waiting, poked]);
         this.wakeForPoke = null;
         if (!live()) return;
-        let next: ThinPoolStatus;
+        let next: ThinPoolStatus | null;
         if (r) {
           waiting = null;
           this.wakes++;
           eventNr = r.info.eventNr;
-          next = statusOf(name, r.status);
+          next = poolStatusOf(r.status);
         } else {
           this.pokePending = false;
-          next = statusOf(name, await dm.status(name, { noflush: true }));
+          next = poolStatusOf(await dm.status(name, { noflush: true }));
           if (!live()) return;
         }
+        // Another table for a while (repair() swaps in `error` while it works on the metadata): no pool status
+        // to compare; the pool's next event (its table back) is compared with the last one seen.
+        if (!next) continue;
         const nextMark = this.pool.params.lowWaterMark;
         const events = diffStatus(status, next, nextMark, mark);
         status = this.latest = next;
@@ -231,6 +234,10 @@ export class PoolEventSource {
 // its own, as Node throws a listener's error, and the others still get the event.
 function deliver(fn: () => void): void {
   try { fn(); } catch (e) { process.nextTick(() => { throw e; }); }
+}
+
+function poolStatusOf(targets: { type: string; params: string }[]): ThinPoolStatus | null {
+  return targets.length === 1 && targets[0].type === 'thin-pool' ? parseThinPoolStatus(targets[0].params) : null;
 }
 
 function statusOf(name: string, targets: { type: string; params: string }[]): ThinPoolStatus {

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Block, DeviceMapper, DevmapperError, ThinPool, ThinPoolStatus, flakey, line, linear, error as errorTarget, mapperPath, sectors } from '../../lib';
+import { Block, DeviceMapper, DevmapperError, PoolEvent, ThinPool, ThinPoolStatus, flakey, line, linear, error as errorTarget, mapperPath, sectors } from '../../lib';
 import { dmsetup, eventually, removeQuietly, scratchDir, scratchLoop, uniqueName } from './helpers';
 import { readAt, writeAt } from './thin-helpers';
 
@@ -160,10 +160,15 @@ async function volumesWithPattern(pool: ThinPool): Promise<string> {
 test('data device failing writes: read-only with needs_check (or failed), every call answers, repair() brings the pool back', async () => {
   await withFaultyPool(async ({ pool, options, fault, heal }) => {
     const vPath = await volumesWithPattern(pool);
+    // The pool's events see the fault, and the way back, while repair() swaps the pool's table under them.
+    const events: PoolEvent[] = [];
+    const onEvent = (e: PoolEvent) => { events.push(e); };
+    for (const t of ['mode', 'needsCheck', 'error'] as const) pool.on(t, onEvent);
     await fault('data', 'error_writes');
     await provoke(vPath);
     expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
     const mode = expectFaultMode(await pool.status());
+    expect(await eventually(async () => events.some((e) => e.type === 'mode' && e.from === 'rw' && e.to === mode))).toBe(true);
     await expectRefusedEverywhere(pool, mode);
 
     await heal('data');
@@ -179,6 +184,10 @@ test('data device failing writes: read-only with needs_check (or failed), every 
     expect(r).toMatchObject({ modeBefore: mode, mode: 'rw', reloaded: true, reactivated: ['v'] });
     if (mode === 'ro') expect(r.clearedNeedsCheck).toBe(true);
     expect(needsCheckOnDisk(options.metadataDevice)).toBe(false);
+    expect(await eventually(async () => events.some((e) => e.type === 'mode' && e.from === mode && e.to === 'rw'))).toBe(true);
+    expect(events.filter((e) => e.type === 'error')).toEqual([]);
+    if (mode === 'ro') expect(events.some((e) => e.type === 'needsCheck')).toBe(true);
+    for (const t of ['mode', 'needsCheck', 'error'] as const) pool.off(t, onEvent);
     expect(await pool.volume('v')!.isActive()).toBe(true);
     await expectBack(pool);
     // Nothing left to do: repair() of a healthy pool changes nothing.
