@@ -38,25 +38,46 @@ export function infoLong(info: DeviceInfo): string {
   return s + '\n';
 }
 
-/** The default `info -c` report (name,major,minor,attr,open,segments,events,uuid): libdm's aligned columns. */
-export function infoColumns(infos: DeviceInfo[]): string {
-  if (infos.length === 0) return '';
-  const cols: { head: string; width: number; right: boolean; get(i: DeviceInfo): string }[] = [
-    { head: 'Name', width: 16, right: false, get: (i) => i.name },
-    { head: 'Maj', width: 3, right: true, get: (i) => `${i.dev.major}` },
-    { head: 'Min', width: 3, right: true, get: (i) => `${i.dev.minor}` },
-    { head: 'Stat', width: 4, right: false, get: (i) => `${i.liveTable ? 'L' : '-'}${i.inactiveTable ? 'I' : '-'}${i.suspended ? 's' : '-'}${i.readOnly ? 'r' : 'w'}` },
-    { head: 'Open', width: 4, right: true, get: (i) => `${i.openCount}` },
-    { head: 'Targ', width: 4, right: true, get: (i) => `${i.targetCount}` },
-    { head: 'Event', width: 6, right: true, get: (i) => `${i.eventNr}` },
-    { head: 'UUID', width: 32, right: false, get: (i) => i.uuid },
-  ];
+interface Column { head: string; width: number; right: boolean; get(i: DeviceInfo): string }
+/** dmsetup's report fields of DeviceInfo, by id: heading, default width, alignment (numbers right). */
+const COLUMNS: Record<string, Column> = {
+  name: { head: 'Name', width: 16, right: false, get: (i) => i.name },
+  uuid: { head: 'UUID', width: 32, right: false, get: (i) => i.uuid },
+  major: { head: 'Maj', width: 3, right: true, get: (i) => `${i.dev.major}` },
+  minor: { head: 'Min', width: 3, right: true, get: (i) => `${i.dev.minor}` },
+  attr: { head: 'Stat', width: 4, right: false, get: (i) => `${i.liveTable ? 'L' : '-'}${i.inactiveTable ? 'I' : '-'}${i.suspended ? 's' : '-'}${i.readOnly ? 'r' : 'w'}` },
+  open: { head: 'Open', width: 4, right: true, get: (i) => `${i.openCount}` },
+  segments: { head: 'Targ', width: 4, right: true, get: (i) => `${i.targetCount}` },
+  events: { head: 'Event', width: 6, right: true, get: (i) => `${i.eventNr}` },
+  devno: { head: 'DevNo', width: 5, right: false, get: (i) => `${i.dev.major}:${i.dev.minor}` },
+  suspended: { head: 'Suspended', width: 9, right: false, get: (i) => (i.suspended ? 'Suspended' : 'Active') },
+  readonly: { head: 'Read-only', width: 9, right: false, get: (i) => (i.readOnly ? 'Read-only' : 'Writeable') },
+};
+export const DEFAULT_COLUMNS = 'name,major,minor,attr,open,segments,events,uuid';
+
+export interface ColumnsOptions { fields?: string; headings?: boolean; separator?: string }
+
+/**
+ * `info -c`: libdm's report. Aligned (the default): headings, each field padded to its column's width (the
+ * widest of the default width and the values; the last column too), joined by one space. `--noheadings`, as
+ * dmsetup: no headings, no padding, ':' between fields; `--separator` likewise unaligned.
+ */
+export function infoColumns(infos: DeviceInfo[], o: ColumnsOptions = {}): string {
+  const ids = (o.fields ?? DEFAULT_COLUMNS).replace(/^\+/, `${DEFAULT_COLUMNS},`).split(',').map((f) => f.trim()).filter(Boolean);
+  const cols = ids.map((id) => {
+    const c = COLUMNS[id];
+    if (!c) throw new UsageError(`info: unknown field ${JSON.stringify(id)} (${Object.keys(COLUMNS).join(', ')})`, 'info');
+    return c;
+  });
+  const aligned = o.headings !== false && o.separator === undefined;
+  const separator = o.separator ?? (o.headings === false ? ':' : ' ');
   const rows = infos.map((i) => cols.map((c) => c.get(i)));
+  if (rows.length === 0) return '';
+  if (!aligned) return rows.map((r) => r.join(separator) + '\n').join('') ;
   const widths = cols.map((c, k) => Math.max(c.width, ...rows.map((r) => r[k].length)));
-  // Headings are always left-aligned; each field is padded to its column's width, the last one too.
-  const head = cols.map((c, k) => c.head.padEnd(widths[k])).join(' ');
-  const body = rows.map((r) => r.map((v, k) => (cols[k].right ? v.padStart(widths[k]) : v.padEnd(widths[k]))).join(' '));
-  return [head, ...body].join('\n') + '\n';
+  const lines = rows.map((r) => r.map((v, k) => (cols[k].right ? v.padStart(widths[k]) : v.padEnd(widths[k]))).join(separator));
+  if (o.headings !== false) lines.unshift(cols.map((c, k) => c.head.padEnd(widths[k])).join(separator));
+  return lines.join('\n') + '\n';
 }
 
 /** One table or status line: dmsetup prints "start length type " and then the params, even when empty. */
@@ -137,14 +158,20 @@ export const dmVerbs: Record<string, DmVerb> = {
     },
   },
   info: {
-    usage: `info [-c|--columns] [--inactive] ${deviceArgs}`,
-    summary: 'device state: long form, or columns with -c',
-    options: { columns: { type: 'boolean', short: 'c' }, inactive: { type: 'boolean' } },
+    usage: `info [-c|--columns [-o <fields>] [--noheadings] [--separator <s>]] ${deviceArgs}`,
+    summary: `device state: long form, or columns with -c (fields: ${Object.keys(COLUMNS).join(',')})`,
+    options: { columns: { type: 'boolean', short: 'c' }, options: { type: 'string', short: 'o' }, noheadings: { type: 'boolean' }, separator: { type: 'string' } },
     run(dm, p, io) {
+      const columns = flag(p, 'columns') || str(p, 'options') !== undefined;
+      const o = { fields: str(p, 'options'), headings: !flag(p, 'noheadings'), separator: str(p, 'separator') };
+      if (columns) infoColumns([], o);  // bad fields are a usage error before any device is read
       const names = p.positionals.length ? p.positionals : dm.listSync().map((d) => d.name);
       if (p.positionals.length === 0 && names.length === 0) { io.out('No devices found\n'); return; }
       // Each device is read before anything is printed for -c: libdm buffers the report and sizes its columns.
-      if (flag(p, 'columns')) { io.out(infoColumns(names.map((n) => dm.infoSync(n)))); return; }
+      if (columns) {
+        io.out(infoColumns(names.map((n) => dm.infoSync(n)), o));
+        return;
+      }
       for (const n of names) io.out(infoLong(dm.infoSync(n)));
     },
   },
