@@ -120,7 +120,7 @@ export const poolVerbs: Record<string, ThinVerb> = {
 export const volVerbs: Record<string, ThinVerb> = {
   create: {
     usage: 'vol create <pool> <volume> <size> [--registry-dir <dir>] [--json]',
-    summary: 'create a thin volume (size in bytes or like 1G) and activate it',
+    summary: 'create a thin volume (size in bytes or like 1G); `vol activate` makes its device',
     options: common,
     run(p, io) {
       arity('vol create', p, 3, 3, 'pool, volume and size');
@@ -131,7 +131,7 @@ export const volVerbs: Record<string, ThinVerb> = {
   },
   snap: {
     usage: 'vol snap <pool> <origin> <snapshot> [--registry-dir <dir>] [--json]',
-    summary: 'snapshot a volume',
+    summary: 'snapshot a volume (inactive until `vol activate`)',
     options: common,
     run(p, io) {
       arity('vol snap', p, 3, 3, 'pool, origin and snapshot name');
