@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DeviceMapper } from '../dm/device-mapper';
 import type { DeviceInfo, Target } from '../dm/types';
-import { dmError } from '../core/errors';
 import { sectors } from '../core/units';
+import { deviceTree } from './tree';
 import { Io, Options, Parsed, UsageError, arity, flag, integerArg, parse, str } from './common';
 
 export interface DmVerb { usage: string; summary: string; options: Options; run(dm: DeviceMapper, p: Parsed, io: Io): void }
@@ -141,12 +141,12 @@ const deviceArgs = '[<device>...]';
 
 export const dmVerbs: Record<string, DmVerb> = {
   ls: {
-    usage: 'ls [--target <target_type>]',
+    usage: 'ls [--target <target_type>] [--tree]',
     summary: 'list devices: name and (major:minor)',
     options: { target: { type: 'string' }, tree: { type: 'boolean' } },
     run(dm, p, io) {
       arity('ls', p, 0, 0, '');
-      if (flag(p, 'tree')) throw dmError('ERR_DM_UNSUPPORTED', 'ls --tree is not implemented by devmapper yet');
+      if (flag(p, 'tree')) { io.out(deviceTree(dm)); return; }
       const all = dm.listSync();
       if (all.length === 0) { io.out('No devices found\n'); return; }
       const target = str(p, 'target');

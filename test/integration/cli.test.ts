@@ -81,6 +81,7 @@ maybe('read verbs print what dmsetup prints, device by device and for all device
     same(['deps', n.thin, n.pool]);
     same(['info', n.zero, n.ro]);
     same(['info', '-c', n.zero, n.linear, n.pool]);
+    same(['ls', '--tree']);
     same(['ls', '--target', 'thin-pool']);
     same(['ls', '--target', 'zero']);
     same(['table', '--target', 'zero']);
