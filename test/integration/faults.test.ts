@@ -81,6 +81,13 @@ const modeOf = (s: ThinPoolStatus) => (s.state === 'ok' ? s.mode : 'fail');
 
 // What a failed commit leaves: read-only with needs_check (the kernel marked the metadata), or failed (it
 // could not get the pool back even read-only). Both happen after a data device fault, depending on timing.
+/** Makes `which` device faulty, provokes the pool with I/O on the volume at `vPath`, and waits until it leaves rw. */
+async function breakPool(pool: ThinPool, fault: Rig['fault'], which: 'data' | 'metadata', how: 'error_writes' | 'error', vPath: string): Promise<void> {
+  await fault(which, how);
+  await provoke(vPath);
+  expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+}
+
 function expectFaultMode(s: ThinPoolStatus): 'ro' | 'fail' {
   if (s.state === 'ok') {
     expect(s).toMatchObject({ mode: 'ro', needsCheck: true });
@@ -164,9 +171,7 @@ test('data device failing writes: read-only with needs_check (or failed), every 
     const events: PoolEvent[] = [];
     const onEvent = (e: PoolEvent) => { events.push(e); };
     for (const t of ['mode', 'needsCheck', 'error'] as const) pool.on(t, onEvent);
-    await fault('data', 'error_writes');
-    await provoke(vPath);
-    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    await breakPool(pool, fault, 'data', 'error_writes', vPath);
     const mode = expectFaultMode(await pool.status());
     expect(await eventually(async () => events.some((e) => e.type === 'mode' && e.from === 'rw' && e.to === mode))).toBe(true);
     await expectRefusedEverywhere(pool, mode);
@@ -201,9 +206,7 @@ test('data device failing writes: read-only with needs_check (or failed), every 
 test('metadata device failing: the pool fails (or goes read-only), calls answer typed, repair() brings it back', async () => {
   await withFaultyPool(async ({ pool, fault, heal }) => {
     const vPath = await volumesWithPattern(pool);
-    await fault('metadata', 'error');
-    await provoke(vPath);
-    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    await breakPool(pool, fault, 'metadata', 'error', vPath);
     const s = await pool.status();
     const mode = modeOf(s);
     expect(['fail', 'ro']).toContain(mode);
@@ -222,9 +225,7 @@ test('metadata device failing: the pool fails (or goes read-only), calls answer 
 test('a repair cut short after the pool\'s table became error: open() says so, attach() sets the pool up again, repair() finishes', async () => {
   await withFaultyPool(async ({ pool, options, fault, heal }) => {
     const vPath = await volumesWithPattern(pool);
-    await fault('data', 'error_writes');
-    await provoke(vPath);
-    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    await breakPool(pool, fault, 'data', 'error_writes', vPath);
     await heal('data');
     await pool.volume('v')!.deactivate();
     // What a repair killed right after its swap leaves: the pool device, with its uuid, and an `error` table.
@@ -268,9 +269,7 @@ test('createVolume while the data device fails writes: refused naming the mode, 
 test('destroy() of a failed pool works; once the fault is gone attach() brings the pool back with its volumes', async () => {
   await withFaultyPool(async ({ pool, options, fault, heal }) => {
     const vPath = await volumesWithPattern(pool);
-    await fault('metadata', 'error');
-    await provoke(vPath);
-    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    await breakPool(pool, fault, 'metadata', 'error', vPath);
     await pool.destroy();
     expect(await dm.infoIfExists(options.name)).toBeUndefined();
     await heal('metadata');
@@ -315,9 +314,7 @@ function dataBitmapBlock(device: string): number {
 test('metadata that fails the full check: ERR_DM_METADATA, needs_check kept, the pool and its volumes put back', async () => {
   await withFaultyPool(async ({ pool, options, fault, heal }) => {
     const vPath = await volumesWithPattern(pool);
-    await fault('data', 'error_writes');
-    await provoke(vPath);
-    expect(await eventually(async () => modeOf(await pool.status({ noflush: true })) !== 'rw')).toBe(true);
+    await breakPool(pool, fault, 'data', 'error_writes', vPath);
     await heal('data');
     // A space-map bitmap only the full check reads (the pool in read-only mode allocates nothing).
     const mode = expectFaultMode(await pool.status());
