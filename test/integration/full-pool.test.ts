@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DeviceMapper, DevmapperError, ThinPool } from '../../lib';
+import { DeviceMapper, DevmapperError, PoolEvent, ThinPool } from '../../lib';
 import { eventually } from './helpers';
 import { checksum, withPool, writeAt } from './thin-helpers';
 
@@ -53,6 +53,10 @@ test('metadata full: creates fail typed (mode ro), open() still works with its r
     const before = checksum(v0.path, 4 * MiB);
     await v0.deactivate();
 
+    // The pool's events see the metadata run low, then the pool turn read-only.
+    const events: PoolEvent[] = [];
+    const onEvent = (e: PoolEvent) => { events.push(e); };
+    for (const t of ['metadataLow', 'mode'] as const) pool.on(t, onEvent);
     let full: DevmapperError | undefined;
     for (let i = 1; i < 2000 && !full; i++) {
       try { await pool.createVolume(`v${i}`, '4M'); } catch (e) { full = e as DevmapperError; }
@@ -60,6 +64,11 @@ test('metadata full: creates fail typed (mode ro), open() still works with its r
     expect(full).toMatchObject({ code: 'ERR_DM_POOL_STATE', mode: 'ro' });
     expect(full!.message).toMatch(/metadata is full.*growMetadata/);
     expect(await mode(pool)).toBe('ro');
+    expect(await eventually(async () => events.some((e) => e.type === 'mode' && e.from === 'rw' && e.to === 'ro'))).toBe(true);
+    const low = events.find((e) => e.type === 'metadataLow');
+    expect(low).toBeDefined();
+    if (low?.type === 'metadataLow') expect(low.freeBlocks).toBeLessThanOrEqual(low.lowWatermark);
+    for (const t of ['metadataLow', 'mode'] as const) pool.off(t, onEvent);
 
     // A create cut after its intent (as a killed process leaves it): a recovery the read-only pool refuses.
     // (The create that failed may have left one already: its create_thin ran, its commit was refused.)
