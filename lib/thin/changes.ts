@@ -21,12 +21,11 @@ import { Bytes, Sectors, byteSize, bytesToSectors, sectorsToBytes } from '../cor
 import { Steps, both, op, start, step, sub, twin } from '../core/steps';
 import { checkName, checkOptions, optBoolean, optInteger } from '../core/validate';
 import { line, parseThinPoolStatus, thin, ThinPoolStatus, ThinPoolStatusOk } from '../targets';
-import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeRecord, sameChange } from './registry';
+import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeLease, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { explainBusy, readHolders, describeHolders } from '../dm/holders';
 import { PoolLock } from './lock';
 import { isModeRefusal, poolStateError } from './pool-mode';
-import type { VolumeLease } from './leases';
 import { FreeSpaceGuard, refuseIfOutOfData } from './free-space';
 
 export type Step = 'intent' | 'message' | 'commit';

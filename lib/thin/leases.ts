@@ -2,6 +2,7 @@
 // or a TTL the owner renews, or both (either ending ends the lease). The lease lives in the volume's record,
 // written in the create's own intent; collect() deletes, through the change protocol, the volumes whose lease
 // has ended, re-checking each under the pool's lock so a lease renewed meanwhile is never touched.
+import type { VolumeLease } from './registry';
 import fs from 'node:fs';
 import { DevmapperError, DeviceHolders, dmError } from '../core/errors';
 import { Steps } from '../core/steps';
@@ -18,18 +19,8 @@ export interface LeaseOptions {
   ttlMs?: number;
 }
 
-/** A volume's lease as its record keeps it. */
-export interface VolumeLease {
-  pid?: number;
-  /** The owner's start time (/proc/<pid>/stat field 22): a reused pid is not the owner. */
-  pidStart?: string;
-  /** The boot and pid namespace in which `pid` names the owner: elsewhere the pid says nothing. */
-  bootId?: string;
-  pidNamespace?: string;
-  ttlMs?: number;
-  /** ms since the epoch (wall clock) at which the TTL runs out, unless renewed. */
-  expiresAt?: number;
-}
+
+export type { VolumeLease };
 
 export interface CreateVolumeOptions {
   /** Tie the new volume to an owner: collect() deletes it once the owner is gone or the TTL has run out. */

@@ -7,9 +7,21 @@ import { dmError, withSystemErrors } from '../core/errors';
 import { Sectors } from '../core/units';
 import { MAX_THIN_ID, checkPath } from '../core/validate';
 import { KvStore, native } from '../core/binding';
-import type { VolumeLease } from './leases';
 
 export type VolumeState = 'ready';
+
+/** A volume's lease as its record keeps it. */
+export interface VolumeLease {
+  pid?: number;
+  /** The owner's start time (/proc/<pid>/stat field 22): a reused pid is not the owner. */
+  pidStart?: string;
+  /** The boot and pid namespace in which `pid` names the owner: elsewhere the pid says nothing. */
+  bootId?: string;
+  pidNamespace?: string;
+  ttlMs?: number;
+  /** ms since the epoch (wall clock) at which the TTL runs out, unless renewed. */
+  expiresAt?: number;
+}
 
 export interface VolumeRecord {
   name: string;
