@@ -2,12 +2,11 @@
 // or a TTL the owner renews, or both (either ending ends the lease). The lease lives in the volume's record,
 // written in the create's own intent; collect() deletes, through the change protocol, the volumes whose lease
 // has ended, re-checking each under the pool's lock so a lease renewed meanwhile is never touched.
-import type { VolumeLease } from './registry';
 import fs from 'node:fs';
 import { DevmapperError, DeviceHolders, dmError } from '../core/errors';
 import { Steps } from '../core/steps';
 import { checkName, checkOptions, optBoolean, optInteger } from '../core/validate';
-import type { VolumeRecord } from './registry';
+import type { VolumeLease, VolumeRecord } from './registry';
 import { changesOf } from './changes';
 import { processStat } from './pool-files';
 
@@ -18,7 +17,6 @@ export interface LeaseOptions {
   /** Milliseconds the lease lasts from now; the owner renews it with renewLease(). */
   ttlMs?: number;
 }
-
 
 export type { VolumeLease };
 
