@@ -140,7 +140,48 @@ size_t LmdbStore::Count(const std::string& prefix) {
   return n;
 }
 
+size_t LmdbStore::LastTxn() {
+  CheckOpen();
+  MDB_envinfo info;
+  Check(mdb_env_info(env_, &info), "mdb_env_info");
+  return info.me_last_txnid;
+}
+
+bool LmdbStore::ApplyIf(size_t base, const Batch& batch) {
+  std::lock_guard<std::mutex> hold(applying_);
+  CheckOpen();
+  MDB_txn* txn = nullptr;
+  // A write transaction's id is the last commit's plus one (LMDB's txnid).
+  Check(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
+  if (mdb_txn_id(txn) != base + 1) {
+    mdb_txn_abort(txn);
+    return false;
+  }
+  int rc = 0;
+  const char* call = "mdb_put";
+  for (const auto& [key, value] : batch) {
+    MDB_val k = Val(key);
+    if (value) {
+      MDB_val v = Val(*value);
+      rc = mdb_put(txn, dbi_, &k, &v, 0);
+    } else {
+      call = "mdb_del";
+      rc = mdb_del(txn, dbi_, &k, nullptr);
+      if (rc == MDB_NOTFOUND) rc = 0;
+    }
+    if (rc != 0) break;
+  }
+  if (rc != 0) {
+    mdb_txn_abort(txn);
+    Check(rc, call);
+  }
+  rc = mdb_txn_commit(txn);  // frees txn whatever it returns
+  if (rc != MDB_EMPTY_TXN) Check(rc, "mdb_txn_commit");
+  return true;
+}
+
 void LmdbStore::Close() {
+  std::lock_guard<std::mutex> hold(applying_);
   if (write_) mdb_txn_abort(write_);
   if (read_) mdb_txn_abort(read_);
   write_ = read_ = nullptr;

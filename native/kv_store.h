@@ -1,5 +1,5 @@
 // LmdbStore: a small binding of LMDB's C API for the volume registry (lib/thin/registry.ts), string keys and
-// values, synchronous, used from one thread only (the addon's main thread). The registry calls LMDB directly
+// values, synchronous, used from the addon's main thread, but for ApplyIf (a batch, on a pool thread). The registry calls LMDB directly
 // (JS class in kv_store_addon.cc): a JS layer over it cost several times what LMDB does. The C sources are
 // vendored in deps/lmdb (binding.gyp).
 //
@@ -14,9 +14,12 @@
 
 #include <cstddef>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 class LmdbStore {
  public:
@@ -44,8 +47,18 @@ class LmdbStore {
   void Scan(const std::string& prefix, const ScanFn& fn);
   // How many keys start with prefix.
   size_t Count(const std::string& prefix);
-  // Aborts any transaction and closes the file; later calls fail as misuse. Idempotent.
+  // Aborts any transaction and closes the file; later calls fail as misuse. Idempotent. Waits for a batch
+  // that ApplyIf is writing on another thread.
   void Close();
+
+  // The id of the last commit of any process.
+  size_t LastTxn();
+  // Keys to put (with a value) or delete (without).
+  using Batch = std::vector<std::pair<std::string, std::optional<std::string>>>;
+  // One durable write transaction of its own, for the promise API's commits, which run it off the main thread
+  // (the only call that may): writes `batch` if no commit of any process landed since `base` (LastTxn() when
+  // the batch was worked out from the store's reads), and says whether it did; nothing is written if one did.
+  bool ApplyIf(size_t base, const Batch& batch);
 
  private:
   void Check(int rc, const char* call) const;
@@ -60,4 +73,5 @@ class LmdbStore {
   MDB_dbi dbi_ = 0;
   MDB_txn* write_ = nullptr;
   MDB_txn* read_ = nullptr;
+  std::mutex applying_;  // held by ApplyIf; Close() takes it, so env_ outlives a batch in flight
 };

@@ -1,5 +1,6 @@
-// The registry store's JS class: new KvStore(path) over an LmdbStore (kv_store.h), main thread only. A failure
-// of the store becomes the factory's error, like every other.
+// The registry store's JS class: new KvStore(path) over an LmdbStore (kv_store.h), on the main thread but for
+// applyAsync, whose batch commits on the libuv pool. A failure of the store becomes the factory's error, like
+// every other.
 #include <memory>
 
 #include "addon.h"
@@ -23,13 +24,18 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
       InstanceMethod<&KvStore::Range>("range"),
       InstanceMethod<&KvStore::Count>("count"),
       InstanceMethod<&KvStore::Close>("close"),
+      InstanceMethod<&KvStore::LastTxn>("lastTxn"),
+      InstanceMethod<&KvStore::ApplyAsync>("applyAsync"),
     });
   }
+
+  // The store of `this` (a KvStore), shared with a batch in flight.
+  static std::shared_ptr<LmdbStore> StoreOf(const Napi::CallbackInfo& info) { return Unwrap(info.This().As<Napi::Object>())->store_; }
 
   // new KvStore(path): opens (creating) the LMDB file at path; its lock file is path + "-lock".
   explicit KvStore(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KvStore>(info) {
     std::string path = ArgString(info, 0);
-    store_ = CallJs(info.Env(), [&] { return std::make_unique<LmdbStore>(std::move(path)); });
+    store_ = CallJs(info.Env(), [&] { return std::make_shared<LmdbStore>(std::move(path)); });
   }
 
  private:
@@ -104,8 +110,46 @@ class KvStore : public Napi::ObjectWrap<KvStore> {
     return info.Env().Undefined();
   }
 
-  std::unique_ptr<LmdbStore> store_;  // set by the constructor, or the constructor threw
+  // lastTxn(): the id of the last commit of any process (a number: LMDB's ids stay far below 2^53).
+  Napi::Value LastTxn(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(CallJs(info.Env(), [&] { return store_->LastTxn(); })));
+  }
+
+  Napi::Value ApplyAsync(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<LmdbStore> store_;  // set by the constructor, or the constructor threw
 };
+
+// applyAsync(base, keys, values): a promise of whether the batch was written (false: a commit landed since
+// base, nothing written). values[i] is the value for keys[i], or null to delete it.
+struct ApplyOp {
+  std::shared_ptr<LmdbStore> store;
+  size_t base;
+  LmdbStore::Batch batch;
+  bool applied = false;
+
+  explicit ApplyOp(const Napi::CallbackInfo& info) : store(KvStore::StoreOf(info)), base(0) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber() || !info[1].IsArray() || !info[2].IsArray())
+      throw Napi::TypeError::New(env, "applyAsync(base, keys, values)");
+    double b = info[0].As<Napi::Number>().DoubleValue();
+    if (!(b >= 0 && b <= 9007199254740991.0) || b != double(size_t(b))) throw Napi::TypeError::New(env, "applyAsync: base must be a transaction id");
+    base = size_t(b);
+    Napi::Array keys = info[1].As<Napi::Array>(), values = info[2].As<Napi::Array>();
+    if (keys.Length() != values.Length()) throw Napi::TypeError::New(env, "applyAsync: one value per key");
+    batch.reserve(keys.Length());
+    for (uint32_t i = 0; i < keys.Length(); i++) {
+      Napi::Value k = keys.Get(i), v = values.Get(i);
+      if (!k.IsString() || !(v.IsString() || v.IsNull())) throw Napi::TypeError::New(env, "applyAsync: keys are strings, values strings or null");
+      if (v.IsNull()) batch.emplace_back(k.As<Napi::String>().Utf8Value(), std::nullopt);
+      else batch.emplace_back(k.As<Napi::String>().Utf8Value(), v.As<Napi::String>().Utf8Value());
+    }
+  }
+  void Execute() { applied = store->ApplyIf(base, batch); }
+  Napi::Value Result(Napi::Env env) { return Napi::Boolean::New(env, applied); }
+};
+
+Napi::Value KvStore::ApplyAsync(const Napi::CallbackInfo& info) { return RunAsync<ApplyOp>(info); }
 
 }  // namespace
 

@@ -123,7 +123,7 @@ export interface RawLoopStatus {
   number: number; flags: number; fileName: string;
 }
 
-/** LMDB through the addon (native/kv_store.cc), for the registry: string keys and values, synchronous. */
+/** LMDB through the addon (native/kv_store.cc), for the registry: string keys and values, synchronous but for applyAsync. */
 export interface KvStore {
   /** Opens the one write transaction; every call until commit() or abort() reads and writes in it. */
   begin(): void;
@@ -138,6 +138,13 @@ export interface KvStore {
   range(prefix: string, limit: number | undefined, keysOnly: true): string[];
   count(prefix: string): number;
   close(): void;
+  /** The id of the last commit of any process. */
+  lastTxn(): number;
+  /**
+   * One durable write transaction on the libuv pool: values[i] put under keys[i] (null: deleted), if no commit
+   * landed since `base` (lastTxn() when the batch was worked out); resolves whether it was written.
+   */
+  applyAsync(base: number, keys: string[], values: (string | null)[]): Promise<boolean>;
 }
 
 type SyncAsync<A extends unknown[], R, N extends string> =

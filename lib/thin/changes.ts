@@ -285,7 +285,7 @@ export class PoolChanges {
         if (removing) yield* step(removing);
         if (discard) discardError = yield* this.discardThin(name, change.id, change.size);
       } catch (e) {
-        this.registry.commit(undo);  // nothing was discarded, nothing was sent to the pool
+        yield* this.commit(undo);  // nothing was discarded, nothing was sent to the pool
         throw e;
       }
       this.step('intent', change);
@@ -294,7 +294,7 @@ export class PoolChanges {
       try {
         yield* this.deleteThin(change.id, name);
       } catch (e) {
-        if (!discard) this.registry.commit(undo);  // nothing changed in the pool
+        if (!discard) yield* this.commit(undo);  // nothing changed in the pool
         throw e;
       }
       this.step('message', change);
@@ -337,7 +337,7 @@ export class PoolChanges {
       // The record first: a process killed before the table is reloaded leaves a live table smaller than its
       // record, which open() grows (repairDevices). Never a live table larger than the record.
       const next = { ...rec, size: sz };
-      this.registry.commit({ put: [next] });
+      yield* this.commit({ put: [next] });
       const info = yield* step(twin(this.dm, 'infoIfExists', name));
       if (info && (yield* this.mapsThinNow(name, rec.id, info))) {
         try {
@@ -345,7 +345,7 @@ export class PoolChanges {
         } catch (e) {
           try {
             const [t] = yield* step(twin(this.dm, 'table', name));
-            if (t.length === rec.size) this.registry.commit({ put: [rec] });
+            if (t.length === rec.size) yield* this.commit({ put: [rec] });
           } catch { /* open() puts it right */ }
           throw yield* this.explainedByState(e, 'resizing an active volume');
         }
@@ -396,6 +396,18 @@ export class PoolChanges {
       throw e;
     }
     yield* step(twin(this.dm, 'resume', name));
+  }
+
+  /** registry.commit(w) as a step: in the promise form, its durable commit runs off the main thread. */
+  private *commit(w: RegistryWrite): Steps<void> {
+    const r = this.registry;
+    yield* step(op(() => r.commit(w), async () => (r.commitAsync ? r.commitAsync(w) : r.commit(w))));
+  }
+
+  private *intend(change: IntendedChange, effect: (id: number) => RegistryWrite): Steps<{ recorded: PendingChange } | { unfinished: PendingChange }> {
+    const r = this.registry, committed = this.committed;
+    return yield* step(op(() => r.intend(change, committed, effect),
+      async () => (r.intendAsync ? r.intendAsync(change, committed, effect) : r.intend(change, committed, effect))));
   }
 
   // The last change this process committed stays recorded as pending until the next change replaces it (one
@@ -459,10 +471,10 @@ export class PoolChanges {
       } catch (e) {
         if ((e as DevmapperError).code === 'EEXIST') {
           // The pool has this id though the registry thought it free: keep it taken, use the next one.
-          this.registry.commit({ pending: null, remove: [name] });
+          yield* this.commit({ pending: null, remove: [name] });
           continue;
         }
-        this.registry.commit({ pending: null, remove: [name], freeIds: [id] });  // a failed message changed nothing
+        yield* this.commit({ pending: null, remove: [name], freeIds: [id] });  // a failed message changed nothing
         throw yield* this.explained(e, op === 'create' ? 'create_thin' : 'create_snap');
       }
       this.step('message', change);
@@ -523,7 +535,7 @@ export class PoolChanges {
   private *intendChange(tid: number, build: (tid: number, afterFinish: boolean) => IntendedChange,
     effect: (id: number) => RegistryWrite): Steps<PendingChange> {
     for (let afterFinish = false; ; afterFinish = true) {
-      const r = this.registry.intend(build(tid, afterFinish), this.committed, effect);
+      const r = yield* this.intend(build(tid, afterFinish), effect);
       if ('recorded' in r) return r.recorded;
       tid = yield* this.finish(r.unfinished, tid);
     }
@@ -532,7 +544,7 @@ export class PoolChanges {
   private *rollBackCreate(change: PendingChange): Steps<void> {
     yield* this.deleteThin(change.id, change.name);
     const rec = this.registry.get(change.name);
-    this.registry.commit({ remove: rec?.id === change.id ? [change.name] : [], freeIds: [change.id], pending: null });
+    yield* this.commit({ remove: rec?.id === change.id ? [change.name] : [], freeIds: [change.id], pending: null });
   }
 
   // Step 3 of a delete: its records were updated with its intent.
@@ -595,7 +607,7 @@ export class PoolChanges {
     const [t] = yield* step(twin(this.dm, 'table', name));
     if (!this.mapsThin(t, id)) return;
     if (t.length < rec.size) yield* this.reloadThin(name, id, rec.size, info.readOnly);
-    else if (t.length > rec.size) this.registry.commit({ put: [{ ...rec, size: t.length }] });
+    else if (t.length > rec.size) yield* this.commit({ put: [{ ...rec, size: t.length }] });
   }
 
   /**
@@ -634,7 +646,7 @@ export class PoolChanges {
     }
     if (tid === p.toTid) {
       // Committed in the pool; the records were updated with the intent.
-      this.registry.commit({ pending: null });
+      yield* this.commit({ pending: null });
       return tid;
     }
     if (tid === p.fromTid) {
@@ -662,9 +674,9 @@ export class PoolChanges {
           yield* removeDevice(this.dm, p.name, {});
         yield* this.deleteThin(p.id, p.name);
       }
-      this.registry.commit({ pending: null });
+      yield* this.commit({ pending: null });
     } else if (ids.has(p.id)) {
-      this.registry.commit({ pending: null });  // made: its record stays
+      yield* this.commit({ pending: null });  // made: its record stays
     } else {
       yield* this.rollBackCreate(p);  // never made: its record goes
     }

@@ -98,6 +98,11 @@ export interface RegistryStore {
   nextFreeId(): number;
   commit(w: RegistryWrite): void;
   /**
+   * commit() for the promise API: the same write, its durable commit off the main thread. Optional: a store
+   * without it has commit() called instead.
+   */
+  commitAsync?(w: RegistryWrite): Promise<void>;
+  /**
    * Step 1 of a change, in one atomic, durable write: takes the change's id (or the next free one, as
    * nextFreeId()), records the change as pending, and applies `effect(id)`, the change's own effect on the
    * records (as commit() would). A pending change that committed is simply replaced: the caller's own last
@@ -106,6 +111,9 @@ export interface RegistryStore {
    */
   intend(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
     { recorded: PendingChange } | { unfinished: PendingChange };
+  /** intend() for the promise API, as commitAsync is commit()'s. Optional, likewise. */
+  intendAsync?(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
+    Promise<{ recorded: PendingChange } | { unfinished: PendingChange }>;
   /** Called after the inter-process lock is taken: reads must see other processes' commits. */
   refresh(): void;
   /** The metadata snapshot this library holds in the pool, if any (see MetadataSnapshotHold). */
@@ -122,6 +130,120 @@ const VOL = 'vol/', FREE = 'free/';
 const childPrefix = (parent: string) => `child/${parent}/`;
 const freeKey = (id: number) => FREE + id.toString(16).padStart(8, '0');
 const parsed = <T>(v: string | undefined): T | undefined => (v === undefined ? undefined : JSON.parse(v) as T);
+
+/**
+ * What the registry's reads and writes go through: the store itself (reads outside a write, and the sync form's
+ * write transaction), or a Batch (the promise form's writes, committed off the main thread).
+ */
+interface KvView {
+  get(key: string): string | undefined;
+  put(key: string, value: string): void;
+  del(key: string): unknown;
+  range(prefix: string, limit?: number): [string, string][];
+  range(prefix: string, limit: number | undefined, keysOnly: true): string[];
+}
+
+const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));  // LMDB's key order
+
+/** Writes kept in memory over the store's last commit, read back by the same work; applied as one commit. */
+class Batch implements KvView {
+  readonly writes = new Map<string, string | null>();
+  constructor(private readonly kv: KvStore) {}
+
+  get(key: string): string | undefined {
+    const w = this.writes.get(key);
+    return w === undefined ? this.kv.get(key) : w ?? undefined;
+  }
+
+  put(key: string, value: string): void { this.writes.set(key, value); }
+  del(key: string): void { this.writes.set(key, null); }
+
+  range(prefix: string, limit?: number): [string, string][];
+  range(prefix: string, limit: number | undefined, keysOnly: true): string[];
+  range(prefix: string, limit?: number, keysOnly?: boolean): [string, string][] | string[] {
+    const mine = [...this.writes].filter(([k]) => k.startsWith(prefix));
+    if (mine.length === 0) return keysOnly ? this.kv.range(prefix, limit, true) : this.kv.range(prefix, limit);
+    // Each write hides or adds at most one of the store's keys: as many more read cover every deletion.
+    const more = limit === undefined ? undefined : limit + mine.length;
+    const merged = new Map<string, string>(keysOnly ? this.kv.range(prefix, more, true).map((k) => [k, '']) : this.kv.range(prefix, more));
+    for (const [k, v] of mine) if (v === null) merged.delete(k); else merged.set(k, v);
+    const keys = [...merged.keys()].sort(byteOrder).slice(0, limit);
+    return keysOnly ? keys : keys.map((k): [string, string] => [k, merged.get(k)!]);
+  }
+}
+
+function getRecord(t: KvView, name: string): VolumeRecord | undefined {
+  return parsed<VolumeRecord>(t.get(VOL + name));
+}
+
+function childrenOf(t: KvView, name: string): VolumeRecord[] {
+  const prefix = childPrefix(name);
+  return t.range(prefix, undefined, true).map((k) => getRecord(t, k.slice(prefix.length))!).filter(Boolean);
+}
+
+function nextId(t: KvView): number {
+  return Number(t.get('next') ?? 0);
+}
+
+// The lowest freed id, else the lowest never used ('next').
+function firstFreeId(t: KvView): { id: number; freed: boolean } {
+  const [key] = t.range(FREE, 1, true);
+  if (key !== undefined) return { id: parseInt(key.slice(FREE.length), 16), freed: true };
+  const next = nextId(t);
+  if (next > MAX_THIN_ID) throw dmError('ERR_DM_IDS_EXHAUSTED', `all ${MAX_THIN_ID + 1} thin ids are in use`);
+  return { id: next, freed: false };
+}
+
+function putRecord(t: KvView, rec: VolumeRecord, oldParent?: string): void {
+  if (oldParent !== undefined) t.del(childPrefix(oldParent) + rec.name);
+  t.put(VOL + rec.name, JSON.stringify(rec));
+  if (rec.parent != null) t.put(childPrefix(rec.parent) + rec.name, '');
+}
+
+// The body of one write transaction.
+function write(t: KvView, w: RegistryWrite): void {
+  if (w.takeIds?.length || w.freeIds?.length) {
+    const before = nextId(t);
+    let next = before;
+    for (const id of w.takeIds ?? []) {
+      if (id < next) {
+        t.del(freeKey(id));
+      } else {
+        for (let gap = next; gap < id; gap++) t.put(freeKey(gap), '');
+        next = id + 1;
+      }
+    }
+    for (const id of w.freeIds ?? []) if (id < next) t.put(freeKey(id), '');
+    if (next !== before) t.put('next', String(next));
+  }
+  for (const name of w.remove ?? []) {
+    const gone = getRecord(t, name);
+    for (const child of childrenOf(t, name)) putRecord(t, { ...child, parent: gone?.parent ?? null }, name);
+    if (gone?.parent != null) t.del(childPrefix(gone.parent) + name);
+    t.del(VOL + name);
+  }
+  for (const rec of w.put ?? []) putRecord(t, rec, getRecord(t, rec.name)?.parent ?? undefined);
+  if (w.pending === null) t.del('pending');
+  else if (w.pending) t.put('pending', JSON.stringify(w.pending));
+}
+
+// The body of intend()'s write transaction.
+function intendIn(t: KvView, change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
+  { recorded: PendingChange } | { unfinished: PendingChange } {
+  const unfinished = parsed<PendingChange>(t.get('pending'));
+  if (unfinished && unfinished.toTid !== change.fromTid && !sameChange(unfinished, committed)) return { unfinished };
+  let id = change.id;
+  if (id === undefined) {
+    const free = firstFreeId(t);
+    id = free.id;
+    if (free.freed) t.del(freeKey(id));
+    else t.put('next', String(id + 1));
+  }
+  const recorded: PendingChange = { ...change, id };
+  if (effect) write(t, effect(id));
+  t.put('pending', JSON.stringify(recorded));
+  return { recorded };
+}
 
 // One LMDB environment per file per process, shared by every registry opened on it: LMDB must not open a file
 // twice in one process (the second open resets the first's reader slots and locks). Shared here, whole KvStore
@@ -154,7 +276,7 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   get(name: string): VolumeRecord | undefined {
-    return parsed<VolumeRecord>(this.kv.get(VOL + name));
+    return getRecord(this.kv, name);
   }
 
   list(): VolumeRecord[] {
@@ -162,8 +284,7 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   children(name: string): VolumeRecord[] {
-    const prefix = childPrefix(name);
-    return this.kv.range(prefix, undefined, true).map((k) => this.get(k.slice(prefix.length))!).filter(Boolean);
+    return childrenOf(this.kv, name);
   }
 
   count(): number {
@@ -175,27 +296,14 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   nextFreeId(): number {
-    return this.firstFreeId().id;
-  }
-
-  // The lowest freed id, else the lowest never used ('next').
-  private firstFreeId(): { id: number; freed: boolean } {
-    const [key] = this.kv.range(FREE, 1, true);
-    if (key !== undefined) return { id: parseInt(key.slice(FREE.length), 16), freed: true };
-    const next = this.next();
-    if (next > MAX_THIN_ID) throw dmError('ERR_DM_IDS_EXHAUSTED', `all ${MAX_THIN_ID + 1} thin ids are in use`);
-    return { id: next, freed: false };
-  }
-
-  private next(): number {
-    return Number(this.kv.get('next') ?? 0);
+    return firstFreeId(this.kv).id;
   }
 
   // One write transaction: all of fn's writes, or none.
-  private transaction<T>(fn: () => T): T {
+  private transaction<T>(fn: (t: KvView) => T): T {
     this.kv.begin();
     try {
-      const result = fn();
+      const result = fn(this.kv);
       this.kv.commit();
       return result;
     } catch (e) {
@@ -204,60 +312,34 @@ export class LmdbRegistry implements RegistryStore {
     }
   }
 
+  // The same, for the promise API: fn works out its writes from the last commit on the main thread, and they
+  // are committed (fsync and all) on the libuv pool, unless another commit landed meanwhile: then fn runs again
+  // on the newer state.
+  private async batched<T>(fn: (t: KvView) => T): Promise<T> {
+    for (;;) {
+      const base = this.kv.lastTxn();
+      const batch = new Batch(this.kv);
+      const result = fn(batch);
+      if (batch.writes.size === 0 || await this.kv.applyAsync(base, [...batch.writes.keys()], [...batch.writes.values()])) return result;
+    }
+  }
+
   commit(w: RegistryWrite): void {
-    this.transaction(() => this.write(w));
+    this.transaction((t) => write(t, w));
+  }
+
+  commitAsync(w: RegistryWrite): Promise<void> {
+    return this.batched((t) => write(t, w));
   }
 
   intend(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
     { recorded: PendingChange } | { unfinished: PendingChange } {
-    return this.transaction(() => {
-      const unfinished = this.pending();
-      if (unfinished && unfinished.toTid !== change.fromTid && !sameChange(unfinished, committed)) return { unfinished };
-      let id = change.id;
-      if (id === undefined) {
-        const free = this.firstFreeId();
-        id = free.id;
-        if (free.freed) this.kv.del(freeKey(id));
-        else this.kv.put('next', String(id + 1));
-      }
-      const recorded: PendingChange = { ...change, id };
-      if (effect) this.write(effect(id));
-      this.kv.put('pending', JSON.stringify(recorded));
-      return { recorded };
-    });
+    return this.transaction((t) => intendIn(t, change, committed, effect));
   }
 
-  // The body of one write transaction.
-  private write(w: RegistryWrite): void {
-    if (w.takeIds?.length || w.freeIds?.length) {
-      const before = this.next();
-      let next = before;
-      for (const id of w.takeIds ?? []) {
-        if (id < next) {
-          this.kv.del(freeKey(id));
-        } else {
-          for (let gap = next; gap < id; gap++) this.kv.put(freeKey(gap), '');
-          next = id + 1;
-        }
-      }
-      for (const id of w.freeIds ?? []) if (id < next) this.kv.put(freeKey(id), '');
-      if (next !== before) this.kv.put('next', String(next));
-    }
-    for (const name of w.remove ?? []) {
-      const gone = this.get(name);
-      for (const child of this.children(name)) this.putRecord({ ...child, parent: gone?.parent ?? null }, name);
-      if (gone?.parent != null) this.kv.del(childPrefix(gone.parent) + name);
-      this.kv.del(VOL + name);
-    }
-    for (const rec of w.put ?? []) this.putRecord(rec, this.get(rec.name)?.parent ?? undefined);
-    if (w.pending === null) this.kv.del('pending');
-    else if (w.pending) this.kv.put('pending', JSON.stringify(w.pending));
-  }
-
-  private putRecord(rec: VolumeRecord, oldParent?: string): void {
-    if (oldParent !== undefined) this.kv.del(childPrefix(oldParent) + rec.name);
-    this.kv.put(VOL + rec.name, JSON.stringify(rec));
-    if (rec.parent != null) this.kv.put(childPrefix(rec.parent) + rec.name, '');
+  intendAsync(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
+    Promise<{ recorded: PendingChange } | { unfinished: PendingChange }> {
+    return this.batched((t) => intendIn(t, change, committed, effect));
   }
 
   metadataSnapshot(): MetadataSnapshotHold | undefined {
@@ -265,9 +347,9 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   setMetadataSnapshot(hold: MetadataSnapshotHold | null): void {
-    this.transaction(() => {
-      if (hold) this.kv.put('metasnap', JSON.stringify(hold));
-      else this.kv.del('metasnap');
+    this.transaction((t) => {
+      if (hold) t.put('metasnap', JSON.stringify(hold));
+      else t.del('metasnap');
     });
   }
 

@@ -3,7 +3,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DevmapperError, LmdbRegistry, VolumeRecord } from '../../lib';
+import fc from 'fast-check';
+import { DevmapperError, LmdbRegistry, PendingChange, RegistryWrite, VolumeRecord } from '../../lib';
 
 const dir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'registry-'));
 const rec = (name: string, id: number): VolumeRecord => ({ name, id, size: 2048 as never, parent: null, state: 'ready', created: 0 });
@@ -196,3 +197,83 @@ test('reader slots of killed processes are reclaimed: 140 readers SIGKILLed whil
     fs.rmSync(d, { recursive: true });
   }
 }, 120_000);
+
+// Everything a registry holds, as its reads give it.
+function dump(r: LmdbRegistry): unknown {
+  const vols = r.list();
+  return { vols, children: vols.map((v) => [v.name, r.children(v.name).map((c) => c.name)]), pending: r.pending() ?? null, next: r.nextFreeId(), count: r.count() };
+}
+
+test('the promise forms (commitAsync, intendAsync: committed off the main thread) leave exactly what the sync forms leave', async () => {
+  const name = fc.constantFrom('a', 'b', 'c', 'd', 'e');
+  const id = fc.integer({ min: 0, max: 12 });
+  const write: fc.Arbitrary<RegistryWrite> = fc.record({
+    put: fc.array(fc.record({ name, id, parent: fc.option(name, { nil: null }) }).map((v) => ({ ...rec(v.name, v.id), parent: v.parent === v.name ? null : v.parent })), { maxLength: 2 }),
+    remove: fc.array(name, { maxLength: 2 }),
+    takeIds: fc.array(id, { maxLength: 3 }),
+    freeIds: fc.array(id, { maxLength: 3 }),
+    pending: fc.constantFrom(undefined, null),
+  }, { requiredKeys: [] });
+  const intent = fc.record({ name, fromTid: fc.integer({ min: 0, max: 3 }), withId: fc.option(id, { nil: undefined }) });
+  const action = fc.oneof(write.map((w) => ({ w })), intent.map((i) => ({ i })));
+  await fc.assert(fc.asyncProperty(fc.array(action, { maxLength: 12 }), async (actions) => {
+    const d = dir();
+    const syncReg = LmdbRegistry.open(path.join(d, 's')), asyncReg = LmdbRegistry.open(path.join(d, 'a'));
+    try {
+      for (const a of actions) {
+        if ('w' in a) {
+          syncReg.commit(a.w);
+          await asyncReg.commitAsync(a.w);
+        } else {
+          const change = { op: 'create' as const, name: a.i.name, size: 8 as never, parent: null, fromTid: a.i.fromTid, toTid: a.i.fromTid + 1, ...(a.i.withId !== undefined && { id: a.i.withId }) };
+          const effect = (n: number): RegistryWrite => ({ put: [rec(a.i.name, n)] });
+          expect(await asyncReg.intendAsync(change, undefined, effect)).toEqual(syncReg.intend(change, undefined, effect));
+        }
+        expect(dump(asyncReg)).toEqual(dump(syncReg));
+      }
+    } finally {
+      syncReg.close();
+      asyncReg.close();
+      fs.rmSync(d, { recursive: true });
+    }
+  }), { numRuns: 60, seed: 17 });
+});
+
+test('a commit that lands while a promise-form write is on its way is never overwritten: the write is worked out again', async () => {
+  const d = dir();
+  const r = LmdbRegistry.open(d);
+  try {
+    for (let round = 0; round < 20; round++) {
+      const a = `a${round}`, b = `b${round}`;
+      const first = r.nextFreeId();
+      // The batch is worked out now, from the last commit; its commit runs on the libuv pool.
+      const pending = r.commitAsync({ put: [rec(a, first)], takeIds: [first] });
+      r.commit({ put: [rec(b, first + 1)], takeIds: [first + 1] });  // lands first, or waits for it
+      await pending;
+      expect(r.get(a)).toMatchObject({ id: first });
+      expect(r.get(b)).toMatchObject({ id: first + 1 });
+      expect(r.nextFreeId()).toBe(first + 2);  // 'next' written by neither over the other
+    }
+    const change: Omit<PendingChange, 'id'> = { op: 'create', name: 'x', size: 8 as never, parent: null, fromTid: 5, toTid: 6 };
+    const intended = r.intendAsync(change, undefined, (n) => ({ put: [rec('x', n)] }));
+    r.commit({ takeIds: [r.nextFreeId()] });  // takes the id the intent first worked out
+    const got = await intended;
+    expect('recorded' in got && got.recorded.id).toBe(r.nextFreeId() - 1);
+    expect(r.get('x')).toMatchObject({ id: r.nextFreeId() - 1 });
+  } finally {
+    r.close();
+    fs.rmSync(d, { recursive: true });
+  }
+});
+
+test('close() while a promise-form write is on its way: the write finishes or fails typed, never a crash', async () => {
+  for (let i = 0; i < 20; i++) {
+    const d = dir();
+    const r = LmdbRegistry.open(d);
+    const p = r.commitAsync({ put: [rec('v', 0)], takeIds: [0] });
+    r.close();
+    const out = await p.then(() => 'written', (e: unknown) => (e as DevmapperError).code);
+    expect(['written', 'ERR_DM_REGISTRY']).toContain(out);
+    fs.rmSync(d, { recursive: true });
+  }
+});
