@@ -28,9 +28,12 @@ import { PoolLock } from './lock';
 import { isModeRefusal, poolStateError } from './pool-mode';
 import { FreeSpaceGuard, refuseIfOutOfData } from './free-space';
 
+/** A step of the change protocol: the intent recorded, the pool message sent, the transaction id committed. */
 export type Step = 'intent' | 'message' | 'commit';
 
+/** Test hooks: where a crash test can stop a change (see {@link ThinPoolOptions.hooks}). */
 export interface ThinPoolHooks {
+
   /** Called after each step of a change; a crash test can kill the process here. */
   step?(step: Step, change: PendingChange): void;
 }
@@ -46,15 +49,19 @@ export function thinTable(devSpec: string, id: number, size: Sectors): Target {
   return line(thin, 0, size, { pool: devSpec, deviceId: id });
 }
 
+/** Options of {@link ThinVolume.deactivate}. */
 export interface DeactivateOptions {
   /** Remove at last close if busy, instead of retrying. */
   deferred?: boolean;
   /** EBUSY retries (udev and other short-lived openers): default 20, every 50 ms. */
   retries?: number;
+  /** Milliseconds between EBUSY retries (default 50, at most 60000). */
   retryDelayMs?: number;
 }
 
+/** Options of {@link ThinPool.deleteVolume}. */
 export interface DeleteVolumeOptions {
+
   /** Deactivate the volume first (ThinVolume.delete() does). */
   deactivate?: DeactivateOptions;
   /** Discard the whole volume first, giving its unshared blocks back to the data device. */
