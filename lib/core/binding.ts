@@ -45,7 +45,7 @@ export interface RawDmRequest {
   };
   /** String payload: the new name or uuid for DM_DEV_RENAME, a geometry for DM_DEV_SET_GEOMETRY. */
   data?: string;
-  /** K.DM_NODE_MAKE / K.DM_NODE_REMOVE: the addon makes or removes /dev/mapper/<name> right after the ioctl. */
+  /** K.DM_NODE_MAKE / K.DM_NODE_REMOVE: the addon makes or removes `/dev/mapper/<name>` right after the ioctl. */
   node?: number;
 }
 
@@ -251,7 +251,7 @@ export interface RawDiffChunk {
   dataBlockSize: number;
 }
 
-/** A call on a thread of its own; cancel(reason) ends it: 'timeout <ms>', 'abort' or 'close' become ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED. */
+/** A call on a thread of its own; cancel(reason) ends it: `timeout <ms>`, 'abort' or 'close' become ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED. */
 export interface Cancellable<T> {
   /** Settles with the call's result, or rejects once cancelled. */
   promise: Promise<T>;

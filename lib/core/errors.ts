@@ -21,7 +21,7 @@ export const ErrorCodes = {
   ERR_DM_INVALID_TABLE: 'invalid table',
   /** A table or status line that does not parse as its target type. */
   ERR_DM_PARSE: 'cannot parse',
-  /** The running kernel's dm interface or target is too old for the call. */
+  /** The kernel's dm interface is too old for the command. */
   ERR_DM_UNSUPPORTED: 'not supported by this kernel',
   /** The DeviceMapper (or pool) was closed, or close() ended a pending wait. */
   ERR_DM_CLOSED: 'closed',
@@ -109,7 +109,7 @@ export interface DeviceHolders {
 
 /** Fields some errors carry beyond code, errno, syscall, command and device. */
 export interface ErrorDetails {
-  /** ERR_DM_METADATA: the metadata block that failed a check, and the check. */
+  /** ERR_DM_METADATA: the metadata block that failed a check. */
   block?: number;
   /** ERR_DM_METADATA: the check that failed. */
   check?: string;

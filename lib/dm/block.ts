@@ -73,7 +73,7 @@ export function formatDev(d: DevNumber): string {
 }
 
 /**
- * The node of a block device a table names: a path as it is, `major:minor` as /dev/<kernel name> (the name
+ * The node of a block device a table names: a path as it is, `major:minor` as `/dev/<kernel name>` (the name
  * sysfs gives it; devtmpfs makes that node without udev).
  */
 export function nodeOfDevice(spec: string): string {

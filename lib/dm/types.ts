@@ -3,7 +3,7 @@
 import type { DevNumber, DmBinding } from '../core/binding';
 import type { Sectors } from '../core/units';
 
-/** Who makes /dev/mapper/<name>: 'auto' (us unless udev runs), 'manage' (us), 'udev', 'none'. */
+/** Who makes `/dev/mapper/<name>`: 'auto' (us unless udev runs), 'manage' (us), 'udev', 'none'. */
 export type NodePolicy = 'auto' | 'manage' | 'udev' | 'none';
 
 /** A device by name (a string), or by uuid or device number. */
@@ -32,7 +32,7 @@ export interface Target {
 
 /** A device's state, as every command on one device reports it. */
 export interface DeviceInfo {
-  /** The device's name (/dev/mapper/<name>). */
+  /** The device's name (`/dev/mapper/<name>`). */
   name: string;
   /** Its dm uuid, '' when it has none. */
   uuid: string;
@@ -42,11 +42,11 @@ export interface DeviceInfo {
   openCount: number;
   /** Its event counter (see {@link DeviceMapper.wait}). */
   eventNr: number;
-  /** Lines in its live table (the inactive one, for an `inactive` query). */
+  /** Lines in its table. */
   targetCount: number;
   /** It is suspended: I/O to it waits. */
   suspended: boolean;
-  /** It was created or loaded read-only. */
+  /** It is read-only. */
   readOnly: boolean;
   /** A live table is loaded. */
   liveTable: boolean;
@@ -54,7 +54,7 @@ export interface DeviceInfo {
   inactiveTable: boolean;
   /** A deferred remove is scheduled (remove at last close). */
   deferredRemove: boolean;
-  /** The kernel suspended it itself (a thin-pool or its thin devices, while the pool reloads). */
+  /** The kernel suspended it on behalf of another device (a thin device while its pool is suspended). */
   internalSuspend: boolean;
 }
 
@@ -149,7 +149,7 @@ export interface Geometry {
 }
 /** Options of the {@link DeviceMapper} constructor. */
 export interface DeviceMapperOptions {
-  /** Who makes /dev/mapper/<name>: 'auto' (us unless udev runs), 'manage' (us), 'udev', 'none'. */
+  /** Who makes `/dev/mapper/<name>`: 'auto' (us unless udev runs), 'manage' (us), 'udev', 'none'. */
   nodes?: NodePolicy;
   /** How long to wait for udev to make a node before making it ourselves. */
   udevTimeoutMs?: number;

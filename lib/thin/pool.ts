@@ -76,12 +76,12 @@ const fsErrors = <T>(operation: string, body: Steps<T>): Steps<T> => mapErrors(b
  * A thin-pool device and the registry of its volumes. Made by the static create(), open(), attach() and
  * adopt(); each method checks its arguments before it changes anything (bad input: an `ERR_DM_*`
  * {@link DevmapperError}) and comes as a promise and a sync twin (events, watchLowWater and autoextend are
- * promise only). Sizes given in bytes take a number (whole sectors) or text such as '10G'. Every change to
+ * promise only). Sizes are bytes: a number (a multiple of 512) or text such as '10G'. Every change to
  * the pool's metadata runs under the pool's lock and survives a crash at any point: the next open finishes or
  * undoes it. close() when done.
  */
 export class ThinPool {
-  /** The pool device's name (/dev/mapper/<name>). */
+  /** The pool device's name (`/dev/mapper/<name>`). */
   readonly name: string;
   /** The pool device's number. */
   readonly dev: DevNumber;

@@ -48,7 +48,7 @@ export interface ThinPoolOptions {
  * file) to make; plus the table's features. Unknown keys are refused (ERR_DM_INVALID_ARGUMENT).
  */
 export interface ThinPoolCreateOptions extends ThinPoolOptions, ThinPoolFeatures {
-  /** The pool device's name (/dev/mapper/<name>). */
+  /** The pool device's name (`/dev/mapper/<name>`). */
   name: string;
   /** Block devices to build on... */
   metadataDevice?: string;

@@ -15,7 +15,7 @@ export type VolumeState = 'ready';
 export interface VolumeLease {
   /** The owning process, as its pid namespace numbers it. */
   pid?: number;
-  /** The owner's start time (/proc/<pid>/stat field 22): a reused pid is not the owner. */
+  /** The owner's start time (`/proc/<pid>/stat` field 22): a reused pid is not the owner. */
   pidStart?: string;
   /** The boot and pid namespace in which `pid` names the owner: elsewhere the pid says nothing. */
   bootId?: string;
@@ -70,7 +70,7 @@ export interface PendingChange {
 export interface MetadataSnapshotHold {
   /** 0: abandoned (its release failed); the next reader releases it. */
   pid: number;
-  /** The holder's start time (/proc/<pid>/stat field 22): a reused pid is not the holder. */
+  /** The holder's start time (`/proc/<pid>/stat` field 22): a reused pid is not the holder. */
   start: string;
   /** Which module instance (thread) of that process holds it. */
   token?: string;

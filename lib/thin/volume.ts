@@ -57,7 +57,7 @@ export type VolumeDeleteOptions = DeactivateOptions & {
 
 /**
  * A thin volume of a pool: a record of the pool's registry (name, thin id, size, parent), activated as
- * /dev/mapper/<name>. Each method comes as a promise and a sync twin; its changes go through the pool's
+ * `/dev/mapper/<name>`. Each method comes as a promise and a sync twin; its changes go through the pool's
  * change protocol and lock. The getters show the record as it was when the object was made.
  */
 export class ThinVolume<P extends VolumePool = VolumePool> {
@@ -89,7 +89,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
   get created(): Date { return new Date(this.#rec.created); }
   /** Its owner, if it was made with a lease (as recorded when the volume object was made or last renewed). */
   get lease(): VolumeLease | undefined { return this.#rec.lease && { ...this.#rec.lease }; }
-  /** /dev/mapper/<name>; exists while active. */
+  /** `/dev/mapper/<name>`; exists while active. */
   get path(): string { return mapperPath(this.#rec.name); }
 
   /** Whether its dm device exists with a thin table for this pool and id. */
