@@ -3,7 +3,11 @@
 import os from 'node:os';
 import { native, RawSysError } from './binding';
 
-/** Codes for errors raised before any syscall. Each value is the message template's prefix. */
+/**
+ * Our own error codes (kernel errors carry the errno's name instead): mostly for errors raised before any
+ * syscall; ERR_DM_REGISTRY, ERR_DM_LOCK, ERR_DM_METADATA and the cancelled waits come from the addon. Each
+ * value is the message template's prefix.
+ */
 export const ErrorCodes = {
   /** A device, pool or volume name the kernel would refuse: empty, too long, or with a NUL, a control character or '/'; or '.', '..', 'control'. */
   ERR_DM_INVALID_NAME: 'invalid device name',
