@@ -30,7 +30,7 @@ export type { PoolEvent, PoolEventType, PoolEventMode, PoolEventsOptions, PoolSp
 export type { AutoextendOptions, ExtendRequest } from './thin/autoextend';
 export type { ActivateOptions, DeactivateOptions, DeleteVolumeOptions, VolumeDeleteOptions, VolumePool, VolumeUsage } from './thin/volume';
 export { LmdbRegistry } from './thin/registry';
-export type { RegistryStore, RegistryWrite, VolumeRecord, PendingChange, IntendedChange, MetadataSnapshotHold } from './thin/registry';
+export type { RegistryStore, RegistryWrite, VolumeRecord, PendingChange, IntendedChange, IntendResult, MetadataSnapshotHold } from './thin/registry';
 export { ThinMetadata } from './thin/metadata';
 export type { PoolMetadata, ThinDeviceMetadata, ThinDeviceUsage, PoolUsage, DiffRange, DiffKind, DiffOptions, ReadMetadataOptions } from './thin/metadata';
 export type { MetadataReadOptions } from './thin/metadata-snapshot';

@@ -40,6 +40,8 @@ if [ $unit = 1 ]; then
       echo "sanitize: no libasan/libubsan for gcc here; the metadata tests ran without sanitizers only" >&2
     fi
   fi
+  # The API reference's validation (typedoc.json): every exported symbol and public member documented, every {@link} resolves.
+  npx typedoc --emit none || { echo "docs: typedoc validation failed (warnings above; npm run docs)" >&2; status=1; }
 fi
 
 if [ $integration = 1 ]; then

@@ -2,114 +2,263 @@
 // touches the kernel goes through `native`.
 import path from 'node:path';
 
-export interface DevNumber { major: number; minor: number }
+/** A block device's number, as the kernel's dev_t splits it. */
+export interface DevNumber {
+  /** The driver's number (device-mapper's own, loop's 7). */
+  major: number;
+  /** The device's number within its driver. */
+  minor: number;
+}
 
-export interface RawTarget { start: number; length: number; type: string; params: string }
+/** One line of a table as the kernel takes and gives it: all in sectors, params unparsed. */
+export interface RawTarget {
+  /** First sector of the device this line maps. */
+  start: number;
+  /** Sectors this line maps. */
+  length: number;
+  /** The target type ('thin-pool', 'linear', ...). */
+  type: string;
+  /** The target's parameter string. */
+  params: string;
+}
 
+/** What one DM ioctl is sent, before marshal.ts packs it into a struct dm_ioctl (raw binding layer). */
 export interface RawDmRequest {
+  /** The device's name. */
   name?: string;
+  /** The device's dm uuid. */
   uuid?: string;
+  /** The device's number, where name and uuid are not given. */
   dev?: DevNumber;
+  /** DM_*_FLAG bits of struct dm_ioctl. */
   flags?: number;
+  /** The event number DM_DEV_WAIT waits past. */
   eventNr?: number;
+  /** The table DM_TABLE_LOAD loads. */
   targets?: RawTarget[];
-  message?: { sector: number; text: string };
+  /** DM_TARGET_MSG: the sector that picks the target, and the message. */
+  message?: {
+    /** A sector of the target the message is for. */
+    sector: number;
+    /** The message, as dmsetup message takes it. */
+    text: string;
+  };
+  /** String payload: the new name or uuid for DM_DEV_RENAME, a geometry for DM_DEV_SET_GEOMETRY. */
   data?: string;
-  /** K.DM_NODE_MAKE / K.DM_NODE_REMOVE: the addon makes or removes /dev/mapper/<name> right after the ioctl. */
+  /** K.DM_NODE_MAKE / K.DM_NODE_REMOVE: the addon makes or removes `/dev/mapper/<name>` right after the ioctl. */
   node?: number;
 }
 
+/** A DM ioctl's answer: struct dm_ioctl's fields and the payload that follows it (raw binding layer). */
 export interface RawDmResponse {
+  /** The kernel's DM interface version. */
   version: [number, number, number];
+  /** DM_*_FLAG bits the kernel set (suspended, read-only, active/inactive table present, ...). */
   flags: number;
+  /** How many openers the device has. */
   openCount: number;
+  /** The device's event counter. */
   eventNr: number;
+  /** Lines in the table reported. */
   targetCount: number;
+  /** The device's number. */
   dev: DevNumber;
+  /** The device's name. */
   name: string;
+  /** The device's dm uuid ('' when it has none). */
   uuid: string;
+  /** Size of the buffer the answer came back in, in bytes. */
   bufferSize: number;
+  /** Table or status lines (DM_TABLE_STATUS). */
   targets?: RawTarget[];
+  /** The devices this one maps onto (DM_TABLE_DEPS). */
   deps?: DevNumber[];
-  devices: { name: string; dev: DevNumber; eventNr?: number; uuid?: string }[];
-  versions?: { name: string; version: [number, number, number] }[];
+  /** Every dm device (DM_LIST_DEVICES). */
+  devices: {
+    /** Its name. */
+    name: string;
+    /** Its number. */
+    dev: DevNumber;
+    /** Its event counter, on kernels that report it. */
+    eventNr?: number;
+    /** Its dm uuid, on kernels that report it. */
+    uuid?: string;
+  }[];
+  /** Loaded target types and their versions (DM_LIST_VERSIONS). */
+  versions?: {
+    /** The target type. */
+    name: string;
+    /** Its version. */
+    version: [number, number, number];
+  }[];
+  /** A target message's reply. */
   output?: string;
 }
 
 /** The strings and payload of a reply ("name\0uuid" alone when the command returns no payload); see marshal.ts. */
 export interface RawDmPayload {
+  /** "name\0uuid" of the device answered about. */
   key: string;
+  /** As {@link RawDmResponse.targets}. */
   targets?: RawTarget[];
+  /** As {@link RawDmResponse.deps}. */
   deps?: DevNumber[];
-  devices?: { name: string; dev: DevNumber; eventNr?: number; uuid?: string }[];
-  versions?: { name: string; version: [number, number, number] }[];
+  /** As {@link RawDmResponse.devices}. */
+  devices?: {
+    /** Its name. */
+    name: string;
+    /** Its number. */
+    dev: DevNumber;
+    /** Its event counter, on kernels that report it. */
+    eventNr?: number;
+    /** Its dm uuid, on kernels that report it. */
+    uuid?: string;
+  }[];
+  /** As {@link RawDmResponse.versions}. */
+  versions?: {
+    /** The target type. */
+    name: string;
+    /** Its version. */
+    version: [number, number, number];
+  }[];
+  /** As {@link RawDmResponse.output}. */
   output?: string;
 }
 type RawDmReply = string | RawDmPayload;
+/** One ioctl of {@link DmBinding}'s dmSeq: [cmd, head, name, uuid, data, targets], as dm() takes them. */
 export type RawDmStep = [cmd: number, head: Float64Array, name?: string, uuid?: string, data?: string, targets?: (number | string)[]];
-export interface RawDmSeqResult { replies: RawDmReply[]; error?: Error }
+/** What dmSeq did: a reply per ioctl that succeeded, and the error of the one that stopped it. */
+export interface RawDmSeqResult {
+  /** One reply per step done, in order. */
+  replies: RawDmReply[];
+  /** The failure that stopped the sequence, if one did. */
+  error?: Error;
+}
 
 /** What the addon hands the error factory; lib/core/errors.ts turns it into a DevmapperError. */
 export interface RawSysError {
+  /** The errno the call failed with. */
   errno: number;
+  /** The system call ('ioctl', 'open', ...). */
   syscall: string;
+  /** The command it ran (a DM or loop ioctl's name). */
   command: string;
+  /** What it ran on: a device name or path. */
   target: string;
+  /** The addon's words on what went wrong. */
   detail: string;
+  /** strerror(errno). */
   strerror: string;
   /** Metadata verification failures: the block that failed and the check. */
   block?: number;
+  /** Which check failed (checksum, block number, ...). */
   check?: string;
 }
 
 /** How the metadata reader reads: through block 0, or through the held metadata snapshot (its root checked). */
-export interface RawMetadataView { held?: boolean; heldRoot?: number; exclusive?: boolean }
+export interface RawMetadataView {
+  /** Read through the held metadata snapshot instead of the live superblock. */
+  held?: boolean;
+  /** The held snapshot's block, which the superblock must still name. */
+  heldRoot?: number;
+  /** Open the metadata device O_EXCL (no pool active on it). */
+  exclusive?: boolean;
+}
 
+/** A thin-pool metadata superblock's fields, as the addon read them. */
 export interface RawSuperblock {
+  /** The block it was read from (0 live, else the held snapshot's). */
   location: number;
+  /** The metadata format version. */
   version: number;
+  /** Superblock flags (bit 0: needs_check). */
   flags: number;
+  /** The pool's snapshot clock. */
   time: number;
+  /** The pool's transaction id. */
   transactionId: number;
+  /** The held metadata snapshot's block, 0 when none is held. */
   heldRoot: number;
+  /** Data blocks in the pool. */
   dataBlocks: number;
+  /** Data blocks mapped. */
   dataBlocksUsed: number;
+  /** Metadata blocks (4 KiB each). */
   metadataBlocks: number;
+  /** Metadata blocks in use. */
   metadataBlocksUsed: number;
+  /** The data block size, in sectors. */
   dataBlockSize: number;
+  /** Metadata blocks when the metadata was formatted. */
   formattedMetadataBlocks: number;
+  /** Compatible feature flags. */
   compatFlags: number;
+  /** Read-only-compatible feature flags. */
   compatRoFlags: number;
 }
 
 /** The device facts in columns, ascending id; mapped/exclusive/highest only when usage was asked for. */
 export interface RawMetadataReport {
+  /** The superblock at block 0. */
   live: RawSuperblock;
+  /** The superblock of the view read (the live one, or the held snapshot's). */
   view: RawSuperblock;
+  /** Size of the metadata device, in 4 KiB blocks. */
   deviceBlocks: number;
+  /** Thin ids. */
   ids: Float64Array;
+  /** Data blocks each device maps, by its own count. */
   mappedBlocks: Float64Array;
+  /** The pool's transaction id when each device was created. */
   transactionIds: Float64Array;
+  /** The snapshot clock when each device was made. */
   creationTimes: Uint32Array;
+  /** The snapshot clock when each device was last snapshotted. */
   snapshottedTimes: Uint32Array;
+  /** Data blocks each device maps, counted by walking its tree. */
   mapped?: Float64Array;
+  /** Data blocks each device alone maps. */
   exclusive?: Float64Array;
+  /** Each device's highest mapped virtual block, -1 when it maps none. */
   highest?: Float64Array;
 }
 
 /** The full metadata check, then needs_check cleared if it was set (the superblock as checked: before). */
 export interface RawNeedsCheckRepair { wasSet: boolean; live: RawSuperblock; devices: number }
 
-export interface RawDiffArgs { a: number; b: number; from: number; maxRanges?: number; maxMappings?: number }
+/** A step of a diff of two thin devices' mappings, from virtual block `from` on. */
+export interface RawDiffArgs {
+  /** The left thin id. */
+  a: number;
+  /** The right thin id. */
+  b: number;
+  /** The virtual block to resume at (0 first, then the last chunk's next). */
+  from: number;
+  /** Stop after this many ranges. */
+  maxRanges?: number;
+  /** Stop after reading this many mappings. */
+  maxMappings?: number;
+}
 /** `ranges`: (kind 0 left only | 1 right only | 2 different, begin, length) triples. */
 export interface RawDiffChunk {
-  ranges: Float64Array; done: boolean; next: number;
+  /** (kind, begin, length) triples, in data blocks. */
+  ranges: Float64Array;
+  /** The diff reached the end of both devices. */
+  done: boolean;
+  /** The `from` of the next chunk. */
+  next: number;
   /** The pool's data block size in sectors, from the superblock of the view read. */
   dataBlockSize: number;
 }
 
-/** A call on a thread of its own; cancel(reason) ends it: 'timeout <ms>', 'abort' or 'close' become ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED. */
-export interface Cancellable<T> { promise: Promise<T>; cancel(reason?: string): boolean }
+/** A call on a thread of its own; cancel(reason) ends it: `timeout <ms>`, 'abort' or 'close' become ERR_DM_TIMEOUT, ERR_DM_ABORTED, ERR_DM_CLOSED. */
+export interface Cancellable<T> {
+  /** Settles with the call's result, or rejects once cancelled. */
+  promise: Promise<T>;
+  /** Interrupts the call; false if it had already ended. */
+  cancel(reason?: string): boolean;
+}
+
 
 export interface RawLoopAttachOptions {
   readOnly?: boolean; autoclear?: boolean; directIo?: boolean; partscan?: boolean;

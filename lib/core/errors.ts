@@ -3,42 +3,79 @@
 import os from 'node:os';
 import { native, RawSysError } from './binding';
 
-/** Codes for errors raised before any syscall. Each value is the message template's prefix. */
+/**
+ * Our own error codes (kernel errors carry the errno's name instead): mostly for errors raised before any
+ * syscall; ERR_DM_REGISTRY, ERR_DM_LOCK, ERR_DM_METADATA and the cancelled waits come from the addon. Each
+ * value is the message template's prefix.
+ */
 export const ErrorCodes = {
+  /** A device, pool or volume name the kernel would refuse: empty, too long, or with a NUL, a control character or '/'; or '.', '..', 'control'. */
   ERR_DM_INVALID_NAME: 'invalid device name',
+  /** A dm uuid the kernel would refuse: empty, too long, or with a NUL or a control character. */
   ERR_DM_INVALID_UUID: 'invalid uuid',
+  /** A size or offset that is not a whole, in-range number of sectors or bytes. */
   ERR_DM_INVALID_SIZE: 'invalid size',
+  /** A thin device id outside 0..MAX_THIN_ID. */
   ERR_DM_INVALID_THIN_ID: 'invalid thin device id',
+  /** A thin-pool data block size out of range or not a multiple of 128 sectors (64 KiB). */
   ERR_DM_INVALID_BLOCK_SIZE: 'invalid block size',
+  /** Any other bad argument or option: a wrong type, an unknown option key, a value out of range. */
   ERR_DM_INVALID_ARGUMENT: 'invalid argument',
+  /** A table that is not contiguous from sector 0, or a target that is malformed. */
   ERR_DM_INVALID_TABLE: 'invalid table',
+  /** A table or status line that does not parse as its target type. */
   ERR_DM_PARSE: 'cannot parse',
+  /** The kernel's dm interface is too old for the command. */
   ERR_DM_UNSUPPORTED: 'not supported by this kernel',
+  /** The DeviceMapper (or pool) was closed, or close() ended a pending wait. */
   ERR_DM_CLOSED: 'closed',
+  /** A wait or a timed suspend ran past its timeoutMs. */
   ERR_DM_TIMEOUT: 'timed out',
+  /** A wait's AbortSignal was aborted. */
   ERR_DM_ABORTED: 'aborted',
+  /** The named device exists but its table is not one thin-pool target. */
   ERR_DM_NOT_A_THIN_POOL: 'not a thin-pool',
+  /** A volume of that name is already in the registry. */
   ERR_DM_VOLUME_EXISTS: 'volume exists',
+  /** No volume of that name in the registry. */
   ERR_DM_NO_SUCH_VOLUME: 'no such volume',
+  /** The pool's mode refuses the change (read-only, out of data space, failed); `mode` says which. */
   ERR_DM_POOL_STATE: 'pool state',
+  /** Every thin id up to MAX_THIN_ID is in use. */
   ERR_DM_IDS_EXHAUSTED: 'no free thin device id',
+  /** Another call of this process (a promise call a sync one cannot wait for, a create or destroy) holds what is needed. */
   ERR_DM_IN_PROGRESS: 'busy in this process',
+  /** create() found a dm device or a backing file of that name already there. */
   ERR_DM_POOL_EXISTS: 'pool exists',
+  /** The device is held (open, mounted, stacked on, or live metadata); `holders` says by whom when known. */
   ERR_DM_BUSY: 'in use',
+  /** The registry's store (LMDB) failed. */
   ERR_DM_REGISTRY: 'registry store failed',
+  /** Taking a lock file failed. */
   ERR_DM_LOCK: 'lock failed',
+  /** The pool's metadata failed a check while being read; `block` and `check` say where. */
   ERR_DM_METADATA: 'corrupt pool metadata',
+  /** The pool is LVM's: it can be read, never changed. */
   ERR_DM_LVM_POOL: 'owned by LVM',
+  /** The change would take the pool below its free-space floor; `space` and `freeBytes` say which and how much is left. */
   ERR_DM_POOL_FULL: 'pool full',
+  /** Something that should not happen; a bug to report. */
   ERR_DM_INTERNAL: 'internal error',
 } as const;
+/** One of our own error codes (a key of {@link ErrorCodes}); kernel errors carry the errno's name instead. */
 export type DevmapperErrorCode = keyof typeof ErrorCodes;
 
+/**
+ * The one error class devmapper throws: for bad input and misuse (code `ERR_DM_*`, see {@link ErrorCodes}),
+ * for a failed syscall (code the errno's name, with errno, syscall and command), and for Node's own fs errors
+ * met on the way (their code, and the path as `device`). Some carry {@link ErrorDetails} as well.
+ */
 export class DevmapperError extends Error {
   /** 'EBUSY', 'ENXIO', ... for kernel errors; 'ERR_DM_*' for ours. */
   code: string;
   /** Negative errno, as Node's own system errors carry it. */
   errno?: number;
+  /** The system call that failed ('ioctl', 'open', ...). */
   syscall?: string;
   /** The DM or loop command: 'DM_DEV_REMOVE', 'LOOP_CONFIGURE', ... */
   command?: string;
@@ -46,6 +83,7 @@ export class DevmapperError extends Error {
   device?: string;
   /** In a batch (`dm.batch()`, `createDevice`): how many of its commands ran before this one failed. */
   completed?: number;
+  /** @param message The whole message. @param fields The code, and whichever of the other fields apply. */
   constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string } & ErrorDetails) {
     super(message);
     this.name = 'DevmapperError';
@@ -60,22 +98,30 @@ export class DevmapperError extends Error {
 
 /** Who holds a block device open: its open count, the dm devices stacked on it, the mounts of it. */
 export interface DeviceHolders {
+  /** The kernel's open count of the device. */
   openCount: number;
   /** dm (or other) devices built on it: sysfs holders, by name. */
   devices: string[];
   /** Mounts of it in any mount namespace: the mount point as the process `pid` sees it. */
-  mounts: { pid: number; mountPoint: string }[];
+  mounts: {
+    /** A process in the mount namespace the mount is in. */
+    pid: number;
+    /** Where it is mounted, as that process sees it. */
+    mountPoint: string;
+  }[];
 }
 
 /** Fields some errors carry beyond code, errno, syscall, command and device. */
 export interface ErrorDetails {
-  /** ERR_DM_METADATA: the metadata block that failed a check, and the check. */
+  /** ERR_DM_METADATA: the metadata block that failed a check. */
   block?: number;
+  /** ERR_DM_METADATA: the check that failed. */
   check?: string;
   /** ERR_DM_POOL_STATE: the pool's mode when it refused ('ro', 'out_of_data_space', 'fail', 'error'). */
   mode?: string;
   /** ERR_DM_POOL_FULL: the space that is short ('data' or 'metadata') and what is left of it, in bytes. */
   space?: 'data' | 'metadata';
+  /** ERR_DM_POOL_FULL: what is left of that space, in bytes. */
   freeBytes?: number;
   /** EBUSY / ERR_DM_BUSY on deactivate, delete or destroy: who holds the device. */
   holders?: DeviceHolders;

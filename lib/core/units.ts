@@ -5,16 +5,30 @@ import { show } from './validate';
 
 declare const unit: unique symbol;
 /** A count of 512-byte sectors. */
-export type Sectors = number & { readonly [unit]: 'sectors' };
+export type Sectors = number & {
+  /** Type-only brand: no such field exists at run time. */
+  readonly [unit]: 'sectors';
+};
 /** A count of bytes. */
-export type Bytes = number & { readonly [unit]: 'bytes' };
+export type Bytes = number & {
+  /** Type-only brand: no such field exists at run time. */
+  readonly [unit]: 'bytes';
+};
 
 /** A count of a thin pool's data blocks (each the pool's block size in sectors). */
-export type DataBlocks = number & { readonly [unit]: 'data blocks' };
+export type DataBlocks = number & {
+  /** Type-only brand: no such field exists at run time. */
+  readonly [unit]: 'data blocks';
+};
 /** A count of 4 KiB thin-pool metadata blocks. */
-export type MetadataBlocks = number & { readonly [unit]: 'metadata blocks' };
+export type MetadataBlocks = number & {
+  /** Type-only brand: no such field exists at run time. */
+  readonly [unit]: 'metadata blocks';
+};
 
+/** Bytes in a sector: device-mapper's unit of size and offset. */
 export const SECTOR_SIZE = 512;
+/** Bytes in a thin-pool metadata block. */
 export const METADATA_BLOCK_SIZE = 4096;
 
 function checkCount(n: unknown, what: string): asserts n is number {
@@ -22,39 +36,47 @@ function checkCount(n: unknown, what: string): asserts n is number {
     throw dmError('ERR_DM_INVALID_SIZE', `${what} must be a non-negative safe integer, got ${show(n)}`);
 }
 
+/** `n` as Sectors. @throws {DevmapperError} ERR_DM_INVALID_SIZE unless `n` is a non-negative safe integer. */
 export function sectors(n: number): Sectors {
   checkCount(n, 'sectors');
   return n as Sectors;
 }
 
+/** `n` as Bytes. @throws {DevmapperError} ERR_DM_INVALID_SIZE unless `n` is a non-negative safe integer. */
 export function bytes(n: number): Bytes {
   checkCount(n, 'bytes');
   return n as Bytes;
 }
 
-/** Bytes to sectors; the byte count must be a multiple of 512. */
+/** Bytes to sectors; the byte count must be a multiple of 512. @throws {DevmapperError} ERR_DM_INVALID_SIZE */
 export function bytesToSectors(n: Bytes | number): Sectors {
   checkCount(n, 'bytes');
   if (n % SECTOR_SIZE !== 0) throw dmError('ERR_DM_INVALID_SIZE', `${n} bytes is not a multiple of ${SECTOR_SIZE}`);
   return (n / SECTOR_SIZE) as Sectors;
 }
 
+/** Sectors to bytes (unchecked). */
 export function sectorsToBytes(n: Sectors): Bytes {
   return (n * SECTOR_SIZE) as Bytes;
 }
 
-/** Data blocks of `blockSize` sectors to sectors. */
+/** Data blocks of `blockSize` sectors to sectors (unchecked). */
 export function dataBlocksToSectors(n: DataBlocks, blockSize: Sectors): Sectors {
   return (n * blockSize) as Sectors;
 }
 
+/** Data blocks of `blockSize` sectors to bytes (unchecked). */
 export function dataBlocksToBytes(n: DataBlocks, blockSize: Sectors): Bytes {
   return sectorsToBytes(dataBlocksToSectors(n, blockSize));
 }
 
 const suffixes: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50 };
 
-/** '10G', '512M', '64k', '4096' (binary units, as dmsetup and Docker read them) to bytes. */
+/**
+ * '10G', '512M', '64k', '4096' (binary units, as dmsetup and Docker read them; an optional 'B' or 'iB' after
+ * the suffix) to bytes. @throws {DevmapperError} ERR_DM_INVALID_SIZE for other text or beyond 2^53 bytes.
+ */
+
 export function parseSize(text: string): Bytes {
   const m = typeof text === 'string' ? /^\s*(\d+)\s*([kmgtp]?)(i?b)?\s*$/i.exec(text) : null;
   if (!m) throw dmError('ERR_DM_INVALID_SIZE', `cannot read size ${show(text)}`);

@@ -44,7 +44,9 @@ export function checkUuid(uuid: unknown, what = 'uuid'): string {
   return uuid;
 }
 
+/** The highest thin device id the kernel takes (24 bits). */
 export const MAX_THIN_ID = 2 ** 24 - 1;
+
 /** dev_t as the kernel encodes it: a 12-bit major, a 20-bit minor. */
 export const MAX_MAJOR = 2 ** 12 - 1;
 export const MAX_MINOR = 2 ** 20 - 1;

@@ -39,21 +39,30 @@ function* deviceNumberSteps(path: unknown): Steps<DevNumber> {
   return yield* call(() => native.deviceNumber(p), () => native.deviceNumberAsync(p));
 }
 
+/**
+ * Block-device helpers, each a promise and a sync twin; a device is named by the path of its node, and its
+ * arguments are checked before any syscall (the promise forms reject, never throw).
+ */
 export const Block = {
+
   /** Size in bytes (BLKGETSIZE64). */
   size(device: string): Promise<Bytes> { return runAsync(sizeSteps(device)); },
+  /** The sync twin of size(). */
   sizeSync(device: string): Bytes { return runSync(sizeSteps(device)); },
   /**
    * Discards a byte range (BLKDISCARD); on a thin volume this gives the blocks back to the pool. Offset and
    * length are whole sectors; the length is not 0.
    */
   discard(device: string, offset: Bytes | number, length: Bytes | number): Promise<void> { return runAsync(discardSteps(device, offset, length)); },
+  /** The sync twin of discard(). */
   discardSync(device: string, offset: Bytes | number, length: Bytes | number): void { runSync(discardSteps(device, offset, length)); },
   /** fsync + BLKFLSBUF. */
   flush(device: string): Promise<void> { return runAsync(flushSteps(device)); },
+  /** The sync twin of flush(). */
   flushSync(device: string): void { runSync(flushSteps(device)); },
   /** major:minor of a device node. */
   deviceNumber(path: string): Promise<DevNumber> { return runAsync(deviceNumberSteps(path)); },
+  /** The sync twin of deviceNumber(). */
   deviceNumberSync(path: string): DevNumber { return runSync(deviceNumberSteps(path)); },
 };
 
@@ -64,7 +73,7 @@ export function formatDev(d: DevNumber): string {
 }
 
 /**
- * The node of a block device a table names: a path as it is, `major:minor` as /dev/<kernel name> (the name
+ * The node of a block device a table names: a path as it is, `major:minor` as `/dev/<kernel name>` (the name
  * sysfs gives it; devtmpfs makes that node without udev).
  */
 export function nodeOfDevice(spec: string): string {

@@ -8,7 +8,7 @@ import { Steps, sleep, step } from '../core/steps';
 
 export const MAPPER_DIR = native.mapperDir;
 
-/** /dev/mapper/<name>. Names are checked before they get here: no '/', not '.' or '..'. */
+/** `/dev/mapper/<name>`. Names are checked before they get here: no '/', not '.' or '..'. */
 export function mapperPath(name: string): string {
   return `${MAPPER_DIR}/${name}`;
 }
@@ -45,7 +45,7 @@ export function removeNode(name: string, dev: DevNumber): void {
   }
 }
 
-/** Removes a block node left at /dev/mapper/<name> for a device that no longer exists. */
+/** Removes a block node left at `/dev/mapper/<name>` for a device that no longer exists. */
 export function removeStaleNode(name: string): void {
   try {
     if (fs.lstatSync(mapperPath(name)).isBlockDevice()) fs.unlinkSync(mapperPath(name));

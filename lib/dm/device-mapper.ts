@@ -220,6 +220,13 @@ export function isDeviceMapper(x: unknown): x is DeviceMapper {
   return typeof x === 'object' && x !== null && constructed.has(x);
 }
 
+/**
+ * The device-mapper control interface (/dev/mapper/control): one object per fd, each DM command as a promise
+ * (its ioctl off the main thread) and a sync twin. Arguments are checked before anything is sent (bad input:
+ * an `ERR_DM_*` {@link DevmapperError}); a failed ioctl throws a DevmapperError coded by its errno (ENXIO for
+ * no such device, EBUSY, ...). Sizes are in 512-byte sectors. Makes /dev/mapper nodes as
+ * {@link DeviceMapperOptions.nodes} says. close() it when done.
+ */
 export class DeviceMapper {
   private control?: FdHandle;
   private closed = false;
@@ -229,6 +236,7 @@ export class DeviceMapper {
   private readonly udevTimeoutMs: number;
   private readonly binding: DmBinding;
 
+  /** Checks the options; the control fd is opened on first use. @throws {DevmapperError} ERR_DM_INVALID_ARGUMENT */
   constructor(options: DeviceMapperOptions = {}) {
     const o = checkDeviceMapperOptions(options);
     this.binding = checkBinding(o.binding);
@@ -480,22 +488,28 @@ export class DeviceMapper {
 
   /** The kernel's dm interface version; read once. */
   async kernelVersion(): Promise<KernelVersion> { return this.kernel ??= await this.runPlan(() => this.planVersion()); }
+  /** The sync twin of kernelVersion(). */
   kernelVersionSync(): KernelVersion { return this.kernel ??= this.runPlanSync(this.planVersion()); }
 
   /** All dm devices. With `uuids`, each entry carries its uuid when it has one. */
   list(o?: { uuids?: boolean }): Promise<DeviceListEntry[]> { return this.runPlan(() => this.planList(o)); }
+  /** The sync twin of list(). */
   listSync(o?: { uuids?: boolean }): DeviceListEntry[] { return this.runPlanSync(this.planList(o)); }
 
+  /** Creates a device with no table (DM_DEV_CREATE); load and resume give it one. See {@link createDevice}. */
   create(name: string, o?: CreateOptions): Promise<DeviceInfo> { return this.runPlan(() => this.planCreate(name, o)); }
+  /** The sync twin of create(). */
   createSync(name: string, o?: CreateOptions): DeviceInfo { return this.runPlanSync(this.planCreate(name, o)); }
 
   // A uuid or dev reference is looked up by name (for the node step) only after every argument is checked.
+  /** Removes a device (DM_DEV_REMOVE) and its /dev/mapper node; EBUSY while it is open, unless `deferred`. */
   remove(ref: DeviceRef, o?: RemoveOptions): Promise<DeviceInfo> {
     return settle(() => {
       const p = this.planRemove(ref, o);
       return this.needsName(ref) ? this.info(ref).then((i) => this.runPlan(() => this.planRemove(i.name, o))) : this.runPlan(() => p);
     });
   }
+  /** The sync twin of remove(). */
   removeSync(ref: DeviceRef, o?: RemoveOptions): DeviceInfo {
     const p = this.planRemove(ref, o);
     return this.runPlanSync(this.needsName(ref) ? this.planRemove(this.infoSync(ref).name, o) : p);
@@ -503,6 +517,7 @@ export class DeviceMapper {
 
   /** Removes every dm device that is not open (DM_REMOVE_ALL); with `deferred`, open ones at last close. */
   removeAll(o?: RemoveOptions): Promise<void> { return runAsync(this.removeAllSteps(o)); }
+  /** The sync twin of removeAll(). */
   removeAllSync(o?: RemoveOptions): void { runSync(this.removeAllSteps(o)); }
 
   private *removeAllSteps(o: RemoveOptions | undefined): Steps<void> {
@@ -512,12 +527,14 @@ export class DeviceMapper {
     if (before.length) this.dropNodesOfGone(before, yield* step(twin(this as DeviceMapper, 'list', { uuids: false })));
   }
 
+  /** Renames a device (DM_DEV_RENAME), moving its /dev/mapper node. */
   rename(ref: DeviceRef, newName: string): Promise<DeviceInfo> {
     return settle(() => {
       const p = this.planRename(ref, newName);
       return this.needsName(ref) ? this.info(ref).then((i) => this.runPlan(() => this.planRename(i.name, newName))) : this.runPlan(() => p);
     });
   }
+  /** The sync twin of rename(). */
   renameSync(ref: DeviceRef, newName: string): DeviceInfo {
     const p = this.planRename(ref, newName);
     return this.runPlanSync(this.needsName(ref) ? this.planRename(this.infoSync(ref).name, newName) : p);
@@ -525,6 +542,7 @@ export class DeviceMapper {
 
   /** Sets the uuid of a device that has none (the kernel refuses to change a set one). */
   setUuid(ref: DeviceRef, uuid: string): Promise<DeviceInfo> { return this.runPlan(() => this.planSetUuid(ref, uuid)); }
+  /** The sync twin of setUuid(). */
   setUuidSync(ref: DeviceRef, uuid: string): DeviceInfo { return this.runPlanSync(this.planSetUuid(ref, uuid)); }
 
   /**
@@ -542,6 +560,7 @@ export class DeviceMapper {
       return this.cancellable(dmWait(this.binding, this.fd, plan.req, plan.cmd), timeoutMs, undefined).then((r) => plan.map(r));
     });
   }
+  /** The sync twin of suspend(). */
   suspendSync(ref: DeviceRef, o?: SuspendOptions): DeviceInfo {
     const plan = this.planSuspend(ref, o);
     const timeoutMs = o?.timeoutMs;
@@ -551,48 +570,63 @@ export class DeviceMapper {
 
   /** Resumes a device, making a loaded inactive table live. */
   resume(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(() => this.planResume(ref)); }
+  /** The sync twin of resume(). */
   resumeSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planResume(ref)); }
 
+  /** The device's state (DM_DEV_STATUS); ENXIO if there is no such device (see {@link infoIfExists}). */
   info(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(() => this.planInfo(ref)); }
+  /** The sync twin of info(). */
   infoSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planInfo(ref)); }
 
   /** Loads a table into the inactive slot; resume makes it live. */
   load(ref: DeviceRef, targets: readonly Target[], o?: LoadOptions): Promise<DeviceInfo> { return this.runPlan(() => this.planLoad(ref, targets, o)); }
+  /** The sync twin of load(). */
   loadSync(ref: DeviceRef, targets: readonly Target[], o?: LoadOptions): DeviceInfo { return this.runPlanSync(this.planLoad(ref, targets, o)); }
 
   /** Drops the inactive table. */
   clear(ref: DeviceRef): Promise<DeviceInfo> { return this.runPlan(() => this.planClear(ref)); }
+  /** The sync twin of clear(). */
   clearSync(ref: DeviceRef): DeviceInfo { return this.runPlanSync(this.planClear(ref)); }
 
   /** The devices the table uses. */
   deps(ref: DeviceRef, o?: QueryOptions): Promise<DevNumber[]> { return this.runPlan(() => this.planDeps(ref, o)); }
+  /** The sync twin of deps(). */
   depsSync(ref: DeviceRef, o?: QueryOptions): DevNumber[] { return this.runPlanSync(this.planDeps(ref, o)); }
 
   /** Each target's status line (params hold the status text, without the trailing space trimmed). */
   status(ref: DeviceRef, o?: QueryOptions): Promise<Target[]> { return this.runPlan(() => this.planTableStatus(ref, false, o)); }
+  /** The sync twin of status(). */
   statusSync(ref: DeviceRef, o?: QueryOptions): Target[] { return this.runPlanSync(this.planTableStatus(ref, false, o)); }
 
   /** The table as the kernel holds it (live, or the inactive one). */
   table(ref: DeviceRef, o?: QueryOptions): Promise<Target[]> { return this.runPlan(() => this.planTableStatus(ref, true, o)); }
+  /** The sync twin of table(). */
   tableSync(ref: DeviceRef, o?: QueryOptions): Target[] { return this.runPlanSync(this.planTableStatus(ref, true, o)); }
 
   /** Loaded target types and their versions. */
   targetVersions(): Promise<TargetVersion[]> { return this.runPlan(() => this.planTargetVersions()); }
+  /** The sync twin of targetVersions(). */
   targetVersionsSync(): TargetVersion[] { return this.runPlanSync(this.planTargetVersions()); }
 
   /** One target type's version; the kernel loads its module if needed (dm >= 4.41). */
   targetVersion(type: string): Promise<TargetVersion> { return this.runPlan(() => this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
+  /** The sync twin of targetVersion(). */
   targetVersionSync(type: string): TargetVersion { return this.runPlanSync(this.planTargetVersion(type), 'DM_GET_TARGET_VERSION'); }
 
   /** Sends a target message; returns the target's output when it produced any. Never re-sent. */
   message(ref: DeviceRef, sector: number, text: string, o?: MessageOptions): Promise<string | undefined> { return this.runPlan(() => this.planMessage(ref, sector, text, o)); }
+  /** The sync twin of message(). */
   messageSync(ref: DeviceRef, sector: number, text: string, o?: MessageOptions): string | undefined { return this.runPlanSync(this.planMessage(ref, sector, text, o)); }
 
-  setGeometry(ref: DeviceRef, g: Geometry): Promise<void> { return this.runPlan(() => this.planSetGeometry(ref, g)); }
+  /** Sets the device's CHS geometry (DM_DEV_SET_GEOMETRY); each field range-checked (ERR_DM_INVALID_ARGUMENT). */
+  setGeometry(ref: DeviceRef, g: Geometry): Promise<void> {
+ return this.runPlan(() => this.planSetGeometry(ref, g)); }
+  /** The sync twin of setGeometry(). */
   setGeometrySync(ref: DeviceRef, g: Geometry): void { this.runPlanSync(this.planSetGeometry(ref, g)); }
 
   /** Snapshots the global event counter for this fd; pollEvent() then reports when it moves (dm >= 4.36). */
   armPoll(): Promise<void> { return this.runPlan(() => this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
+  /** The sync twin of armPoll(). */
   armPollSync(): void { this.runPlanSync(this.planArmPoll(), 'DM_DEV_ARM_POLL'); }
 
   /**
@@ -634,6 +668,7 @@ export class DeviceMapper {
   createDevice(name: string, targets: readonly Target[], o?: CreateOptions & LoadOptions): Promise<DeviceInfo> {
     return runAsync(this.createDeviceSteps(name, targets, o));
   }
+  /** The sync twin of createDevice(). */
   createDeviceSync(name: string, targets: readonly Target[], o?: CreateOptions & LoadOptions): DeviceInfo {
     return runSync(this.createDeviceSteps(name, targets, o));
   }
@@ -694,6 +729,7 @@ export class DeviceMapper {
   infoIfExists(ref: DeviceRef): Promise<DeviceInfo | undefined> {
     return settle(() => { const req = refRequest(ref); return dmAsync(this.binding, this.fd, K.DM_DEV_STATUS_CMD, req, infoOrUndefined, ENXIO); });
   }
+  /** The sync twin of infoIfExists(). */
   infoIfExistsSync(ref: DeviceRef): DeviceInfo | undefined {
     const req = refRequest(ref);
     return infoOrUndefined(dmSync(this.binding, this.fd, K.DM_DEV_STATUS_CMD, req, ENXIO));
@@ -701,6 +737,7 @@ export class DeviceMapper {
 
   /** True if the device exists. */
   async exists(ref: DeviceRef): Promise<boolean> { return (await this.infoIfExists(ref)) !== undefined; }
+  /** The sync twin of exists(). */
   existsSync(ref: DeviceRef): boolean { return this.infoIfExistsSync(ref) !== undefined; }
 
   // ---- helpers -------------------------------------------------------------------------------------

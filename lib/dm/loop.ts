@@ -11,14 +11,19 @@ import { Bytes, SECTOR_SIZE } from '../core/units';
 import { Steps, call, mapErrors, runAsync, runSync } from '../core/steps';
 import { checkOptions, checkPath, optBoolean, optInteger, show } from '../core/validate';
 
+/** Options of {@link Loop.attach}; unknown keys are refused (ERR_DM_INVALID_ARGUMENT), flags must be booleans. */
 export interface LoopAttachOptions {
+  /** Bind the file read-only (LO_FLAGS_READ_ONLY). */
   readOnly?: boolean;
   /** Detach when the last user (say, a dm table) closes it. */
   autoclear?: boolean;
+  /** Direct I/O to the backing file (LO_FLAGS_DIRECT_IO). */
   directIo?: boolean;
+  /** Let the kernel scan the device for partitions (LO_FLAGS_PARTSCAN). */
   partscan?: boolean;
+  /** Where in the file the device starts, in bytes. */
   offset?: Bytes | number;
-  /** Bytes of the file to expose; 0 or absent = to its end. */
+  /** Bytes of the file to expose, whole sectors; 0 or absent = to its end. */
   sizeLimit?: Bytes | number;
   /** Logical block size: 512, 1024, 2048 or 4096. */
   blockSize?: number;
@@ -29,8 +34,11 @@ export interface LoopAttachOptions {
   method?: 'configure' | 'set-fd';
 }
 
+/** A loop device {@link Loop.attach} bound. */
 export interface LoopDevice {
+  /** /dev/loopN. */
   path: string;
+  /** N. */
   number: number;
   /** How it was bound: 'set-fd' when asked for, or when the kernel has no LOOP_CONFIGURE. */
   method: 'configure' | 'set-fd';
@@ -53,18 +61,29 @@ class AttachedLoop implements LoopDevice {
   release(): void { this.held?.close(); }
 }
 
+/** A loop device's binding (LOOP_GET_STATUS64). */
 export interface LoopStatus {
+  /** /dev/loopN. */
   path: string;
+  /** N. */
   number: number;
   /** Full path of the backing file, from sysfs (the ioctl keeps only 63 bytes of it). */
   backingFile: string;
+  /** The device number (dev_t) of the filesystem the backing file is on. */
   backingDev: number;
+  /** The backing file's inode number. */
   backingInode: number;
+  /** Where in the file the device starts, in bytes. */
   offset: Bytes;
+  /** Bytes of the file exposed; 0 = to its end. */
   sizeLimit: Bytes;
+  /** Bound read-only. */
   readOnly: boolean;
+  /** Detaches at last close. */
   autoclear: boolean;
+  /** Direct I/O to the backing file. */
   directIo: boolean;
+  /** The kernel scans it for partitions. */
   partscan: boolean;
 }
 
@@ -188,25 +207,44 @@ function* findSteps(file: unknown): Steps<string[]> {
   return found;
 }
 
+/**
+ * Loop devices, through the loop ioctls: each operation a promise and a sync twin, its arguments checked before
+ * any syscall (ERR_DM_INVALID_ARGUMENT; a device is named by its canonical /dev/loopN path).
+ */
 export const Loop = {
+  /** Binds a file to a free loop device (LOOP_CTL_GET_FREE, then LOOP_CONFIGURE or LOOP_SET_FD). */
   attach(file: string, o: LoopAttachOptions = {}): Promise<LoopDevice> { return runAsync(attachSteps(file, o)); },
+  /** The sync twin of attach(). */
   attachSync(file: string, o: LoopAttachOptions = {}): LoopDevice { return runSync(attachSteps(file, o)); },
 
   /** Detaches; on an open device the kernel only sets autoclear and detaches at last close. */
   detach(device: string): Promise<void> { return runAsync(detachSteps(device)); },
+  /** The sync twin of detach(). */
   detachSync(device: string): void { runSync(detachSteps(device)); },
 
+  /** The device's binding; ENXIO if nothing is bound to it. */
   status(device: string): Promise<LoopStatus> { return runAsync(statusSteps(device)); },
+  /** The sync twin of status(). */
   statusSync(device: string): LoopStatus { return runSync(statusSteps(device)); },
 
   /** Re-reads the backing file's size (after it grew). */
   setCapacity(device: string): Promise<void> { return runAsync(setCapacitySteps(device)); },
+  /** The sync twin of setCapacity(). */
   setCapacitySync(device: string): void { runSync(setCapacitySteps(device)); },
 
   /** The loop devices bound to a file now, from sysfs. */
-  list(): { path: string; number: number; backingFile: string }[] { return listBound(); },
+  list(): {
+    /** /dev/loopN. */
+    path: string;
+    /** N. */
+    number: number;
+    /** Full path of the backing file. */
+    backingFile: string;
+  }[] { return listBound(); },
+
 
   /** The loop devices backed by this file (same inode on the same filesystem). */
   find(file: string): Promise<string[]> { return runAsync(findSteps(file)); },
+  /** The sync twin of find(). */
   findSync(file: string): string[] { return runSync(findSteps(file)); },
 };

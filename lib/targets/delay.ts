@@ -6,15 +6,25 @@ import {
 } from './model';
 
 /** A device, its start sector and a delay in milliseconds (0..2^32-1, the kernel's unsigned int). */
-export interface DelayPath { device: DeviceSpec; offset: Sectors; delayMs: number }
+export interface DelayPath {
+  /** The device. */
+  device: DeviceSpec;
+  /** Where on it the mapping starts, in sectors. */
+  offset: Sectors;
+  /** The delay, in milliseconds. */
+  delayMs: number;
+}
 
 /**
  * `<read path> [<write path> [<flush path>]]`: reads (and, without `write`, writes and flushes) go to `read`
  * after its delay; writes to `write`; flushes to `flush` (which needs `write`), else to `write`.
  */
 export interface DelayParams {
+  /** Where reads go (and writes and flushes, without `write`). */
   read: DelayPath;
+  /** Where writes go (and flushes, without `flush`). */
   write?: DelayPath;
+  /** Where flushes go; needs `write`. */
   flush?: DelayPath;
   /**
    * Words after the flush path, which today's kernels neither take nor print: parse() keeps any a newer
@@ -36,7 +46,9 @@ const parsePath = (w: string[], i: number, what: string): DelayPath => ({
   delayMs: int(w[i + 2], 'delay', `${what} delay`, 0, U32_MAX),
 });
 
+/** The delay target: I/O passed on to a device after a delay, for tests. */
 export const delay: TargetModel<DelayParams> = {
+
   type: 'delay',
   format: (p) => {
     const o = checkParams<DelayParams>(p, ['read', 'write', 'flush', 'extra'], 'delay');

@@ -31,9 +31,13 @@ export interface FlakeyCorruptBioByte {
  * or a feature word it does not know, is ERR_DM_PARSE.
  */
 export interface FlakeyParams {
+  /** The device mapped onto. */
   device: DeviceSpec;
+  /** Where on it the mapping starts, in sectors. */
   offset: Sectors;
+  /** Seconds up (I/O passes). */
   upInterval: number;
+  /** Seconds down (the features apply). */
   downInterval: number;
   /** While down, fail reads (kernel 6.5+). */
   errorReads?: boolean;
@@ -41,6 +45,7 @@ export interface FlakeyParams {
   dropWrites?: boolean;
   /** While down, fail writes (excludes dropWrites). */
   errorWrites?: boolean;
+  /** While down, set one byte of matching bios. */
   corruptBioByte?: FlakeyCorruptBioByte;
   /** While down, corrupt a random byte of this many reads in FLAKEY_PROBABILITY_BASE (kernel 6.5). */
   randomReadCorrupt?: number;
@@ -78,7 +83,9 @@ function checkCorrupt(v: unknown): FlakeyCorruptBioByte | undefined {
 const optProbability = (v: unknown, what: string): number | undefined =>
   (v === undefined ? undefined : checkField(v, what, 0, FLAKEY_PROBABILITY_BASE));
 
+/** The flakey target: a device that fails, drops or corrupts I/O on a timer, for tests. */
 export const flakey: TargetModel<FlakeyParams> = {
+
   type: 'flakey',
   format: (p) => {
     const o = checkParams<FlakeyParams>(p, KEYS, 'flakey');

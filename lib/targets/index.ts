@@ -35,7 +35,13 @@ export function modelOf(type: string): TargetModel<unknown> {
 }
 
 /** Reads a table line (as DeviceMapper.table() returns it) into its typed params. */
-export function parseTarget(t: Target): { type: string; params: unknown } {
+export function parseTarget(t: Target): {
+  /** The target type. */
+  type: string;
+  /** Its params, as its model's parse() reads them. */
+  params: unknown;
+} {
+
   if (t === null || typeof t !== 'object') throw dmError('ERR_DM_PARSE', `a target must be an object, got ${show(t)}`);
   const type: unknown = t.type, params: unknown = t.params;
   return { type: type as string, params: modelOf(type as string).parse(params as string) };

@@ -3,7 +3,9 @@ import { DeviceSpec, TargetModel, checkDevice, checkExtra, checkParams, checkSec
 
 /** `<device> <offset>`. */
 export interface LinearParams {
+  /** The device mapped onto. */
   device: DeviceSpec;
+  /** Where on it the mapping starts, in sectors. */
   offset: Sectors;
   /**
    * Words after the offset, which today's kernels neither take nor print: parse() keeps any a newer kernel
@@ -12,7 +14,9 @@ export interface LinearParams {
   extra?: string[];
 }
 
+/** The linear target: maps the line onto a range of another device. */
 export const linear: TargetModel<LinearParams> = {
+
   type: 'linear',
   format: (p) => {
     const o = checkParams<LinearParams>(p, ['device', 'offset', 'extra'], 'linear');

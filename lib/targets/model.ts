@@ -11,16 +11,20 @@ import type { Target } from '../dm/types';
 import { Sectors } from '../core/units';
 import { checkInteger, checkOptions, optBoolean, show, MAX_MAJOR, MAX_MINOR } from '../core/validate';
 
+/** A target type's table format, both ways: parse(format(p)) equals p. */
 export interface TargetModel<P> {
+  /** The kernel's name of the target type. */
   readonly type: string;
+  /** The params text for `p`, every field checked first. @throws {DevmapperError} ERR_DM_INVALID_TABLE or ERR_DM_INVALID_ARGUMENT */
   format(p: P): string;
+  /** Reads a params text as the kernel prints it back. @throws {DevmapperError} ERR_DM_PARSE */
   parse(params: string): P;
 }
 
 /** The largest value of a C unsigned int, as the kernel parses many target args (kstrtouint, dm_read_arg). */
 export const U32_MAX = 0xffffffff;
 
-/** A table line for a model. */
+/** A table line for a model: `start` and `length` in sectors, `p` formatted by the model. */
 export function line<P>(model: TargetModel<P>, start: number, length: number, p: P): Target {
   const s = checkInteger(start, 'target start', 0, Number.MAX_SAFE_INTEGER, 'ERR_DM_INVALID_SIZE') as Sectors;
   const l = checkInteger(length, 'target length', 0, Number.MAX_SAFE_INTEGER, 'ERR_DM_INVALID_SIZE') as Sectors;
@@ -53,7 +57,9 @@ export function isDevice(s: string): boolean {
   return s.length >= 2 && s[0] === '/' && isWord(s) && (s.length * 3 < PATH_MAX || Buffer.byteLength(s, 'utf8') < PATH_MAX);
 }
 
+/** `d` if it is a {@link DeviceSpec}; `what` names it in the error. @throws {DevmapperError} ERR_DM_INVALID_TABLE */
 export function checkDevice(d: unknown, what: string): DeviceSpec {
+
   if (typeof d !== 'string' || !isDevice(d))
     throw dmError('ERR_DM_INVALID_TABLE', `${what} must be 'major:minor' (major < 4096, minor < 1048576, no leading zeros) or an absolute path without spaces or control characters, got ${show(d)}`);
   return d;

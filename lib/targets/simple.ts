@@ -18,5 +18,8 @@ function noParams(type: string): TargetModel<Record<string, never>> {
   };
 }
 
+/** The zero target: reads return zeros, writes are dropped. Params: `{}`. */
 export const zero = noParams('zero');
+/** The error target: every I/O fails. Params: `{}`. */
 export const error = noParams('error');
+

@@ -6,13 +6,20 @@ import {
   needWords, sectorCount, words,
 } from './model';
 
+/** `<#stripes> <chunk size> (<device> <offset>)...`. */
 export interface StripedParams {
   /**
    * Sectors per chunk. format() takes a power of two 8..2^31 (what every kernel takes); parse() reads any
    * 1..2^32-1, as kernels since 3.6 take and print.
    */
   chunkSize: Sectors;
-  stripes: { device: DeviceSpec; offset: Sectors }[];
+  /** The devices striped across, in order; at least one. */
+  stripes: {
+    /** The device. */
+    device: DeviceSpec;
+    /** Where on it the stripe starts, in sectors. */
+    offset: Sectors;
+  }[];
   /**
    * Words after the last stripe, which today's kernels neither take nor print: parse() keeps any a newer
    * kernel prints (the field is present only when there are such words) and format() writes them back.
@@ -22,7 +29,9 @@ export interface StripedParams {
 
 const MAX_CHUNK = 2 ** 31;
 
+/** The striped target: chunks spread round-robin over several devices. */
 export const striped: TargetModel<StripedParams> = {
+
   type: 'striped',
   format: (p) => {
     const o = checkParams<StripedParams>(p, ['chunkSize', 'stripes', 'extra'], 'striped');

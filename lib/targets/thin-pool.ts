@@ -6,18 +6,24 @@ import {
   DeviceSpec, TargetModel, checkDevice, checkField, checkParams, device, extraWords, int, join, oneOf, optFlag, words,
 } from './model';
 
+/** The smallest thin-pool data block size, in sectors (64 KiB); every block size is a multiple of it. */
 export const MIN_BLOCK_SIZE = 128;      // sectors, 64 KiB
+/** The largest thin-pool data block size, in sectors (1 GiB). */
 export const MAX_BLOCK_SIZE = 2097152;  // sectors, 1 GiB
 /** The kernel ignores metadata beyond this (DM_SM_METADATA_MAX_SECTORS: 255 * 2^14 blocks of 4 KiB). */
 export const MAX_METADATA_SECTORS = 255 * (1 << 14) * 8;
 
 /** Table features: true or absent in what parse() returns; format() takes false (or undefined) as absent. */
 export interface ThinPoolFeatures {
+  /** skip_block_zeroing: newly provisioned blocks are not zeroed first (faster; old data can show through). */
   skipBlockZeroing?: boolean;
+  /** ignore_discard: discards are not processed at all. */
   ignoreDiscard?: boolean;
+  /** no_discard_passdown: discards free pool blocks but are not passed down to the data device. */
   noDiscardPassdown?: boolean;
   /** Only on a reload: the kernel's thin-pool refuses read_only at first creation (we do too). */
   readOnly?: boolean;
+  /** error_if_no_space: out of data space, I/O fails at once instead of queueing. */
   errorIfNoSpace?: boolean;
 }
 
@@ -27,12 +33,15 @@ export interface ThinPoolFeatures {
  * word it does not know, is ERR_DM_PARSE.
  */
 export interface ThinPoolParams {
+  /** The metadata device. */
   metadataDev: DeviceSpec;
+  /** The data device; not the metadata device. */
   dataDev: DeviceSpec;
   /** Data block size in sectors: 128..2097152, a multiple of 128. */
   blockSize: Sectors;
   /** Free data blocks at or below which the pool raises an event (a safe integer: the kernel's is 64 bits). */
   lowWaterMark: number;
+  /** Its feature args (at most 4 set at once). */
   features?: ThinPoolFeatures;
 }
 
@@ -50,12 +59,14 @@ const MAX_FEATURES = 4;  // the kernel's dm_read_arg_group limit
 const isBlockSize = (n: unknown): n is number =>
   typeof n === 'number' && Number.isInteger(n) && n >= MIN_BLOCK_SIZE && n <= MAX_BLOCK_SIZE && n % MIN_BLOCK_SIZE === 0;
 
+/** `n` if it is a valid data block size, in sectors. @throws {DevmapperError} ERR_DM_INVALID_BLOCK_SIZE */
 export function checkBlockSize(n: unknown): Sectors {
   if (!isBlockSize(n))
     throw dmError('ERR_DM_INVALID_BLOCK_SIZE', `thin-pool block size must be ${MIN_BLOCK_SIZE}..${MAX_BLOCK_SIZE} sectors in steps of ${MIN_BLOCK_SIZE}, got ${show(n)}`);
   return n as Sectors;
 }
 
+/** The thin-pool target: a pool of data blocks that thin devices map into, and their metadata. */
 export const thinPool: TargetModel<ThinPoolParams> = {
   type: 'thin-pool',
   format: (p) => {
@@ -95,6 +106,7 @@ export const thinPool: TargetModel<ThinPoolParams> = {
   },
 };
 
+/** A live pool's mode, as its status reports it. */
 export type PoolMode = 'rw' | 'ro' | 'out_of_data_space';
 const MODES = ['rw', 'ro', 'out_of_data_space'] as const;
 const DISCARDS = ['ignore_discard', 'discard_passdown', 'no_discard_passdown'] as const;
@@ -108,23 +120,44 @@ const NO_SPACE = ['error_if_no_space', 'queue_if_no_space'] as const;
  * ERR_DM_PARSE.
  */
 export interface ThinPoolStatusOk {
+  /** The pool works (see {@link ThinPoolStatus} for one that failed). */
   state: 'ok';
+  /** The pool's metadata transaction id. */
   transactionId: number;
   /** In 4 KiB metadata blocks. */
-  metadata: { used: number; total: number };
+  metadata: {
+    /** Blocks used. */
+    used: number;
+    /** Blocks in all. */
+    total: number;
+  };
   /** In data blocks of the pool's block size. */
-  data: { used: number; total: number };
+  data: {
+    /** Blocks used. */
+    used: number;
+    /** Blocks in all. */
+    total: number;
+  };
+  /** The held metadata snapshot's block; null when none is held. */
   heldMetadataRoot: number | null;
+  /** rw, ro, or out_of_data_space. */
   mode: PoolMode;
+  /** How discards are handled; null on kernels that do not print it. */
   discard: 'ignore_discard' | 'discard_passdown' | 'no_discard_passdown' | null;
+  /** What I/O does when data space runs out; null on kernels that do not print it. */
   noSpacePolicy: 'error_if_no_space' | 'queue_if_no_space' | null;
+  /** The metadata needs a check (thin_check) before the pool can be written again. */
   needsCheck: boolean;
   /** Absent on kernels before 4.19's format. */
   metadataLowWatermark: number | null;
   /** Words after the metadata low watermark (a newer kernel's), present only when there are some. */
   extra?: string[];
 }
-export type ThinPoolStatus = ThinPoolStatusOk | { state: 'Fail' | 'Error' };
+/** A thin-pool's status: working ({@link ThinPoolStatusOk}), or failed. */
+export type ThinPoolStatus = ThinPoolStatusOk | {
+  /** The pool failed (its devices, or its metadata). */
+  state: 'Fail' | 'Error';
+};
 
 const RATIO = /^(0|[1-9][0-9]*)\/(0|[1-9][0-9]*)$/;
 
@@ -134,7 +167,8 @@ function ratio(word: string | undefined, what: string) {
   return { used: int(m[1], 'thin-pool status', `used ${what}`), total: int(m[2], 'thin-pool status', `total ${what}`) };
 }
 
-/** Reads every format the kernel has used; older ones stop earlier. */
+/** Reads a thin-pool status line in every format the kernel has used; older ones stop earlier. @throws {DevmapperError} ERR_DM_PARSE */
+
 export function parseThinPoolStatus(params: string): ThinPoolStatus {
   const T = 'thin-pool status';
   const w = words(params, T);

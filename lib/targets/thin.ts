@@ -6,6 +6,7 @@ import { DeviceSpec, TargetModel, checkDevice, checkExtra, checkParams, device, 
 
 /** `<pool dev> <dev id> [<external origin dev>]`. */
 export interface ThinParams {
+  /** The thin-pool device. */
   pool: DeviceSpec;
   /** 0..2^24-1. */
   deviceId: number;
@@ -19,6 +20,7 @@ export interface ThinParams {
   extra?: string[];
 }
 
+/** The thin target: a thin device of a pool (the pool must already have the id, see ThinPool). */
 export const thin: TargetModel<ThinParams> = {
   type: 'thin',
   format: (p) => {
@@ -48,10 +50,24 @@ export const thin: TargetModel<ThinParams> = {
  * present only when there are such words.
  */
 export type ThinStatus =
-  | { state: 'ok'; mappedSectors: Sectors; highestMappedSector: Sectors | null; extra?: string[] }
-  | { state: 'Fail' | 'Error' | 'inactive' };
+  | {
+    /** The device maps. */
+    state: 'ok';
+    /** Sectors it has mapped. */
+    mappedSectors: Sectors;
+    /** Its last mapped sector; null when it maps none. */
+    highestMappedSector: Sectors | null;
+    /** Words a newer kernel prints after these. */
+    extra?: string[];
+  }
+  | {
+    /** The device failed, errored, or its pool is not active. */
+    state: 'Fail' | 'Error' | 'inactive';
+  };
 
+/** Reads a thin target's status line. @throws {DevmapperError} ERR_DM_PARSE */
 export function parseThinStatus(params: string): ThinStatus {
+
   const w = words(params, 'thin status');
   if (w.length === 1 && (w[0] === 'Fail' || w[0] === 'Error')) return { state: w[0] };
   if (w.length === 1 && w[0] === '-') return { state: 'inactive' };

@@ -8,6 +8,7 @@ import { Sectors } from '../core/units';
 import { checkOptions, checkPath, show } from '../core/validate';
 import type { VolumeRecord } from './registry';
 
+/** Options of {@link ThinPool.adopt}. */
 export interface AdoptOptions {
   /** Where the adopted pool's registry goes (required: the pool's files are not the library's). */
   registryDir: string;
@@ -26,11 +27,18 @@ export function checkAdoptOptions(options: unknown, device: string): AdoptOption
 /** One of Docker's device records, as its devicemapper driver wrote `metadata/<hash>`. */
 interface DockerDevice { device_id: number; size: number; transaction_id?: number; initialized?: boolean; deleted?: boolean }
 
+/** What {@link ThinPool.adopt} took from Docker's records ({@link ThinPool.adoption}). */
 export interface DockerImport {
   /** Records to put: named by Docker's hash (`base` for the base device). */
   records: VolumeRecord[];
   /** Docker's records that the pool's metadata contradicts (no such thin id, a bad size, an id named twice). */
-  skipped: { name: string; reason: string }[];
+  skipped: {
+    /** Docker's name for it (its hash, or `base`). */
+    name: string;
+    /** Why it was skipped. */
+    reason: string;
+  }[];
+
 }
 
 /**

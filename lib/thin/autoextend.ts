@@ -11,13 +11,17 @@ import { checkOptions, optInteger, optSignal, show } from '../core/validate';
 import { MAX_METADATA_SECTORS, ThinPoolStatus, ThinPoolStatusOk } from '../targets';
 import { EventPool, PoolSpace, eventSource } from './events';
 
+/** What autoextend asks {@link AutoextendOptions.extend} to do: grow one device of a pool on block devices. */
 export interface ExtendRequest {
+  /** Which device: the pool's data or its metadata. */
   space: PoolSpace;
   /** The size in bytes the data or metadata device should have (a whole number of the space's blocks). */
   size: Bytes;
 }
 
+/** Options of {@link ThinPool.autoextend}; each checked before anything runs (ERR_DM_INVALID_ARGUMENT, ERR_DM_INVALID_SIZE). */
 export interface AutoextendOptions {
+
   /** Grow when used blocks reach this % of the total: an integer 1..99 (LVM's thin_pool_autoextend_threshold). Default 80. */
   threshold?: number;
   /** Grow by this % of the current size: an integer 1..1000 (LVM's thin_pool_autoextend_percent). Default 20. */

@@ -21,16 +21,19 @@ import { Bytes, Sectors, byteSize, bytesToSectors, sectorsToBytes } from '../cor
 import { Steps, both, op, start, step, sub, twin } from '../core/steps';
 import { checkName, checkOptions, optBoolean, optInteger } from '../core/validate';
 import { line, parseThinPoolStatus, thin, ThinPoolStatus, ThinPoolStatusOk } from '../targets';
-import { IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeLease, VolumeRecord, sameChange } from './registry';
+import { IntendResult, IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeLease, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { explainBusy, readHolders, describeHolders } from '../dm/holders';
 import { PoolLock } from './lock';
 import { isModeRefusal, poolStateError } from './pool-mode';
 import { FreeSpaceGuard, refuseIfOutOfData } from './free-space';
 
+/** A step of the change protocol: the intent recorded, the pool message sent, the transaction id committed. */
 export type Step = 'intent' | 'message' | 'commit';
 
+/** Test hooks: where a crash test can stop a change (see {@link ThinPoolOptions.hooks}). */
 export interface ThinPoolHooks {
+
   /** Called after each step of a change; a crash test can kill the process here. */
   step?(step: Step, change: PendingChange): void;
 }
@@ -46,15 +49,19 @@ export function thinTable(devSpec: string, id: number, size: Sectors): Target {
   return line(thin, 0, size, { pool: devSpec, deviceId: id });
 }
 
+/** Options of {@link ThinVolume.deactivate}. */
 export interface DeactivateOptions {
   /** Remove at last close if busy, instead of retrying. */
   deferred?: boolean;
   /** EBUSY retries (udev and other short-lived openers): default 20, every 50 ms. */
   retries?: number;
+  /** Milliseconds between EBUSY retries (default 50, at most 60000). */
   retryDelayMs?: number;
 }
 
+/** Options of {@link ThinPool.deleteVolume}. */
 export interface DeleteVolumeOptions {
+
   /** Deactivate the volume first (ThinVolume.delete() does). */
   deactivate?: DeactivateOptions;
   /** Discard the whole volume first, giving its unshared blocks back to the data device. */
@@ -404,7 +411,7 @@ export class PoolChanges {
     yield* step(op(() => r.commit(w), async () => (r.commitAsync ? r.commitAsync(w) : r.commit(w))));
   }
 
-  private *intend(change: IntendedChange, effect: (id: number) => RegistryWrite): Steps<{ recorded: PendingChange } | { unfinished: PendingChange }> {
+  private *intend(change: IntendedChange, effect: (id: number) => RegistryWrite): Steps<IntendResult> {
     const r = this.registry, committed = this.committed;
     return yield* step(op(() => r.intend(change, committed, effect),
       async () => (r.intendAsync ? r.intendAsync(change, committed, effect) : r.intend(change, committed, effect))));

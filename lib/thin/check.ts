@@ -14,20 +14,32 @@ import { DataBlocks } from '../core/units';
 import { readSteps, toMetadata } from './metadata';
 
 /** A live dm device whose table is one `thin` target on this pool. */
-export interface LiveThin { name: string; id: number; size: Sectors }
-
-export interface OrphanThin {
+export interface LiveThin {
+  /** The device's name. */
+  name: string;
+  /** The thin id its table maps. */
   id: number;
+  /** Its table's length, in sectors. */
+  size: Sectors;
+}
+
+/** A thin id in the pool's metadata that no registry record names. */
+export interface OrphanThin {
+  /** The thin id. */
+  id: number;
+  /** Data blocks it maps. */
   mappedBlocks: DataBlocks;
   /** Live devices that map it. */
   devices: string[];
 }
 
+/** What {@link ThinPool.check} found: the registry, the pool's metadata and the live devices compared. */
 export interface PoolCheck {
   /** The pool's transaction id, from its metadata. */
   transactionId: number;
   /** null when the pool reports Fail or Error. */
   mode: PoolMode | null;
+  /** The metadata is flagged needs_check. */
   needsCheck: boolean;
   /** A change recorded in the registry that the pool's transaction id says is not finished (open() finishes it). */
   unfinished: PendingChange | null;
@@ -38,7 +50,24 @@ export interface PoolCheck {
   /** Live devices mapping a thin id of this pool that no record of that name describes. */
   unrecordedDevices: LiveThin[];
   /** Live devices named as a record whose table maps another id, or another size. */
-  mismatchedDevices: { name: string; record: { id: number; size: Sectors }; table: { id: number; size: Sectors } }[];
+  mismatchedDevices: {
+    /** The device's (and the record's) name. */
+    name: string;
+    /** What the record says. */
+    record: {
+      /** Its thin id. */
+      id: number;
+      /** Its size, in sectors. */
+      size: Sectors;
+    };
+    /** What the device's table maps. */
+    table: {
+      /** Its thin id. */
+      id: number;
+      /** Its length, in sectors. */
+      size: Sectors;
+    };
+  }[];
   /** Nothing of the above: the registry and the pool agree. */
   clean: boolean;
 }
@@ -107,6 +136,7 @@ export function* checkSteps(pool: CheckedPool, changes: PoolChanges, reader: Poo
   });
 }
 
+/** Options of {@link ThinPool.reconcile}. */
 export interface ReconcileOptions {
   /** Compute and return the plan, change nothing. */
   dryRun?: boolean;
@@ -114,12 +144,20 @@ export interface ReconcileOptions {
   orphans?: 'adopt' | 'delete' | 'keep';
 }
 
+/** What {@link ThinPool.reconcile} did (with dryRun: would do). */
 export interface ReconcilePlan {
+  /** It only computed the plan. */
   dryRun: boolean;
   /** Lost records dropped (their ids are not in the pool). */
   dropped: VolumeRecord[];
   /** Lost records kept: a device of that name is live. */
-  keptRecords: { record: VolumeRecord; reason: string }[];
+  keptRecords: {
+    /** The record. */
+    record: VolumeRecord;
+    /** Why it was kept. */
+    reason: string;
+  }[];
+
   /** Orphans adopted as volumes: named after a live device that maps them, else `thin-<id>`; sized from that device's table, else from the highest mapped block. */
   adopted: VolumeRecord[];
   /** Orphan ids deleted from the pool. */

@@ -13,6 +13,7 @@ import { parseThinPoolStatus, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk }
 
 /** The pool's mode as its status says it: the kernel's three, or its failed states. */
 export type PoolEventMode = 'rw' | 'out_of_data_space' | 'ro' | 'fail' | 'error';
+/** Which of a pool's two spaces: its data device or its metadata device. */
 export type PoolSpace = 'data' | 'metadata';
 
 /**
@@ -22,26 +23,104 @@ export type PoolSpace = 'data' | 'metadata';
  */
 export type PoolEvent =
   /** Free data blocks fell to the pool's low water mark (or were there when the subscriber started). */
-  | { type: 'lowWater'; status: ThinPoolStatusOk; freeBlocks: number; lowWaterMark: number }
+  | {
+    /** Discriminant. */
+    type: 'lowWater';
+    /** The status that showed it. */
+    status: ThinPoolStatusOk;
+    /** Free data blocks. */
+    freeBlocks: number;
+    /** The pool's low water mark, in data blocks. */
+    lowWaterMark: number;
+  }
   /** Free metadata blocks fell to the kernel's metadata low watermark (the status's metadataLowWatermark). */
-  | { type: 'metadataLow'; status: ThinPoolStatusOk; freeBlocks: number; lowWatermark: number }
+  | {
+    /** Discriminant. */
+    type: 'metadataLow';
+    /** The status that showed it. */
+    status: ThinPoolStatusOk;
+    /** Free metadata blocks. */
+    freeBlocks: number;
+    /** The kernel's metadata low watermark, in metadata blocks. */
+    lowWatermark: number;
+  }
   /** The mode changed; `from` is null in the event a subscriber gets at its start on a pool that is not rw. */
-  | { type: 'mode'; from: PoolEventMode | null; to: PoolEventMode; status: ThinPoolStatus }
+  | {
+    /** Discriminant. */
+    type: 'mode';
+    /** The mode before; null at a subscriber's start. */
+    from: PoolEventMode | null;
+    /** The mode now. */
+    to: PoolEventMode;
+    /** The status that showed it. */
+    status: ThinPoolStatus;
+  }
   /** The pool's metadata was flagged needs_check (or was when the subscriber started). */
-  | { type: 'needsCheck'; status: ThinPoolStatusOk }
+  | {
+    /** Discriminant. */
+    type: 'needsCheck';
+    /** The status that showed it. */
+    status: ThinPoolStatusOk;
+  }
   /** The data or metadata device of the pool changed size (in its blocks). */
-  | { type: 'resized'; space: PoolSpace; from: number; to: number; status: ThinPoolStatusOk }
+  | {
+    /** Discriminant. */
+    type: 'resized';
+    /** Which space. */
+    space: PoolSpace;
+    /** Blocks before. */
+    from: number;
+    /** Blocks now. */
+    to: number;
+    /** The status that showed it. */
+    status: ThinPoolStatusOk;
+  }
   /** autoextend() grew the pool's data or metadata (bytes). */
-  | { type: 'extended'; space: PoolSpace; from: number; to: number; status: ThinPoolStatus }
+  | {
+    /** Discriminant. */
+    type: 'extended';
+    /** Which space. */
+    space: PoolSpace;
+    /** Bytes before. */
+    from: number;
+    /** Bytes now. */
+    to: number;
+    /** The status that made autoextend grow it. */
+    status: ThinPoolStatus;
+  }
   /** autoextend() wanted to grow past its maximum: the space stays at `size` (bytes) and will fill. */
-  | { type: 'extendLimit'; space: PoolSpace; size: number; max: number; status: ThinPoolStatus }
+  | {
+    /** Discriminant. */
+    type: 'extendLimit';
+    /** Which space. */
+    space: PoolSpace;
+    /** Its size, in bytes. */
+    size: number;
+    /** autoextend's maximum for it, in bytes. */
+    max: number;
+    /** The status that asked for more. */
+    status: ThinPoolStatus;
+  }
   /** The wait failed (the pool was removed, its table is no longer a thin-pool, ...): the stream ends with it. */
-  | { type: 'error'; error: DevmapperError; status: ThinPoolStatus | null };
+  | {
+    /** Discriminant. */
+    type: 'error';
+    /** Why. */
+    error: DevmapperError;
+    /** The last status known; null if none was read. */
+    status: ThinPoolStatus | null;
+  };
 
+/** The `type` of a {@link PoolEvent}: what on() and events() subscribe to. */
 export type PoolEventType = PoolEvent['type'];
 export const POOL_EVENT_TYPES: readonly PoolEventType[] = ['lowWater', 'metadataLow', 'mode', 'needsCheck', 'resized', 'extended', 'extendLimit', 'error'];
 
-export interface PoolEventsOptions { /** Ends the iteration (and, with the last subscriber, the wait) at once. */ signal?: AbortSignal }
+/** Options of {@link ThinPool.events}. */
+export interface PoolEventsOptions {
+  /** Ends the iteration (and, with the last subscriber, the wait) at once. */
+  signal?: AbortSignal;
+}
+
 
 /** What the event loop needs of a pool. */
 export interface EventPool {

@@ -14,7 +14,13 @@ import { atomicWrite } from './pool-files';
 /** A limit: bytes (a non-negative integer, or text such as '1G'), or a percentage of the space ('10%'). */
 export type FreeSpaceLimit = number | string;
 /** Per space; a bare limit means both. */
-export type MinFreeSpace = FreeSpaceLimit | { data?: FreeSpaceLimit; metadata?: FreeSpaceLimit };
+export type MinFreeSpace = FreeSpaceLimit | {
+  /** The data space's limit. */
+  data?: FreeSpaceLimit;
+  /** The metadata space's limit. */
+  metadata?: FreeSpaceLimit;
+};
+
 
 /** One space's limit, as checked: a percentage 0..100 or a byte count. */
 export type Limit = { percent: number } | { bytes: number };

@@ -20,43 +20,61 @@ export interface LeaseOptions {
 
 export type { VolumeLease };
 
+/** Options of {@link ThinPool.createVolume}. */
 export interface CreateVolumeOptions {
   /** Tie the new volume to an owner: collect() deletes it once the owner is gone or the TTL has run out. */
   lease?: LeaseOptions;
 }
+/** Options of {@link ThinPool.snapshot}: as createVolume's. */
 export type SnapshotOptions = CreateVolumeOptions;
 
 /** Why a lease ended: its process exited, its pid now names another process, or its TTL ran out. */
 export type LeaseEnd = 'owner-exited' | 'owner-pid-reused' | 'expired';
 
+/** Options of {@link ThinPool.collect}. */
 export interface CollectOptions {
   /** Only say what would be collected. */
   dryRun?: boolean;
 }
 
+/** A volume collect() deleted (or, with dryRun, would delete). */
 export interface CollectedVolume {
+  /** Its name. */
   name: string;
+  /** Its thin id. */
   id: number;
+  /** Why its lease ended. */
   reason: LeaseEnd;
   /** It was active, and was deactivated first (with dryRun: would be). */
   wasActive: boolean;
 }
 
+/** A volume whose lease had ended that collect() could not delete. */
 export interface SkippedVolume {
+  /** Its name. */
   name: string;
+  /** Its thin id. */
   id: number;
+  /** Why its lease ended. */
   reason: LeaseEnd;
   /** 'busy': open, mounted or stacked on (see holders); 'error': the kernel refused this volume otherwise (see error). */
   why: 'busy' | 'error';
+  /** The error the deactivate or delete ended with. */
   error: DevmapperError;
+  /** Who holds it, when it was busy. */
   holders?: DeviceHolders;
 }
 
+/** What {@link ThinPool.collect} did. */
 export interface CollectReport {
+  /** It only reported. */
   dryRun: boolean;
+  /** The volumes deleted (dryRun: to delete). */
   collected: CollectedVolume[];
+  /** The volumes that could not be. */
   skipped: SkippedVolume[];
 }
+
 
 /** The kernel's PID_MAX_LIMIT. */
 export const MAX_PID = 4_194_304;

@@ -21,7 +21,9 @@ import {
   readSteps, streamRanges, toMetadata, toUsage,
 } from './metadata';
 
+/** Options of the reads of a live pool's metadata: {@link ThinPool.metadata}, usage(), diff(), check(). */
 export interface MetadataReadOptions {
+
   /**
    * 'reserve' (default): reserve the pool's metadata snapshot for this read. 'held': read through the snapshot
    * someone already holds (another tool's: consistent, but as of its reserve), without reserving or releasing.

@@ -16,70 +16,98 @@ export interface PoolMetadata {
   view: 'snapshot' | 'superblock';
   /** Superblock format: 1 (kernels before 3.14) or 2. */
   version: number;
+  /** The pool's transaction id. */
   transactionId: number;
   /** The pool's time: +1 at every snapshot; mappings and devices carry it. */
   time: number;
+  /** The data block size, in sectors. */
   dataBlockSize: Sectors;
+  /** Data blocks in the pool. */
   dataBlocks: DataBlocks;
+  /** Data blocks mapped. */
   dataBlocksUsed: DataBlocks;
+  /** Metadata blocks (4 KiB) on the metadata device. */
   metadataBlocks: MetadataBlocks;
+  /** Metadata blocks in use. */
   metadataBlocksUsed: MetadataBlocks;
   /** A metadata operation failed and the pool wants thin_check before full use. */
   needsCheck: boolean;
   /** A metadata snapshot another tool holds (its block), or null. The library's own, used for this read, is not reported. */
   heldRoot: MetadataBlocks | null;
+  /** Every thin device in the metadata, ascending id. */
   devices: ThinDeviceMetadata[];
 }
 
+/** A thin device as the pool's metadata records it. */
 export interface ThinDeviceMetadata {
+  /** Its thin id. */
   id: number;
+  /** Data blocks it maps, as its device details count them. */
   mappedBlocks: DataBlocks;
+  /** The same, in bytes. */
   mappedBytes: Bytes;
   /** The pool's transaction id when the device was created. */
   transactionId: number;
   /** The pool's time at creation, and at the device's latest snapshot. */
   creationTime: number;
+  /** The pool's time at the device's latest snapshot. */
   snapshottedTime: number;
 }
 
 /** What thin_ls calls MAPPED, EXCLUSIVE and SHARED, and the highest mapped virtual block. */
 export interface ThinDeviceUsage {
+  /** The thin id. */
   id: number;
   /** The registry's name for the id (a pool's usage()); null for an id with no record, or offline. */
   name: string | null;
+  /** Data blocks it maps. */
   mapped: DataBlocks;
   /** Mapped blocks that no other device in the pool maps: what deleting the device gives back. */
   exclusive: DataBlocks;
   /** Mapped blocks that other devices map too. */
   shared: DataBlocks;
+  /** `mapped`, in bytes. */
   mappedBytes: Bytes;
+  /** `exclusive`, in bytes. */
   exclusiveBytes: Bytes;
+  /** `shared`, in bytes. */
   sharedBytes: Bytes;
   /** The highest mapped virtual block, or null when nothing is mapped. */
   highestMappedBlock: DataBlocks | null;
 }
 
+/** Per-device usage of a pool ({@link ThinPool.usage}), as of one transaction. */
 export interface PoolUsage {
+  /** The transaction id of the metadata read. */
   transactionId: number;
+  /** The data block size, in sectors. */
   dataBlockSize: Sectors;
+  /** Every thin device, ascending id. */
   devices: ThinDeviceUsage[];
 }
 
 /** Virtual blocks mapped only on the left, only on the right, or on both sides to different data blocks. */
 export type DiffKind = 'leftOnly' | 'rightOnly' | 'different';
+/** A run of virtual blocks whose mapping differs the same way between two thin devices. */
 export interface DiffRange {
+  /** How it differs. */
   kind: DiffKind;
+  /** Its first virtual block. */
   begin: DataBlocks;
+  /** Its length, in data blocks. */
   length: DataBlocks;
   /** The same range in sectors of the volumes. */
   startSector: Sectors;
+  /** Its length, in sectors. */
   sectors: Sectors;
 }
 
+/** Options of {@link ThinMetadata.read}. */
 export interface ReadMetadataOptions {
   /** Also walk every mapping tree: per-device usage (a full walk; the device list alone reads a few blocks). */
   usage?: boolean;
 }
+/** Options of {@link ThinPool.diff}. */
 export interface DiffOptions {
   /** Ranges per chunk the iterator reads at a time (default 4096). */
   chunkRanges?: number;
@@ -272,9 +300,17 @@ function* offlineDiffSteps(path: unknown, a: unknown, b: unknown): Steps<DiffRan
  */
 export const ThinMetadata = {
   /** The superblock and every thin device; with `{ usage: true }` also each device's usage. */
-  read(path: string, o?: ReadMetadataOptions): Promise<PoolMetadata & { usage?: PoolUsage }> { return runAsync(offlineReadSteps(path, o)); },
-  readSync(path: string, o?: ReadMetadataOptions): PoolMetadata & { usage?: PoolUsage } { return runSync(offlineReadSteps(path, o)); },
+  read(path: string, o?: ReadMetadataOptions): Promise<PoolMetadata & {
+    /** Each device's usage, with `{ usage: true }`. */
+    usage?: PoolUsage;
+  }> { return runAsync(offlineReadSteps(path, o)); },
+  /** The sync twin of read(). */
+  readSync(path: string, o?: ReadMetadataOptions): PoolMetadata & {
+    /** Each device's usage, with `{ usage: true }`. */
+    usage?: PoolUsage;
+  } { return runSync(offlineReadSteps(path, o)); },
   /** The ranges whose mapping differs between thin ids `a` and `b`. */
   diff(path: string, a: number, b: number): Promise<DiffRange[]> { return runAsync(offlineDiffSteps(path, a, b)); },
+  /** The sync twin of diff(). */
   diffSync(path: string, a: number, b: number): DiffRange[] { return runSync(offlineDiffSteps(path, a, b)); },
 };

@@ -66,13 +66,13 @@ function syncDir(dir: string): void {
 export interface IncompleteMarker {
   op: 'create' | 'destroy';
   pid: number;
-  /** The process's start time (clock ticks since boot, /proc/<pid>/stat), so a reused pid is not taken for it. */
+  /** The process's start time (clock ticks since boot, `/proc/<pid>/stat`), so a reused pid is not taken for it. */
   start: string;
 }
 
 export const markerPath = (dataFile: string): string => `${dataFile}.incomplete`;
 
-/** A process's start time (field 22 of /proc/<pid>/stat), or undefined if it does not run. */
+/** A process's start time (field 22 of `/proc/<pid>/stat`), or undefined if it does not run. */
 export function processStart(pid: number): string | undefined {
   return processStat(pid)?.start;
 }

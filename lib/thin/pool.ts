@@ -39,25 +39,66 @@ export type { MinFreeSpace, FreeSpaceLimit } from './free-space';
 export type { RepairOptions, RepairResult } from './repair';
 
 /** A change left unfinished that open() could not finish: the pool's mode refused it (see ThinPool.deferredRecovery). */
-export interface DeferredRecovery { change: PendingChange; error: DevmapperError }
+export interface DeferredRecovery {
+  /** The unfinished change, as recorded. */
+  change: PendingChange;
+  /** The refusal that deferred it (ERR_DM_POOL_STATE). */
+  error: DevmapperError;
+}
 export { defaultMetadataSize } from './provisioning';
 
-export interface VolumeListEntry extends VolumeRecord { active: boolean }
-export interface StatusOptions { /** Do not let a thin-pool commit its metadata for this status. */ noflush?: boolean }
-export interface DestroyOptions { /** Also remove the files create() made, and the registry. */ deleteFiles?: boolean }
-export interface WatchLowWaterOptions { signal: AbortSignal }
+/** A volume as {@link ThinPool.list} gives it: its record and whether it is active. */
+export interface VolumeListEntry extends VolumeRecord {
+  /** A dm device of the volume's name exists now. */
+  active: boolean;
+}
+/** Options of {@link ThinPool.status}. */
+export interface StatusOptions {
+  /** Do not let a thin-pool commit its metadata for this status. */
+  noflush?: boolean;
+}
+/** Options of {@link ThinPool.destroy}. */
+export interface DestroyOptions {
+  /** Also remove the files create() made, and the registry. */
+  deleteFiles?: boolean;
+}
+/** Options of {@link ThinPool.watchLowWater}. */
+export interface WatchLowWaterOptions {
+  /** Ends the watch (required). */
+  signal: AbortSignal;
+}
 
 // Node's own fs errors met on the way (a missing folder, a read-only filesystem) become DevmapperErrors with
 // their code, the operation and the path.
 const fsErrors = <T>(operation: string, body: Steps<T>): Steps<T> => mapErrors(body, (e) => systemError(e, operation));
 
+/**
+ * A thin-pool device and the registry of its volumes. Made by the static create(), open(), attach() and
+ * adopt(); each method checks its arguments before it changes anything (bad input: an `ERR_DM_*`
+ * {@link DevmapperError}) and comes as a promise and a sync twin (events, watchLowWater and autoextend are
+ * promise only). Sizes are bytes: a number (a multiple of 512) or text such as '10G'. Every change to
+ * the pool's metadata runs under the pool's lock and survives a crash at any point: the next open finishes or
+ * undoes it. close() when done.
+ */
 export class ThinPool {
+  /** The pool device's name (`/dev/mapper/<name>`). */
   readonly name: string;
+  /** The pool device's number. */
   readonly dev: DevNumber;
+  /** The pool's table as loaded: its devices, block size, low water mark and features. */
   readonly params: ThinPoolParams;
-  readonly files: { data?: string; metadata?: string };
+  /** The backing files of the pool's own loop devices (absent for block devices or loops it did not make). */
+  readonly files: {
+    /** The data file. */
+    data?: string;
+    /** The metadata file. */
+    metadata?: string;
+  };
+  /** Where the registry and the pool's saved settings live; undefined with a caller's own registry and no registryDir. */
   readonly registryDir: string | undefined;
+  /** The registry of the pool's volumes. */
   readonly registry: RegistryStore;
+  /** The DeviceMapper the pool uses. */
   readonly dm: DeviceMapper;
   private readonly ownsDm: boolean;
   /** LVM made this pool (its dm uuid starts with LVM-): it can be read, never changed (ERR_DM_LVM_POOL). */
@@ -86,10 +127,12 @@ export class ThinPool {
 
   /** `major:minor` of the pool device, as thin tables name it. */
   get devSpec(): string { return formatDev(this.dev); }
+  /** The data block size, in sectors. */
   get blockSize(): Sectors { return this.params.blockSize; }
 
   /** Creates the pool. Everything done is undone if a later step fails. */
   static create(o: ThinPoolCreateOptions): Promise<ThinPool> { return runAsync(fsErrors('create pool', ThinPool.createSteps(o))); }
+  /** The sync twin of create(). */
   static createSync(o: ThinPoolCreateOptions): ThinPool { return runSync(fsErrors('create pool', ThinPool.createSteps(o))); }
 
   private static *createSteps(options: ThinPoolCreateOptions): Steps<ThinPool> {
@@ -103,6 +146,7 @@ export class ThinPool {
 
   /** Opens an active pool: finds its devices, loop backing files and registry, and finishes an interrupted change. */
   static open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> { return runAsync(fsErrors(`open pool ${show(name)}`, ThinPool.openSteps(name, o))); }
+  /** The sync twin of open(). */
   static openSync(name: string, o: ThinPoolOptions = {}): ThinPool { return runSync(fsErrors(`open pool ${show(name)}`, ThinPool.openSteps(name, o))); }
 
   // `made`: a DeviceMapper the caller made (attach), which the pool then owns; the caller closes it on failure.
@@ -153,6 +197,7 @@ export class ThinPool {
    * refused (ERR_DM_LVM_POOL). Adopting again adds what is not recorded yet.
    */
   static adopt(name: string, o: AdoptOptions): Promise<ThinPool> { return runAsync(fsErrors(`adopt pool ${show(name)}`, ThinPool.adoptSteps(name, o))); }
+  /** The sync twin of adopt(). */
   static adoptSync(name: string, o: AdoptOptions): ThinPool { return runSync(fsErrors(`adopt pool ${show(name)}`, ThinPool.adoptSteps(name, o))); }
 
   private static *adoptSteps(name: string, options: AdoptOptions): Steps<ThinPool> {
@@ -193,6 +238,7 @@ export class ThinPool {
    * left are refused (create the pool again over them).
    */
   static attach(o: ThinPoolAttachOptions): Promise<ThinPool> { return runAsync(fsErrors('attach pool', ThinPool.attachSteps(o))); }
+  /** The sync twin of attach(). */
   static attachSync(o: ThinPoolAttachOptions): ThinPool { return runSync(fsErrors('attach pool', ThinPool.attachSteps(o))); }
 
   private static *attachSteps(options: ThinPoolAttachOptions): Steps<ThinPool> {
@@ -209,6 +255,7 @@ export class ThinPool {
    * "Sizing a pool"; minFreeSpace refuses new volumes below a limit).
    */
   status(o: StatusOptions = {}): Promise<ThinPoolStatus> { return runAsync(this.statusSteps(o)); }
+  /** The sync twin of status(). */
   statusSync(o: StatusOptions = {}): ThinPoolStatus { return runSync(this.statusSteps(o)); }
 
   private *statusSteps(options: StatusOptions | undefined): Steps<ThinPoolStatus> {
@@ -224,6 +271,7 @@ export class ThinPool {
    * opening the pool applies it. Writes to existing volumes are not limited by it.
    */
   setMinFreeSpace(limit: MinFreeSpace | null): Promise<void> { return runAsync(fsErrors(`set the minimum free space of pool ${this.name}`, this.setMinFreeSpaceSteps(limit))); }
+  /** The sync twin of setMinFreeSpace(). */
   setMinFreeSpaceSync(limit: MinFreeSpace | null): void { runSync(fsErrors(`set the minimum free space of pool ${this.name}`, this.setMinFreeSpaceSteps(limit))); }
 
   private *setMinFreeSpaceSteps(limit: MinFreeSpace | null): Steps<void> {
@@ -233,7 +281,13 @@ export class ThinPool {
   }
 
   /** The pool's minimum free space as saved now (undefined: none). */
-  get minFreeSpace(): { data?: string | number; metadata?: string | number } | undefined { return minFreeSpaceOption(this.changes.guard.setting); }
+  get minFreeSpace(): {
+    /** The data space's limit: bytes, or a percentage ('10%'). */
+    data?: string | number;
+    /** The metadata space's limit. */
+    metadata?: string | number;
+  } | undefined {
+ return minFreeSpaceOption(this.changes.guard.setting); }
 
   /**
    * The change a process left unfinished that open() or attach() could not finish, because the pool's mode
@@ -242,7 +296,9 @@ export class ThinPool {
    */
   get deferredRecovery(): DeferredRecovery | null { return this.#deferredRecovery; }
 
+  /** The pool's metadata transaction id, from its status; each change of this library commits a new one. ERR_DM_POOL_STATE on a failed pool. */
   transactionId(): Promise<number> { return runAsync(this.changes.transactionIdSteps()); }
+  /** The sync twin of transactionId(). */
   transactionIdSync(): number { return runSync(this.changes.transactionIdSteps()); }
 
   /**
@@ -273,7 +329,9 @@ export class ThinPool {
   events(o?: PoolEventsOptions): AsyncIterableIterator<PoolEvent> { return iterateEvents(this, o); }
   /** The same events as an EventEmitter: the wait runs (and keeps the process alive) while there is a listener. */
   on<T extends PoolEventType>(type: T, listener: (e: Extract<PoolEvent, { type: T }>) => void): this { eventEmitter(this).listen(type, listener, 'on'); return this; }
+  /** As on(), for one event. */
   once<T extends PoolEventType>(type: T, listener: (e: Extract<PoolEvent, { type: T }>) => void): this { eventEmitter(this).listen(type, listener, 'once'); return this; }
+  /** Removes a listener on() or once() added; the wait stops with the last one. */
   off<T extends PoolEventType>(type: T, listener: (e: Extract<PoolEvent, { type: T }>) => void): this { eventEmitter(this).off(type, listener); return this; }
 
   /** Grows the pool as it fills (LVM's autoextend threshold/percent) until `signal` aborts; see autoextend.ts. */
@@ -281,9 +339,13 @@ export class ThinPool {
 
   /** Reloads the pool table with new features (discard support cannot change after creation). */
   setFeatures(features: ThinPoolFeatures): Promise<void> { return runAsync(fsErrors(`set the features of pool ${this.name}`, this.setFeaturesSteps(features))); }
+  /** The sync twin of setFeatures(). */
   setFeaturesSync(features: ThinPoolFeatures): void { runSync(fsErrors(`set the features of pool ${this.name}`, this.setFeaturesSteps(features))); }
 
-  setLowWaterMark(blocks: number): Promise<void> { return runAsync(fsErrors(`set the low water mark of pool ${this.name}`, this.setLowWaterMarkSteps(blocks))); }
+  /** Reloads the pool table with a new low water mark, in free data blocks (see events' `lowWater`). */
+  setLowWaterMark(blocks: number): Promise<void> {
+ return runAsync(fsErrors(`set the low water mark of pool ${this.name}`, this.setLowWaterMarkSteps(blocks))); }
+  /** The sync twin of setLowWaterMark(). */
   setLowWaterMarkSync(blocks: number): void { runSync(fsErrors(`set the low water mark of pool ${this.name}`, this.setLowWaterMarkSteps(blocks))); }
 
   private *setFeaturesSteps(features: ThinPoolFeatures): Steps<void> {
@@ -308,6 +370,7 @@ export class ThinPool {
    * size. Then the table is reloaded with the new length (whole blocks). Volumes stay active throughout.
    */
   growData(size?: Bytes | number | string): Promise<void> { return runAsync(fsErrors(`grow the data of pool ${this.name}`, this.growDataSteps(size))); }
+  /** The sync twin of growData(). */
   growDataSync(size?: Bytes | number | string): void { runSync(fsErrors(`grow the data of pool ${this.name}`, this.growDataSteps(size))); }
 
   private *growDataSteps(size: Bytes | number | string | undefined): Steps<void> {
@@ -327,6 +390,7 @@ export class ThinPool {
    * takes up the new size when it resumes.
    */
   growMetadata(size?: Bytes | number | string): Promise<void> { return runAsync(fsErrors(`grow the metadata of pool ${this.name}`, this.growMetadataSteps(size))); }
+  /** The sync twin of growMetadata(). */
   growMetadataSync(size?: Bytes | number | string): void { runSync(fsErrors(`grow the metadata of pool ${this.name}`, this.growMetadataSteps(size))); }
 
   private *growMetadataSteps(size: Bytes | number | string | undefined): Steps<void> {
@@ -350,6 +414,7 @@ export class ThinPool {
    * writable pool without needs_check is left as it is. See README, "Faults and recovery".
    */
   repair(o?: RepairOptions): Promise<RepairResult> { return runAsync(fsErrors(`repair pool ${this.name}`, this.repairSteps(o))); }
+  /** The sync twin of repair(). */
   repairSync(o?: RepairOptions): RepairResult { return runSync(fsErrors(`repair pool ${this.name}`, this.repairSteps(o))); }
 
   private *repairSteps(o: RepairOptions | undefined): Steps<RepairResult> {
@@ -365,6 +430,7 @@ export class ThinPool {
    * mode and needs_check. Changes nothing.
    */
   check(o?: MetadataReadOptions): Promise<PoolCheck> { return runAsync(checkSteps(this, this.changes, this.reader, o)); }
+  /** The sync twin of check(). */
   checkSync(o?: MetadataReadOptions): PoolCheck { return runSync(checkSteps(this, this.changes, this.reader, o)); }
 
   /**
@@ -375,6 +441,7 @@ export class ThinPool {
    * `dryRun` only computes it. Nothing with data is deleted unless asked.
    */
   reconcile(o?: ReconcileOptions): Promise<ReconcilePlan> { return runAsync(this.reconcileSteps(o)); }
+  /** The sync twin of reconcile(). */
   reconcileSync(o?: ReconcileOptions): ReconcilePlan { return runSync(this.reconcileSteps(o)); }
 
   private *reconcileSteps(o: ReconcileOptions | undefined): Steps<ReconcilePlan> {
@@ -395,6 +462,7 @@ export class ThinPool {
    * snapshot reserved for the read and released after it, whatever happens.
    */
   metadata(o?: MetadataReadOptions): Promise<PoolMetadata> { return runAsync(this.reader.metadataSteps(o)); }
+  /** The sync twin of metadata(). */
   metadataSync(o?: MetadataReadOptions): PoolMetadata { return runSync(this.reader.metadataSteps(o)); }
 
   /**
@@ -402,6 +470,7 @@ export class ThinPool {
    * registry where it has a record. Exclusive blocks are what deleting the volume gives back.
    */
   usage(o?: MetadataReadOptions): Promise<PoolUsage> { return runAsync(this.reader.usageSteps(o)); }
+  /** The sync twin of usage(). */
   usageSync(o?: MetadataReadOptions): PoolUsage { return runSync(this.reader.usageSteps(o)); }
 
   /**
@@ -445,6 +514,7 @@ export class ThinPool {
    * belongs to an owner (a process, a TTL, or both) and collect() deletes it once the owner is gone.
    */
   createVolume(name: string, size: Bytes | number | string, o?: CreateVolumeOptions): Promise<ThinVolume<ThinPool>> { return runAsync(this.createVolumeSteps(name, size, o)); }
+  /** The sync twin of createVolume(). */
   createVolumeSync(name: string, size: Bytes | number | string, o?: CreateVolumeOptions): ThinVolume<ThinPool> { return runSync(this.createVolumeSteps(name, size, o)); }
 
   private *createVolumeSteps(name: string, size: Bytes | number | string, o: CreateVolumeOptions | undefined): Steps<ThinVolume<ThinPool>> {
@@ -458,6 +528,7 @@ export class ThinPool {
    * write, so the origin's I/O waits for the kernel's work alone.
    */
   snapshot(origin: string | ThinVolume, name: string, o?: SnapshotOptions): Promise<ThinVolume<ThinPool>> { return runAsync(this.snapshotSteps(origin, name, o)); }
+  /** The sync twin of snapshot(). */
   snapshotSync(origin: string | ThinVolume, name: string, o?: SnapshotOptions): ThinVolume<ThinPool> { return runSync(this.snapshotSteps(origin, name, o)); }
 
   private *snapshotSteps(origin: string | ThinVolume, name: string, o: SnapshotOptions | undefined): Steps<ThinVolume<ThinPool>> {
@@ -480,6 +551,7 @@ export class ThinPool {
    * lease, or whose lease has no TTL and no ttlMs is given, is refused.
    */
   renewLease(name: string, ttlMs?: number): Promise<VolumeLease> { return runAsync(this.renewLeaseSteps(name, ttlMs)); }
+  /** The sync twin of renewLease(). */
   renewLeaseSync(name: string, ttlMs?: number): VolumeLease { return runSync(this.renewLeaseSteps(name, ttlMs)); }
 
   private *renewLeaseSteps(name: string, ttlMs: number | undefined): Steps<VolumeLease> {
@@ -493,6 +565,7 @@ export class ThinPool {
    * keep their data. `dryRun` only reports.
    */
   collect(o?: CollectOptions): Promise<CollectReport> { return runAsync(collectSteps(this, o)); }
+  /** The sync twin of collect(). */
   collectSync(o?: CollectOptions): CollectReport { return runSync(collectSteps(this, o)); }
 
   /** A volume by name, or undefined. */
@@ -504,6 +577,7 @@ export class ThinPool {
 
   /** All volumes, with whether each is active now. */
   list(): Promise<VolumeListEntry[]> { return runAsync(this.listSteps()); }
+  /** The sync twin of list(). */
   listSync(): VolumeListEntry[] { return runSync(this.listSteps()); }
 
   private *listSteps(): Steps<VolumeListEntry[]> {
@@ -513,6 +587,7 @@ export class ThinPool {
 
   /** The layer tree, one line per volume, children indented under their parent. */
   tree(describe?: (v: VolumeListEntry) => string): Promise<string> { return runAsync(this.treeSteps(describe)); }
+  /** The sync twin of tree(). */
   treeSync(describe?: (v: VolumeListEntry) => string): string { return runSync(this.treeSteps(describe)); }
 
   private *treeSteps(describe: (v: VolumeListEntry) => string = (v) => `${v.name} (id ${v.id})`): Steps<string> {
@@ -543,6 +618,7 @@ export class ThinPool {
    * at the next open, never left as a volume whose data is gone. A volume open elsewhere is not discarded.
    */
   deleteVolume(name: string, o: DeleteVolumeOptions = {}): Promise<void> { return runAsync(this.deleteVolumeSteps(name, o)); }
+  /** The sync twin of deleteVolume(). */
   deleteVolumeSync(name: string, o: DeleteVolumeOptions = {}): void { runSync(this.deleteVolumeSteps(name, o)); }
 
   private *deleteVolumeSteps(name: string, o: DeleteVolumeOptions | undefined): Steps<void> {
@@ -552,10 +628,12 @@ export class ThinPool {
 
   /** Resizes (grows) a volume: records the size, then reloads its table if it is active. */
   resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> { return runAsync(this.changes.resizeVolumeSteps(name, size)); }
+  /** The sync twin of resizeVolume(). */
   resizeVolumeSync(name: string, size: Bytes | number | string): VolumeRecord { return runSync(this.changes.resizeVolumeSteps(name, size)); }
 
   /** Whether a dm device of this name is active with a thin table for this pool and id. */
   isActiveThin(name: string, id: number): Promise<boolean> { return runAsync(this.isActiveThinSteps(name, id)); }
+  /** The sync twin of isActiveThin(). */
   isActiveThinSync(name: string, id: number): boolean { return runSync(this.isActiveThinSteps(name, id)); }
 
   private *isActiveThinSteps(name: string, id: number): Steps<boolean> {
@@ -572,6 +650,7 @@ export class ThinPool {
    * them leaves files that a new create() over them clears. Without it, attach() brings the pool back.
    */
   destroy(o: DestroyOptions = {}): Promise<void> { return runAsync(fsErrors(`destroy pool ${this.name}`, this.destroySteps(o))); }
+  /** The sync twin of destroy(). */
   destroySync(o: DestroyOptions = {}): void { runSync(fsErrors(`destroy pool ${this.name}`, this.destroySteps(o))); }
 
   private *destroySteps(options: DestroyOptions | undefined): Steps<void> {
@@ -619,6 +698,7 @@ export class ThinPool {
 
   /** Closes the registry (and the DeviceMapper, if the pool made its own). */
   close(): Promise<void> { return runAsync(this.closeSteps()); }
+  /** The sync twin of close(). */
   closeSync(): void { runSync(this.closeSteps()); }
 
   private *closeSteps(): Steps<void> {

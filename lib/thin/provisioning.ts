@@ -22,12 +22,15 @@ import { ThinPoolHooks, isLvmUuid, poolUuid, removeDevice } from './changes';
 import { poolStateError } from './pool-mode';
 import { MinFreeSpace, checkMinFreeSpace } from './free-space';
 
+/** Options of {@link ThinPool.open}, and those create() and attach() share; unknown keys are refused (ERR_DM_INVALID_ARGUMENT). */
 export interface ThinPoolOptions {
+  /** The DeviceMapper to use (the caller closes it); by default the pool makes its own and closes it with itself. */
   dm?: DeviceMapper;
   /** Where the registry lives. Default for file-backed pools: `<data file>.registry` beside the data file. */
   registryDir?: string;
   /** Another store behind the RegistryStore interface. */
   registry?: RegistryStore;
+  /** Test hooks called at points of the change protocol (crash tests). */
   hooks?: ThinPoolHooks;
   /** open() and attach(): compare the registry with the pool's metadata and live devices (default true); see ThinPool.drift. */
   check?: boolean;
@@ -40,16 +43,24 @@ export interface ThinPoolOptions {
   minFreeSpace?: MinFreeSpace | null;
 }
 
+/**
+ * Options of {@link ThinPool.create}: a name, and either two block devices or a data file (and a metadata
+ * file) to make; plus the table's features. Unknown keys are refused (ERR_DM_INVALID_ARGUMENT).
+ */
 export interface ThinPoolCreateOptions extends ThinPoolOptions, ThinPoolFeatures {
+  /** The pool device's name (`/dev/mapper/<name>`). */
   name: string;
   /** Block devices to build on... */
   metadataDevice?: string;
+  /** The data block device (with metadataDevice and registryDir). */
   dataDevice?: string;
   /** ...or sparse files to create and attach to loop devices (autoclear). */
   dataFile?: string;
+  /** Default: `<dataFile>.meta`. */
   metadataFile?: string;
   /** Bytes (or '10G') for files. */
   dataSize?: Bytes | number | string;
+  /** Bytes (or '1G') for the metadata file; default {@link defaultMetadataSize}. */
   metadataSize?: Bytes | number | string;
   /** Data block size in sectors (default 128 = 64 KiB). */
   blockSize?: number;
@@ -57,7 +68,9 @@ export interface ThinPoolCreateOptions extends ThinPoolOptions, ThinPoolFeatures
   lowWaterMark?: number;
 }
 
+/** Options of {@link ThinPool.attach}: the pool's name and its files or block devices, as create() had them. */
 export interface ThinPoolAttachOptions extends ThinPoolOptions {
+  /** The pool device's name. */
   name: string;
   /** The pool's files... */
   dataFile?: string;
@@ -65,8 +78,10 @@ export interface ThinPoolAttachOptions extends ThinPoolOptions {
   metadataFile?: string;
   /** ...or its block devices (with registryDir). */
   dataDevice?: string;
+  /** The metadata block device, with dataDevice. */
   metadataDevice?: string;
 }
+
 
 /**
  * The metadata size of a file-backed pool unless given: 2 % of the data (Docker's 2 GiB for 100 GiB), at least

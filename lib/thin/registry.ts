@@ -8,27 +8,36 @@ import { Sectors } from '../core/units';
 import { MAX_THIN_ID, checkPath } from '../core/validate';
 import { KvStore, native } from '../core/binding';
 
+/** A volume record's state; every record written is 'ready'. */
 export type VolumeState = 'ready';
 
 /** A volume's lease as its record keeps it. */
 export interface VolumeLease {
+  /** The owning process, as its pid namespace numbers it. */
   pid?: number;
-  /** The owner's start time (/proc/<pid>/stat field 22): a reused pid is not the owner. */
+  /** The owner's start time (`/proc/<pid>/stat` field 22): a reused pid is not the owner. */
   pidStart?: string;
   /** The boot and pid namespace in which `pid` names the owner: elsewhere the pid says nothing. */
   bootId?: string;
+  /** The pid namespace in which `pid` was given (the recording process's /proc/self/ns/pid). */
   pidNamespace?: string;
+  /** The lease's time to live, in milliseconds: renewLease() runs it again from then. */
   ttlMs?: number;
   /** ms since the epoch (wall clock) at which the TTL runs out, unless renewed. */
   expiresAt?: number;
 }
 
+/** A volume as the registry records it. */
 export interface VolumeRecord {
+  /** The volume's name (and its dm device's). */
   name: string;
+  /** Its thin device id in the pool. */
   id: number;
+  /** Its size, in sectors. */
   size: Sectors;
   /** The volume this one is a snapshot of, when it was made (null for a base volume). */
   parent: string | null;
+  /** Always 'ready'. */
   state: VolumeState;
   /** ms since the epoch */
   created: number;
@@ -38,13 +47,19 @@ export interface VolumeRecord {
 
 /** A change sent or about to be sent to the pool, not yet committed by set_transaction_id. */
 export interface PendingChange {
+  /** What the change does: create_thin, create_snap or delete. */
   op: 'create' | 'snapshot' | 'delete';
+  /** The thin id it makes or deletes. */
   id: number;
+  /** The volume's name. */
   name: string;
+  /** The volume's size, in sectors. */
   size: Sectors;
+  /** The snapshot's origin; null otherwise. */
   parent: string | null;
   /** The pool's transaction id before the change, and after its commit. */
   fromTid: number;
+  /** The pool's transaction id once the change committed. */
   toTid: number;
 }
 
@@ -55,7 +70,7 @@ export interface PendingChange {
 export interface MetadataSnapshotHold {
   /** 0: abandoned (its release failed); the next reader releases it. */
   pid: number;
-  /** The holder's start time (/proc/<pid>/stat field 22): a reused pid is not the holder. */
+  /** The holder's start time (`/proc/<pid>/stat` field 22): a reused pid is not the holder. */
   start: string;
   /** Which module instance (thread) of that process holds it. */
   token?: string;
@@ -68,6 +83,7 @@ export interface MetadataSnapshotHold {
 
 /** One atomic, durable write. */
 export interface RegistryWrite {
+  /** Records to write (by name: a record of the same name is replaced). */
   put?: VolumeRecord[];
   /** Volumes to forget. Their children are re-parented to the removed volume's parent (they keep their data). */
   remove?: string[];
@@ -85,17 +101,40 @@ export function sameChange(a: PendingChange | undefined, b: PendingChange | unde
 }
 
 /** What intend() is asked to record: the change, with its id when it names an existing volume (delete). */
-export type IntendedChange = Omit<PendingChange, 'id'> & { id?: number };
+export type IntendedChange = Omit<PendingChange, 'id'> & {
+  /** The existing volume's id (delete); absent: the next free id is taken. */
+  id?: number;
+};
 
+/** What intend() did. */
+export type IntendResult = {
+  /** The change, recorded as pending with its id. */
+  recorded: PendingChange;
+} | {
+  /** The other change left pending, unfinished: nothing was written. */
+  unfinished: PendingChange;
+};
+
+/**
+ * The store of a pool's volume records, its taken ids and its pending change: what a ThinPool needs of a
+ * registry (LmdbRegistry is the library's own; pass another as ThinPoolOptions.registry). Synchronous, but for
+ * the optional commitAsync and intendAsync; every write atomic and durable; the pool calls it under its
+ * inter-process lock.
+ */
 export interface RegistryStore {
+  /** The record of the volume `name`, or undefined. */
   get(name: string): VolumeRecord | undefined;
+  /** Every record. */
   list(): VolumeRecord[];
   /** The volumes whose parent is `name`. */
   children(name: string): VolumeRecord[];
+  /** How many records there are. */
   count(): number;
+  /** The change recorded as pending, if any. */
   pending(): PendingChange | undefined;
   /** The id the next allocation gets: a freed id if any, else the lowest never used. O(log n). */
   nextFreeId(): number;
+  /** Applies one {@link RegistryWrite}, atomically and durably. */
   commit(w: RegistryWrite): void;
   /**
    * commit() for the promise API: the same write, its durable commit off the main thread. Optional: a store
@@ -110,16 +149,16 @@ export interface RegistryStore {
    * there). Any other pending change is unfinished: nothing is written and it comes back.
    */
   intend(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
-    { recorded: PendingChange } | { unfinished: PendingChange };
+    IntendResult;
   /** intend() for the promise API, as commitAsync is commit()'s. Optional, likewise. */
-  intendAsync?(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
-    Promise<{ recorded: PendingChange } | { unfinished: PendingChange }>;
+  intendAsync?(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite): Promise<IntendResult>;
   /** Called after the inter-process lock is taken: reads must see other processes' commits. */
   refresh(): void;
   /** The metadata snapshot this library holds in the pool, if any (see MetadataSnapshotHold). */
   metadataSnapshot(): MetadataSnapshotHold | undefined;
   /** Records (or, with null, clears) the hold; one durable write. */
   setMetadataSnapshot(hold: MetadataSnapshotHold | null): void;
+  /** Releases the store; later calls are not expected. */
   close(): void;
 }
 
@@ -228,8 +267,7 @@ function write(t: KvView, w: RegistryWrite): void {
 }
 
 // The body of intend()'s write transaction.
-function intendIn(t: KvView, change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
-  { recorded: PendingChange } | { unfinished: PendingChange } {
+function intendIn(t: KvView, change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite): IntendResult {
   const unfinished = parsed<PendingChange>(t.get('pending'));
   if (unfinished && unfinished.toTid !== change.fromTid && !sameChange(unfinished, committed)) return { unfinished };
   let id = change.id;
@@ -261,7 +299,13 @@ export class LmdbRegistry implements RegistryStore {
 
   private constructor(private readonly file: string, private readonly kv: KvStore) {}
 
+  /**
+   * Opens (making the folder and the file if need be) the registry in `dir`, shared with any other registry
+   * of this process on the same file. A folder holding an earlier build's registry.lmdb is refused
+   * (ERR_DM_POOL_STATE) rather than read as empty.
+   */
   static open(dir: string): LmdbRegistry {
+
     checkPath(dir, 'registry folder');
     withSystemErrors('open the registry', dir, () => fs.mkdirSync(dir, { recursive: true }));
     const file = path.join(dir, 'registry.mdb');
@@ -333,12 +377,11 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   intend(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
-    { recorded: PendingChange } | { unfinished: PendingChange } {
+    IntendResult {
     return this.transaction((t) => intendIn(t, change, committed, effect));
   }
 
-  intendAsync(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite):
-    Promise<{ recorded: PendingChange } | { unfinished: PendingChange }> {
+  intendAsync(change: IntendedChange, committed?: PendingChange, effect?: (id: number) => RegistryWrite): Promise<IntendResult> {
     return this.batched((t) => intendIn(t, change, committed, effect));
   }
 

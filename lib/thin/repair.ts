@@ -19,6 +19,7 @@ import { readSteps } from './metadata';
 import { PoolModeName, modeOf } from './pool-mode';
 import { ProvisionedPool, reloadPool } from './provisioning';
 
+/** Options of {@link ThinPool.repair}. */
 export interface RepairOptions {
   /**
    * Deactivate the pool's active volumes for the repair, and activate them again after it (as they were:
@@ -28,10 +29,13 @@ export interface RepairOptions {
   deactivate?: boolean;
 }
 
+/** What {@link ThinPool.repair} did. */
 export interface RepairResult {
   /** The pool's mode before the repair and after it ('rw' once it is back). */
   modeBefore: PoolModeName | 'repair interrupted';
+  /** The pool's mode after the repair. */
   mode: PoolModeName;
+
   /** The metadata's needs_check flag was set, and is cleared. */
   clearedNeedsCheck: boolean;
   /** The pool was reloaded; false for a pool that was writable without needs_check (nothing to do). */

@@ -17,31 +17,58 @@ export type { DeactivateOptions, DeleteVolumeOptions } from './changes';
 
 /** What a volume shows of its pool (ThinPool is one); its changes go through the pool's protocol. */
 export interface VolumePool {
+  /** The pool device's name. */
   readonly name: string;
+  /** The DeviceMapper the pool uses. */
   readonly dm: DeviceMapper;
   /** `major:minor` of the pool device. */
   readonly devSpec: string;
 }
 
+/** A volume's space in the pool ({@link ThinVolume.usage}), in sectors and in bytes, whole data blocks. */
 export interface VolumeUsage {
+  /** Mapped space. */
   mappedSectors: Sectors;
+  /** Mapped space, in bytes. */
   mappedBytes: Bytes;
   /** Mapped space no other volume of the pool maps: what deleting this volume gives back. */
   exclusiveSectors: Sectors;
+  /** The same, in bytes. */
   exclusiveBytes: Bytes;
   /** Mapped space other volumes (snapshots, origins) map too. */
   sharedSectors: Sectors;
+  /** The same, in bytes. */
   sharedBytes: Bytes;
+  /** The last sector of the highest mapped data block; null when nothing is mapped. */
   highestMappedSector: Sectors | null;
+  /** The volume's size, in sectors. */
   size: Sectors;
 }
-export interface ActivateOptions { readOnly?: boolean }
-export type VolumeDeleteOptions = DeactivateOptions & { discard?: boolean };
+/** Options of {@link ThinVolume.activate}. */
+export interface ActivateOptions {
+  /** Activate the device read-only. */
+  readOnly?: boolean;
+}
+/** Options of {@link ThinVolume.delete}: how to deactivate it first, and whether to discard it. */
+export type VolumeDeleteOptions = DeactivateOptions & {
+  /** Discard the whole volume first, giving its unshared blocks back to the data device. */
+  discard?: boolean;
+};
 
+/**
+ * A thin volume of a pool: a record of the pool's registry (name, thin id, size, parent), activated as
+ * `/dev/mapper/<name>`. Each method comes as a promise and a sync twin; its changes go through the pool's
+ * change protocol and lock. The getters show the record as it was when the object was made.
+ */
 export class ThinVolume<P extends VolumePool = VolumePool> {
   /** Made by its pool (createVolume, snapshot, volume). */
   #rec: VolumeRecord;
 
+  /**
+   * Made by its pool (createVolume, snapshot, volume); not meant to be called directly.
+   * @param pool The pool the volume belongs to.
+   * @param rec Its registry record.
+   */
   constructor(readonly pool: P, rec: VolumeRecord) { this.#rec = rec; }
 
   /** The record of a volume a pool made, or undefined for anything else (a forged or copied object). */
@@ -49,17 +76,25 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
     return typeof v === 'object' && v !== null && #rec in v ? (v as ThinVolume).#rec : undefined;
   }
 
+  /** Its name, and its dm device's. */
   get name(): string { return this.#rec.name; }
+  /** Its thin device id in the pool. */
   get id(): number { return this.#rec.id; }
+  /** Its size, in sectors. */
   get size(): Sectors { return this.#rec.size; }
+  /** The volume it is a snapshot of, by name; null for one that is no snapshot. */
+
   get parent(): string | null { return this.#rec.parent; }
+  /** When it was made. */
   get created(): Date { return new Date(this.#rec.created); }
   /** Its owner, if it was made with a lease (as recorded when the volume object was made or last renewed). */
   get lease(): VolumeLease | undefined { return this.#rec.lease && { ...this.#rec.lease }; }
-  /** /dev/mapper/<name>; exists while active. */
+  /** `/dev/mapper/<name>`; exists while active. */
   get path(): string { return mapperPath(this.#rec.name); }
 
+  /** Whether its dm device exists with a thin table for this pool and id. */
   isActive(): Promise<boolean> { return runAsync(this.isActiveSteps()); }
+  /** The sync twin of isActive(). */
   isActiveSync(): boolean { return runSync(this.isActiveSteps()); }
 
   private isActiveSteps(): Steps<boolean> { return changesOf(this.pool, this.name).isActiveThinSteps(this.name, this.id); }
@@ -69,6 +104,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
    * pool's lock, so that open() in another process never takes a half-made device for a leftover.
    */
   activate(o: ActivateOptions = {}): Promise<this> { return runAsync(this.activateSteps(o)); }
+  /** The sync twin of activate(). */
   activateSync(o: ActivateOptions = {}): this { return runSync(this.activateSteps(o)); }
 
   private *activateSteps(options: ActivateOptions | undefined): Steps<this> {
@@ -80,6 +116,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
 
   /** REMOVE, retried while busy (bounded), or deferred to last close. */
   deactivate(o: DeactivateOptions = {}): Promise<void> { return runAsync(this.deactivateSteps(o)); }
+  /** The sync twin of deactivate(). */
   deactivateSync(o: DeactivateOptions = {}): void { runSync(this.deactivateSteps(o)); }
 
   private *deactivateSteps(options: DeactivateOptions | undefined): Steps<void> {
@@ -88,6 +125,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
 
   /** Cancels a deferred remove that has not happened yet. */
   cancelDeferredRemove(): Promise<void> { return runAsync(this.cancelSteps()); }
+  /** The sync twin of cancelDeferredRemove(). */
   cancelDeferredRemoveSync(): void { runSync(this.cancelSteps()); }
 
   private *cancelSteps(): Steps<void> { yield* step(twin(this.pool.dm, 'message', this.name, 0, '@cancel_deferred_remove')); }
@@ -101,6 +139,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
    * after a crash. An open volume is not discarded (ERR_DM_BUSY).
    */
   delete(o: VolumeDeleteOptions = {}): Promise<void> { return runAsync(this.deleteSteps(o)); }
+  /** The sync twin of delete(). */
   deleteSync(o: VolumeDeleteOptions = {}): void { runSync(this.deleteSteps(o)); }
 
   private *deleteSteps(options: VolumeDeleteOptions | undefined): Steps<void> {
@@ -111,6 +150,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
 
   /** Grows the volume (and its live table when active). */
   resize(size: Bytes | number | string): Promise<void> { return runAsync(this.resizeSteps(size)); }
+  /** The sync twin of resize(). */
   resizeSync(size: Bytes | number | string): void { runSync(this.resizeSteps(size)); }
 
   private *resizeSteps(size: Bytes | number | string): Steps<void> {
@@ -119,6 +159,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
 
   /** Renews the volume's lease: its TTL runs `ttlMs` (by default its own ttlMs) from now. Returns the lease. */
   renewLease(ttlMs?: number): Promise<VolumeLease> { return runAsync(this.renewLeaseSteps(ttlMs)); }
+  /** The sync twin of renewLease(). */
   renewLeaseSync(ttlMs?: number): VolumeLease { return runSync(this.renewLeaseSteps(ttlMs)); }
 
   private *renewLeaseSteps(ttlMs: number | undefined): Steps<VolumeLease> {
@@ -126,7 +167,10 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
     return { ...this.#rec.lease! };
   }
 
-  status(): Promise<ThinStatus> { return runAsync(this.statusSteps()); }
+  /** Its thin status line (mapped sectors, highest mapped sector); ENXIO if it is not active. */
+  status(): Promise<ThinStatus> {
+ return runAsync(this.statusSteps()); }
+  /** The sync twin of status(). */
   statusSync(): ThinStatus { return runSync(this.statusSteps()); }
 
   private *statusSteps(): Steps<ThinStatus> {
@@ -140,6 +184,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
    * mappings, as ThinPool.usage() does (which answers for all volumes at once).
    */
   usage(): Promise<VolumeUsage> { return runAsync(this.usageSteps()); }
+  /** The sync twin of usage(). */
   usageSync(): VolumeUsage { return runSync(this.usageSteps()); }
 
   private *usageSteps(): Steps<VolumeUsage> {
