@@ -64,14 +64,18 @@ void Fsync(const std::string& path, int flags) {
   if (fsync(f.fd) != 0) Fail(errno, "fsync", path);
 }
 
-// The format of the file at path, from its first meta page. A missing or empty file is a new store, and a file
-// with neither magic is left to upstream LMDB to refuse: both count as upstream's.
+// The format of the file at path, from its first meta page. A missing or empty file is a new store, and
+// anything else that is not one of the two (no magic, not a regular file) is left to upstream LMDB to refuse:
+// all count as upstream's.
 Format Detect(const std::string& path) {
   Fd f{open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   if (f.fd < 0) {
     if (errno == ENOENT) return Format::kUpstream;
     Fail(errno, "open", path);
   }
+  struct stat st;
+  if (fstat(f.fd, &st) != 0) Fail(errno, "fstat", path);
+  if (!S_ISREG(st.st_mode)) return Format::kUpstream;
   unsigned char head[kLegacyMeta + 8];
   ssize_t n = pread(f.fd, head, sizeof head, 0);
   if (n < 0) Fail(errno, "pread", path);
