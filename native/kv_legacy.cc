@@ -45,10 +45,12 @@ class Reader {
   }
 
  private:
-  // A key of the main database that opens as a database is one: named databases are recorded there.
+  // A key of the main database that opens as a database is one: named databases are recorded there, under
+  // their name with its terminating NUL in this copy (upstream's key has none).
   bool IsNamedDb(const MDB_val& k) {
-    if (k.mv_size == 0 || memchr(k.mv_data, 0, k.mv_size)) return false;
-    std::string name(static_cast<const char*>(k.mv_data), k.mv_size);
+    const char* p = static_cast<const char*>(k.mv_data);
+    if (k.mv_size < 2 || p[k.mv_size - 1] != 0 || memchr(p, 0, k.mv_size - 1)) return false;
+    std::string name(p, k.mv_size - 1);
     MDB_dbi dbi;
     int rc = mdb_dbi_open(txn_, name.c_str(), 0, &dbi);
     if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) return false;
@@ -65,7 +67,7 @@ class Reader {
     int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
       if (names && IsNamedDb(k)) {
-        names->emplace_back(static_cast<const char*>(k.mv_data), k.mv_size);
+        names->emplace_back(static_cast<const char*>(k.mv_data), k.mv_size - 1);
         continue;
       }
       db.pairs.emplace_back(std::string(static_cast<const char*>(k.mv_data), k.mv_size),

@@ -130,7 +130,6 @@ void WriteUpstream(const std::string& file, const std::vector<LegacyDb>& dbs) {
   // No lock file: only this process, under the migration lock, knows the file.
   check(mdb_env_open(env, file.c_str(), MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS, 0600), "mdb_env_open");
   check(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
-  size_t named = dbs.size() - 1;
   for (const LegacyDb& db : dbs) {
     MDB_dbi dbi;
     check(mdb_dbi_open(txn, db.named ? db.name.c_str() : nullptr, db.flags | (db.named ? MDB_CREATE : 0), &dbi), "mdb_dbi_open");
@@ -140,7 +139,8 @@ void WriteUpstream(const std::string& file, const std::vector<LegacyDb>& dbs) {
     }
     MDB_stat st;
     check(mdb_stat(txn, dbi, &st), "mdb_stat");
-    if (st.ms_entries != db.pairs.size() + (db.named ? 0 : named)) check(MDB_CORRUPTED, "mdb_stat");
+    // The main database is written first: the records of the named ones are not in it yet.
+    if (st.ms_entries != db.pairs.size()) check(MDB_CORRUPTED, "mdb_stat");
   }
   int rc = mdb_txn_commit(txn);
   txn = nullptr;
@@ -152,22 +152,20 @@ void WriteUpstream(const std::string& file, const std::vector<LegacyDb>& dbs) {
 void Migrate(const std::string& path, const std::string& tmp) {
   const std::string dir = DirOf(path), lockFile = path + "-lock", backup = path + kLegacyBackupSuffix;
   // An earlier devmapper with the old file open takes a shared fcntl lock on byte 0 of its lock file for as
-  // long as it has it open, and wants one to open it: holding the write lock here, on a lock of the open file
-  // description (kept whatever else this process closes), shuts them out until the swap is done.
-  Fd lk{open(lockFile.c_str(), O_RDWR | O_CLOEXEC)};
-  if (lk.fd < 0 && errno != ENOENT) Fail(errno, "open", lockFile);
-  if (lk.fd >= 0) {
-    struct flock fl = {};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = 0;
-    fl.l_len = 1;
-    if (fcntl(lk.fd, F_OFD_SETLK, &fl) != 0) {
-      if (errno == EAGAIN || errno == EACCES)
-        Fail(EBUSY, "", path, "the registry is in lmdb-js's LMDB format and a process (an earlier devmapper) has it open: "
-             "it is migrated to upstream LMDB's format once no process has it open");
-      Fail(errno, "fcntl", lockFile);
-    }
+  // long as it has it open, and waits for one to open it: holding the write lock here, on a lock of the open
+  // file description (kept whatever else this process closes), shuts them out until the swap is done.
+  Fd lk{open(lockFile.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)};
+  if (lk.fd < 0) Fail(errno, "open", lockFile);
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  if (fcntl(lk.fd, F_OFD_SETLK, &fl) != 0) {
+    if (errno == EAGAIN || errno == EACCES)
+      Fail(EBUSY, "", path, "the registry is in lmdb-js's LMDB format and a process (an earlier devmapper) has it open: "
+           "it is migrated to upstream LMDB's format once no process has it open");
+    Fail(errno, "fcntl", lockFile);
   }
   if (mkdir(tmp.c_str(), 0700) != 0) Fail(errno, "mkdir", tmp);
   Fsync(dir, O_RDONLY | O_DIRECTORY);
