@@ -1,7 +1,9 @@
 {
-  # LMDB's C sources, for the registry store (native/kv_store.cc), vendored in deps/lmdb (see its README).
+  # LMDB's C sources, for the registry store (native/kv_store.cc), vendored in deps/lmdb (see its README); the
+  # lmdb-js copy in deps/lmdb-js-legacy only reads registries written before the switch (native/kv_legacy.cc).
   "variables": {
     "lmdb_src": "deps/lmdb",
+    "lmdb_legacy_src": "deps/lmdb-js-legacy",
     # 1: the addon's own sources with AddressSanitizer and UBSan (test/sanitize.sh builds it apart, in
     # build-sanitize/; `node-gyp rebuild --devmapper_sanitize=1`). Never for a build users load.
     "devmapper_sanitize%": 0
@@ -21,11 +23,13 @@
         "native/file_lock_addon.cc",
         "native/kv_store.cc",
         "native/kv_store_addon.cc",
+        "native/kv_migrate.cc",
+        "native/kv_legacy.cc",
         "native/crc32c.cc",
         "native/thin_metadata.cc",
         "native/thin_metadata_addon.cc"
       ],
-      "dependencies": ["lmdb"],
+      "dependencies": ["lmdb", "lmdb_legacy"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<(lmdb_src)"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
@@ -47,6 +51,15 @@
       "include_dirs": ["<(lmdb_src)"],
       # Third-party C: its warnings are not ours to fix.
       "cflags": ["-fvisibility=hidden", "-fstack-protector-strong", "-fPIC", "-w"]
+    },
+    {
+      # Every external symbol renamed legacy_* by the force-included header, so that it links beside "lmdb".
+      "target_name": "lmdb_legacy",
+      "type": "static_library",
+      "sources": ["<(lmdb_legacy_src)/mdb.c", "<(lmdb_legacy_src)/midl.c"],
+      "include_dirs": ["<(lmdb_legacy_src)"],
+      # -include finds the header through the include path (the compiler runs in the build folder).
+      "cflags": ["-include", "lmdb_legacy_names.h", "-fvisibility=hidden", "-fstack-protector-strong", "-fPIC", "-w"]
     }
   ]
 }

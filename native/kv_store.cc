@@ -3,11 +3,10 @@
 #include <cerrno>
 #include <utility>
 
+#include "kv_migrate.h"
 #include "sys_error.h"
 
 namespace {
-
-constexpr size_t kMapSize = size_t{16} << 30;  // address space only: the file grows with its pages
 
 MDB_val Val(const std::string& s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 std::string_view View(const MDB_val& v) { return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size); }
@@ -26,6 +25,7 @@ int Retried(MDB_env* env, Fn fn) {
 }  // namespace
 
 LmdbStore::LmdbStore(std::string path) : path_(std::move(path)) {
+  MigrateLegacyStore(path_);
   Check(mdb_env_create(&env_), "mdb_env_create");
   const char* call = "mdb_env_set_mapsize";
   int rc = mdb_env_set_mapsize(env_, kMapSize);
@@ -88,8 +88,7 @@ void LmdbStore::Begin() {
 void LmdbStore::Commit() {
   MDB_txn* txn = WriteTxn();
   write_ = nullptr;
-  int rc = mdb_txn_commit(txn);  // frees txn whatever it returns
-  if (rc != MDB_EMPTY_TXN) Check(rc, "mdb_txn_commit");
+  Check(mdb_txn_commit(txn), "mdb_txn_commit");  // frees txn whatever it returns
 }
 
 void LmdbStore::Abort() {

@@ -1,7 +1,8 @@
 // LmdbStore: a small binding of LMDB's C API for the volume registry (lib/thin/registry.ts), string keys and
 // values, synchronous, used from the addon's main thread, but for ApplyIf (a batch, on a pool thread). The registry calls LMDB directly
 // (JS class in kv_store_addon.cc): a JS layer over it cost several times what LMDB does. The C sources are
-// vendored in deps/lmdb (binding.gyp).
+// vendored in deps/lmdb (binding.gyp). Every commit is durable (LMDB's default: data pages fdatasync'd, the
+// meta page written through a synchronous fd); the registry's commit protocol depends on it.
 //
 // Reads outside a write transaction each renew one reset read transaction, so they always see the last commit
 // of any process. Inside Begin()..Commit() every call reads and writes that write transaction.
@@ -23,8 +24,11 @@
 
 class LmdbStore {
  public:
-  // Opens (creating) the LMDB file at path; its lock file is path + "-lock". Reclaims the reader slots of dead
-  // processes first.
+  // The map's size: address space only, the file grows with its pages.
+  static constexpr size_t kMapSize = size_t{16} << 30;
+
+  // Opens (creating) the LMDB file at path; its lock file is path + "-lock". A file in lmdb-js's format is
+  // migrated first (kv_migrate.h). Reclaims the reader slots of dead processes.
   explicit LmdbStore(std::string path);
   ~LmdbStore() { Close(); }
   LmdbStore(const LmdbStore&) = delete;

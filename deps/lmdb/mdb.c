@@ -35,7 +35,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
-#if defined(MDB_VL32) || defined(__WIN64__)
+#if defined(__WIN64__)
 #define _FILE_OFFSET_BITS	64
 #endif
 #ifdef _WIN32
@@ -43,44 +43,9 @@
 #include <windows.h>
 #include <wchar.h>				/* get wcscpy() */
 
-/* We use native NT APIs to setup the memory map, so that we can
- * let the DB file grow incrementally instead of always preallocating
- * the full size. These APIs are defined in <wdm.h> and <ntifs.h>
- * but those headers are meant for driver-level development and
- * conflict with the regular user-level headers, so we explicitly
- * declare them here. We get pointers to these functions from
- * NTDLL.DLL at runtime, to avoid buildtime dependencies on any
- * NTDLL import libraries.
- */
-typedef NTSTATUS (WINAPI NtCreateSectionFunc)
-	(OUT PHANDLE sh, IN ACCESS_MASK acc,
-	IN void * oa OPTIONAL,
-	IN PLARGE_INTEGER ms OPTIONAL,
-	IN ULONG pp, IN ULONG aa, IN HANDLE fh OPTIONAL);
-
-static NtCreateSectionFunc *NtCreateSection;
-
-typedef enum _SECTION_INHERIT {
-	ViewShare = 1,
-	ViewUnmap = 2
-} SECTION_INHERIT;
-
-typedef NTSTATUS (WINAPI NtMapViewOfSectionFunc)
-	(IN PHANDLE sh, IN HANDLE ph,
-	IN OUT PVOID *addr, IN ULONG_PTR zbits,
-	IN SIZE_T cs, IN OUT PLARGE_INTEGER off OPTIONAL,
-	IN OUT PSIZE_T vs, IN SECTION_INHERIT ih,
-	IN ULONG at, IN ULONG pp);
-
-static NtMapViewOfSectionFunc *NtMapViewOfSection;
-
-typedef NTSTATUS (WINAPI NtCloseFunc)(HANDLE h);
-
-static NtCloseFunc *NtClose;
-
 /** getpid() returns int; MinGW defines pid_t but MinGW64 typedefs it
- *	as int64 which is wrong. MSVC doesn't define it at all, so just
- *	don't use it.
+ *  as int64 which is wrong. MSVC doesn't define it at all, so just
+ *  don't use it.
  */
 #define MDB_PID_T	int
 #define MDB_THR_T	DWORD
@@ -93,10 +58,9 @@ static NtCloseFunc *NtClose;
 # define BIG_ENDIAN	4321
 # define BYTE_ORDER	LITTLE_ENDIAN
 # ifndef SSIZE_MAX
-#	define SSIZE_MAX	INT_MAX
+#  define SSIZE_MAX	INT_MAX
 # endif
 #endif
-#define MDB_OFF_T	int64_t
 #else
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -109,16 +73,11 @@ static NtCloseFunc *NtClose;
 #include <sys/file.h>
 #endif
 #include <fcntl.h>
-#define MDB_OFF_T	off_t
-#endif
-#if defined(__APPLE__) || defined(__MACH__)
-#include <sys/sysctl.h>
 #endif
 
 #if defined(__mips) && defined(__linux)
 /* MIPS has cache coherency issues, requires explicit cache control */
-#include <asm/cachectl.h>
-extern int cacheflush(char *addr, int nbytes, int cache);
+#include <sys/cachectl.h>
 #define CACHEFLUSH(addr, bytes, cache)	cacheflush(addr, bytes, cache)
 #else
 #define CACHEFLUSH(addr, bytes, cache)
@@ -149,7 +108,7 @@ typedef SSIZE_T	ssize_t;
 #include <unistd.h>
 #endif
 
-#if defined(__sun) || defined(__ANDROID__)
+#if defined(__sun) || defined(ANDROID)
 /* Most platforms have posix_memalign, older may only have memalign */
 #define HAVE_MEMALIGN	1
 #include <malloc.h>
@@ -164,23 +123,31 @@ typedef SSIZE_T	ssize_t;
 #include <resolv.h>	/* defines BYTE_ORDER on HPUX and Solaris */
 #endif
 
-#if defined(__FreeBSD__) && defined(__FreeBSD_version) && __FreeBSD_version >= 1100110
-# define MDB_USE_POSIX_MUTEX	1
-# define MDB_USE_ROBUST	1
-#elif defined(__APPLE__) && !defined(MDB_USE_ROBUST)
-# define MDB_USE_POSIX_SEM	1
-#elif defined(__APPLE__) || defined (BSD) || defined(__FreeBSD_kernel__)
-# if !(defined(MDB_USE_POSIX_MUTEX) || defined(MDB_USE_POSIX_SEM))
-# define MDB_USE_SYSV_SEM	1
+#if defined(__FreeBSD__) && defined(__FreeBSD_version)
+# if __FreeBSD_version >= 1100110
+#  define MDB_USE_POSIX_MUTEX	1
+#  define MDB_USE_ROBUST	1
 # endif
+# if __FreeBSD_version < 1101000
+#  define MDB_FDATASYNC		fsync
+# endif
+#elif defined(__APPLE__) || defined (BSD) || defined(__FreeBSD_kernel__)
+# define MDB_USE_POSIX_SEM	1
+# if defined(__APPLE__)
+#  define MDB_FDATASYNC(fd)		fcntl(fd, F_FULLFSYNC)
+# else
+#  define MDB_FDATASYNC		fsync
+# endif
+#elif defined(ANDROID)
 # define MDB_FDATASYNC		fsync
-#elif defined(__ANDROID__)
+#elif defined(__HAIKU__)
+# define MDB_USE_POSIX_SEM	1
 # define MDB_FDATASYNC		fsync
 #endif
-#if defined(__APPLE__)
-# define MDB_FDATASYNC(fd)		fcntl(fd, F_FULLFSYNC) && \
-	fcntl(fd, 85 /* F_BARRIERFSYNC */) &&	/* fsync + barrier */ \
-		fsync(fd)
+
+/* NetBSD does not define union semun in sys/sem.h */
+#if defined(__NetBSD__) && !defined(_SEM_SEMUN_UNDEFINED)
+# define _SEM_SEMUN_UNDEFINED  1
 #endif
 
 #ifndef _WIN32
@@ -189,29 +156,19 @@ typedef SSIZE_T	ssize_t;
 #ifdef MDB_USE_POSIX_SEM
 # define MDB_USE_HASH		1
 #include <semaphore.h>
-#elif defined(MDB_USE_SYSV_SEM)
-#include <sys/ipc.h>
-#include <sys/sem.h>
-#ifdef _SEM_SEMUN_UNDEFINED
-union semun {
-	int val;
-	struct semid_ds *buf;
-	unsigned short *array;
-};
-#endif /* _SEM_SEMUN_UNDEFINED */
 #else
 #define MDB_USE_POSIX_MUTEX	1
-#endif /* MDB_USE_POSIX_SEM */
-#endif /* !_WIN32 */
+#endif
+#endif
 
-#if defined(_WIN32) + defined(MDB_USE_POSIX_SEM) + defined(MDB_USE_SYSV_SEM) \
+#if defined(_WIN32) + defined(MDB_USE_POSIX_SEM) \
 	+ defined(MDB_USE_POSIX_MUTEX) != 1
 # error "Ambiguous shared-lock implementation"
 #endif
 
 #ifdef USE_VALGRIND
 #include <valgrind/memcheck.h>
-#define VGMEMP_CREATE(h,r,z)		VALGRIND_CREATE_MEMPOOL(h,r,z)
+#define VGMEMP_CREATE(h,r,z)    VALGRIND_CREATE_MEMPOOL(h,r,z)
 #define VGMEMP_ALLOC(h,a,s) VALGRIND_MEMPOOL_ALLOC(h,a,s)
 #define VGMEMP_FREE(h,a) VALGRIND_MEMPOOL_FREE(h,a)
 #define VGMEMP_DESTROY(h)	VALGRIND_DESTROY_MEMPOOL(h)
@@ -227,15 +184,15 @@ union semun {
 #ifndef BYTE_ORDER
 # if (defined(_LITTLE_ENDIAN) || defined(_BIG_ENDIAN)) && !(defined(_LITTLE_ENDIAN) && defined(_BIG_ENDIAN))
 /* Solaris just defines one or the other */
-#	define LITTLE_ENDIAN	1234
-#	define BIG_ENDIAN	4321
-#	ifdef _LITTLE_ENDIAN
-#	 define BYTE_ORDER	LITTLE_ENDIAN
-#	else
-#	 define BYTE_ORDER	BIG_ENDIAN
-#	endif
+#  define LITTLE_ENDIAN	1234
+#  define BIG_ENDIAN	4321
+#  ifdef _LITTLE_ENDIAN
+#   define BYTE_ORDER  LITTLE_ENDIAN
+#  else
+#   define BYTE_ORDER  BIG_ENDIAN
+#  endif
 # else
-#	define BYTE_ORDER	 __BYTE_ORDER
+#  define BYTE_ORDER   __BYTE_ORDER
 # endif
 #endif
 
@@ -255,19 +212,25 @@ union semun {
 
 #if (BYTE_ORDER == LITTLE_ENDIAN) == (BYTE_ORDER == BIG_ENDIAN)
 # error "Unknown or unsupported endianness (BYTE_ORDER)"
-#elif (-6 & 5) || CHAR_BIT!=8 || UINT_MAX!=0xffffffff || MDB_SIZE_MAX%UINT_MAX
+#elif (-6 & 5) || CHAR_BIT != 8 || UINT_MAX < 0xffffffff || ULONG_MAX % 0xFFFF
 # error "Two's complement, reasonably sized integer types, please"
 #endif
 
-#ifdef __GNUC__
-/** Put infrequently used env functions in separate section */
-# ifdef __APPLE__
-#	define	ESECT	__attribute__ ((section("__TEXT,text_env")))
-# else
-#	define	ESECT	__attribute__ ((section("text_env")))
-# endif
+#if (((__clang_major__ << 8) | __clang_minor__) >= 0x0302) || (((__GNUC__ << 8) | __GNUC_MINOR__) >= 0x0403)
+/** Mark infrequently used env functions as cold. This puts them in a separate
+ *  section, and optimizes them for size */
+#define ESECT __attribute__ ((cold))
 #else
-#define ESECT
+/* On older compilers, use a separate section */
+# ifdef __GNUC__
+#  ifdef __APPLE__
+#   define      ESECT   __attribute__ ((section("__TEXT,text_env,regular,pure_instructions")))
+#  else
+#   define      ESECT   __attribute__ ((section("text_env")))
+#  endif
+# else
+#  define ESECT
+# endif
 #endif
 
 #ifdef _WIN32
@@ -306,8 +269,6 @@ union semun {
 #define	MDB_NO_ROOT		(MDB_LAST_ERRCODE + 10)
 #ifdef _WIN32
 #define MDB_OWNERDEAD	((int) WAIT_ABANDONED)
-#elif defined MDB_USE_SYSV_SEM
-#define MDB_OWNERDEAD	(MDB_LAST_ERRCODE + 11)
 #elif defined(MDB_USE_POSIX_MUTEX) && defined(EOWNERDEAD)
 #define MDB_OWNERDEAD	EOWNERDEAD	/**< #LOCK_MUTEX0() result if dead owner */
 #endif
@@ -318,29 +279,28 @@ union semun {
 /** Some platforms define the EOWNERDEAD error code
  * even though they don't support Robust Mutexes.
  * Compile with -DMDB_USE_ROBUST=0, or use some other
- * mechanism like -DMDB_USE_SYSV_SEM instead of
- * -DMDB_USE_POSIX_MUTEX. (SysV semaphores are
- * also Robust, but some systems don't support them
- * either.)
+ * mechanism like -DMDB_USE_POSIX_SEM instead of
+ * -DMDB_USE_POSIX_MUTEX.
+ * (Posix semaphores are not robust.)
  */
 #ifndef MDB_USE_ROBUST
 /* Android currently lacks Robust Mutex support. So does glibc < 2.4. */
-# if defined(MDB_USE_POSIX_MUTEX) && (defined(__ANDROID__) || \
+# if defined(MDB_USE_POSIX_MUTEX) && (defined(ANDROID) || \
 	(defined(__GLIBC__) && GLIBC_VER < 0x020004))
-#	define MDB_USE_ROBUST	0
+#  define MDB_USE_ROBUST	0
 # else
-#	define MDB_USE_ROBUST	1
+#  define MDB_USE_ROBUST	1
 # endif
 #endif /* !MDB_USE_ROBUST */
 
 #if defined(MDB_USE_POSIX_MUTEX) && (MDB_USE_ROBUST)
 /* glibc < 2.12 only provided _np API */
-#	if (defined(__GLIBC__) && GLIBC_VER < 0x02000c) || \
+#  if (defined(__GLIBC__) && GLIBC_VER < 0x02000c) || \
 	(defined(PTHREAD_MUTEX_ROBUST_NP) && !defined(PTHREAD_MUTEX_ROBUST))
-#	 define PTHREAD_MUTEX_ROBUST	PTHREAD_MUTEX_ROBUST_NP
-#	 define pthread_mutexattr_setrobust(attr, flag)	pthread_mutexattr_setrobust_np(attr, flag)
-#	 define pthread_mutex_consistent(mutex)	pthread_mutex_consistent_np(mutex)
-#	endif
+#   define PTHREAD_MUTEX_ROBUST	PTHREAD_MUTEX_ROBUST_NP
+#   define pthread_mutexattr_setrobust(attr, flag)	pthread_mutexattr_setrobust_np(attr, flag)
+#   define pthread_mutex_consistent(mutex)	pthread_mutex_consistent_np(mutex)
+#  endif
 #endif /* MDB_USE_POSIX_MUTEX && MDB_USE_ROBUST */
 
 #if defined(MDB_OWNERDEAD) && (MDB_USE_ROBUST)
@@ -385,10 +345,12 @@ typedef HANDLE mdb_mutex_t, mdb_mutexref_t;
 #else
 #define MDB_PROCESS_QUERY_LIMITED_INFORMATION 0x1000
 #endif
+#define	Z	"I"
 #else
 #define THREAD_RET	void *
 #define THREAD_CREATE(thr,start,arg)	pthread_create(&thr,NULL,start,arg)
 #define THREAD_FINISH(thr)	pthread_join(thr,NULL)
+#define	Z	"z"			/**< printf format modifier for size_t */
 
 	/** For MDB_LOCK_FORMAT: True if readers take a pid lock in the lockfile */
 #define MDB_PIDLOCK			1
@@ -402,49 +364,15 @@ typedef sem_t *mdb_mutex_t, *mdb_mutexref_t;
 static int
 mdb_sem_wait(sem_t *sem)
 {
-	 int rc;
-	 while ((rc = sem_wait(sem)) && (rc = errno) == EINTR) ;
-	 return rc;
+   int rc;
+   while ((rc = sem_wait(sem)) && (rc = errno) == EINTR) ;
+   return rc;
 }
-
-#elif defined MDB_USE_SYSV_SEM
-
-typedef struct mdb_mutex {
-	int semid;
-	int semnum;
-	int *locked;
-} mdb_mutex_t[1], *mdb_mutexref_t;
-
-#define LOCK_MUTEX0(mutex)		mdb_sem_wait(mutex)
-#define UNLOCK_MUTEX(mutex)		do { \
-	struct sembuf sb = { 0, 1, SEM_UNDO }; \
-	sb.sem_num = (mutex)->semnum; \
-	*(mutex)->locked = 0; \
-	semop((mutex)->semid, &sb, 1); \
-} while(0)
-
-static int
-mdb_sem_wait(mdb_mutexref_t sem)
-{
-	int rc, *locked = sem->locked;
-	struct sembuf sb = { 0, -1, SEM_UNDO };
-	sb.sem_num = sem->semnum;
-	do {
-		if (!semop(sem->semid, &sb, 1)) {
-			rc = *locked ? MDB_OWNERDEAD : MDB_SUCCESS;
-			*locked = 1;
-			break;
-		}
-	} while ((rc = errno) == EINTR);
-	return rc;
-}
-
-#define mdb_mutex_consistent(mutex)	0
 
 #else	/* MDB_USE_POSIX_MUTEX: */
 	/** Shared mutex/semaphore as the original is stored.
 	 *
-	 *	Not for copies.	Instead it can be assigned to an #mdb_mutexref_t.
+	 *	Not for copies.  Instead it can be assigned to an #mdb_mutexref_t.
 	 *	When mdb_mutexref_t is a pointer and mdb_mutex_t is not, then it
 	 *	is array[size 1] so it can be assigned to the pointer.
 	 */
@@ -461,7 +389,7 @@ typedef pthread_mutex_t *mdb_mutexref_t;
 	/** Mark mutex-protected data as repaired, after death of previous owner.
 	 */
 #define mdb_mutex_consistent(mutex)	pthread_mutex_consistent(mutex)
-#endif	/* MDB_USE_POSIX_SEM || MDB_USE_SYSV_SEM */
+#endif	/* MDB_USE_POSIX_SEM */
 
 	/** Get the error code for the last failed system function.
 	 */
@@ -486,23 +414,10 @@ typedef pthread_mutex_t *mdb_mutexref_t;
 #define	GET_PAGESIZE(x)	((x) = sysconf(_SC_PAGE_SIZE))
 #endif
 
-#define	Z	MDB_FMT_Z	/**< printf/scanf format modifier for size_t */
-#define	Yu	MDB_PRIy(u)	/**< printf format for #mdb_size_t */
-#define	Yd	MDB_PRIy(d)	/**< printf format for 'signed #mdb_size_t' */
-
-#ifdef MDB_USE_SYSV_SEM
-#define MNAME_LEN	(sizeof(int))
+#if defined(_WIN32) || defined(MDB_USE_POSIX_SEM)
+#define MNAME_LEN	32
 #else
 #define MNAME_LEN	(sizeof(pthread_mutex_t))
-#endif
-
-/** Initial part of #MDB_env.%me_mutexname[].
- *	Changes to this code must be reflected in #MDB_LOCK_FORMAT.
- */
-#ifdef _WIN32
-#define MUTEXNAME_PREFIX		"Global\\MDB"
-#elif defined MDB_USE_POSIX_SEM
-#define MUTEXNAME_PREFIX		"/MDB"
 #endif
 
 /** @} */
@@ -576,25 +491,33 @@ typedef MDB_ID	txnid_t;
  *	@{
  */
 #ifndef MDB_DEBUG
-	/**	Enable debug output.	Needs variable argument macros (a C99 feature).
+	/**	Enable debug output.  Needs variable argument macros (a C99 feature).
 	 *	Set this to 1 for copious tracing. Set to 2 to add dumps of all IDLs
 	 *	read from and written to the database (used for free space management).
 	 */
 #define MDB_DEBUG 0
 #endif
 
+#define MDB_DBG_INFO	1
+#define MDB_DBG_TRACE	2
+
 #if MDB_DEBUG
-static int mdb_debug;
+static int mdb_debug = MDB_DBG_TRACE;
 static txnid_t mdb_debug_start;
 
 	/**	Print a debug message with printf formatting.
 	 *	Requires double parenthesis around 2 or more args.
 	 */
-# define DPRINTF(args) ((void) ((mdb_debug) && DPRINTF0 args))
+# define DPRINTF(args) ((void) ((mdb_debug & MDB_DBG_INFO) && DPRINTF0 args))
 # define DPRINTF0(fmt, ...) \
 	fprintf(stderr, "%s:%d " fmt "\n", mdb_func_, __LINE__, __VA_ARGS__)
+	/** Trace info for replaying */
+# define MDB_TRACE(args)	((void) ((mdb_debug & MDB_DBG_TRACE) && DPRINTF1 args))
+# define DPRINTF1(fmt, ...) \
+	fprintf(stderr, ">%d:%s: " fmt "\n", getpid(), mdb_func_, __VA_ARGS__)
 #else
 # define DPRINTF(args)	((void) 0)
+# define MDB_TRACE(args)	((void) 0)
 #endif
 	/**	Print a debug string.
 	 *	The string is printed literally, with no format processing.
@@ -644,13 +567,9 @@ static txnid_t mdb_debug_start;
 #define MDB_MAGIC	 0xBEEFC0DE
 
 	/**	The version number for a database's datafile format. */
-#define MDB_DATA_VERSION	 ((MDB_DEVEL) ? 999 : 2)
+#define MDB_DATA_VERSION	 ((MDB_DEVEL) ? 999 : 1)
 	/**	The version number for a database's lockfile format. */
-#define MDB_LOCK_VERSION	 ((MDB_DEVEL) ? 999 : 2)
-	/** Number of bits representing #MDB_LOCK_VERSION in #MDB_LOCK_FORMAT.
-	 *	The remaining bits must leave room for #MDB_lock_desc.
-	 */
-#define MDB_LOCK_VERSION_BITS 12
+#define MDB_LOCK_VERSION	 1
 
 	/**	@brief The max size of a key we can write, or 0 for computed max.
 	 *
@@ -659,13 +578,13 @@ static txnid_t mdb_debug_start;
 	 *	reliably modified by a liblmdb which uses a smaller max.
 	 *	The default is 511 for backwards compat, or 0 when #MDB_DEVEL.
 	 *
-	 *	Other values are allowed, for backwards compat.	However:
+	 *	Other values are allowed, for backwards compat.  However:
 	 *	A value bigger than the computed max can break if you do not
 	 *	know what you are doing, and liblmdb <= 0.9.10 can break when
 	 *	modifying a DB with keys/dupsort data bigger than its max.
 	 *
 	 *	Data items in an #MDB_DUPSORT database are also limited to
-	 *	this size, since they're actually keys of a sub-DB.	Keys and
+	 *	this size, since they're actually keys of a sub-DB.  Keys and
 	 *	#MDB_DUPSORT data items must fit on a node in a regular page.
 	 */
 #ifndef MDB_MAXKEYSIZE
@@ -695,6 +614,11 @@ static txnid_t mdb_debug_start;
 	 *	This is used for printing a hex dump of a key's contents.
 	 */
 #define DKBUF	char kbuf[DKBUF_MAXKEYSIZE*2+1]
+	/**	A data value buffer.
+	 *	@ingroup debug
+	 *	This is used for printing a hex dump of a #MDB_DUPSORT value's contents.
+	 */
+#define DDBUF	char dbuf[DKBUF_MAXKEYSIZE*2+1+2]
 	/**	Display a key in hex.
 	 *	@ingroup debug
 	 *	Invoke a function to display a key in hex.
@@ -702,6 +626,7 @@ static txnid_t mdb_debug_start;
 #define	DKEY(x)	mdb_dkey(x, kbuf)
 #else
 #define	DKBUF
+#define	DDBUF
 #define DKEY(x)	0
 #endif
 
@@ -716,26 +641,11 @@ static txnid_t mdb_debug_start;
 	/** Round \b n up to an even number. */
 #define EVEN(n)		(((n) + 1U) & -2) /* sign-extending -2 to match n+1U */
 
-	/** Least significant 1-bit of \b n.	n must be of an unsigned type. */
-#define LOW_BIT(n)		((n) & (-(n)))
-
-	/** (log2(\b p2) % \b n), for p2 = power of 2 and 0 < n < 8. */
-#define LOG2_MOD(p2, n)	(7 - 86 / ((p2) % ((1U<<(n))-1) + 11))
-	/* Explanation: Let p2 = 2**(n*y + x), x<n and M = (1U<<n)-1. Now p2 =
-	 * (M+1)**y * 2**x = 2**x (mod M). Finally "/" "happens" to return 7-x.
-	 */
-
-	/** Should be alignment of \b type. Ensure it is a power of 2. */
-#define ALIGNOF2(type) \
-	LOW_BIT(offsetof(struct { char ch_; type align_; }, align_))
-
 	/**	Used for offsets within a single page.
 	 *	Since memory pages are typically 4 or 8KB in size, 12-13 bits,
 	 *	this is plenty.
 	 */
 typedef uint16_t	 indx_t;
-
-typedef unsigned long long	mdb_hash_t;
 
 	/**	Default size of memory map.
 	 *	This is certainly too small for any actual applications. Apps should always set
@@ -854,6 +764,14 @@ typedef struct MDB_txbody {
 	uint32_t	mtb_magic;
 		/** Format of this lock file. Must be set to #MDB_LOCK_FORMAT. */
 	uint32_t	mtb_format;
+#if defined(_WIN32) || defined(MDB_USE_POSIX_SEM)
+	char	mtb_rmname[MNAME_LEN];
+#else
+		/** Mutex protecting access to this table.
+		 *	This is the reader table lock used with LOCK_MUTEX().
+		 */
+	mdb_mutex_t	mtb_rmutex;
+#endif
 		/**	The ID of the last transaction committed to the database.
 		 *	This is recorded here only for convenience; the value can always
 		 *	be determined by reading the main database meta pages.
@@ -864,18 +782,6 @@ typedef struct MDB_txbody {
 		 *	when readers release their slots.
 		 */
 	volatile unsigned	mtb_numreaders;
-#if defined(_WIN32) || defined(MDB_USE_POSIX_SEM)
-		/** Binary form of names of the reader/writer locks */
-	mdb_hash_t			mtb_mutexid;
-#elif defined(MDB_USE_SYSV_SEM)
-	int 	mtb_semid;
-	int		mtb_rlocked;
-#else
-		/** Mutex protecting access to this table.
-		 *	This is the reader table lock used with LOCK_MUTEX().
-		 */
-	mdb_mutex_t	mtb_rmutex;
-#endif
 } MDB_txbody;
 
 	/** The actual reader table definition. */
@@ -885,84 +791,30 @@ typedef struct MDB_txninfo {
 #define mti_magic	mt1.mtb.mtb_magic
 #define mti_format	mt1.mtb.mtb_format
 #define mti_rmutex	mt1.mtb.mtb_rmutex
+#define mti_rmname	mt1.mtb.mtb_rmname
 #define mti_txnid	mt1.mtb.mtb_txnid
 #define mti_numreaders	mt1.mtb.mtb_numreaders
-#define mti_mutexid	mt1.mtb.mtb_mutexid
-#ifdef MDB_USE_SYSV_SEM
-#define	mti_semid	mt1.mtb.mtb_semid
-#define	mti_rlocked	mt1.mtb.mtb_rlocked
-#endif
 		char pad[(sizeof(MDB_txbody)+CACHELINE-1) & ~(CACHELINE-1)];
 	} mt1;
-#if !(defined(_WIN32) || defined(MDB_USE_POSIX_SEM))
-	union { struct {
-#ifdef MDB_USE_SYSV_SEM
-		int mt2_wlocked;
-		int mt2_sync_locked;
-#define mti_wlocked	mt2.mt2_wlocked
-#define mti_sync_locked	mt2.mt2_sync_locked
+	union {
+#if defined(_WIN32) || defined(MDB_USE_POSIX_SEM)
+		char mt2_wmname[MNAME_LEN];
+#define	mti_wmname	mt2.mt2_wmname
 #else
 		mdb_mutex_t	mt2_wmutex;
-		mdb_mutex_t	mt2_sync_mutex;
 #define mti_wmutex	mt2.mt2_wmutex
-#define mti_sync_mutex	mt2.mt2_sync_mutex
 #endif
 		char pad[(MNAME_LEN+CACHELINE-1) & ~(CACHELINE-1)];
-		};	} mt2;
-#endif
+	} mt2;
 	MDB_reader	mti_readers[1];
 } MDB_txninfo;
 
 	/** Lockfile format signature: version, features and field layout */
 #define MDB_LOCK_FORMAT \
-	((uint32_t)				 \
-	 (((MDB_LOCK_VERSION) % (1U << MDB_LOCK_VERSION_BITS)) \
-		+ MDB_lock_desc		 * (1U << MDB_LOCK_VERSION_BITS)))
-
-	/** Lock type and layout. Values 0-119. _WIN32 implies #MDB_PIDLOCK.
-	 *	Some low values are reserved for future tweaks.
-	 */
-#ifdef _WIN32
-# define MDB_LOCK_TYPE	(0 + ALIGNOF2(mdb_hash_t)/8 % 2)
-#elif defined MDB_USE_POSIX_SEM
-# define MDB_LOCK_TYPE	(4 + ALIGNOF2(mdb_hash_t)/8 % 2)
-#elif defined MDB_USE_SYSV_SEM
-# define MDB_LOCK_TYPE	(8)
-#elif defined MDB_USE_POSIX_MUTEX
-/* We do not know the inside of a POSIX mutex and how to check if mutexes
- * used by two executables are compatible. Just check alignment and size.
- */
-# define MDB_LOCK_TYPE	(10 + \
-		LOG2_MOD(ALIGNOF2(pthread_mutex_t), 5) + \
-		sizeof(pthread_mutex_t) / 4U % 22 * 5)
-#endif
-
-enum {
-	/** Magic number for lockfile layout and features.
-	 *
-	 *	This *attempts* to stop liblmdb variants compiled with conflicting
-	 *	options from using the lockfile at the same time and thus breaking
-	 *	it.	It describes locking types, and sizes and sometimes alignment
-	 *	of the various lockfile items.
-	 *
-	 *	The detected ranges are mostly guesswork, or based simply on how
-	 *	big they could be without using more bits.	So we can tweak them
-	 *	in good conscience when updating #MDB_LOCK_VERSION.
-	 */
-	MDB_lock_desc =
-	/* Default CACHELINE=64 vs. other values (have seen mention of 32-256) */
-	(CACHELINE==64 ? 0 : 1 + LOG2_MOD(CACHELINE >> (CACHELINE>64), 5))
-	+ 6	* (sizeof(MDB_PID_T)/4 % 3)		/* legacy(2) to word(4/8)? */
-	+ 18 * (sizeof(pthread_t)/4 % 5)		/* can be struct{id, active data} */
-	+ 90 * (sizeof(MDB_txbody) / CACHELINE % 3)
-	+ 270 * (MDB_LOCK_TYPE % 120)
-	/* The above is < 270*120 < 2**15 */
-	+ ((sizeof(txnid_t) == 8) << 15)		/* 32bit/64bit */
-	+ ((sizeof(MDB_reader) > CACHELINE) << 16)
-	/* Not really needed - implied by MDB_LOCK_TYPE != (_WIN32 locking) */
-	+ (((MDB_PIDLOCK) != 0)	 << 17)
-	/* 18 bits total: Must be <= (32 - MDB_LOCK_VERSION_BITS). */
-};
+	((uint32_t) \
+	 ((MDB_LOCK_VERSION) \
+	  /* Flags which describe functionality */ \
+	  + (((MDB_PIDLOCK) != 0) << 16)))
 /** @} */
 
 /** Common header for all page types. The page type depends on #mp_flags.
@@ -972,8 +824,7 @@ enum {
  * omit mp_ptrs and pack sorted #MDB_DUPFIXED values after the page header.
  *
  * #P_OVERFLOW records occupy one or more contiguous pages where only the
- * first has a page header. They hold the real data of #F_BIGDATA nodes,
- * and the node stores the pgno and number of pages used by the record.
+ * first has a page header. They hold the real data of #F_BIGDATA nodes.
  *
  * #P_SUBP sub-pages are small leaf "pages" with duplicate data.
  * A node with flag #F_DUPDATA but not #F_SUBDATA contains a sub-page.
@@ -984,37 +835,14 @@ enum {
  * Each non-metapage up to #MDB_meta.%mm_last_pg is reachable exactly once
  * in the snapshot: Either used by a database or listed in a freeDB record.
  */
-typedef struct MDB_page_header {
+typedef struct MDB_page {
 #define	mp_pgno	mp_p.p_pgno
 #define	mp_next	mp_p.p_next
 	union {
 		pgno_t		p_pgno;	/**< page number */
 		struct MDB_page *p_next; /**< for in-memory list of freed pages */
-	} mh_p;
-
-	/** If page is clean: snapshot txnid, dirty: txn workid, metapage: unused.
-	 *
-	 *	The value indicates which snapshot/#MDB_txn the page belongs to.
-	 *	Tested with #IS_MUTABLE(), #IS_WRITABLE(), #IS_DIRTY_NW().
-	 *
-	 *	(clean page).mp_txnid == txnid of creator < txnid of later txns.
-	 *	(dirty page).mp_txnid >= mt_workid of creator txn.
-	 *	(dirty page).mt_txnid	< mt_workid of children of creator txn.
-	 *
-	 *	Thus an #MDB_txn can write to pages with mp_txnid >= txn.mt_workid.
-	 *	A page with smaller mp_txnid is dirty in an ancestor txn or clean.
-	 *
-	 *	Non-#MDB_WRITEMAP sets txn.mt_workid > txn.mt_txnid, to tell apart
-	 *	spilled and dirty pages.	WRITEMAP sets mt_workid = mt_txnid, since
-	 *	it does not copy/spill pages.	Thus (page.mp_txnid == txn.mt_txnid)
-	 *	says "spilled page" without WRITEMAP, "dirty page" with WRITEMAP.
-	 *
-	 *	Finally, ((dirty page).mp_txnid & #MDB_PGTXNID_FLAGMASK) can be used
-	 *	for flags with non-WRITEMAP; it keeps low bits in workid = 0.
-	 */
-	txnid_t		mh_txnid;
-
-	uint16_t	mh_pad;			/**< key size if this is a LEAF2 page */
+	} mp_p;
+	uint16_t	mp_pad;			/**< key size if this is a LEAF2 page */
 /**	@defgroup mdb_page	Page Flags
  *	@ingroup internal
  *	Flags for the page headers.
@@ -1024,15 +852,13 @@ typedef struct MDB_page_header {
 #define	P_LEAF		 0x02		/**< leaf page */
 #define	P_OVERFLOW	 0x04		/**< overflow page */
 #define	P_META		 0x08		/**< meta page */
+#define	P_DIRTY		 0x10		/**< dirty page, also set for #P_SUBP pages */
 #define	P_LEAF2		 0x20		/**< for #MDB_DUPFIXED records */
 #define	P_SUBP		 0x40		/**< for #MDB_DUPSORT sub-pages */
-#define	P_DIRTY_OVF	 0x2000		/**< page has dirty overflow nodes */
 #define	P_LOOSE		 0x4000		/**< page was dirtied then freed, can be reused */
 #define	P_KEEP		 0x8000		/**< leave this page alone during spill */
-/** Persistent flags for page administration rather than page contents */
-#define	P_ADM_FLAGS	 0 /* later... */
 /** @} */
-	uint16_t	mh_flags;		/**< @ref mdb_page */
+	uint16_t	mp_flags;		/**< @ref mdb_page */
 #define mp_lower	mp_pb.pb.pb_lower
 #define mp_upper	mp_pb.pb.pb_upper
 #define mp_pages	mp_pb.pb_pages
@@ -1042,33 +868,41 @@ typedef struct MDB_page_header {
 			indx_t		pb_upper;		/**< upper bound of free space */
 		} pb;
 		uint32_t	pb_pages;	/**< number of overflow pages */
-	} mh_pb;
-} MDB_page_header;
-
-typedef struct MDB_page {
-	MDB_page_header	mp_hdr;
-#define mp_p	mp_hdr.mh_p
-#define mp_txnid	mp_hdr.mh_txnid
-#define mp_pad		mp_hdr.mh_pad
-#define mp_flags	mp_hdr.mh_flags
-#define mp_pb		mp_hdr.mh_pb
-	indx_t		mp_ptrs[1];		/**< dynamic size */
+	} mp_pb;
+	indx_t		mp_ptrs[0];		/**< dynamic size */
 } MDB_page;
 
+/** Alternate page header, for 2-byte aligned access */
+typedef struct MDB_page2 {
+	uint16_t	mp2_p[sizeof(pgno_t)/2];
+	uint16_t	mp2_pad;
+	uint16_t	mp2_flags;
+	indx_t		mp2_lower;
+	indx_t		mp2_upper;
+	indx_t		mp2_ptrs[0];
+} MDB_page2;
+
+#define MP_PGNO(p)	(((MDB_page2 *)(void *)(p))->mp2_p)
+#define MP_PAD(p)	(((MDB_page2 *)(void *)(p))->mp2_pad)
+#define MP_FLAGS(p)	(((MDB_page2 *)(void *)(p))->mp2_flags)
+#define MP_LOWER(p)	(((MDB_page2 *)(void *)(p))->mp2_lower)
+#define MP_UPPER(p)	(((MDB_page2 *)(void *)(p))->mp2_upper)
+#define MP_PTRS(p)	(((MDB_page2 *)(void *)(p))->mp2_ptrs)
+
 	/** Size of the page header, excluding dynamic data at the end */
-#define PAGEHDRSZ	 ((unsigned)sizeof(MDB_page_header))
+#define PAGEHDRSZ	 ((unsigned) offsetof(MDB_page, mp_ptrs))
 
 	/** Address of first usable data byte in a page, after the header */
 #define METADATA(p)	 ((void *)((char *)(p) + PAGEHDRSZ))
 
 	/** ITS#7713, change PAGEBASE to handle 65536 byte pages */
-#define	PAGEBASE	PAGEHDRSZ
+#define	PAGEBASE	((MDB_DEVEL) ? PAGEHDRSZ : 0)
 
 	/** Number of nodes on a page */
-#define NUMKEYS(p)	 (((p)->mp_lower - (PAGEHDRSZ-PAGEBASE)) >> 1)
+#define NUMKEYS(p)	 ((MP_LOWER(p) - (PAGEHDRSZ-PAGEBASE)) >> 1)
 
 	/** The amount of space remaining in the page */
-#define SIZELEFT(p)	 (indx_t)((p)->mp_upper - (p)->mp_lower)
+#define SIZELEFT(p)	 (indx_t)(MP_UPPER(p) - MP_LOWER(p))
 
 	/** The percentage of space used in the page, in tenths of a percent. */
 #define PAGEFILL(env, p) (1000L * ((env)->me_psize - PAGEHDRSZ - SIZELEFT(p)) / \
@@ -1079,78 +913,35 @@ typedef struct MDB_page {
 #define FILL_THRESHOLD	 250
 
 	/** Test if a page is a leaf page */
-#define IS_LEAF(p)	 F_ISSET((p)->mp_flags, P_LEAF)
+#define IS_LEAF(p)	 F_ISSET(MP_FLAGS(p), P_LEAF)
 	/** Test if a page is a LEAF2 page */
-#define IS_LEAF2(p)	 F_ISSET((p)->mp_flags, P_LEAF2)
+#define IS_LEAF2(p)	 F_ISSET(MP_FLAGS(p), P_LEAF2)
 	/** Test if a page is a branch page */
-#define IS_BRANCH(p)	 F_ISSET((p)->mp_flags, P_BRANCH)
+#define IS_BRANCH(p)	 F_ISSET(MP_FLAGS(p), P_BRANCH)
 	/** Test if a page is an overflow page */
-#define IS_OVERFLOW(p)	 F_ISSET((p)->mp_flags, P_OVERFLOW)
+#define IS_OVERFLOW(p)	 F_ISSET(MP_FLAGS(p), P_OVERFLOW)
 	/** Test if a page is a sub page */
-#define IS_SUBP(p)	 F_ISSET((p)->mp_flags, P_SUBP)
-
-	/** Test if (this non-sub page is dirty && env is non-#MDB_WRITEMAP) */
-#define IS_DIRTY_NW(txn, p)	((p)->mp_txnid > (txn)->mt_txnid)
-	/** Test if this non-sub page belongs to the current snapshot */
-#define IS_MUTABLE(txn, p)	((p)->mp_txnid >= (txn)->mt_txnid)
-	/** Test if this non-sub page is writable in this txn (not an ancestor) */
-#define IS_WRITABLE(txn, p)	((p)->mp_txnid >= (txn)->mt_workid)
-
-	/** Info about overflow page, stored in an F_BIGDATA node */
-typedef struct MDB_ovpage {
-	pgno_t	op_pgno;
-	txnid_t	op_txnid;
-	mdb_size_t	op_pages;
-} MDB_ovpage;
-
-#if OVERFLOW_NOTYET
-	/** Header for a dirty overflow page in memory */
-typedef struct MDB_dovpage {
-	MDB_page_header mp_hdr;
-	void	*mp_ptr;
-} MDB_dovpage;
-#endif
+#define IS_SUBP(p)	 F_ISSET(MP_FLAGS(p), P_SUBP)
 
 	/** The number of overflow pages needed to store the given size. */
 #define OVPAGES(size, psize)	((PAGEHDRSZ-1 + (size)) / (psize) + 1)
 
 	/** Link in #MDB_txn.%mt_loose_pgs list.
-	 *	Kept outside the page header, which is needed when reusing the page.
+	 *  Kept outside the page header, which is needed when reusing the page.
 	 */
 #define NEXT_LOOSE_PAGE(p)		(*(MDB_page **)((p) + 2))
-
-	/** Mark the page as writable by this txn */
-#ifndef MDB_TEST
-#define SET_PGTXNID(txn, mp)	((mp)->mp_txnid = (txn)->mt_workid)
-#else
-#define SET_PGTXNID(txn, mp) \
-	((mp)->mp_txnid = (txn)->mt_workid \
-	 /* random unused "flags" added when not WRITEMAP for debugging */ \
-	 | (((txn)->mt_flags & MDB_TXN_WRITEMAP) ? 0 : \
-		(MDB_RAND((size_t)(txn)) >> (32-MDB_PGTXNID_FLAGBITS))))
-#define MDB_RAND(x) (mdb_rnd = (mdb_rnd + (unsigned)(x)) * 987654321 + 54321)
-static volatile unsigned mdb_rnd;
-#endif
-
-	/** mp_txnid bits reserved in dirty pages for flags.
-	 *	TODO: For future code with header-free ovpages, if we omit mp_flags
-	 *	from the "header" kept elsewhere.	Otherwise, drop this code.
-	 */
-#define MDB_PGTXNID_FLAGBITS	4
-#define MDB_PGTXNID_STEP		((txnid_t)1 << MDB_PGTXNID_FLAGBITS)
-#define MDB_PGTXNID_FLAGMASK	(MDB_PGTXNID_STEP-1)
 
 	/** Header for a single key/data pair within a page.
 	 * Used in pages of type #P_BRANCH and #P_LEAF without #P_LEAF2.
 	 * We guarantee 2-byte alignment for 'MDB_node's.
 	 *
 	 * #mn_lo and #mn_hi are used for data size on leaf nodes, and for child
-	 * pgno on branch nodes.	On 64 bit platforms, #mn_flags is also used
-	 * for pgno.	(Branch nodes have no flags).	Lo and hi are in host byte
+	 * pgno on branch nodes.  On 64 bit platforms, #mn_flags is also used
+	 * for pgno.  (Branch nodes have no flags).  Lo and hi are in host byte
 	 * order in case some accesses can be optimized to 32-bit word access.
 	 *
-	 * Leaf node flags describe node contents.	#F_BIGDATA says the node's
-	 * data part is an MDB_ovpage struct pointing to a page with actual data.
+	 * Leaf node flags describe node contents.  #F_BIGDATA says the node's
+	 * data part is the page number of an overflow page with actual data.
 	 * #F_DUPDATA and #F_SUBDATA can be combined giving duplicate data in
 	 * a sub-page/sub-database, and named databases (just #F_SUBDATA).
 	 */
@@ -1198,7 +989,7 @@ typedef struct MDB_node {
 #define LEAFSIZE(k, d)	 (NODESIZE + (k)->mv_size + (d)->mv_size)
 
 	/** Address of node \b i in page \b p */
-#define NODEPTR(p, i)	 ((MDB_node *)((char *)(p) + (p)->mp_ptrs[i] + PAGEBASE))
+#define NODEPTR(p, i)	 ((MDB_node *)((char *)(p) + MP_PTRS(p)[i] + PAGEBASE))
 
 	/** Address of the key for the node */
 #define NODEKEY(node)	 (void *)((node)->mn_data)
@@ -1226,8 +1017,10 @@ typedef struct MDB_node {
 	/** Copy a page number from src to dst */
 #ifdef MISALIGNED_OK
 #define COPY_PGNO(dst,src)	dst = src
+#undef MP_PGNO
+#define MP_PGNO(p)	((p)->mp_pgno)
 #else
-#if MDB_SIZE_MAX > 0xffffffffU
+#if SIZE_MAX > 4294967295UL
 #define COPY_PGNO(dst,src)	do { \
 	unsigned short *s, *d;	\
 	s = (unsigned short *)&(src);	\
@@ -1268,7 +1061,7 @@ typedef struct MDB_db {
 	pgno_t		md_branch_pages;	/**< number of internal pages */
 	pgno_t		md_leaf_pages;		/**< number of leaf pages */
 	pgno_t		md_overflow_pages;	/**< number of overflow pages */
-	mdb_size_t	md_entries;		/**< number of data items */
+	size_t		md_entries;		/**< number of data items */
 	pgno_t		md_root;		/**< the root page of this tree */
 } MDB_db;
 
@@ -1276,7 +1069,7 @@ typedef struct MDB_db {
 #define PERSISTENT_FLAGS	(0xffff & ~(MDB_VALID))
 	/** #mdb_dbi_open() flags */
 #define VALID_FLAGS	(MDB_REVERSEKEY|MDB_DUPSORT|MDB_INTEGERKEY|MDB_DUPFIXED|\
-	MDB_INTEGERDUP|MDB_REVERSEDUP|MDB_CREATE|0x100)
+	MDB_INTEGERDUP|MDB_REVERSEDUP|MDB_CREATE)
 
 	/** Handle for the DB used to track free pages. */
 #define	FREE_DBI	0
@@ -1298,16 +1091,8 @@ typedef struct MDB_meta {
 	uint32_t	mm_magic;
 		/** Version number of this file. Must be set to #MDB_DATA_VERSION. */
 	uint32_t	mm_version;
-#ifdef MDB_VL32
-	union {		/* always zero since we don't support fixed mapping in MDB_VL32 */
-		MDB_ID	mmun_ull;
-		void *mmun_address;
-	} mm_un;
-#define	mm_address mm_un.mmun_address
-#else
 	void		*mm_address;		/**< address for fixed mapping */
-#endif
-	mdb_size_t	mm_mapsize;			/**< size of mmap region */
+	size_t		mm_mapsize;			/**< size of mmap region */
 	MDB_db		mm_dbs[CORE_DBS];	/**< first is free space, 2nd is main db */
 	/** The size of pages used in this DB */
 #define	mm_psize	mm_dbs[FREE_DBI].md_pad
@@ -1318,12 +1103,11 @@ typedef struct MDB_meta {
 	 */
 	pgno_t		mm_last_pg;
 	volatile txnid_t	mm_txnid;	/**< txnid that committed this page */
-	int64_t		boot_id;
 } MDB_meta;
 
 	/** Buffer for a stack-allocated meta page.
 	 *	The members define size and alignment, and silence type
-	 *	aliasing warnings.	They are not used directly; that could
+	 *	aliasing warnings.  They are not used directly; that could
 	 *	mean incorrectly using several union members in parallel.
 	 */
 typedef union MDB_metabuf {
@@ -1354,34 +1138,11 @@ struct MDB_txn {
 	/** Nested txn under this txn, set together with flag #MDB_TXN_HAS_CHILD */
 	MDB_txn		*mt_child;
 	pgno_t		mt_next_pgno;	/**< next unallocated page */
-#if MDB_RPAGE_CACHE
-	pgno_t		mt_last_pgno;	/**< last written page */
-#endif
 	/** The ID of this transaction. IDs are integers incrementing from 1.
 	 *	Only committed write transactions increment the ID. If a transaction
 	 *	aborts, the ID may be re-used by the next writer.
 	 */
 	txnid_t		mt_txnid;
-
-	/** Written to mp_txnid of dirty pages, to be fixed by #mdb_page_flush().
-	 *
-	 *	Value >= WRITEMAP ? txnid : 1 + (parent ? parent.last_workid : txnid).
-	 *	See #MDB_page.%mp_txnid.
-	 *
-	 *	An MDB_txn can write to a page when page.mp_txnid >= txn.mt_workid.
-	 *	New children get bigger workid than pages dirty in their parent
-	 *	(i.e. bigger than parent.mt_last_workid).	When children commit,
-	 *	they copy #mt_last_workid to the parent to match their pages.
-	 */
-	txnid_t		mt_workid;
-	/**	Current max mp_txnid of the MDB_txn's dirty pages: Starts as
-	 *	#mt_workid, then grows as it is copied from children who commit.
-	 */
-	txnid_t		mt_last_workid;
-	/** Callback function for when the transaction is visible */
-	MDB_txn_visible* mt_callback;
-	void* mt_ctx;
-
 	MDB_env		*mt_env;		/**< the DB environment */
 	/** The list of pages that became unused during this transaction.
 	 */
@@ -1395,19 +1156,14 @@ struct MDB_txn {
 	/** The sorted list of dirty pages we temporarily wrote to disk
 	 *	because the dirty list was full. page numbers in here are
 	 *	shifted left by 1, deleted slots have the LSB set.
-	 *	Unused with #MDB_WRITEMAP, which does not use a dirty list.
 	 */
 	MDB_IDL		mt_spill_pgs;
 	union {
-		/** For write txns: Modified pages, sorted. Unused when MDB_WRITEMAP. */
+		/** For write txns: Modified pages. Sorted when not MDB_WRITEMAP. */
 		MDB_ID2L	dirty_list;
 		/** For read txns: This thread/txn's reader table slot, or NULL. */
 		MDB_reader	*reader;
 	} mt_u;
-#if OVERFLOW_NOTYET
-	/** The sorted list of dirty overflow pages. */
-	MDB_ID2L	mt_dirty_ovs;
-#endif
 	/** Array of records for each DB known in the environment. */
 	MDB_dbx		*mt_dbxs;
 	/** Array of MDB_db records for each known DB */
@@ -1429,19 +1185,6 @@ struct MDB_txn {
 	MDB_cursor	**mt_cursors;
 	/** Array of flags for each DB */
 	unsigned char	*mt_dbflags;
-#if MDB_RPAGE_CACHE
-	/** List of read-only pages (actually chunks) */
-	MDB_ID3L	mt_rpages;
-	/** We map chunks of 16 pages. Even though Windows uses 4KB pages, all
-	 * mappings must begin on 64KB boundaries. So we round off all pgnos to
-	 * a chunk boundary. We do the same on Linux for symmetry, and also to
-	 * reduce the frequency of mmap/munmap calls.
-	 */
-#define MDB_RPAGE_CHUNK	16
-#define MDB_TRPAGE_SIZE	4096	/**< size of #mt_rpages array of chunks */
-#define MDB_TRPAGE_MAX	(MDB_TRPAGE_SIZE-1)	/**< maximum chunk index */
-	unsigned int mt_rpcheck;	/**< threshold for reclaiming unref'd chunks */
-#endif
 	/**	Number of DB records in use, or 0 when the txn is finished.
 	 *	This number only ever increments until the txn finishes; we
 	 *	don't decrement it when individual DB handles are closed.
@@ -1453,9 +1196,7 @@ struct MDB_txn {
  *	@{
  */
 	/** #mdb_txn_begin() flags */
-#define MDB_TXN_BEGIN_FLAGS	(MDB_NOMETASYNC|MDB_NOSYNC|MDB_RDONLY|MDB_OVERLAPPINGSYNC)
-#define MDB_TXN_NOMETASYNC	MDB_NOMETASYNC	/**< don't sync meta for this txn on commit */
-#define MDB_TXN_NOSYNC		MDB_NOSYNC	/**< don't sync this txn on commit */
+#define MDB_TXN_BEGIN_FLAGS	MDB_RDONLY
 #define MDB_TXN_RDONLY		MDB_RDONLY	/**< read-only transaction */
 	/* internal txn flags */
 #define MDB_TXN_WRITEMAP	MDB_WRITEMAP	/**< copy of #MDB_env flag in writers */
@@ -1464,7 +1205,6 @@ struct MDB_txn {
 #define MDB_TXN_DIRTY		0x04		/**< must write, even if dirty list is empty */
 #define MDB_TXN_SPILLS		0x08		/**< txn or a parent has spilled pages */
 #define MDB_TXN_HAS_CHILD	0x10		/**< txn has an #MDB_txn.%mt_child */
-#define MDB_TXN_DIRTYNUM	0x20		/**< dirty list uses nump list */
 	/** most operations on the txn are currently illegal */
 #define MDB_TXN_BLOCKED		(MDB_TXN_FINISHED|MDB_TXN_ERROR|MDB_TXN_HAS_CHILD)
 /** @} */
@@ -1473,7 +1213,6 @@ struct MDB_txn {
 	 *	Includes ancestor txns' dirty pages not hidden by other txns'
 	 *	dirty/spilled pages. Thus commit(nested txn) has room to merge
 	 *	dirty_list into mt_parent after freeing hidden mt_parent pages.
-	 *	When #MDB_WRITEMAP, it is nonzero but otherwise irrelevant.
 	 */
 	unsigned int	mt_dirty_room;
 };
@@ -1523,26 +1262,10 @@ struct MDB_cursor {
 #define C_SUB	0x04			/**< Cursor is a sub-cursor */
 #define C_DEL	0x08			/**< last op was a cursor_del */
 #define C_UNTRACK	0x40		/**< Un-track cursor when closing */
-#define C_WRITEMAP	MDB_TXN_WRITEMAP /**< Copy of txn flag */
-/** Read-only cursor into the txn's original snapshot in the map.
- *	Set for read-only txns, and in #mdb_page_alloc() for #FREE_DBI when
- *	#MDB_DEVEL & 2. Only implements code which is necessary for this.
- */
-#define C_ORIG_RDONLY	MDB_TXN_RDONLY
 /** @} */
 	unsigned int	mc_flags;	/**< @ref mdb_cursor */
 	MDB_page	*mc_pg[CURSOR_STACK];	/**< stack of pushed pages */
 	indx_t		mc_ki[CURSOR_STACK];	/**< stack of page indices */
-#if MDB_RPAGE_CACHE
-	MDB_page	*mc_ovpg;		/**< a referenced overflow page */
-#	define MC_OVPG(mc)			((mc)->mc_ovpg)
-#	define MC_SET_OVPG(mc, pg)	\
-		((mc)->mc_ovpg = \
-		 (MDB_REMAPPING((mc)->mc_txn->mt_env->me_flags) ? (pg) : NULL))
-#else
-#	define MC_OVPG(mc)			((MDB_page *)0)
-#	define MC_SET_OVPG(mc, pg)	((void)0)
-#endif
 };
 
 	/** Context for sorted-dup records.
@@ -1565,8 +1288,8 @@ typedef struct MDB_xcursor {
 #define XCURSOR_INITED(mc) \
 	((mc)->mc_xcursor && ((mc)->mc_xcursor->mx_cursor.mc_flags & C_INITIALIZED))
 
-	/** Update the xcursor's sub-page pointer, if any, in \b mc.	Needed
-	 *	when the node which contains the sub-page may have moved.	Called
+	/** Update the xcursor's sub-page pointer, if any, in \b mc.  Needed
+	 *	when the node which contains the sub-page may have moved.  Called
 	 *	with leaf page \b mp = mc->mc_pg[\b top].
 	 */
 #define XCURSOR_REFRESH(mc, top, mp) do { \
@@ -1581,40 +1304,16 @@ typedef struct MDB_xcursor {
 	/** State of FreeDB old pages, stored in the MDB_env */
 typedef struct MDB_pgstate {
 	pgno_t		*mf_pghead;	/**< Reclaimed freeDB pages, or NULL before use */
-	pgno_t		mf_freelist_start;	/**< Page number of beginning of active freelist (in-memory) */
-	pgno_t		mf_freelist_end;	/**< Page number of end of active freelist (in-memory) */
-	/** Position in the free page list, so that we can keep trying to write to the same block
-	 * if possible. We use sign here, a negative number means we are in middle of contiguous
-	 * (in a transaction) and we really want to use the next page, a positive number is
-	 * just the next page number */
-	int 		mf_position;
-	int 		mf_written_start; /* start of modified entries in free-list */
-	int 		mf_written_end; /* start of modified entries in free-list */
-	int			mf_no_reverse_iteration; /* when modifying the free-list, don't iterate the free-list in reverse as it is not safe */
+	txnid_t		mf_pglast;	/**< ID of last used record, or 0 if !mf_pghead */
 } MDB_pgstate;
-/*<lmdb-js>*/
-struct MDB_last_map {
-	struct MDB_last_map	*last_map;
-	char 			*map;
-	mdb_size_t		mapsize;
-};
-typedef struct MDB_last_map MDB_last_map;
-/*</lmdb-js>*/
+
 	/** The database environment. */
 struct MDB_env {
 	HANDLE		me_fd;		/**< The main data file */
 	HANDLE		me_lfd;		/**< The lock file */
 	HANDLE		me_mfd;		/**< For writing and syncing the meta pages */
-#ifdef _WIN32
-#ifdef MDB_RPAGE_CACHE
-	HANDLE		me_fmh;		/**< File Mapping handle */
-#endif
-	HANDLE		me_ovfd;	/**< Overlapped/async with write-through file handle */
-#endif /* _WIN32 */
 	/** Failed to update the meta page. Probably an I/O error. */
 #define	MDB_FATAL_ERROR	0x80000000U
-	/** using a raw block device */
-#define	MDB_RAWPART		0x40000000U
 	/** Some fields are initialized. */
 #define	MDB_ENV_ACTIVE	0x20000000U
 	/** me_txkey is set */
@@ -1632,16 +1331,13 @@ struct MDB_env {
 	MDB_PID_T	me_pid;		/**< process ID of this env */
 	char		*me_path;		/**< path to the DB files */
 	char		*me_map;		/**< the memory map of the data file */
-/*<lmdb-js>*/
-	MDB_last_map	*me_last_map;	/**< the previous memory map of the data file after a resize */
-/*</lmdb-js>*/
 	MDB_txninfo	*me_txns;		/**< the memory map of the lock file or NULL */
 	MDB_meta	*me_metas[NUM_METAS];	/**< pointers to the two meta pages */
 	void		*me_pbuf;		/**< scratch area for DUPSORT put() */
 	MDB_txn		*me_txn;		/**< current write transaction */
 	MDB_txn		*me_txn0;		/**< prealloc'd write transaction */
-	mdb_size_t	me_mapsize;		/**< size of the data memory map */
-	MDB_OFF_T	me_size;		/**< current file size */
+	size_t		me_mapsize;		/**< size of the data memory map */
+	off_t		me_size;		/**< current file size */
 	pgno_t		me_maxpg;		/**< me_mapsize / me_psize */
 	MDB_dbx		*me_dbxs;		/**< array of static DB info */
 	uint16_t	*me_dbflags;	/**< array of flags from MDB_db.md_flags */
@@ -1649,23 +1345,13 @@ struct MDB_env {
 	pthread_key_t	me_txkey;	/**< thread-key for readers */
 	txnid_t		me_pgoldest;	/**< ID of oldest reader last time we looked */
 	MDB_pgstate	me_pgstate;		/**< state of old pages from freeDB */
-#	define		me_freelist_start	me_pgstate.mf_freelist_start
-#	define		me_freelist_end	me_pgstate.mf_freelist_end
+#	define		me_pglast	me_pgstate.mf_pglast
 #	define		me_pghead	me_pgstate.mf_pghead
-#	define		me_freelist_position	me_pgstate.mf_position
-#	define		me_freelist_written_start	me_pgstate.mf_written_start
-#	define		me_freelist_written_end	me_pgstate.mf_written_end
-#	define		me_freelist_no_reverse_iteration	me_pgstate.mf_no_reverse_iteration
-	unsigned int me_maxfreepgs_to_load; /**< max freelist entries to load into memory */
-	unsigned int me_maxfreepgs_to_retain; /**< max freelist entries to load into memory */
 	MDB_page	*me_dpages;		/**< list of malloc'd blocks for re-use */
 	/** IDL of pages that became unused in a write txn */
 	MDB_IDL		me_free_pgs;
-	/** ID2L of pages written during a write txn. Length MDB_IDL_UM_SIZE.
-	 *	Unused except for a dummy element when #MDB_WRITEMAP.
-	 */
+	/** ID2L of pages written during a write txn. Length MDB_IDL_UM_SIZE. */
 	MDB_ID2L	me_dirty_list;
-	int			*me_dirty_nump;
 	/** Max number of freelist items that can fit in a single overflow page */
 	int			me_maxfree_1pg;
 	/** Max size of a node on a page */
@@ -1676,41 +1362,16 @@ struct MDB_env {
 	int		me_live_reader;		/**< have liveness lock in reader table */
 #ifdef _WIN32
 	int		me_pidquery;		/**< Used in OpenProcess */
-	OVERLAPPED		*me_ov;			/**< Used for overlapping I/O requests */
-	int		me_ovs;				/**< Count of MDB_overlaps */
 #endif
 #ifdef MDB_USE_POSIX_MUTEX	/* Posix mutexes reside in shared mem */
 #	define		me_rmutex	me_txns->mti_rmutex /**< Shared reader lock */
 #	define		me_wmutex	me_txns->mti_wmutex /**< Shared writer lock */
-#	define		me_sync_mutex	me_txns->mti_sync_mutex /**< Shared sync lock */
 #else
 	mdb_mutex_t	me_rmutex;
 	mdb_mutex_t	me_wmutex;
-	mdb_mutex_t	me_sync_mutex;
-# if defined(_WIN32) || defined(MDB_USE_POSIX_SEM)
-	/** Half-initialized name of mutexes, to be completed by #MUTEXNAME() */
-	char		me_mutexname[sizeof(MUTEXNAME_PREFIX) + 11];
-# endif
-#endif
-	mdb_size_t me_synced_txn_id;
-#if MDB_RPAGE_CACHE
-	MDB_ID3L	me_rpages;	/**< like #mt_rpages, but global to env */
-	pthread_mutex_t	me_rpmutex;	/**< control access to #me_rpages */
-	MDB_sum_func *me_sumfunc;	/**< checksum env data */
-	unsigned short me_sumsize;	/**< size of per-page checksums */
-#define MDB_ERPAGE_SIZE	16384
-#define MDB_ERPAGE_MAX	(MDB_ERPAGE_SIZE-1)
-	unsigned short me_esumsize;	/**< size of per-page authentication data */
-	unsigned int me_rpcheck;
-
-	MDB_enc_func *me_encfunc;	/**< encrypt env data */
-	MDB_val		me_enckey;	/**< key for env encryption */
 #endif
 	void		*me_userctx;	 /**< User-settable context */
-	MDB_metrics		me_metrics;	 /**< Metrics tracking */
 	MDB_assert_func *me_assert_func; /**< Callback for assertion failures */
-	void *me_callback; /**< General callback */
-	int64_t 	boot_id;
 };
 
 	/** Nested transaction */
@@ -1737,10 +1398,9 @@ typedef struct MDB_ntxn {
 #define TXN_DBI_CHANGED(txn, dbi) \
 	((txn)->mt_dbiseqs[dbi] != (txn)->mt_env->me_dbiseqs[dbi])
 
-#define MDB_FREELIST_DELETING	1
-static int	mdb_page_alloc(MDB_cursor *mc, int num, MDB_page **mp);
-static int	mdb_page_new(MDB_cursor *mc, uint32_t flags, int num, MDB_page **mp);
-static int	mdb_page_touch(MDB_cursor *mc);
+static int  mdb_page_alloc(MDB_cursor *mc, int num, MDB_page **mp);
+static int  mdb_page_new(MDB_cursor *mc, uint32_t flags, int num, MDB_page **mp);
+static int  mdb_page_touch(MDB_cursor *mc);
 
 #define MDB_END_NAMES {"committed", "empty-commit", "abort", "reset", \
 	"reset-tmp", "fail-begin", "fail-beginchild"}
@@ -1755,44 +1415,36 @@ enum {
 #define MDB_END_SLOT MDB_NOTLS	/**< release any reader slot if #MDB_NOTLS */
 static void mdb_txn_end(MDB_txn *txn, unsigned mode);
 
-#if MDB_RPAGE_CACHE
-#define MDB_PAGE_GET(mc, pg, numpgs, mp)	mdb_page_get(mc, pg, numpgs, mp)
-static void mdb_rpage_dispose(MDB_env *env, MDB_ID3 *id3);
-#else
-/* Drop unused numpgs argument when !MDB_RPAGE_CACHE */
-#define MDB_PAGE_GET(mc, pg, numpgs, mp)	mdb_page_get(mc, pg, mp)
-#endif
-static int	MDB_PAGE_GET(MDB_cursor *mc, pgno_t pgno, int numpgs, MDB_page **mp);
-
-static int	mdb_page_search_root(MDB_cursor *mc,
-					MDB_val *key, int modify);
+static int  mdb_page_get(MDB_cursor *mc, pgno_t pgno, MDB_page **mp, int *lvl);
+static int  mdb_page_search_root(MDB_cursor *mc,
+			    MDB_val *key, int modify);
 #define MDB_PS_MODIFY	1
 #define MDB_PS_ROOTONLY	2
 #define MDB_PS_FIRST	4
 #define MDB_PS_LAST		8
-static int	mdb_page_search(MDB_cursor *mc,
-					MDB_val *key, int flags);
+static int  mdb_page_search(MDB_cursor *mc,
+			    MDB_val *key, int flags);
 static int	mdb_page_merge(MDB_cursor *csrc, MDB_cursor *cdst);
 
 #define MDB_SPLIT_REPLACE	MDB_APPENDDUP	/**< newkey is not new */
 static int	mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata,
 				pgno_t newpgno, unsigned int nflags);
 
-static int	mdb_env_read_header(MDB_env *env, int prev, MDB_meta *meta);
+static int  mdb_env_read_header(MDB_env *env, MDB_meta *meta);
 static MDB_meta *mdb_env_pick_meta(const MDB_env *env);
-static int	mdb_env_write_meta(MDB_txn *txn);
+static int  mdb_env_write_meta(MDB_txn *txn);
 #if defined(MDB_USE_POSIX_MUTEX) && !defined(MDB_ROBUST_SUPPORTED) /* Drop unused excl arg */
-# define mdb_env_close_active(env, excl) mdb_env_close1(env)
+# define mdb_env_close0(env, excl) mdb_env_close1(env)
 #endif
-static void mdb_env_close_active(MDB_env *env, int excl);
+static void mdb_env_close0(MDB_env *env, int excl);
 
 static MDB_node *mdb_node_search(MDB_cursor *mc, MDB_val *key, int *exactp);
-static int	mdb_node_add(MDB_cursor *mc, indx_t indx,
-					MDB_val *key, MDB_val *data, pgno_t pgno, unsigned int flags);
+static int  mdb_node_add(MDB_cursor *mc, indx_t indx,
+			    MDB_val *key, MDB_val *data, pgno_t pgno, unsigned int flags);
 static void mdb_node_del(MDB_cursor *mc, int ksize);
 static void mdb_node_shrink(MDB_page *mp, indx_t indx);
 static int	mdb_node_move(MDB_cursor *csrc, MDB_cursor *cdst, int fromleft);
-static int	mdb_node_read(MDB_cursor *mc, MDB_node *leaf, MDB_val *data);
+static int  mdb_node_read(MDB_cursor *mc, MDB_node *leaf, MDB_val *data);
 static size_t	mdb_leaf_size(MDB_env *env, MDB_val *key, MDB_val *data);
 static size_t	mdb_branch_size(MDB_env *env, MDB_val *key);
 
@@ -1801,6 +1453,9 @@ static int	mdb_update_key(MDB_cursor *mc, MDB_val *key);
 
 static void	mdb_cursor_pop(MDB_cursor *mc);
 static int	mdb_cursor_push(MDB_cursor *mc, MDB_page *mp);
+
+static int	_mdb_cursor_del(MDB_cursor *mc, unsigned int flags);
+static int	_mdb_cursor_put(MDB_cursor *mc, MDB_val *key, MDB_val *data, unsigned int flags);
 
 static int	mdb_cursor_del0(MDB_cursor *mc);
 static int	mdb_del0(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned flags);
@@ -1825,17 +1480,12 @@ static int mdb_reader_check0(MDB_env *env, int rlocked, int *dead);
 static MDB_cmp_func	mdb_cmp_memn, mdb_cmp_memnr, mdb_cmp_int, mdb_cmp_cint, mdb_cmp_long;
 /** @endcond */
 
-/** Compare two items pointing at '#mdb_size_t's of unknown alignment. */
+/** Compare two items pointing at size_t's of unknown alignment. */
 #ifdef MISALIGNED_OK
 # define mdb_cmp_clong mdb_cmp_long
 #else
 # define mdb_cmp_clong mdb_cmp_cint
 #endif
-
-/** True if we need #mdb_cmp_clong() instead of \b cmp for #MDB_INTEGERDUP */
-#define NEED_CMP_CLONG(cmp, ksize) \
-	(UINT_MAX < MDB_SIZE_MAX && \
-	 (cmp) == mdb_cmp_int && (ksize) == sizeof(mdb_size_t))
 
 #ifdef _WIN32
 static SECURITY_DESCRIPTOR mdb_null_sd;
@@ -1878,16 +1528,7 @@ static char *const mdb_errstr[] = {
 	"MDB_BAD_TXN: Transaction must abort, has a child, or is invalid",
 	"MDB_BAD_VALSIZE: Unsupported size of key/DB name/data, or wrong DUPFIXED size",
 	"MDB_BAD_DBI: The specified DBI handle was closed/changed unexpectedly",
-	"MDB_PROBLEM: Unexpected problem - txn should abort",
-	"MDB_BAD_CHECKSUM: Page checksum mismatch",
-	"MDB_CRYPTO_FAIL: Page encryption or decryption failed",
-	"MDB_ENV_ENCRYPTION: Environment encryption mismatch",
-	"MDB_LOCK_FAILURE: Failed to get robust semaphore, increase max semaphore count by running 'sudo sysctl kern.sysv.semume=200' or build with robust mutexes disabled (see docs)",
-	"MDB_EMPTY_TXN: Transaction was empty",
 };
-//<lmdb-js>
-static char* last_error = NULL;
-//</lmdb-js>
 
 char *
 mdb_strerror(int err)
@@ -1907,14 +1548,6 @@ mdb_strerror(int err)
 
 	if (err >= MDB_KEYEXIST && err <= MDB_LAST_ERRCODE) {
 		i = err - MDB_KEYEXIST;
-		if (last_error) {
-			char* error = malloc(300);
-			strcpy(error, mdb_errstr[i]);
-			strcat(error, ": ");
-			strcat(error, last_error);
-			last_error = NULL;
-			return error;
-		}
 		return mdb_errstr[i];
 	}
 
@@ -1932,14 +1565,6 @@ mdb_strerror(int err)
 	case EBUSY:		/* 16, CURRENT_DIRECTORY */
 	case EINVAL:	/* 22, BAD_COMMAND */
 	case ENOSPC:	/* 28, OUT_OF_PAPER */
-		if (last_error) {
-			char* error = malloc(300);
-			strcpy(error, strerror(err));
-			strcat(error, ": ");
-			strcat(error, last_error);
-			last_error = NULL;
-			return error;
-		}
 		return strerror(err);
 	default:
 		;
@@ -1947,17 +1572,11 @@ mdb_strerror(int err)
 	buf[0] = 0;
 	FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM |
 		FORMAT_MESSAGE_IGNORE_INSERTS,
-		NULL, err, 0, ptr, MSGSIZE, (va_list *)NULL);
+		NULL, err, 0, ptr, MSGSIZE, NULL);
 	return ptr;
 #else
-	if (last_error) {
-		char* error = malloc(300);
-		strcpy(error, strerror(err));
-		strcat(error, ": ");
-		strcat(error, last_error);
-		last_error = NULL;
-		return error;
-	}
+	if (err < 0)
+		return "Invalid error code";
 	return strerror(err);
 #endif
 }
@@ -1995,7 +1614,7 @@ static pgno_t
 mdb_dbg_pgno(MDB_page *mp)
 {
 	pgno_t ret;
-	COPY_PGNO(ret, mp->mp_pgno);
+	COPY_PGNO(ret, MP_PGNO(mp));
 	return ret;
 }
 
@@ -2029,6 +1648,18 @@ mdb_dkey(MDB_val *key, char *buf)
 	return buf;
 }
 
+static char *
+mdb_dval(MDB_txn *txn, MDB_dbi dbi, MDB_val *data, char *buf)
+{
+	if (txn->mt_dbs[dbi].md_flags & MDB_DUPSORT) {
+		mdb_dkey(data, buf+1);
+		*buf = '[';
+		strcpy(buf + data->mv_size * 2 + 1, "]");
+	} else
+		*buf = '\0';
+	return buf;
+}
+
 static const char *
 mdb_leafnode_type(MDB_node *n)
 {
@@ -2042,32 +1673,33 @@ void
 mdb_page_list(MDB_page *mp)
 {
 	pgno_t pgno = mdb_dbg_pgno(mp);
-	const char *type;
+	const char *type, *state = (MP_FLAGS(mp) & P_DIRTY) ? ", dirty" : "";
 	MDB_node *node;
 	unsigned int i, nkeys, nsize, total = 0;
 	MDB_val key;
 	DKBUF;
 
-	switch (mp->mp_flags & (P_BRANCH|P_LEAF|P_LEAF2|P_META|P_OVERFLOW|P_SUBP)) {
-	case P_BRANCH:							type = "Branch page";		break;
-	case P_LEAF:								type = "Leaf page";			break;
-	case P_LEAF|P_SUBP:				 type = "Sub-page";			break;
-	case P_LEAF|P_LEAF2:				type = "LEAF2 page";		break;
+	switch (MP_FLAGS(mp) & (P_BRANCH|P_LEAF|P_LEAF2|P_META|P_OVERFLOW|P_SUBP)) {
+	case P_BRANCH:              type = "Branch page";		break;
+	case P_LEAF:                type = "Leaf page";			break;
+	case P_LEAF|P_SUBP:         type = "Sub-page";			break;
+	case P_LEAF|P_LEAF2:        type = "LEAF2 page";		break;
 	case P_LEAF|P_LEAF2|P_SUBP: type = "LEAF2 sub-page";	break;
 	case P_OVERFLOW:
-		fprintf(stderr, "Overflow page %"Yu" pages %u\n", pgno, mp->mp_pages);
+		fprintf(stderr, "Overflow page %"Z"u pages %u%s\n",
+			pgno, mp->mp_pages, state);
 		return;
 	case P_META:
-		fprintf(stderr, "Meta-page %"Yu" txnid %"Yu"\n",
+		fprintf(stderr, "Meta-page %"Z"u txnid %"Z"u\n",
 			pgno, ((MDB_meta *)METADATA(mp))->mm_txnid);
 		return;
 	default:
-		fprintf(stderr, "Bad page %"Yu" flags 0x%X\n", pgno, mp->mp_flags);
+		fprintf(stderr, "Bad page %"Z"u flags 0x%X\n", pgno, MP_FLAGS(mp));
 		return;
 	}
 
 	nkeys = NUMKEYS(mp);
-	fprintf(stderr, "%s %"Yu" numkeys %d\n", type, pgno, nkeys);
+	fprintf(stderr, "%s %"Z"u numkeys %d%s\n", type, pgno, nkeys, state);
 
 	for (i=0; i<nkeys; i++) {
 		if (IS_LEAF2(mp)) {	/* LEAF2 pages have no mp_ptrs[] or node headers */
@@ -2082,12 +1714,12 @@ mdb_page_list(MDB_page *mp)
 		key.mv_data = node->mn_data;
 		nsize = NODESIZE + key.mv_size;
 		if (IS_BRANCH(mp)) {
-			fprintf(stderr, "key %d: page %"Yu", %s\n", i, NODEPGNO(node),
+			fprintf(stderr, "key %d: page %"Z"u, %s\n", i, NODEPGNO(node),
 				DKEY(&key));
 			total += nsize;
 		} else {
 			if (F_ISSET(node->mn_flags, F_BIGDATA))
-				nsize += sizeof(MDB_ovpage);
+				nsize += sizeof(pgno_t);
 			else
 				nsize += NODEDSZ(node);
 			total += nsize;
@@ -2098,7 +1730,7 @@ mdb_page_list(MDB_page *mp)
 		total = EVEN(total);
 	}
 	fprintf(stderr, "Total: header %d + contents %d + unused %d\n",
-		IS_LEAF2(mp) ? PAGEHDRSZ : PAGEBASE + mp->mp_lower, total, SIZELEFT(mp));
+		IS_LEAF2(mp) ? PAGEHDRSZ : PAGEBASE + MP_LOWER(mp), total, SIZELEFT(mp));
 }
 
 void
@@ -2129,9 +1761,9 @@ mdb_cursor_chk(MDB_cursor *mc)
 
 #if (MDB_DEBUG) > 2
 /** Count all the pages in each DB and in the freelist
- *	and make sure it matches the actual number of pages
- *	being used.
- *	All named DBs must be open for a correct count.
+ *  and make sure it matches the actual number of pages
+ *  being used.
+ *  All named DBs must be open for a correct count.
  */
 static void mdb_audit(MDB_txn *txn)
 {
@@ -2178,7 +1810,7 @@ static void mdb_audit(MDB_txn *txn)
 		}
 	}
 	if (freecount + count + NUM_METAS != txn->mt_next_pgno) {
-		fprintf(stderr, "audit: %"Yu" freecount: %"Yu" count: %"Yu" total: %"Yu" next_pgno: %"Yu"\n",
+		fprintf(stderr, "audit: %"Z"u freecount: %"Z"u count: %"Z"u total: %"Z"u next_pgno: %"Z"u\n",
 			txn->mt_txnid, freecount, count+NUM_METAS,
 			freecount+count+NUM_METAS, txn->mt_next_pgno);
 	}
@@ -2195,8 +1827,10 @@ int
 mdb_dcmp(MDB_txn *txn, MDB_dbi dbi, const MDB_val *a, const MDB_val *b)
 {
 	MDB_cmp_func *dcmp = txn->mt_dbxs[dbi].md_dcmp;
-	if (NEED_CMP_CLONG(dcmp, a->mv_size))
+#if UINT_MAX < SIZE_MAX
+	if (dcmp == mdb_cmp_int && a->mv_size == sizeof(size_t))
 		dcmp = mdb_cmp_clong;
+#endif
 	return dcmp(a, b);
 }
 
@@ -2205,7 +1839,7 @@ mdb_dcmp(MDB_txn *txn, MDB_dbi dbi, const MDB_val *a, const MDB_val *b)
  * Set #MDB_TXN_ERROR on failure.
  */
 static MDB_page *
-mdb_page_malloc(MDB_txn *txn, unsigned num, int init)
+mdb_page_malloc(MDB_txn *txn, unsigned num)
 {
 	MDB_env *env = txn->mt_env;
 	MDB_page *ret = env->me_dpages;
@@ -2216,29 +1850,26 @@ mdb_page_malloc(MDB_txn *txn, unsigned num, int init)
 	 * many pages they will be filling in at least up to the last page.
 	 */
 	if (num == 1) {
-		psize -= off = PAGEHDRSZ;
 		if (ret) {
 			VGMEMP_ALLOC(env, ret, sz);
 			VGMEMP_DEFINED(ret, sizeof(ret->mp_next));
 			env->me_dpages = ret->mp_next;
-			goto init;
+			return ret;
 		}
+		psize -= off = PAGEHDRSZ;
 	} else {
 		sz *= num;
 		off = sz - psize;
 	}
 	if ((ret = malloc(sz)) != NULL) {
 		VGMEMP_ALLOC(env, ret, sz);
-init:
-		if (init && !(env->me_flags & MDB_NOMEMINIT)) {
+		if (!(env->me_flags & MDB_NOMEMINIT)) {
 			memset((char *)ret + off, 0, psize);
 			ret->mp_pad = 0;
 		}
 	} else {
-		fprintf(stderr, "malloc error\n");
 		txn->mt_flags |= MDB_TXN_ERROR;
 	}
-	ret->mp_flags = 0;
 	return ret;
 }
 /** Free a single page.
@@ -2266,24 +1897,6 @@ mdb_dpage_free(MDB_env *env, MDB_page *dp)
 	}
 }
 
-#if MDB_RPAGE_CACHE
-/** Free an encrypted dirty page
- * We can't check if it's an overflow page,
- * caller must tell us how many are being freed.
- */
-static void
-mdb_dpage_free_n(MDB_env *env, MDB_page *dp, int num)
-{
-	if (num == 1)
-		mdb_page_free(env, dp);
-	else {
-		/* large pages just get freed directly */
-		VGMEMP_FREE(env, dp);
-		free(dp);
-	}
-}
-#endif
-
 /**	Return all dirty pages to dpage list */
 static void
 mdb_dlist_free(MDB_txn *txn)
@@ -2292,92 +1905,11 @@ mdb_dlist_free(MDB_txn *txn)
 	MDB_ID2L dl = txn->mt_u.dirty_list;
 	unsigned i, n = dl[0].mid;
 
-	if (txn->mt_flags & MDB_TXN_DIRTYNUM) {
-		int *dl_nump = env->me_dirty_nump;
-		for (i = 1; i <= n; i++) {
-			mdb_dpage_free_n(env, dl[i].mptr, dl_nump[i]);
-		}
-		txn->mt_flags ^= MDB_TXN_DIRTYNUM;
-	} else {
-		for (i = 1; i <= n; i++) {
-			mdb_dpage_free(env, dl[i].mptr);
-		}
+	for (i = 1; i <= n; i++) {
+		mdb_dpage_free(env, dl[i].mptr);
 	}
 	dl[0].mid = 0;
 }
-
-#if MDB_RPAGE_CACHE
-#if defined(MDB_VL32) || ((MDB_RPAGE_CACHE) & 2) /* Always remap */
-#define MDB_REMAPPING(flags)	1
-#else
-#define MDB_REMAPPING(flags)	((flags) & MDB_REMAP_CHUNKS)
-#endif
-
-static void
-mdb_page_unref(MDB_txn *txn, MDB_page *mp)
-{
-	pgno_t pgno;
-	MDB_ID3L tl = txn->mt_rpages;
-	unsigned x, rem;
-	if (IS_SUBP(mp) || IS_DIRTY_NW(txn, mp))
-		return;
-	rem = mp->mp_pgno & (MDB_RPAGE_CHUNK-1);
-	pgno = mp->mp_pgno ^ rem;
-	x = mdb_mid3l_search(tl, pgno);
-	if (x != tl[0].mid && tl[x+1].mid == mp->mp_pgno)
-		x++;
-	if (tl[x].mref)
-		tl[x].mref--;
-}
-#define MDB_PAGE_UNREF(txn, mp) \
-	(MDB_REMAPPING(txn->mt_env->me_flags) ? mdb_page_unref(txn, mp) : (void)0)
-
-static void
-mdb_cursor_unref(MDB_cursor *mc)
-{
-	int i;
-	if (mc->mc_txn->mt_rpages[0].mid) {
-		if (!mc->mc_snum || !mc->mc_pg[0] || IS_SUBP(mc->mc_pg[0]))
-			return;
-		for (i=0; i<mc->mc_snum; i++)
-			mdb_page_unref(mc->mc_txn, mc->mc_pg[i]);
-		if (mc->mc_ovpg) {
-			mdb_page_unref(mc->mc_txn, mc->mc_ovpg);
-			mc->mc_ovpg = 0;
-		}
-	}
-	mc->mc_snum = mc->mc_top = 0;
-	mc->mc_pg[0] = NULL;
-	mc->mc_flags &= ~C_INITIALIZED;
-}
-#define MDB_CURSOR_UNREF(mc, force) \
-	((MDB_REMAPPING((mc)->mc_txn->mt_env->me_flags) && \
-	 ((force) || ((mc)->mc_flags & C_INITIALIZED))) \
-	 ? mdb_cursor_unref(mc) \
-	 : (void)0)
-
-/* Unref ovpage \b omp in \b mc and tracked cursors */
-static void
-mdb_ovpage_unref_all(MDB_cursor *mc, MDB_page *omp)
-{
-	MDB_txn *txn = mc->mc_txn;
-	MDB_cursor *next = txn->mt_cursors[mc->mc_dbi];
-	for (;; mc = next, next = mc->mc_next) {
-		if (MC_OVPG(mc) == omp) {
-			mdb_page_unref(mc->mc_txn, omp);
-			MC_SET_OVPG(mc, NULL);
-		}
-		if (next == NULL)
-			break;
-	}
-}
-
-#else
-#define MDB_REMAPPING(flags)	0
-#define MDB_PAGE_UNREF(txn, mp)
-#define MDB_CURSOR_UNREF(mc, force) ((void)0)
-#define mdb_ovpage_unref_all(mc, omp, pgno) ((void)0)
-#endif /* MDB_RPAGE_CACHE */
 
 /** Loosen or free a single page.
  * Saves single pages to a list for future reuse
@@ -2392,56 +1924,82 @@ mdb_ovpage_unref_all(MDB_cursor *mc, MDB_page *omp)
 static int
 mdb_page_loose(MDB_cursor *mc, MDB_page *mp)
 {
-	int rc = MDB_SUCCESS;
+	int loose = 0;
+	pgno_t pgno = mp->mp_pgno;
 	MDB_txn *txn = mc->mc_txn;
 
-	if (IS_WRITABLE(txn, mp) && mc->mc_dbi != FREE_DBI) {
-		/* Page is dirty in this txn, and is not in freeDB */
-		DPRINTF(("loosen db %d page %"Yu, DDBI(mc), mp->mp_pgno));
+	if ((mp->mp_flags & P_DIRTY) && mc->mc_dbi != FREE_DBI) {
+		if (txn->mt_parent) {
+			MDB_ID2 *dl = txn->mt_u.dirty_list;
+			/* If txn has a parent, make sure the page is in our
+			 * dirty list.
+			 */
+			if (dl[0].mid) {
+				unsigned x = mdb_mid2l_search(dl, pgno);
+				if (x <= dl[0].mid && dl[x].mid == pgno) {
+					if (mp != dl[x].mptr) { /* bad cursor? */
+						mc->mc_flags &= ~(C_INITIALIZED|C_EOF);
+						txn->mt_flags |= MDB_TXN_ERROR;
+						return MDB_CORRUPTED;
+					}
+					/* ok, it's ours */
+					loose = 1;
+				}
+			}
+		} else {
+			/* no parent txn, so it's just ours */
+			loose = 1;
+		}
+	}
+	if (loose) {
+		DPRINTF(("loosen db %d page %"Z"u", DDBI(mc),
+			mp->mp_pgno));
 		NEXT_LOOSE_PAGE(mp) = txn->mt_loose_pgs;
 		txn->mt_loose_pgs = mp;
 		txn->mt_loose_count++;
 		mp->mp_flags |= P_LOOSE;
 	} else {
-		rc = mdb_midl_append(&txn->mt_free_pgs, mp->mp_pgno);
+		int rc = mdb_midl_append(&txn->mt_free_pgs, pgno);
+		if (rc)
+			return rc;
 	}
 
-	return rc;
+	return MDB_SUCCESS;
 }
 
 /** Set or clear P_KEEP in dirty, non-overflow, non-sub pages watched by txn.
  * @param[in] mc A cursor handle for the current operation.
  * @param[in] pflags Flags of the pages to update:
- * 0 to set P_KEEP, P_KEEP to clear it.
+ * P_DIRTY to set P_KEEP, P_DIRTY|P_KEEP to clear it.
  * @param[in] all No shortcuts. Needed except after a full #mdb_page_flush().
  * @return 0 on success, non-zero on failure.
  */
 static int
 mdb_pages_xkeep(MDB_cursor *mc, unsigned pflags, int all)
 {
-	enum { Mask = P_SUBP|P_LOOSE|P_KEEP };
+	enum { Mask = P_SUBP|P_DIRTY|P_LOOSE|P_KEEP };
 	MDB_txn *txn = mc->mc_txn;
 	MDB_cursor *m3, *m0 = mc;
 	MDB_xcursor *mx;
 	MDB_page *dp, *mp;
 	MDB_node *leaf;
-	unsigned i, j, x;
-	int rc = MDB_SUCCESS;
+	unsigned i, j;
+	int rc = MDB_SUCCESS, level;
 
-	/* Mark pages seen by cursors: First m0, then tracked cursors */
-	for (i = txn->mt_numdbs;; ) {
-		if (mc->mc_flags & C_INITIALIZED) {
+	/* Mark pages seen by cursors */
+	if (mc->mc_flags & C_UNTRACK)
+		mc = NULL;				/* will find mc in mt_cursors */
+	for (i = txn->mt_numdbs;; mc = txn->mt_cursors[--i]) {
+		for (; mc; mc=mc->mc_next) {
+			if (!(mc->mc_flags & C_INITIALIZED))
+				continue;
 			for (m3 = mc;; m3 = &mx->mx_cursor) {
 				mp = NULL;
 				for (j=0; j<m3->mc_snum; j++) {
 					mp = m3->mc_pg[j];
 					if ((mp->mp_flags & Mask) == pflags)
-						if (IS_WRITABLE(txn, mp))
 						mp->mp_flags ^= P_KEEP;
 				}
-				if (MC_OVPG(m3) && ((MC_OVPG(m3)->mp_flags & Mask) == pflags) &&
-					IS_WRITABLE(txn, MC_OVPG(m3)))
-					MC_OVPG(m3)->mp_flags ^= P_KEEP;
 				mx = m3->mc_xcursor;
 				/* Proceed to mx if it is at a sub-database */
 				if (! (mx && (mx->mx_cursor.mc_flags & C_INITIALIZED)))
@@ -2453,26 +2011,20 @@ mdb_pages_xkeep(MDB_cursor *mc, unsigned pflags, int all)
 					break;
 			}
 		}
-		mc = mc->mc_next;
-		for (; !mc || mc == m0; mc = txn->mt_cursors[--i])
-			if (i == 0)
-				goto mark_done;
+		if (i == 0)
+			break;
 	}
 
-mark_done:
 	if (all) {
 		/* Mark dirty root pages */
-		MDB_ID2L dl = txn->mt_u.dirty_list;
 		for (i=0; i<txn->mt_numdbs; i++) {
 			if (txn->mt_dbflags[i] & DB_DIRTY) {
 				pgno_t pgno = txn->mt_dbs[i].md_root;
 				if (pgno == P_INVALID)
 					continue;
-				x = mdb_mid2l_search(dl, pgno);
-				if (! (x <= dl[0].mid && dl[x].mid == pgno))
-					continue;
-				dp = dl[x].mptr;
-				if ((dp->mp_flags & Mask) == pflags)
+				if ((rc = mdb_page_get(m0, pgno, &dp, &level)) != MDB_SUCCESS)
+					break;
+				if ((dp->mp_flags & Mask) == pflags && level <= 1)
 					dp->mp_flags ^= P_KEEP;
 			}
 		}
@@ -2495,7 +2047,7 @@ static int mdb_page_flush(MDB_txn *txn, int keep);
  *
  * Otherwise, if not using nested txns, it is expected that apps will
  * not run into #MDB_TXN_FULL any more. The pages are flushed to disk
- * the same way as for a txn commit.
+ * the same way as for a txn commit, e.g. their P_DIRTY flag is cleared.
  * If the txn never references them again, they can be left alone.
  * If the txn only reads them, they can be used without any fuss.
  * If the txn writes them again, they can be dirtied immediately without
@@ -2524,7 +2076,7 @@ mdb_page_spill(MDB_cursor *m0, MDB_val *key, MDB_val *data)
 	unsigned int i, j, need;
 	int rc;
 
-	if (m0->mc_flags & (C_SUB|C_WRITEMAP))
+	if (m0->mc_flags & C_SUB)
 		return MDB_SUCCESS;
 
 	/* Estimate how much space this op will take */
@@ -2558,7 +2110,7 @@ mdb_page_spill(MDB_cursor *m0, MDB_val *key, MDB_val *data)
 	}
 
 	/* Preserve pages which may soon be dirtied again */
-	if ((rc = mdb_pages_xkeep(m0, 0, 1)) != MDB_SUCCESS)
+	if ((rc = mdb_pages_xkeep(m0, P_DIRTY, 1)) != MDB_SUCCESS)
 		goto done;
 
 	/* Less aggressive spill - we originally spilled the entire dirty list,
@@ -2602,18 +2154,13 @@ mdb_page_spill(MDB_cursor *m0, MDB_val *key, MDB_val *data)
 	mdb_midl_sort(txn->mt_spill_pgs);
 
 	/* Flush the spilled part of dirty list */
-	if ((rc = mdb_page_flush(txn, i)) != MDB_SUCCESS) {
-		fprintf(stderr, "mdb_page_spill flushing error %i\n", rc);
+	if ((rc = mdb_page_flush(txn, i)) != MDB_SUCCESS)
 		goto done;
-	}
 
 	/* Reset any dirty pages we kept that page_flush didn't see */
-	rc = mdb_pages_xkeep(m0, P_KEEP, i);
+	rc = mdb_pages_xkeep(m0, P_DIRTY|P_KEEP, i);
 
 done:
-if (rc) {
-	fprintf(stderr, "mdb_page_spill error %i\n", rc);
-}
 	txn->mt_flags |= rc ? MDB_TXN_ERROR : MDB_TXN_SPILLS;
 	return rc;
 }
@@ -2623,11 +2170,7 @@ static txnid_t
 mdb_find_oldest(MDB_txn *txn)
 {
 	int i;
-	/* <lmdb-js> */
-	txnid_t mr, oldest = (txn->mt_env->me_flags & MDB_OVERLAPPINGSYNC) ?
-		txn->mt_env->me_synced_txn_id :
-		(txn->mt_txnid - 1);
-	/* </lmdb-js> */
+	txnid_t mr, oldest = txn->mt_txnid - 1;
 	if (txn->mt_env->me_txns) {
 		MDB_reader *r = txn->mt_env->me_txns->mti_readers;
 		for (i = txn->mt_env->me_txns->mti_numreaders; --i >= 0; ) {
@@ -2641,41 +2184,38 @@ mdb_find_oldest(MDB_txn *txn)
 	return oldest;
 }
 
-/** Add a page to the txn's dirty list, if there is one */
+/** Add a page to the txn's dirty list */
 static void
 mdb_page_dirty(MDB_txn *txn, MDB_page *mp)
 {
 	MDB_ID2 mid;
-	int rc;
+	int rc, (*insert)(MDB_ID2L, MDB_ID2 *);
 
 	if (txn->mt_flags & MDB_TXN_WRITEMAP) {
-		txn->mt_flags |= MDB_TXN_DIRTY;
-		return;
+		insert = mdb_mid2l_append;
+	} else {
+		insert = mdb_mid2l_insert;
 	}
 	mid.mid = mp->mp_pgno;
 	mid.mptr = mp;
-	rc = mdb_mid2l_insert(txn->mt_u.dirty_list, &mid);
+	rc = insert(txn->mt_u.dirty_list, &mid);
 	mdb_tassert(txn, rc == 0);
 	txn->mt_dirty_room--;
 }
 
-const static int MAX_SCAN_SEGMENT = 50;
-
-/** Allocate page numbers and memory for writing.	Maintain me_freelist_start,
- * me_pghead and mt_next_pgno.	Set #MDB_TXN_ERROR on failure.
+/** Allocate page numbers and memory for writing.  Maintain me_pglast,
+ * me_pghead and mt_next_pgno.  Set #MDB_TXN_ERROR on failure.
  *
  * If there are free pages available from older transactions, they
  * are re-used first. Otherwise allocate a new page at mt_next_pgno.
  * Do not modify the freedB, just merge freeDB records into me_pghead[]
- * and move me_freelist_start to say which records were consumed.	Only this
- * function can create me_pghead and move me_freelist_start/mt_next_pgno.
- * When #MDB_DEVEL & 2, it is not affected by #mdb_freelist_save(): it
- * then uses the transaction's original snapshot of the freeDB.
+ * and move me_pglast to say which records were consumed.  Only this
+ * function can create me_pghead and move me_pglast/mt_next_pgno.
  * @param[in] mc cursor A cursor handle identifying the transaction and
  *	database for which we are allocating.
  * @param[in] num the number of pages to allocate.
  * @param[out] mp Address of the allocated page(s). Requests for multiple pages
- *	will always be satisfied by a single contiguous chunk of memory.
+ *  will always be satisfied by a single contiguous chunk of memory.
  * @return 0 on success, non-zero on failure.
  */
 static int
@@ -2683,7 +2223,7 @@ mdb_page_alloc(MDB_cursor *mc, int num, MDB_page **mp)
 {
 #ifdef MDB_PARANOID	/* Seems like we can ignore this now */
 	/* Get at most <Max_retries> more freeDB records once me_pghead
-	 * has enough pages.	If not enough, use new pages from the map.
+	 * has enough pages.  If not enough, use new pages from the map.
 	 * If <Paranoid> and mc is updating the freeDB, only get new
 	 * records if me_pghead is empty. Then the freelist cannot play
 	 * catch-up with itself by growing while trying to save it.
@@ -2698,40 +2238,19 @@ mdb_page_alloc(MDB_cursor *mc, int num, MDB_page **mp)
 	pgno_t pgno, *mop = env->me_pghead;
 	unsigned i, j, mop_len = mop ? mop[0] : 0, n2 = num-1;
 	MDB_page *np;
-	txnid_t oldest = 0, last = 0;
+	txnid_t oldest = 0, last;
 	MDB_cursor_op op;
 	MDB_cursor m2;
 	int found_old = 0;
-
-#if OVERFLOW_NOTYET
-	MDB_dovpage *dph = NULL;
-
-	if (ov) {
-		if (!txn->mt_dirty_ovs) {
-			txn->mt_dirty_ovs = mdb_mid2l_alloc(16);
-			if (!txn->mt_dirty_ovs)
-				return ENOMEM;
-		} else if (mdb_mid2l_need(&txn->mt_dirty_ovs, txn->mt_dirty_ovs[0].mid + 1))
-			return ENOMEM;
-		dph = malloc(sizeof(MDB_dovpage));
-	}
-#endif
 
 	/* If there are any loose pages, just use them */
 	if (num == 1 && txn->mt_loose_pgs) {
 		np = txn->mt_loose_pgs;
 		txn->mt_loose_pgs = NEXT_LOOSE_PAGE(np);
 		txn->mt_loose_count--;
-		DPRINTF(("db %d use loose page %"Yu, DDBI(mc), np->mp_pgno));
-#if OVERFLOW_NOTYET
-		if (ov) {
-			dph->mp_hdr = np->mp_hdr;
-			dph->mp_ptr = np;
-			np = (MDB_page *)dph;
-		}
-#endif
+		DPRINTF(("db %d use loose page %"Z"u", DDBI(mc),
+				np->mp_pgno));
 		*mp = np;
-		np->mp_flags &= P_ADM_FLAGS;
 		return MDB_SUCCESS;
 	}
 
@@ -2742,246 +2261,69 @@ mdb_page_alloc(MDB_cursor *mc, int num, MDB_page **mp)
 		rc = MDB_TXN_FULL;
 		goto fail;
 	}
-	unsigned empty_entries = 0;
-	unsigned best_fit_start; // this is a block we will use if we don't find an exact fit
-	pgno_t best_fit_size;
-/*	if (c++ % 100000 == 0) {
-		mdb_midl_print(stderr, mop);
-	}*/
-	for (op = MDB_SET_RANGE;;) {
+
+	for (op = MDB_FIRST;; op = MDB_NEXT) {
 		MDB_val key, data;
 		MDB_node *leaf;
 		pgno_t *idl;
-restart_search:
-		best_fit_start = 0;
-		best_fit_size = -1;
-		pgno_t block_start;
-		/* Seek a big enough contiguous page range. Prefer blocks that fit the remaining space to reduce defragmentation
+
+		/* Seek a big enough contiguous page range. Prefer
+		 * pages at the tail, just truncating the list.
 		 */
-		block_start = 0;
-		unsigned block_size = 0;
-		ssize_t entry;
-		empty_entries = 0;
-		int start = env->me_freelist_position != 0 ? env->me_freelist_position : 1;
-		if (start < 0) start = -start;
-		if (start > mop_len) {
-			start = 1;
+		if (mop_len > n2) {
+			i = mop_len;
+			do {
+				pgno = mop[i];
+				if (mop[i-n2] == pgno+n2)
+					goto search_done;
+			} while (--i > n2);
+			if (--retry < 0)
+				break;
 		}
-		if (mop_len && (ssize_t) mop[start - 1] < 0 && (ssize_t) mop[start] > 0) start++; // don't start in the middle of a length block
-		unsigned end = start + mop_len;
-		unsigned check_point = start + MAX_SCAN_SEGMENT;
-		if (check_point > mop_len) check_point = mop_len;
-		unsigned wrapped = 0;
-		// TODO: Don't scan if the list is too small
-		//fprintf(stderr, "loop from %u to %u over %u\n", start, end, mop_len);
-		for (i = start; 1; i++) {
-			//fprintf(stderr, "l %u ", i);
-			if (i > check_point) {
-				unsigned counting_i = i + (wrapped ? mop_len : 0);
-				if (best_fit_start > 0 && best_fit_size - num < (counting_i - start) >> 6) {
-					goto continue_best_fit;
-				}
-				if (counting_i - start >= mop_len) {
-					break; // searched everything in current list
-				}
-				if (i > mop_len) {
-					// loop back and continue
-					i = 1;
-					wrapped = 1;
-					check_point = start - 1;
-					if (check_point > MAX_SCAN_SEGMENT) check_point = MAX_SCAN_SEGMENT;
-				} else {
-					check_point = i + MAX_SCAN_SEGMENT;
-					if (wrapped) {
-						if (check_point > start - 1) check_point = start - 1;
-					} else if (check_point > mop_len) check_point = mop_len;
-				}
-			}
 
-			entry = mop[i];
-			//fprintf(stderr, "pgno %u next would be %u\n", entry, block_start + block_size);
-			if (entry == 0) {
-				empty_entries++;
-				continue;
-			}
-			if (entry > 0) {
-				pgno = entry;
-				block_size = 1;
-			} else {
-				block_size = -entry;
-				pgno = mop[++i];
-			}
-
-			if (block_size >= num) {
-				if (block_size == num) {
-					// we found a block of the right size
-					env->me_freelist_position = i + 1;
-					mop[i] = 0;
-					if (env->me_freelist_written_end < i) env->me_freelist_written_end = i;
-					if (entry < 1)
-						mop[--i] = 0;
-					if (env->me_freelist_written_start > i || !env->me_freelist_written_start)
-						env->me_freelist_written_start = i;
-					if (pgno == 0) {
-						fprintf(stderr, "found freespace entry pointing to root block of size %u at %u\n", block_size, i);
-						mdb_midl_print(stderr, mop);
-					} else
-						goto search_done;
-				} else if (block_size < best_fit_size || best_fit_size == 0) {
-					best_fit_start = i - 1;
-					best_fit_size = block_size;
-					if (i == 1 - env->me_freelist_position) {
-						// if we just wrote to this block and we are continuing on this block,
-						// skip ahead to using this block
-						goto continue_best_fit;
-					}
-				}
-			}
-		}
-		// see if there is too many empty entries; after a respread it should be between one third and one quarter full of empty entries
-		if (empty_entries > ((i + (wrapped ? mop_len : 0) - start) / 3) + 10) {
-			unsigned old_length = env->me_pghead[0];
-			mdb_midl_respread(&env->me_pghead);
-			mop = env->me_pghead;
-			mop_len = mop[0];
-			// consider the whole free-list to be updated now
-			env->me_freelist_written_end = 0x7fffffff;
-			env->me_freelist_written_start = 1;
-			//fprintf(stderr, "resized from %u to %u\n", old_length, mop_len);
-			goto restart_search;
-		}
-		env->me_freelist_position = i;
-		i = 0;
-
-		if (mop_len > env->me_maxfreepgs_to_load) {
-			//fprintf(stderr, "Too many entries %u, looking for %u, best fit %u, not loading anymore\n", mop_len, num, best_fit_size);
-			//mdb_midl_print(stderr, mop);
-			goto continue_best_fit;
-		}
-		load_more:
-		if (op == MDB_SET_RANGE) {	/* 1st iteration */
+		if (op == MDB_FIRST) {	/* 1st iteration */
 			/* Prepare to fetch more and coalesce */
+			last = env->me_pglast;
 			oldest = env->me_pgoldest;
 			mdb_cursor_init(&m2, txn, FREE_DBI, NULL);
-#if (MDB_DEVEL) & 2	/* "& 2" so MDB_DEVEL=1 won't hide bugs breaking freeDB */
-			/* Use original snapshot. TODO: Should need less care in code
-			 * which modifies the database. Maybe we can delete some code?
-			 */
-			m2.mc_flags |= C_ORIG_RDONLY;
-			m2.mc_db = &env->me_metas[(txn->mt_txnid-1) & 1]->mm_dbs[FREE_DBI];
-			m2.mc_dbflag = (unsigned char *)""; /* probably unnecessary */
-#endif
-//			fprintf(stderr,"loading more freespace, oldest %u: ", oldest);
-			if (!oldest) {
-				// if we need to load more, and we haven't already loaded the latest transactions, we need to load them now
-				// and we load from the end of the freelist, to right before the last referenced transaction, trying load
-				// new transactions before going to older transactions
-				// TODO: There might be some heuristic we may want to apply if there is a very large number of read transactions to avoid
-				// scanning the whole reader list of every transaction (that needs to load more data)
+			if (last) {
+				op = MDB_SET_RANGE;
+				key.mv_data = &last; /* will look up last+1 */
+				key.mv_size = sizeof(last);
+			}
+			if (Paranoid && mc->mc_dbi == FREE_DBI)
+				retry = -1;
+		}
+		if (Paranoid && retry < 0 && mop_len)
+			break;
+
+		last++;
+		/* Do not fetch more if the record will be too recent */
+		if (oldest <= last) {
+			if (!found_old) {
 				oldest = mdb_find_oldest(txn);
 				env->me_pgoldest = oldest;
+				found_old = 1;
 			}
-			if (env->me_freelist_end && env->me_freelist_end < oldest) {
-				last = env->me_freelist_end;
-				key.mv_data = &last; // start at the end of the freelist and read newer transactions free pages
-				key.mv_size = sizeof(last);
-				rc = mdb_cursor_get(&m2, &key, NULL, op);
-				op = MDB_NEXT; // now iterate forwards through the txns of free list
-				last = *(txnid_t *) key.mv_data;
-			} else {
-				// no more transactions to read going forward through newest, we are now going
-				// to switch to reading older transactions. However, first we set the op
-				// to forward to ensure that we fall into the switch into previous iterations below
-				op = MDB_NEXT;
-				rc = MDB_NOTFOUND; // fall into switch to previous iterations below
-				if (!env->me_freelist_start) {
-					env->me_freelist_end = oldest;
-					env->me_freelist_start = oldest;
-				}
-			}
-		} else {
-			// we are now iterating through the free list entries
-			// now iterate
-			rc = mdb_cursor_get(&m2, &key, NULL, op);
-			if (rc && rc != MDB_NOTFOUND)
-				goto fail;
-			else {
-				mdb_cassert(&m2, key.mv_size > 0);
-				last = *(txnid_t *) key.mv_data;
-			}
-		}
-		if (op == MDB_NEXT) {
-			// iterating forward from the freelist range to find newer transactions
-			if (last >= oldest || rc == MDB_NOTFOUND) {
-				env->me_freelist_end = oldest;
-				// no more newer transactions, go to the beginning of the range and look for older txns
-				// unless we are forbidden to use reverse iteration:
-				if (env->me_freelist_no_reverse_iteration) break;
-				op = MDB_SET_RANGE;
-				if (env->me_freelist_start <= 1) break; // should be no zero entry, break out
-				last = env->me_freelist_start - 1;
-				key.mv_data = &last; // start at the start of the freelist and read older transactions free pages
-				key.mv_size = sizeof(last);
-				mdb_cursor_init(&m2, txn, FREE_DBI, NULL);
-				rc = mdb_cursor_get(&m2, &key, NULL, op);
-				op = MDB_PREV;
-				if (rc) {
-					if (rc == MDB_NOTFOUND) {
-						rc = mdb_cursor_last(&m2, &key, NULL);
-						if (rc) {
-							if (rc == MDB_NOTFOUND) break;
-							else goto fail;
-						}
-					} else goto fail;
-				}
-				mdb_cassert(&m2, key.mv_size > 0);
-				last = *(txnid_t*)key.mv_data;
-				if (!last) {
-					fprintf(stderr, "Invalid null txn id\n");
-					rc = MDB_NOTFOUND;
-					goto fail;
-				}
-			} else
-				env->me_freelist_end = last + 1;
-		} else {
-			if (rc == MDB_NOTFOUND) {
-				// reached the very start, mark it as 1
-				env->me_freelist_start = 1;
+			if (oldest <= last)
 				break;
-			}
 		}
-		if (op == MDB_PREV) {
-			// move to previous entry until we are before the last start time.
-			// note that occasionally this might take multiple iterations if we are in the middle of a
-			// rebalance and a node being moved
-			while (last >= env->me_freelist_start) {
-				// go to previous entry, through prev iteration
-				rc = mdb_cursor_get(&m2, &key, NULL, MDB_PREV);
-				if (rc) {
-					if (rc == MDB_NOTFOUND) {
-						// reached the very start, mark it as 1
-						env->me_freelist_start = 1;
-						break;
-					}
-					goto fail;
-				} else {
-			if (key.mv_size == 0) {
-			fprintf(stderr, "Invalid zero size key\n");
-			rc = MDB_BAD_VALSIZE;
-			goto fail;
-			}
-		}
-				last = *(txnid_t *) key.mv_data;
-			}
-			if (rc == MDB_NOTFOUND) break;
-			env->me_freelist_start = last;
-		}
-		if (!last) {
-			fprintf(stderr, "Invalid null txn id\n");
-			rc = MDB_NOTFOUND;
+		rc = mdb_cursor_get(&m2, &key, NULL, op);
+		if (rc) {
+			if (rc == MDB_NOTFOUND)
+				break;
 			goto fail;
 		}
-
+		last = *(txnid_t*)key.mv_data;
+		if (oldest <= last) {
+			if (!found_old) {
+				oldest = mdb_find_oldest(txn);
+				env->me_pgoldest = oldest;
+				found_old = 1;
+			}
+			if (oldest <= last)
+				break;
+		}
 		np = m2.mc_pg[m2.mc_top];
 		leaf = NODEPTR(np, m2.mc_ki[m2.mc_top]);
 		if ((rc = mdb_node_read(&m2, leaf, &data)) != MDB_SUCCESS)
@@ -2999,111 +2341,51 @@ restart_search:
 				goto fail;
 			mop = env->me_pghead;
 		}
-		// consider the whole free-list to be updated now
-		env->me_freelist_written_end = 0x7fffffff;
-		env->me_freelist_written_start = 1;
+		env->me_pglast = last;
 #if (MDB_DEBUG) > 1
-		DPRINTF(("IDL read txn %"Yu" root %"Yu" num %u",
+		DPRINTF(("IDL read txn %"Z"u root %"Z"u num %u",
 			last, txn->mt_dbs[FREE_DBI].md_root, i));
 		for (j = i; j; j--)
-			DPRINTF(("IDL %"Yu, idl[j]));
+			DPRINTF(("IDL %"Z"u", idl[j]));
 #endif
 		/* Merge in descending sorted order */
-		//fprintf(stderr, "Merging %u: ", last);
-		//mdb_midl_print(stderr, idl);
-		if ((rc = mdb_midl_xmerge(&mop, idl)) != 0) {
-			if (rc == -1) rc = 0; // ignore duplicate value errors and just ignore the duplicates
-			else goto fail;
-		}
-		if (mop != env->me_pghead) env->me_pghead = mop;
+		mdb_midl_xmerge(mop, idl);
 		mop_len = mop[0];
 	}
-	continue_best_fit:
-	if (best_fit_start > 0) {
-		mop[best_fit_start] += num; // block length is a negative, so we add to it in order to subtract the amount we are using
-		if (mop[best_fit_start] == -1) mop[best_fit_start] = 0;
-		if (env->me_freelist_written_start > best_fit_start || !env->me_freelist_written_start) env->me_freelist_written_start = best_fit_start;
-		// we use a negative value as an indicator that this position is in the middle of a block, and we can continue it
-		// for sequential writing (faster)
-		env->me_freelist_position = -best_fit_start;
-		pgno = mop[++best_fit_start];
-		if (pgno == 0) {
-			fprintf(stderr, "found best-fit freespace entry pointing to root block of size %u at %u\n", best_fit_size, best_fit_start);
-			mdb_midl_print(stderr, mop);
-		} else {
-			mop[best_fit_start] += num; // update position
-			if (env->me_freelist_written_end < best_fit_start) env->me_freelist_written_end = best_fit_start;
-			//fprintf(stderr, "\nusing best fit size %u of %u\n", num, best_fit_size);
-			//env->me_block_size_cache[best_fit_size] = 0; // clear this out of the cache (TODO: could move it)
 
-			i = 1; // indicate that we found something
-			goto search_done;
-		}
-	}
 	/* Use new pages from the map when nothing suitable in the freeDB */
 	i = 0;
 	pgno = txn->mt_next_pgno;
 	if (pgno + num >= env->me_maxpg) {
-	/* <lmdb-js addition> */
-		size_t new_size = ((size_t) (2 * (pgno + num) * env->me_psize / 0x40000 + 1)) * 0x40000;
-//		fprintf(stderr, "resizing from %u to %u", env->me_mapsize, new_size);
-		rc = mdb_env_set_mapsize(env, new_size);
-	/* </lmdb-js addition> */
-	}
-#if defined(_WIN32) && !defined(MDB_VL32)
-	if (env->me_flags & MDB_WRITEMAP) {
-		void *p;
-		p = (MDB_page *)(env->me_map + env->me_psize * pgno);
-		p = VirtualAlloc(p, env->me_psize * num, MEM_COMMIT, PAGE_READWRITE);
-		if (!p) {
-			DPUTS("VirtualAlloc failed");
-			rc = ErrCode();
+			DPUTS("DB size maxed out");
+			rc = MDB_MAP_FULL;
 			goto fail;
-		}
 	}
-#endif
 
 search_done:
 	if (env->me_flags & MDB_WRITEMAP) {
 		np = (MDB_page *)(env->me_map + env->me_psize * pgno);
 	} else {
-		if (!(np = mdb_page_malloc(txn, num, 1))) {
+		if (!(np = mdb_page_malloc(txn, num))) {
 			rc = ENOMEM;
 			goto fail;
 		}
 	}
 	if (i) {
-		// found
-		//fprintf(stderr,"f %u %u %u	", num, env->me_freelist_position < 0 ? -env->me_freelist_position : env->me_freelist_position, pgno);
+		mop[0] = mop_len -= num;
+		/* Move any stragglers down */
+		for (j = i-num; j < mop_len; )
+			mop[++j] = mop[++i];
 	} else {
-		//fprintf(stderr,"a %u %u %u	", num, env->me_freelist_position < 0 ? -env->me_freelist_position : env->me_freelist_position, pgno);
 		txn->mt_next_pgno = pgno + num;
 	}
-#if OVERFLOW_NOTYET
-	if (ov) {
-		dph->mp_hdr = np->mp_hdr;
-		dph->mp_ptr = np;
-		np = (MDB_page *)dph;
-	}
-#endif
 	np->mp_pgno = pgno;
-	SET_PGTXNID(txn, np);
-	np->mp_flags = 0;
-#if OVERFLOW_NOTYET
-	mdb_page_dirty(txn, np, ov);
-#else
 	mdb_page_dirty(txn, np);
-#endif
 	*mp = np;
 
 	return MDB_SUCCESS;
 
 fail:
-#if OVERFLOW_NOTYET
-	if (dph)
-		free(dph);
-#endif
-fprintf(stderr, "mdb_page_alloc error\n");
 	txn->mt_flags |= MDB_TXN_ERROR;
 	return rc;
 }
@@ -3132,44 +2414,39 @@ mdb_page_copy(MDB_page *dst, MDB_page *src, unsigned int psize)
 	}
 }
 
-/** Bring back a page which this txn spilled to disk; make it writable again.
+/** Pull a page off the txn's spill list, if present.
+ * If a page being referenced was spilled to disk in this txn, bring
+ * it back and make it dirty/writable again.
  * @param[in] txn the transaction handle.
- * @param[in] mp the spilled page.
- * @param[out] ret the writable page.
+ * @param[in] mp the page being referenced. It must not be dirty.
+ * @param[out] ret the writable page, if any. ret is unchanged if
+ * mp wasn't spilled.
  */
 static int
 mdb_page_unspill(MDB_txn *txn, MDB_page *mp, MDB_page **ret)
 {
 	MDB_env *env = txn->mt_env;
+	const MDB_txn *tx2;
 	unsigned x;
 	pgno_t pgno = mp->mp_pgno, pn = pgno << 1;
 
-	if (txn->mt_dirty_room == 0)
-		return MDB_TXN_FULL;
-
-	/* x = position in current spill list, or 0 */
-	x = 0;
-	if (txn->mt_spill_pgs) {
-		x = mdb_midl_search(txn->mt_spill_pgs, pn);
-		if (! (x <= txn->mt_spill_pgs[0] && txn->mt_spill_pgs[x] == pn))
-			x = 0;
-	}
-	if (x == 0 && !txn->mt_parent) {
-		/* should be a spilled page */
-		fprintf(stderr, "Page %u was unspilled, but was not found in spilled page list (%p)\n", mp->mp_pgno, txn->mt_spill_pgs);
-		/*last_error = "mdb_page_unspill no parent";
-		return MDB_PROBLEM;		*/
-	}
-
-	{
+	for (tx2 = txn; tx2; tx2=tx2->mt_parent) {
+		if (!tx2->mt_spill_pgs)
+			continue;
+		x = mdb_midl_search(tx2->mt_spill_pgs, pn);
+		if (x <= tx2->mt_spill_pgs[0] && tx2->mt_spill_pgs[x] == pn) {
 			MDB_page *np;
 			int num;
+			if (txn->mt_dirty_room == 0)
+				return MDB_TXN_FULL;
 			if (IS_OVERFLOW(mp))
 				num = mp->mp_pages;
 			else
 				num = 1;
-			{
-				np = mdb_page_malloc(txn, num, 1);
+			if (env->me_flags & MDB_WRITEMAP) {
+				np = mp;
+			} else {
+				np = mdb_page_malloc(txn, num);
 				if (!np)
 					return ENOMEM;
 				if (num > 1)
@@ -3177,7 +2454,7 @@ mdb_page_unspill(MDB_txn *txn, MDB_page *mp, MDB_page **ret)
 				else
 					mdb_page_copy(np, mp, env->me_psize);
 			}
-			if (x) {
+			if (tx2 == txn) {
 				/* If in current txn, this page is no longer spilled.
 				 * If it happens to be the last page, truncate the spill list.
 				 * Otherwise mark it as deleted by setting the LSB.
@@ -3191,10 +2468,12 @@ mdb_page_unspill(MDB_txn *txn, MDB_page *mp, MDB_page **ret)
 				 */
 
 			mdb_page_dirty(txn, np);
-			SET_PGTXNID(txn, np);
+			np->mp_flags |= P_DIRTY;
 			*ret = np;
-			return MDB_SUCCESS;
+			break;
+		}
 	}
+	return MDB_SUCCESS;
 }
 
 /** Touch a page: make it dirty and re-insert into tree with updated pgno.
@@ -3208,20 +2487,23 @@ mdb_page_touch(MDB_cursor *mc)
 	MDB_page *mp = mc->mc_pg[mc->mc_top], *np;
 	MDB_txn *txn = mc->mc_txn;
 	MDB_cursor *m2, *m3;
-	unsigned np_flags;
 	pgno_t	pgno;
 	int rc;
 
-	if (IS_SUBP(mp) || IS_WRITABLE(txn, mp))
-		return MDB_SUCCESS;
-
-	if (!IS_MUTABLE(txn, mp)) {
-		/* Page from an older snapshot */
+	if (!F_ISSET(MP_FLAGS(mp), P_DIRTY)) {
+		if (txn->mt_flags & MDB_TXN_SPILLS) {
+			np = NULL;
+			rc = mdb_page_unspill(txn, mp, &np);
+			if (rc)
+				goto fail;
+			if (np)
+				goto done;
+		}
 		if ((rc = mdb_midl_need(&txn->mt_free_pgs, 1)) ||
 			(rc = mdb_page_alloc(mc, 1, &np)))
 			goto fail;
 		pgno = np->mp_pgno;
-		DPRINTF(("touched db %d page %"Yu" -> %"Yu, DDBI(mc),
+		DPRINTF(("touched db %d page %"Z"u -> %"Z"u", DDBI(mc),
 			mp->mp_pgno, pgno));
 		mdb_cassert(mc, mp->mp_pgno != pgno);
 		mdb_midl_xappend(txn->mt_free_pgs, mp->mp_pgno);
@@ -3233,37 +2515,39 @@ mdb_page_touch(MDB_cursor *mc)
 		} else {
 			mc->mc_db->md_root = pgno;
 		}
-	} else if (!IS_DIRTY_NW(txn, mp)) {
-		rc = mdb_page_unspill(txn, mp, &np);
-		if (rc)
-			goto fail;
-		goto done;
-	} else {
-		/* Writable in an ancestor txn */
+	} else if (txn->mt_parent && !IS_SUBP(mp)) {
 		MDB_ID2 mid, *dl = txn->mt_u.dirty_list;
 		pgno = mp->mp_pgno;
-		if (!txn->mt_parent) {
-			last_error = "mdb_page_touch no parent";
-			rc = MDB_PROBLEM;
-			goto fail;
+		/* If txn has a parent, make sure the page is in our
+		 * dirty list.
+		 */
+		if (dl[0].mid) {
+			unsigned x = mdb_mid2l_search(dl, pgno);
+			if (x <= dl[0].mid && dl[x].mid == pgno) {
+				if (mp != dl[x].mptr) { /* bad cursor? */
+					mc->mc_flags &= ~(C_INITIALIZED|C_EOF);
+					txn->mt_flags |= MDB_TXN_ERROR;
+					return MDB_CORRUPTED;
+				}
+				return 0;
+			}
 		}
 		mdb_cassert(mc, dl[0].mid < MDB_IDL_UM_MAX);
-		np = mdb_page_malloc(txn, 1, 1);
-		if (!np) {
-			rc = ENOMEM;
-			goto fail;
-		}
+		/* No - copy it */
+		np = mdb_page_malloc(txn, 1);
+		if (!np)
+			return ENOMEM;
 		mid.mid = pgno;
 		mid.mptr = np;
 		rc = mdb_mid2l_insert(dl, &mid);
 		mdb_cassert(mc, rc == 0);
+	} else {
+		return 0;
 	}
 
-	np_flags = np->mp_flags;	/* P_ADM_FLAGS */
 	mdb_page_copy(np, mp, txn->mt_env->me_psize);
-	np->mp_flags |= np_flags;
 	np->mp_pgno = pgno;
-	SET_PGTXNID(txn, np);
+	np->mp_flags |= P_DIRTY;
 
 done:
 	/* Adjust cursors pointing to mp */
@@ -3287,45 +2571,26 @@ done:
 			}
 		}
 	}
-	MDB_PAGE_UNREF(mc->mc_txn, mp);
 	return 0;
 
 fail:
-fprintf(stderr, "mdb_page_touch error\n");
 	txn->mt_flags |= MDB_TXN_ERROR;
 	return rc;
 }
 
-#ifdef _WIN32
-uint64_t get_time64() {
-	return GetTickCount64();
-}
-#else
-uint64_t get_time64() {
-	struct timespec time;
-	clock_gettime(CLOCK_MONOTONIC, &time);
-	return time.tv_sec * 1000000000ll + time.tv_nsec;
-}
-#endif
-
 int
-mdb_env_sync0(MDB_env *env, int force, pgno_t numpgs)
+mdb_env_sync(MDB_env *env, int force)
 {
 	int rc = 0;
 	if (env->me_flags & MDB_RDONLY)
 		return EACCES;
-
-	if (force || !(env->me_flags & MDB_NOSYNC)
-#ifdef _WIN32	/* Sync is normally achieved in Windows by doing WRITE_THROUGH writes */
-	 && (env->me_flags & MDB_WRITEMAP)
-#endif
-		) {
+	if (force || !F_ISSET(env->me_flags, MDB_NOSYNC)) {
 		if (env->me_flags & MDB_WRITEMAP) {
 			int flags = ((env->me_flags & MDB_MAPASYNC) && !force)
 				? MS_ASYNC : MS_SYNC;
-			if (MDB_MSYNC(env->me_map, env->me_psize * numpgs, flags))
+			if (MDB_MSYNC(env->me_map, env->me_mapsize, flags))
 				rc = ErrCode();
-#ifdef _WIN32
+#if defined(_WIN32) || defined(__APPLE__)
 			else if (flags == MS_SYNC && MDB_FDATASYNC(env->me_fd))
 				rc = ErrCode();
 #endif
@@ -3341,71 +2606,6 @@ mdb_env_sync0(MDB_env *env, int force, pgno_t numpgs)
 		}
 	}
 	return rc;
-}
-
-int
-mdb_env_sync(MDB_env *env, int force)
-{
-	MDB_meta *m = mdb_env_pick_meta(env);
-	// <lmdb-js>
-	if (env->me_flags & MDB_OVERLAPPINGSYNC) {
-		MDB_txninfo *ti = env->me_txns;
-		size_t last_txn_id = ti->mti_txnid;
-		//fprintf(stderr,"syncing txn %u, ", last_txn_id);
-		int rc;
-		if (LOCK_MUTEX(rc, env, env->me_sync_mutex))
-			return rc;
-		if (env->me_synced_txn_id >= last_txn_id) {
-			UNLOCK_MUTEX(env->me_sync_mutex);
-			return 0;
-		}
-		uint64_t start = 0;
-		if (env->me_flags & MDB_TRACK_METRICS) {
-			start = get_time64();
-		}
-		MDB_txn sync_txn;
-		MDB_db dbs[2];
-		do {
-			m = mdb_env_pick_meta(env);
-			sync_txn.mt_env = env;
-			sync_txn.mt_flags = 2;
-			sync_txn.mt_dbs = dbs;
-			sync_txn.mt_dbs[FREE_DBI] = m->mm_dbs[FREE_DBI];
-			sync_txn.mt_dbs[MAIN_DBI] = m->mm_dbs[MAIN_DBI];
-			sync_txn.mt_dbs[FREE_DBI].md_flags &= ~MDB_OVERLAPPINGSYNC; // clear this to indicate it is flushed txn
-			sync_txn.mt_txnid = last_txn_id = m->mm_txnid;
-			sync_txn.mt_next_pgno = m->mm_last_pg + 1;
-		} while(ti->mti_txnid != last_txn_id); // avoid race condition in copying data by verifying that this is updated
-		rc = mdb_env_sync0(env, force, sync_txn.mt_next_pgno);
-
-		if (rc) {
-			if (env->me_flags & MDB_TRACK_METRICS) {
-				env->me_metrics.time_sync += get_time64() - start;
-			}
-			UNLOCK_MUTEX(env->me_sync_mutex);
-			return rc;
-		}
-		rc = mdb_env_write_meta(&sync_txn);
-		if (rc == 0)
-			env->me_synced_txn_id = last_txn_id;
-		//fprintf(stderr,"finished syncing txn %u, ", last_txn_id);
-		if (env->me_flags & MDB_TRACK_METRICS) {
-			env->me_metrics.time_sync += get_time64() - start;
-		}
-		UNLOCK_MUTEX(env->me_sync_mutex);
-		return rc;
-	} else {
-		uint64_t start = 0;
-		if (env->me_flags & MDB_TRACK_METRICS) {
-			start = get_time64();
-		}
-		int rc = mdb_env_sync0(env, force, m->mm_last_pg+1);
-		if (env->me_flags & MDB_TRACK_METRICS) {
-			env->me_metrics.time_sync += get_time64() - start;
-		}
-		return rc;
-	}
-	// </lmdb-js>
 }
 
 /** Back up parent txn's cursors, then grab the originals for tracking */
@@ -3433,7 +2633,7 @@ mdb_cursor_shadow(MDB_txn *src, MDB_txn *dst)
 				 * user may not use mc until dst ends. But we need a valid
 				 * txn pointer here for cursor fixups to keep working.
 				 */
-				mc->mc_txn		= dst;
+				mc->mc_txn    = dst;
 				mc->mc_dbflag = &dst->mt_dbflags[i];
 				if ((mx = mc->mc_xcursor) != NULL) {
 					*(MDB_xcursor *)(bk+1) = *mx;
@@ -3564,14 +2764,8 @@ mdb_txn_renew0(MDB_txn *txn)
 			MDB_reader *r = (env->me_flags & MDB_NOTLS) ? txn->mt_u.reader :
 				pthread_getspecific(env->me_txkey);
 			if (r) {
-				if (r->mr_pid != env->me_pid || r->mr_txnid != (txnid_t)-1) {
-					last_error = malloc(100);
-					if (r->mr_pid != env->me_pid)
-						sprintf(last_error, "The reader lock pid %u, txn %i, doesn't match env pid %u", r->mr_pid, r->mr_txnid, env->me_pid);
-					else
-						sprintf(last_error, "The reader lock has a txn id %i", r->mr_txnid);
+				if (r->mr_pid != env->me_pid || r->mr_txnid != (txnid_t)-1)
 					return MDB_BAD_RSLOT;
-				}
 			} else {
 				MDB_PID_T pid = env->me_pid;
 				MDB_THR_T tid = pthread_self();
@@ -3597,7 +2791,7 @@ mdb_txn_renew0(MDB_txn *txn)
 				r = &ti->mti_readers[i];
 				/* Claim the reader slot, carefully since other code
 				 * uses the reader table un-mutexed: First reset the
-				 * slot, next publish it in mti_numreaders.	After
+				 * slot, next publish it in mti_numreaders.  After
 				 * that, it is safe for mdb_env_close() to touch it.
 				 * When it will be closed, we can finally claim it.
 				 */
@@ -3619,68 +2813,41 @@ mdb_txn_renew0(MDB_txn *txn)
 			do /* LY: Retry on a race, ITS#7970. */
 				r->mr_txnid = ti->mti_txnid;
 			while(r->mr_txnid != ti->mti_txnid);
+			if (!r->mr_txnid && (env->me_flags & MDB_RDONLY)) {
+				meta = mdb_env_pick_meta(env);
+				r->mr_txnid = meta->mm_txnid;
+			} else {
+				meta = env->me_metas[r->mr_txnid & 1];
+			}
 			txn->mt_txnid = r->mr_txnid;
 			txn->mt_u.reader = r;
-			meta = env->me_metas[txn->mt_txnid & 1];
 		}
 
 	} else {
 		/* Not yet touching txn == env->me_txn0, it may be active */
-		uint64_t start_lock_time;
-		if (env->me_flags & MDB_TRACK_METRICS) {
-			start_lock_time = get_time64();
-		}
 		if (ti) {
 			if (LOCK_MUTEX(rc, env, env->me_wmutex))
 				return rc;
-			if (txn->mt_txnid != ti->mti_txnid) {
-				//fprintf(stderr, "freelist reset, expected txn id %u, db txn id %u\n", txn->mt_txnid, ti->mti_txnid);
-				if (env->me_pghead) mdb_midl_free(env->me_pghead);
-				env->me_pghead = NULL;
-				env->me_freelist_start = 0;
-				env->me_freelist_end = 0;
-				env->me_freelist_position = 0;
-				// TODO: Free it first
-				//env->me_block_size_cache = NULL;
-			}
-			env->me_pgoldest = 0; // we use this as an indicator that we need to load the newest transactions on the next transaction
-			if (env->me_freelist_position < 0)
-				env->me_freelist_position = -env->me_freelist_position;
 			txn->mt_txnid = ti->mti_txnid;
 			meta = env->me_metas[txn->mt_txnid & 1];
 		} else {
 			meta = mdb_env_pick_meta(env);
 			txn->mt_txnid = meta->mm_txnid;
 		}
-		if (env->me_flags & MDB_TRACK_METRICS) {
-			uint64_t now = get_time64();
-			env->me_metrics.time_start_txns += now - start_lock_time;
-			env->me_metrics.clock_txn = now;
-		}
 		txn->mt_txnid++;
 #if MDB_DEBUG
 		if (txn->mt_txnid == mdb_debug_start)
-			mdb_debug = 1;
+			mdb_debug = MDB_DBG_INFO;
 #endif
 		txn->mt_child = NULL;
 		txn->mt_loose_pgs = NULL;
 		txn->mt_loose_count = 0;
-		if (env->me_flags & MDB_WRITEMAP) {
-			txn->mt_workid = txn->mt_txnid;
-			txn->mt_dirty_room = 1;
-		} else {
-			txn->mt_workid = (txn->mt_txnid | MDB_PGTXNID_FLAGMASK) + 1;
-			txn->mt_dirty_room = MDB_IDL_UM_MAX;
-		}
-		txn->mt_last_workid = txn->mt_workid;
+		txn->mt_dirty_room = MDB_IDL_UM_MAX;
 		txn->mt_u.dirty_list = env->me_dirty_list;
 		txn->mt_u.dirty_list[0].mid = 0;
 		txn->mt_free_pgs = env->me_free_pgs;
 		txn->mt_free_pgs[0] = 0;
 		txn->mt_spill_pgs = NULL;
-#if OVERFLOW_NOTYET
-		txn->mt_dirty_ovs = NULL;
-#endif
 		env->me_txn = txn;
 		memcpy(txn->mt_dbiseqs, env->me_dbiseqs, env->me_maxdbs * sizeof(unsigned int));
 	}
@@ -3690,10 +2857,6 @@ mdb_txn_renew0(MDB_txn *txn)
 
 	/* Moved to here to avoid a data race in read TXNs */
 	txn->mt_next_pgno = meta->mm_last_pg+1;
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(env->me_flags))
-		txn->mt_last_pgno = txn->mt_next_pgno - 1;
-#endif
 
 	txn->mt_flags = flags;
 
@@ -3710,14 +2873,9 @@ mdb_txn_renew0(MDB_txn *txn)
 	if (env->me_flags & MDB_FATAL_ERROR) {
 		DPUTS("environment had fatal error, must shutdown!");
 		rc = MDB_PANIC;
+	} else if (env->me_maxpg < txn->mt_next_pgno) {
+		rc = MDB_MAP_RESIZED;
 	} else {
-		/* <lmdb-js change> */
-		if (env->me_maxpg < txn->mt_next_pgno) {
-			// need to resize map
-			size_t new_size = ((size_t) (2 * (txn->mt_next_pgno) * env->me_psize / 0x40000 + 1)) * 0x40000;
-			mdb_env_set_mapsize(env, new_size);
-		}
-		/* </lmdb-js change> */
 		return MDB_SUCCESS;
 	}
 	mdb_txn_end(txn, new_notls /*0 or MDB_END_SLOT*/ | MDB_END_FAIL_BEGIN);
@@ -3729,65 +2887,16 @@ mdb_txn_renew(MDB_txn *txn)
 {
 	int rc;
 
-	if (!txn || !F_ISSET(txn->mt_flags, MDB_TXN_RDONLY|MDB_TXN_FINISHED)) {
-		if (!txn)
-			last_error = "No transaction to renew";
-		else if (F_ISSET(txn->mt_flags, MDB_TXN_RDONLY)) {
-			// Txn is already renewed, consider this as invalid for compatibility with v1
-			return EINVAL;
-		} else {
-			last_error = malloc(100);
-			sprintf(last_error, "Transaction flag was invalid for renew: %u", txn->mt_flags);
-		}
-		return MDB_BAD_TXN; // if the transaction is not read-only, communicate this with a separate error code
-	}
+	if (!txn || !F_ISSET(txn->mt_flags, MDB_TXN_RDONLY|MDB_TXN_FINISHED))
+		return EINVAL;
 
 	rc = mdb_txn_renew0(txn);
 	if (rc == MDB_SUCCESS) {
-		DPRINTF(("renew txn %"Yu"%c %p on mdbenv %p, root page %"Yu,
+		DPRINTF(("renew txn %"Z"u%c %p on mdbenv %p, root page %"Z"u",
 			txn->mt_txnid, (txn->mt_flags & MDB_TXN_RDONLY) ? 'r' : 'w',
 			(void *)txn, (void *)txn->mt_env, txn->mt_dbs[MAIN_DBI].md_root));
-	} else {
-		last_error = mdb_strerror(rc);
 	}
 	return rc;
-}
-
-/** Used up all workids.	Rewind it and update dirty pages to match. */
-static txnid_t ESECT
-mdb_workid_rewind(MDB_txn *txn)
-{
-	txnid_t workid, diff;
-
-	while (txn->mt_parent)
-		txn = txn->mt_parent;
-	workid = txn->mt_txnid & ~MDB_PGTXNID_FLAGMASK;
-	do {
-		workid += MDB_PGTXNID_STEP;
-		diff = txn->mt_last_workid - workid;
-		if (diff) {
-			MDB_ID2L dl = txn->mt_u.dirty_list;
-			int i;
-			for (i = dl[0].mid; i; i--) {
-				if (MDB_PGTXNID_FLAGBITS)
-					((MDB_page *)dl[i].mptr)->mp_txnid -= diff;
-				else
-					((MDB_page *)dl[i].mptr)->mp_txnid = workid;
-			}
-			txn->mt_workid = txn->mt_last_workid = workid;
-		}
-	} while ((txn = txn->mt_child) != NULL);
-	return workid;
-}
-
-int ESECT
-mdb_txn_set_callback(MDB_txn *txn, MDB_txn_visible *func, void* ctx)
-{
-	if (!txn)
-		return EINVAL;
-	txn->mt_callback = func;
-	txn->mt_ctx = ctx;
-	return MDB_SUCCESS;
 }
 
 int
@@ -3826,17 +2935,6 @@ mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags, MDB_txn **ret)
 		DPRINTF(("calloc: %s", strerror(errno)));
 		return ENOMEM;
 	}
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(env->me_flags) && !parent) {
-		txn->mt_rpages = malloc(MDB_TRPAGE_SIZE * sizeof(MDB_ID3));
-		if (!txn->mt_rpages) {
-			free(txn);
-			return ENOMEM;
-		}
-		txn->mt_rpages[0].mid = 0;
-		txn->mt_rpcheck = MDB_TRPAGE_SIZE/2;
-	}
-#endif
 	txn->mt_dbxs = env->me_dbxs;	/* static */
 	txn->mt_dbs = (MDB_db *) ((char *)txn + tsize);
 	txn->mt_dbflags = (unsigned char *)txn + size - env->me_maxdbs;
@@ -3845,10 +2943,6 @@ mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags, MDB_txn **ret)
 
 	if (parent) {
 		unsigned int i;
-		txnid_t workid = parent->mt_last_workid + MDB_PGTXNID_STEP;
-		if (!workid) /* wraparound after lots of previous children */
-			workid = mdb_workid_rewind(parent) + MDB_PGTXNID_STEP;
-		txn->mt_workid = txn->mt_last_workid = workid;
 		txn->mt_cursors = (MDB_cursor **)(txn->mt_dbs + env->me_maxdbs);
 		txn->mt_dbiseqs = parent->mt_dbiseqs;
 		txn->mt_u.dirty_list = malloc(sizeof(MDB_ID2)*MDB_IDL_UM_SIZE);
@@ -3863,18 +2957,11 @@ mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags, MDB_txn **ret)
 		txn->mt_dirty_room = parent->mt_dirty_room;
 		txn->mt_u.dirty_list[0].mid = 0;
 		txn->mt_spill_pgs = NULL;
-#if OVERFLOW_NOTYET
-		txn->mt_dirty_ovs = NULL;
-#endif
 		txn->mt_next_pgno = parent->mt_next_pgno;
 		parent->mt_flags |= MDB_TXN_HAS_CHILD;
 		parent->mt_child = txn;
 		txn->mt_parent = parent;
 		txn->mt_numdbs = parent->mt_numdbs;
-#if MDB_RPAGE_CACHE
-		if (MDB_REMAPPING(env->me_flags))
-			txn->mt_rpages = parent->mt_rpages;
-#endif
 		memcpy(txn->mt_dbs, parent->mt_dbs, txn->mt_numdbs * sizeof(MDB_db));
 		/* Copy parent's mt_dbflags, but clear DB_NEW */
 		for (i=0; i<txn->mt_numdbs; i++)
@@ -3899,22 +2986,19 @@ mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags, MDB_txn **ret)
 renew:
 		rc = mdb_txn_renew0(txn);
 	}
-	txn->mt_callback = NULL;
 	if (rc) {
 		if (txn != env->me_txn0) {
-#if MDB_RPAGE_CACHE
-			if (MDB_REMAPPING(env->me_flags))
-				free(txn->mt_rpages);
-#endif
+			free(txn->mt_u.dirty_list);
 			free(txn);
 		}
 	} else {
 		txn->mt_flags |= flags;	/* could not change txn=me_txn0 earlier */
 		*ret = txn;
-		DPRINTF(("begin txn %"Yu"%c %p on mdbenv %p, root page %"Yu,
+		DPRINTF(("begin txn %"Z"u%c %p on mdbenv %p, root page %"Z"u",
 			txn->mt_txnid, (flags & MDB_RDONLY) ? 'r' : 'w',
 			(void *) txn, (void *) env, txn->mt_dbs[MAIN_DBI].md_root));
 	}
+	MDB_TRACE(("%p, %p, %u = %p", env, parent, flags, txn));
 
 	return rc;
 }
@@ -3926,11 +3010,11 @@ mdb_txn_env(MDB_txn *txn)
 	return txn->mt_env;
 }
 
-mdb_size_t
+size_t
 mdb_txn_id(MDB_txn *txn)
 {
-		if(!txn) return 0;
-		return txn->mt_txnid;
+    if(!txn) return 0;
+    return txn->mt_txnid;
 }
 
 /** Export or close DBI handles opened in this txn. */
@@ -3978,7 +3062,7 @@ mdb_txn_end(MDB_txn *txn, unsigned mode)
 	/* Export or close DBI handles opened in this txn */
 	mdb_dbis_update(txn, mode & MDB_END_UPDATE);
 
-	DPRINTF(("%s txn %"Yu"%c %p on mdbenv %p, root page %"Yu,
+	DPRINTF(("%s txn %"Z"u%c %p on mdbenv %p, root page %"Z"u",
 		names[mode & MDB_END_OPMASK],
 		txn->mt_txnid, (txn->mt_flags & MDB_TXN_RDONLY) ? 'r' : 'w',
 		(void *) txn, (void *)env, txn->mt_dbs[MAIN_DBI].md_root));
@@ -4007,23 +3091,14 @@ mdb_txn_end(MDB_txn *txn, unsigned mode)
 
 		txn->mt_numdbs = 0;
 		txn->mt_flags = MDB_TXN_FINISHED;
-
 		mdb_midl_free(txn->mt_spill_pgs);
-#if OVERFLOW_NOTYET
-		mdb_mid2l_free(txn->mt_dirty_ovs);
-#endif
+
 		if (!txn->mt_parent) {
 			mdb_midl_shrink(&txn->mt_free_pgs);
 			env->me_free_pgs = txn->mt_free_pgs;
 			/* me_pgstate: */
-			if (env->me_pghead && (env->me_pghead[0] > env->me_maxfreepgs_to_retain || env->me_freelist_end + 300 < txn->mt_txnid || (mode & MDB_END_ABORT))) {
-				//fprintf(stderr, "Free list too large %u or out of date (%u / %u) or aborted, dumping from memory\n", env->me_pghead[0], env->me_freelist_end, txn->mt_txnid);
-				// if it is too large, reset it
-				mdb_midl_free(env->me_pghead);
-				env->me_pghead = NULL;
-				env->me_freelist_start = 0;
-				env->me_freelist_end = 0;
-			}
+			env->me_pghead = NULL;
+			env->me_pglast = 0;
 
 			env->me_txn = NULL;
 			mode = 0;	/* txn == env->me_txn0, do not free() it */
@@ -4038,42 +3113,10 @@ mdb_txn_end(MDB_txn *txn, unsigned mode)
 			mdb_midl_free(txn->mt_free_pgs);
 			free(txn->mt_u.dirty_list);
 		}
+
+		mdb_midl_free(pghead);
 	}
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(env->me_flags) && !txn->mt_parent) {
-		MDB_ID3L el = env->me_rpages, tl = txn->mt_rpages;
-		unsigned i, x, n = tl[0].mid;
-		pthread_mutex_lock(&env->me_rpmutex);
-		for (i = 1; i <= n; i++) {
-			if (tl[i].mid & (MDB_RPAGE_CHUNK-1)) {
-				/* tmp overflow pages that we didn't share in env */
-				munmap(tl[i].mptr, tl[i].mcnt * env->me_psize);
-				if (tl[i].menc) {
-					mdb_rpage_dispose(env, &tl[i]);
-					tl[i].menc = NULL;
-				}
-			} else {
-				x = mdb_mid3l_search(el, tl[i].mid);
-				if (tl[i].mptr == el[x].mptr) {
-					el[x].mref--;
-					if (!el[x].mref)
-						el[x].muse = 0;
-				} else {
-					/* another tmp overflow page */
-					munmap(tl[i].mptr, tl[i].mcnt * env->me_psize);
-					if (tl[i].menc) {
-						mdb_rpage_dispose(env, &tl[i]);
-						tl[i].menc = NULL;
-					}
-				}
-			}
-		}
-		pthread_mutex_unlock(&env->me_rpmutex);
-		tl[0].mid = 0;
-		if (mode & MDB_END_FREE)
-			free(tl);
-	}
-#endif
+
 	if (mode & MDB_END_FREE)
 		free(txn);
 }
@@ -4091,41 +3134,50 @@ mdb_txn_reset(MDB_txn *txn)
 	mdb_txn_end(txn, MDB_END_RESET);
 }
 
-void
-mdb_txn_abort(MDB_txn *txn)
+static void
+_mdb_txn_abort(MDB_txn *txn)
 {
 	if (txn == NULL)
 		return;
 
 	if (txn->mt_child)
-		mdb_txn_abort(txn->mt_child);
+		_mdb_txn_abort(txn->mt_child);
+
 	mdb_txn_end(txn, MDB_END_ABORT|MDB_END_SLOT|MDB_END_FREE);
+}
+
+void
+mdb_txn_abort(MDB_txn *txn)
+{
+	MDB_TRACE(("%p", txn));
+	_mdb_txn_abort(txn);
 }
 
 /** Save the freelist as of this transaction to the freeDB.
  * This changes the freelist. Keep trying until it stabilizes.
- *
- * When (MDB_DEVEL) & 2, the changes do not affect #mdb_page_alloc(),
- * it then uses the transaction's original snapshot of the freeDB.
  */
 static int
 mdb_freelist_save(MDB_txn *txn)
 {
 	/* env->me_pghead[] can grow and shrink during this call.
-	 * env->me_freelist_start and txn->mt_free_pgs[] can only grow.
+	 * env->me_pglast and txn->mt_free_pgs[] can only grow.
 	 * Page numbers cannot disappear from txn->mt_free_pgs[].
 	 */
-	char fl_writes[100000];
 	MDB_cursor mc;
 	MDB_env	*env = txn->mt_env;
-	int rc, maxfree_1pg = env->me_maxfree_1pg, more = 1, lost_loose = 0;
-	txnid_t	pglast = 0;
-	txnid_t head_id = 0;
+	int rc, maxfree_1pg = env->me_maxfree_1pg, more = 1;
+	txnid_t	pglast = 0, head_id = 0;
 	pgno_t	freecnt = 0, *free_pgs, *mop;
 	ssize_t	head_room = 0, total_room = 0, mop_len, clean_limit;
-	unsigned entry_size;
 
 	mdb_cursor_init(&mc, txn, FREE_DBI, NULL);
+
+	if (env->me_pghead) {
+		/* Make sure first page of freeDB is touched and on freelist */
+		rc = mdb_page_search(&mc, NULL, MDB_PS_FIRST|MDB_PS_MODIFY);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+	}
 
 	if (!env->me_pghead && txn->mt_loose_pgs) {
 		/* Put loose page numbers in mt_free_pgs, since
@@ -4170,29 +3222,33 @@ mdb_freelist_save(MDB_txn *txn)
 		txn->mt_loose_pgs = NULL;
 		txn->mt_loose_count = 0;
 	}
-	ssize_t reserved_space;
-	ssize_t start_written;
-	int freelist_written_start;
-	int freelist_written_end;
-	ssize_t end_written;
+
 	/* MDB_RESERVE cancels meminit in ovpage malloc (when no WRITEMAP) */
 	clean_limit = (env->me_flags & (MDB_NOMEMINIT|MDB_WRITEMAP))
 		? SSIZE_MAX : maxfree_1pg;
-//fprintf(stderr, "fl position: %u start: %u, end: %u, txn_id: %u\n", env->me_freelist_position, env->me_freelist_start, env->me_freelist_end, txn->mt_txnid);
-	mop = env->me_pghead;
-	mop_len = (mdb_midl_is_empty(mop) ? 0 : mop[0]) + txn->mt_loose_count;
-	do {
+
+	for (;;) {
 		/* Come back here after each Put() in case freelist changed */
-		/*if (start_written >= 0) {
-			fprintf(stderr, "Rerunning freelist save, start was %u is %u, length was %u is %u\n",start_written, env->me_freelist_start, reserved_space, mop_len);
-		}*/
 		MDB_val key, data;
 		pgno_t *pgs;
 		ssize_t j;
 
-		/* Save the IDL of pages freed by this txn, to a single record
-		 * We do this first because sometimes this will end up exhausting the freelist
-		 * so we don't have to write anything after this*/
+		/* If using records from freeDB which we have not yet
+		 * deleted, delete them and any we reserved for me_pghead.
+		 */
+		while (pglast < env->me_pglast) {
+			rc = mdb_cursor_first(&mc, &key, NULL);
+			if (rc)
+				return rc;
+			pglast = head_id = *(txnid_t *)key.mv_data;
+			total_room = head_room = 0;
+			mdb_tassert(txn, pglast <= env->me_pglast);
+			rc = _mdb_cursor_del(&mc, 0);
+			if (rc)
+				return rc;
+		}
+
+		/* Save the IDL of pages freed by this txn, to a single record */
 		if (freecnt < txn->mt_free_pgs[0]) {
 			if (!freecnt) {
 				/* Make sure last page of freeDB is touched and on freelist */
@@ -4207,332 +3263,118 @@ mdb_freelist_save(MDB_txn *txn)
 			do {
 				freecnt = free_pgs[0];
 				data.mv_size = MDB_IDL_SIZEOF(free_pgs);
-				//fprintf(stderr, "write new freed pages, id: %u ", txn->mt_txnid);
-				//mdb_midl_print(stderr, free_pgs);
-				rc = mdb_cursor_put(&mc, &key, &data, MDB_RESERVE);
+				rc = _mdb_cursor_put(&mc, &key, &data, MDB_RESERVE);
 				if (rc)
 					return rc;
 				/* Retry if mt_free_pgs[] grew during the Put() */
 				free_pgs = txn->mt_free_pgs;
 			} while (freecnt < free_pgs[0]);
-			//mdb_midl_sort(free_pgs);
+			mdb_midl_sort(free_pgs);
 			memcpy(data.mv_data, free_pgs, data.mv_size);
 #if (MDB_DEBUG) > 1
 			{
 				unsigned int i = free_pgs[0];
-				DPRINTF(("IDL write txn %"Yu" root %"Yu" num %u",
+				DPRINTF(("IDL write txn %"Z"u root %"Z"u num %u",
 					txn->mt_txnid, txn->mt_dbs[FREE_DBI].md_root, i));
 				for (; i; i--)
-					DPRINTF(("IDL %"Yu, free_pgs[i]));
+					DPRINTF(("IDL %"Z"u", free_pgs[i]));
 			}
 #endif
-//			continue;
+			continue;
 		}
+
+		mop = env->me_pghead;
+		mop_len = (mop ? mop[0] : 0) + txn->mt_loose_count;
 
 		/* Reserve records for me_pghead[]. Split it if multi-page,
 		 * to avoid searching freeDB for a page range. Use keys in
-		 * range [me_freelist_start me_freelist_end]: Smaller than txnid of oldest reader.
+		 * range [1,me_pglast]: Smaller than txnid of oldest reader.
 		 */
-		head_id = start_written = env->me_freelist_start;
-		// TODO: We may want to the smallest id we can here (previous entry + 1)
-		reserved_space = mop_len;
-		if (!head_id) {
-			head_id = 1;
-			start_written = 1;
+		if (total_room >= mop_len) {
+			if (total_room == mop_len || --more < 0)
+				break;
+		} else if (head_room >= maxfree_1pg && head_id > 1) {
+			/* Keep current record (overflow page), add a new one */
+			head_id--;
+			head_room = 0;
 		}
-		freelist_written_start = env->me_freelist_written_start;
-		freelist_written_end = env->me_freelist_written_end;
-		if (mop_len) {
-			// determine the size of the blocks we need
-			entry_size = ((mop_len / ((env->me_freelist_end - start_written) * maxfree_1pg)) + 1) * maxfree_1pg;
-			pglast = (mop_len - 1) / entry_size + head_id;
-			//fprintf(stderr, "Reserving in-memory freelist, length: %u, ids: ", mop_len);
-			int i = 0;
-			while (head_id <= pglast) {
-				key.mv_size = sizeof(head_id);
-				key.mv_data = &head_id;
-				int len = mop_len > entry_size ? entry_size : mop_len;
-				unsigned end = mop_len;
-				mop_len -= len;
-				unsigned start = mop_len > 0 ? mop_len - 1 : 0;
-				char do_write = freelist_written_start <= end && freelist_written_end >= start;
-				fl_writes[i++] = do_write;
-				// determine if it is in the range of actively written pages
-				if (freelist_written_start <= end && freelist_written_end >= start) {
-					// we will reserve one entry for size and potentially one extra entry in case we are splitting an entry
-					data.mv_size = (len + (head_id < pglast ? 2 : 1)) * sizeof(pgno_t);
-					if (data.mv_size <= 0) {
-						last_error = malloc(100);
-						sprintf(last_error, "attempt to reserve freelist had a data entry with zero-size, last len %i\n", len);
-						return MDB_BAD_TXN;
-					}
-
-					//fprintf(stderr, "id: %u size: %u", head_id, data.mv_size);
-					rc = mdb_cursor_put(&mc, &key, &data, MDB_RESERVE);
-					*(pgno_t*)data.mv_data = 0; // set the size of the entry to zero in case it doesn't get overwritten
-					head_id++;
-					if (rc)
-						return rc;
-				} else {
-					//fprintf(stderr, "Skipping reservation of freelist %u from %u-%u", head_id, mop_len, end);
-					head_id++;
-				}
-			}
-		} else pglast = head_id - 1;
-
-		/* If using records from freeDB which we have not yet
-		 * deleted, delete them and any we reserved for me_pghead.
-		 */
-		if (env->me_pghead) {
-			//fprintf(stderr, "Free list start %u, end %u, pglast %u\n", env->me_freelist_start, env->me_freelist_end, pglast);
-			do {
-				key.mv_size = sizeof(head_id);
-				key.mv_data = &head_id;
-				rc = mdb_cursor_get(&mc, &key, NULL, MDB_SET_RANGE);
-				if (rc) break;
-				head_id = *(txnid_t *) key.mv_data;
-				if (head_id >= env->me_freelist_end) // finished
-					break;
-				total_room = head_room = 0;
-				mdb_tassert(txn, head_id >= env->me_freelist_start);
-				//fprintf(stderr, "Deleting free list record %u\n", head_id);
-				env->me_freelist_no_reverse_iteration = 1; // once we started deleting, could lead to unsafe reverse iteration
-				rc = mdb_cursor_del(&mc, 0);
-				if (rc) {
-					last_error = "Attempting to delete free-space record";
-					return rc;
-				}
-			} while(1);
+		/* (Re)write {key = head_id, IDL length = head_room} */
+		total_room -= head_room;
+		head_room = mop_len - total_room;
+		if (head_room > maxfree_1pg && head_id > 1) {
+			/* Overflow multi-page for part of me_pghead */
+			head_room /= head_id; /* amortize page sizes */
+			head_room += maxfree_1pg - head_room % (maxfree_1pg + 1);
+		} else if (head_room < 0) {
+			/* Rare case, not bothering to delete this record */
+			head_room = 0;
 		}
-		mop = env->me_pghead;
-		if (mdb_midl_is_empty(mop) && mop) {
-			mop[0] = 0;
-		}
-		mop_len = (mop ? mop[0] : 0) + txn->mt_loose_count;
-		if (txn->mt_loose_count > 0) {
-			// loose pages are appended to the end, so we have to expand the range to the end
-			env->me_freelist_written_end = mop_len;
-			env->me_freelist_written_start = 1;
-		}
-	} while(reserved_space != mop_len ||
-		 (start_written > env->me_freelist_start && env->me_freelist_start > 0) ||
-		 freecnt < txn->mt_free_pgs[0] ||
-		 freelist_written_start != env->me_freelist_written_start ||
-		 freelist_written_end != env->me_freelist_written_end);
-	env->me_freelist_no_reverse_iteration = 0; // restore reverse iteration
+		key.mv_size = sizeof(head_id);
+		key.mv_data = &head_id;
+		data.mv_size = (head_room + 1) * sizeof(pgno_t);
+		rc = _mdb_cursor_put(&mc, &key, &data, MDB_RESERVE);
+		if (rc)
+			return rc;
+		/* IDL is initially empty, zero out at least the length */
+		pgs = (pgno_t *)data.mv_data;
+		j = head_room > clean_limit ? head_room : 0;
+		do {
+			pgs[j] = 0;
+		} while (--j >= 0);
+		total_room += head_room;
+	}
 
 	/* Return loose page numbers to me_pghead, though usually none are
-	 * left at this point.	The pages themselves remain in dirty_list.
+	 * left at this point.  The pages themselves remain in dirty_list.
 	 */
 	if (txn->mt_loose_pgs) {
 		MDB_page *mp = txn->mt_loose_pgs;
-		if (!env->me_pghead)
-			env->me_pghead = mdb_midl_alloc(1);
 		unsigned count = txn->mt_loose_count;
-		lost_loose += count;
-		for (; mp; mp = NEXT_LOOSE_PAGE(mp))
-			mdb_midl_append(&env->me_pghead, mp->mp_pgno);
+		MDB_IDL loose;
+		/* Room for loose pages + temp IDL with same */
+		if ((rc = mdb_midl_need(&env->me_pghead, 2*count+1)) != 0)
+			return rc;
+		mop = env->me_pghead;
+		loose = mop + MDB_IDL_ALLOCLEN(mop) - count;
+		for (count = 0; mp; mp = NEXT_LOOSE_PAGE(mp))
+			loose[ ++count ] = mp->mp_pgno;
+		loose[0] = count;
+		mdb_midl_sort(loose);
+		mdb_midl_xmerge(mop, loose);
 		txn->mt_loose_pgs = NULL;
 		txn->mt_loose_count = 0;
-		mop = env->me_pghead;
-		if (mop_len != mop[0]) {
-			fprintf(stderr, "New free-space list does not match added number of loose pages, truncating additional loose pages, original length: %u, loose page count: %u, new total free-space count: %u\n", mop_len, count, mop[0]);
-			mop[0] = mop_len;
-		}
+		mop_len = mop[0];
 	}
 
-	/* Fill in the reserved me_pghead records.	Everything is finally
-	 * in place, so this will not allocate or free any DB pages.
-	 */
+	/* Fill in the reserved me_pghead records */
 	rc = MDB_SUCCESS;
-	MDB_val key, data;
+	if (mop_len) {
+		MDB_val key, data;
 
-	/* Protect DB env from any (buggy) freelist use when saving mop */
-	MDB_IDL pghead = env->me_pghead;
-	env->me_pghead = NULL;
-	txn->mt_dirty_room = 0;
+		mop += mop_len;
+		rc = mdb_cursor_first(&mc, &key, &data);
+		for (; !rc; rc = mdb_cursor_next(&mc, &key, &data, MDB_NEXT)) {
+			txnid_t id = *(txnid_t *)key.mv_data;
+			ssize_t	len = (ssize_t)(data.mv_size / sizeof(MDB_ID)) - 1;
+			MDB_ID save;
 
-//	fprintf(stderr, "Writing in-memory freelist, length: %u ids: ", mop_len);
-	int i = 0;
-	for (txnid_t id = start_written; id <= pglast; id++) {
-		key.mv_size = sizeof(id);
-		key.mv_data = &id;
-		rc = mdb_cursor_get(&mc, &key, &data, MDB_SET_KEY);
-		if (data.mv_size == 0) {
-			last_error = malloc(100);
-			sprintf(last_error, "reserved freelist had a data entry with zero-size, last id %u\n", id);
-			rc = MDB_BAD_TXN;
-			break;
-		}
-
-		if (rc == MDB_NOTFOUND) {
-			if (freelist_written_start < mop_len) {
-				fprintf(stderr, "Freelist record not found %u %u %u %u %u %u %i %i %i %i %i %u %u\n", id, mop_len, start_written,
-						pglast, env->me_freelist_start, env->me_freelist_end,
-						freelist_written_start, env->me_freelist_written_start, freelist_written_end, env->me_freelist_written_end,
-						i, fl_writes[0], fl_writes[1]);
-				mdb_tassert(txn, freelist_written_start >= mop_len);
+			mdb_tassert(txn, len >= 0 && id <= env->me_pglast);
+			key.mv_data = &id;
+			if (len > mop_len) {
+				len = mop_len;
+				data.mv_size = (len + 1) * sizeof(MDB_ID);
 			}
-			rc = 0; // this is acceptable as long as there are no entries to write
-			break;
-		}
-
-
-		//fprintf(stderr, "freelist put: %u, entry size %u, reserved_space: %u, mop_len %u, ", id, data.mv_size, reserved_space, mop_len);
-
-		int reserved_len = (data.mv_size / sizeof(id)) - 1;
-		ssize_t reserved_end = reserved_space;
-		ssize_t end = mop_len;
-		ssize_t save_end = mop[end];
-		if (save_end < 0) {
-			// ends with a block length, zero it out, was already handled by previous iteration
-			mop[end] = 0;
-		}
-		ssize_t start = reserved_space - reserved_len;
-		int len = end - start;
-		if (len < 0) len = 0;
-
-		ssize_t save2 = 0;
-		ssize_t save = mop[start];
-		if (reserved_len > entry_size) {
-			// these are full blocks, so not expecting to reach the end of our iteration and the start of the mop
-			reserved_space = start + 1;
-		} else {
-			if (reserved_space > entry_size) {
-				fprintf(stderr, "reserved_space too large %u %u %u %u %u %u", reserved_space, mop_len, entry_size, start_written, id, pglast);
-			}
-			// mdb_tassert(txn, reserved_space <= entry_size); // I believe this may result in lost free space, but should be recoverable
-			reserved_space -= reserved_len;
-			if (reserved_space < 0) reserved_space = 0;
-			if (reserved_space > 0) {
-				// this shouldn't happen, it means that somehow something was written to the freelist that was not accounted for
-				fprintf(stderr, "reserved_space larger than allocated entry %u %u %u %u %u %u", reserved_space, mop_len, entry_size, mop[reserved_space - 1], id, pglast);
-			}
-		}
-		if (id < pglast) {
-			// we have an extra overlapping byte to handle block length prefix. But don't use it if it is a page number
-			// because it could be preceded by a block length prefix, instead zero it out (only use that byte if it we are on the last block)
-			save2 = mop[start + 1];
-			if (save2 > 0) {
-				mop[start + 1] = 0;
-			}
-		}
-
-		if (reserved_space < mop_len) {
-			mop_len = reserved_space;
-		}
-		char do_write = env->me_freelist_written_start <= reserved_end && env->me_freelist_written_end >= start;
-		if (fl_writes[i++] != do_write) {
-			fprintf(stderr, "Do write of page does not match");
-		}
-		// if it is in the written range
-		if (do_write) {
-			// we are in part of the range of the freelist that was written, so we actually need to save it
-			// if end == 0 it means that the length was probably truncated and we need to rewrite the length byte
-			if (save_end <= 0 && len > 0) len--; // leave off the last byte if we are ignoring it
-			mop[start] = len;
-			data.mv_data = &mop[start];
-			//mdb_midl_print(stderr, &mop[start]);
-			rc = mdb_cursor_put(&mc, &key, &data, MDB_CURRENT);
-			mop[start] = save;
-		} else {// else we are just skipping this write
-			//fprintf(stderr, "Skipping write of freelist %u from %u-%u", id, start, end);
-		}
-		if (save_end < 0) mop[end] = save_end;
-		if (save2 > 0) mop[start + 1] = save2;
-		if (rc)
-			break;
-	}
-
-	// now check to verify the integrity of the free-space entries
-	// first check the new free space entry
-	if (rc == 0) {
-		key.mv_size = sizeof(txn->mt_txnid);
-		key.mv_data = &txn->mt_txnid;
-		rc = mdb_cursor_get(&mc, &key, NULL, MDB_SET);
-		if (rc == 0 && key.mv_size != sizeof(txn->mt_txnid)) {
-			fprintf(stderr, "new freelist entry key wrong size %u\n", txn->mt_txnid);
-			last_error = malloc(100);
-			sprintf(last_error, "new freelist entry key wrong size %u\n", txn->mt_txnid);
-			rc = MDB_BAD_TXN;
-		}
-		if (rc == MDB_NOTFOUND) rc = 0;
-	}
-	// now check the updated freelist entries
-	if (rc == 0) {
-		MDB_IDL test_idl = mdb_midl_alloc(16);
-		key.mv_size = sizeof(start_written);
-		key.mv_data = &start_written;
-		rc = mdb_cursor_get(&mc, &key, &data, MDB_SET);
-		size_t last = 0;
-		while (rc == 0) {
-			if (key.mv_size != sizeof(start_written)) {
-				fprintf(stderr, "updated freelist key wrong size between %u and %u, last %u\n", start_written, env->me_freelist_written_end, last);
-				last_error = malloc(100);
-				sprintf(last_error, "updated freelist key wrong size between %u and %u, last %u\n", start_written, env->me_freelist_written_end, last);
-				rc = MDB_BAD_TXN;
+			data.mv_data = mop -= len;
+			save = mop[0];
+			mop[0] = len;
+			rc = _mdb_cursor_put(&mc, &key, &data, MDB_CURRENT);
+			mop[0] = save;
+			if (rc || !(mop_len -= len))
 				break;
-			}
-			if (data.mv_size == 0) {
-				last_error = malloc(100);
-				sprintf(last_error, "updated freelist had a data entry with zero-size, last %u\n", last);
-				rc = MDB_BAD_TXN;
-				break;
-			}
-			if (rc = mdb_midl_xmerge(&test_idl, (MDB_ID *) data.mv_data)) {
-				last = *(txnid_t *) key.mv_data;
-				fprintf(stderr, "freelist duplicates/overlaps in free list %u %u %u %u %u %u %i %i %i %i %i %u %u\n", last, data.mv_size, start_written,
-						pglast, env->me_freelist_start, env->me_freelist_end,
-						freelist_written_start, env->me_freelist_written_start, freelist_written_end, env->me_freelist_written_end,
-						i, fl_writes[0], fl_writes[1]);
-				fprintf(stderr, "conflicting freelist to save:\n");
-				mdb_midl_print(stderr, test_idl);
-				fprintf(stderr, "from the original freelist to save:\n");
-				mdb_midl_print(stderr, pghead);
-				fprintf(stderr, "All the entries that we are saving to the freelist:\n");
-				// print out all the entries that we are saving to the freelist
-				test_idl = mdb_midl_alloc(16);
-				key.mv_size = sizeof(start_written);
-				key.mv_data = &start_written;
-				rc = mdb_cursor_get(&mc, &key, &data, MDB_SET);
-				size_t last = 0;
-				while (rc == 0) {
-					last = *(txnid_t *) key.mv_data;
-					fprintf(stderr, "entry %u:\n", last);
-					mdb_midl_print(stderr, (MDB_ID *) data.mv_data);
-					if (last >= env->me_freelist_end) break;
-					rc = mdb_cursor_get(&mc, &key, &data, MDB_NEXT);
-				}
-				last_error = malloc(100);
-				sprintf(last_error, "freelist entry %u had bad/duplicate entries, error code %u\n", last, rc);
-				rc = MDB_BAD_TXN;
-				break;
-			}
-			last = *(txnid_t *) key.mv_data;
-			if (last >= env->me_freelist_end) break;
-			rc = mdb_cursor_get(&mc, &key, &data, MDB_NEXT);
 		}
-		mdb_midl_free(test_idl);
-		if (rc == MDB_NOTFOUND) rc = 0;
 	}
-
-	// reset the start and end to indicate no writes have taken place
-	env->me_freelist_written_start = 0x7fffffff;
-	env->me_freelist_written_end = 0;
-	env->me_pghead = pghead;
-	/* Restore this so we can check vs. dirty_list after mdb_page_flush() */
-	if (! (txn->mt_flags & MDB_TXN_WRITEMAP))
-		txn->mt_loose_count += lost_loose;
-
 	return rc;
 }
-
-#if MDB_RPAGE_CACHE
-static int mdb_rpage_decrypt(MDB_env *env, MDB_ID3 *id3, int rem, int numpgs);
-static int mdb_page_encrypt(MDB_env *env, MDB_page *in, MDB_page *out, size_t size);
-static int mdb_page_chk_checksum(MDB_env *env, MDB_page *mp, size_t size);
-static void mdb_page_set_checksum(MDB_env *env, MDB_page *mp, size_t size);
-#endif
 
 /** Flush (some) dirty pages to the map, after clearing their dirty flag.
  * @param[in] txn the transaction that's being committed
@@ -4545,110 +3387,37 @@ mdb_page_flush(MDB_txn *txn, int keep)
 	MDB_env		*env = txn->mt_env;
 	MDB_ID2L	dl = txn->mt_u.dirty_list;
 	unsigned	psize = env->me_psize, j;
-	int			i, pagecount = dl[0].mid, rc, *dl_nump, nump = 1;
-	size_t		size = 0;
-	MDB_OFF_T	pos = 0;
+	int			i, pagecount = dl[0].mid, rc;
+	size_t		size = 0, pos = 0;
 	pgno_t		pgno = 0;
 	MDB_page	*dp = NULL;
-	uint64_t		start = 0;
-	int			write_i = 0;
-	if (env->me_flags & MDB_TRACK_METRICS) {
-		start = get_time64();
-	}
 #ifdef _WIN32
-	OVERLAPPED	*ov, *this_ov;
-	MDB_page	*wdp;
-	HANDLE fd = (txn->mt_flags & MDB_NOSYNC) ? env->me_fd : env->me_ovfd;
+	OVERLAPPED	ov;
+	char *wdp;
+	size_t w2;
 #else
 	struct iovec iov[MDB_COMMIT_PAGES];
-	HANDLE fd = env->me_fd;
-#endif
-	ssize_t		wsize = 0, wres;
-	MDB_OFF_T	wpos = 0, next_pos = 1; /* impossible pos, so pos != next_pos */
+	ssize_t		wpos = 0, wsize = 0, wres;
+	size_t		next_pos = 1; /* impossible pos, so pos != next_pos */
 	int			n = 0;
+#endif
 
 	j = i = keep;
 
 	if (env->me_flags & MDB_WRITEMAP) {
+		/* Clear dirty flags */
+		while (++i <= pagecount) {
+			dp = dl[i].mptr;
+			/* Don't flush this page yet */
+			if (dp->mp_flags & (P_LOOSE|P_KEEP)) {
+				dp->mp_flags &= ~P_KEEP;
+				dl[++j] = dl[i];
+				continue;
+			}
+			dp->mp_flags &= ~P_DIRTY;
+		}
 		goto done;
 	}
-	int pages_written = 0;
-	/* setup nump list, flag that it's in use */
-	dl_nump = env->me_dirty_nump;
-	/* <lmdb-js addition> */
-	for (n=1; n<=pagecount; n++) {
-		dp = dl[n].mptr;
-		dl_nump[n] = IS_OVERFLOW(dp) ? dp->mp_pages : 1;
-		if (dl_nump[n] < 0) {
-			fprintf(stderr, "Invalid page count %i at index %i for page no %i\n", dl_nump[n], n, dl[n].mid);
-			return MDB_BAD_TXN;
-		}
-		pgno_t p = dl[n].mid + dl_nump[n];
-		if (p > pgno)
-			pgno = p;
-		else {
-			fprintf(stderr, "Page writes are out of order\n");
-			return MDB_BAD_TXN;
-		}
-	}
-	txn->mt_flags |= MDB_TXN_DIRTYNUM;
-	/* <lmdb-js addition> */
-	n = 0;
-	
-#ifdef _WIN32
-	if (!(env->me_flags & MDB_WRITEMAP) && pagecount > 0) {
-		DWORD file_high;
-		size_t file_size = GetFileSize(fd, &file_high);
-		file_size += (size_t) file_high << 32;
-		if (pgno * psize >= file_size) {
-			file_size = ((size_t) (pgno < 100 ? 2 : pgno < 1000 ? 1.5 : pgno < 10000 ? 1.25 : pgno < 100000 ? 1.125 : 1.0625) * pgno * psize / 0x40000 + 1) * 0x40000;
-			LONG high_position = file_size >> 32;
-			if (SetFilePointer(fd, file_size & 0xffffffff, &high_position, FILE_BEGIN) == INVALID_SET_FILE_POINTER) {
-				fprintf(stderr, "SetFilePointer failed: %s\n", strerror(ErrCode()));
-			} else {
-				rc = SetEndOfFile(fd);
-				if (!rc) {
-					rc = ErrCode();
-					if (rc != 1224) // occassionaly see a ERROR_USER_MAPPED_FILE with no apparent ill-effect
-						fprintf(stderr, "SetEndOfFile error, extending to %u %i %s\n", file_size, rc, strerror(rc));
-				}
-			}
-		}
-		if (!MDB_REMAPPING(env->me_flags)) {
-			MDB_meta *m = mdb_env_pick_meta(env);
-			void *p;
-			p = (MDB_page *)(env->me_map + env->me_psize * m->mm_last_pg);
-			if (pgno > m->mm_last_pg) {
-				p = VirtualAlloc(p, env->me_psize * (pgno - m->mm_last_pg), MEM_COMMIT, PAGE_READONLY);
-				if (!p) {
-					fprintf(stderr, "VirtualAlloc failed\n");
-					DPUTS("VirtualAlloc failed");
-					return ErrCode();
-				}
-			}
-		}
-	}
-	/* </lmdb-js addition> */
-	if (pagecount - keep >= env->me_ovs) {
-		/* ran out of room in ov array, and re-malloc, copy handles and free previous */
-		int ovs = (pagecount - keep) * 1.5; /* provide extra padding to reduce number of re-allocations */
-		int new_size = ovs * sizeof(OVERLAPPED);
-		ov = malloc(new_size);
-		if (ov == NULL)
-			return ENOMEM;
-		int previous_size = env->me_ovs * sizeof(OVERLAPPED);
-		memcpy(ov, env->me_ov, previous_size); /* Copy previous OVERLAPPED data to retain event handles */
-		/* And clear rest of memory */
-		memset(&ov[env->me_ovs], 0, new_size - previous_size);
-		if (env->me_ovs > 0) {
-			free(env->me_ov); /* release previous allocation */
-		}
-
-		env->me_ov = ov;
-		env->me_ovs = ovs;
-	}
-	ov = env->me_ov;
-#endif
 
 	/* Write the pages */
 	for (;;) {
@@ -4661,95 +3430,82 @@ mdb_page_flush(MDB_txn *txn, int keep)
 				continue;
 			}
 			pgno = dl[i].mid;
-			/* Mark the page as clean */
-			dp->mp_txnid = txn->mt_txnid;
+			/* clear dirty flag */
+			dp->mp_flags &= ~P_DIRTY;
 			pos = pgno * psize;
 			size = psize;
-			nump = dl_nump[i];
-			mdb_tassert(txn, nump > 0);
-			pages_written += nump;
-			size *= nump;
+			if (IS_OVERFLOW(dp)) size *= dp->mp_pages;
 		}
-		/* Write up to MDB_COMMIT_PAGES dirty pages at a time. */
-		if (pos!=next_pos || n==MDB_COMMIT_PAGES || wsize+size>MAX_WRITE
 #ifdef _WIN32
-			/* Windows actually supports scatter/gather I/O, but only on
-			 * unbuffered file handles. Since we're relying on the OS page
-			 * cache for all our data, that's self-defeating. So we just
-			 * write pages one at a time. We use the ov structure to set
-			 * the write offset, to at least save the overhead of a Seek
-			 * system call.
-			 * If writemap is enabled, consecutive page positions infer
-			 * contiguous (mapped) memory.
-			 * Otherwise force write pages one at a time.
-			 */
-			|| !(env->me_flags & MDB_WRITEMAP)
-#endif
-			) {
+		else break;
+
+		/* Windows actually supports scatter/gather I/O, but only on
+		 * unbuffered file handles. Since we're relying on the OS page
+		 * cache for all our data, that's self-defeating. So we just
+		 * write pages one at a time. We use the ov structure to set
+		 * the write offset, to at least save the overhead of a Seek
+		 * system call.
+		 */
+		DPRINTF(("committing page %"Z"u", pgno));
+		wdp = (char *)dp;
+		do {
+			w2 = (size > MAX_WRITE) ? MAX_WRITE : size;
+			memset(&ov, 0, sizeof(ov));
+			ov.Offset = pos & 0xffffffff;
+			ov.OffsetHigh = pos >> 16 >> 16;
+			if (!WriteFile(env->me_fd, wdp, w2, NULL, &ov)) {
+				rc = ErrCode();
+				DPRINTF(("WriteFile: %d", rc));
+				return rc;
+			}
+			wdp += w2;
+			pos += w2;
+			size -= w2;
+		} while (size);
+#else
+		/* Write up to MDB_COMMIT_PAGES dirty pages at a time. */
+		if (pos!=next_pos || n==MDB_COMMIT_PAGES || wsize+size>MAX_WRITE) {
 			if (n) {
 retry_write:
-				rc = 0;
 				/* Write previous page(s) */
-#ifdef _WIN32
-				this_ov = &ov[write_i];
-				/* Clear status, and keep hEvent, we reuse that */
-				this_ov->Internal = 0;
-				this_ov->Offset = wpos & 0xffffffff;
-				this_ov->OffsetHigh = wpos >> 16 >> 16;
-				if (!F_ISSET(txn->mt_flags, MDB_NOSYNC) && !this_ov->hEvent) {
-					HANDLE event = CreateEvent(NULL, FALSE, FALSE, NULL);
-					if (!event) {
-						rc = ErrCode();
-						DPRINTF(("CreateEvent: %s", strerror(rc)));
-						return rc;
-					}
-					this_ov->hEvent = event;
-				}
-				if (!WriteFile(fd, wdp, wsize, NULL, this_ov)) {
-					rc = ErrCode();
-					if (rc != ERROR_IO_PENDING) {
-						DPRINTF(("WriteFile: %d", rc));
-						return rc;
-					}
-					rc = 0;
-				}
-#else /* _WIN32 */
-#ifdef MDB_USE_PWRITEV
-				wres = pwritev(fd, iov, n, wpos);
-#else
 				if (n == 1) {
-					wres = pwrite(fd, iov[0].iov_base, wsize, wpos);
+					while (wsize > MAX_WRITE) {
+						wsize -= MAX_WRITE;
+						wres = pwrite(env->me_fd, iov[0].iov_base, MAX_WRITE, wpos);
+						if (wres != MAX_WRITE)
+							goto bad_write;;
+						wpos += MAX_WRITE;
+						iov[0].iov_base += MAX_WRITE;
+					}
+					wres = pwrite(env->me_fd, iov[0].iov_base, wsize, wpos);
 				} else {
+#ifdef MDB_USE_PWRITEV
+				wres = pwritev(env->me_fd, iov, n, wpos);
+#else
 retry_seek:
-					if (lseek(fd, wpos, SEEK_SET) == -1) {
+					if (lseek(env->me_fd, wpos, SEEK_SET) == -1) {
 						rc = ErrCode();
 						if (rc == EINTR)
 							goto retry_seek;
 						DPRINTF(("lseek: %s", strerror(rc)));
-						wres = wsize;
-					} else {
-						rc = 0;
-						wres = writev(fd, iov, n);
+						return rc;
 					}
+					wres = writev(env->me_fd, iov, n);
 				}
 #endif
+bad_write:
 				if (wres != wsize) {
 					if (wres < 0) {
 						rc = ErrCode();
 						if (rc == EINTR)
 							goto retry_write;
-						fprintf(stderr, "Write error: %s position %u, size %u", strerror(rc), wpos, wsize);
-						last_error = malloc(100);
-						sprintf(last_error, "Attempting to write page at position %u, size %u, blocks %u, buffer sizes %i %i %i", wpos, wsize, n, iov[0].iov_len, iov[1].iov_len, iov[2].iov_len);
+						DPRINTF(("Write error: %s", strerror(rc)));
 					} else {
 						rc = EIO; /* TODO: Use which error code? */
 						DPUTS("short write, filesystem full?");
 					}
-				}
-#endif /* _WIN32 */
-				write_i++;
-				if (rc)
 					return rc;
+				}
 				n = 0;
 			}
 			if (i > pagecount)
@@ -4757,100 +3513,41 @@ retry_seek:
 			wpos = pos;
 			wsize = 0;
 		}
-#if MDB_RPAGE_CACHE
-		if (env->me_sumfunc) {
-			mdb_page_set_checksum(env, dp, size);
-		}
-		if (env->me_encfunc) {
-			MDB_page *encp = mdb_page_malloc(txn, nump, 0);
-			if (!encp)
-				return ENOMEM;
-			if (mdb_page_encrypt(env, dp, encp, size)) {
-				mdb_dpage_free_n(env, encp, nump);
-				return MDB_CRYPTO_FAIL;
-			}
-			mdb_dpage_free_n(env, dp, nump);
-			dp = encp;
-			dl[i].mptr = dp;
-		}
-#endif
-#ifdef _WIN32
-		wdp = dp;
-#else
+		DPRINTF(("committing page %"Z"u", pgno));
+		next_pos = pos + size;
 		iov[n].iov_len = size;
 		iov[n].iov_base = (char *)dp;
-#endif
-		DPRINTF(("committing page %"Yu, pgno));
-		next_pos = pos + size;
 		wsize += size;
 		n++;
+#endif	/* _WIN32 */
 	}
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(env->me_flags) && pgno > txn->mt_last_pgno)
-		txn->mt_last_pgno = pgno;
-#endif
 
 	/* MIPS has cache coherency issues, this is a no-op everywhere else
 	 * Note: for any size >= on-chip cache size, entire on-chip cache is
 	 * flushed.
 	 */
 	CACHEFLUSH(env->me_map, txn->mt_next_pgno * env->me_psize, DCACHE);
-	if (env->me_flags & MDB_TRACK_METRICS) {
-		env->me_metrics.writes += write_i;
-		env->me_metrics.page_flushes++;
-		env->me_metrics.pages_written += pages_written;
-	}
 
-#ifdef _WIN32
-	if (!(txn->mt_flags & MDB_NOSYNC)) {
-		/* Now wait for all the asynchronous/overlapped sync/write-through writes to complete.
-		* We start with the last one so that all the others should already be complete and
-		* we reduce thread suspend/resuming (in practice, typically about 99.5% of writes are
-		* done after the last write is done) */
-		rc = 0;
-		while (--write_i >= 0) {
-			if (ov[write_i].hEvent) {
-				if (!GetOverlappedResult(fd, &ov[write_i], &wres, TRUE)) {
-					rc = ErrCode(); /* Continue on so that all the event signals are reset */
-				}
-			}
+	for (i = keep; ++i <= pagecount; ) {
+		dp = dl[i].mptr;
+		/* This is a page we skipped above */
+		if (!dl[i].mid) {
+			dl[++j] = dl[i];
+			dl[j].mid = dp->mp_pgno;
+			continue;
 		}
-		if (rc) { /* any error on GetOverlappedResult, exit now */
-			return rc;
-		}
+		mdb_dpage_free(env, dp);
 	}
-#endif	/* _WIN32 */
-
-		if (!(env->me_flags & MDB_WRITEMAP)) {
-				/* Don't free pages when using writemap (can only get here in NOSYNC mode in Windows)
-				 */
-		for (i = keep; ++i <= pagecount; ) {
-			dp = dl[i].mptr;
-			/* This is a page we skipped above */
-			if (!dl[i].mid) {
-				dl[++j] = dl[i];
-				dl[j].mid = dp->mp_pgno;
-				continue;
-			}
-			mdb_dpage_free_n(env, dp, dl_nump[i]);
-		}
-	}
-	txn->mt_flags ^= MDB_TXN_DIRTYNUM;
 
 done:
 	i--;
 	txn->mt_dirty_room += i - j;
 	dl[0].mid = j;
-	if (env->me_flags & MDB_TRACK_METRICS) {
-		env->me_metrics.time_page_flushes += get_time64() - start;
-	}
 	return MDB_SUCCESS;
 }
 
-static int ESECT mdb_env_share_locks(MDB_env *env, int *excl);
-
-int
-mdb_txn_commit(MDB_txn *txn)
+static int
+_mdb_txn_commit(MDB_txn *txn)
 {
 	int		rc;
 	unsigned int i, end_mode;
@@ -4863,7 +3560,7 @@ mdb_txn_commit(MDB_txn *txn)
 	end_mode = MDB_END_EMPTY_COMMIT|MDB_END_UPDATE|MDB_END_SLOT|MDB_END_FREE;
 
 	if (txn->mt_child) {
-		rc = mdb_txn_commit(txn->mt_child);
+		rc = _mdb_txn_commit(txn->mt_child);
 		if (rc)
 			goto fail;
 	}
@@ -4875,7 +3572,7 @@ mdb_txn_commit(MDB_txn *txn)
 	}
 
 	if (txn->mt_flags & (MDB_TXN_FINISHED|MDB_TXN_ERROR)) {
-		fprintf(stderr, "txn has failed/finished, can't commit");
+		DPUTS("txn has failed/finished, can't commit");
 		if (txn->mt_parent)
 			txn->mt_parent->mt_flags |= MDB_TXN_ERROR;
 		rc = MDB_BAD_TXN;
@@ -4992,10 +3689,8 @@ mdb_txn_commit(MDB_txn *txn)
 			if (parent->mt_spill_pgs) {
 				/* TODO: Prevent failure here, so parent does not fail */
 				rc = mdb_midl_append_list(&parent->mt_spill_pgs, txn->mt_spill_pgs);
-				if (rc) {
-					fprintf(stderr, "failed to append spill list\n");
+				if (rc)
 					parent->mt_flags |= MDB_TXN_ERROR;
-				}
 				mdb_midl_free(txn->mt_spill_pgs);
 				mdb_midl_sort(parent->mt_spill_pgs);
 			} else {
@@ -5009,7 +3704,6 @@ mdb_txn_commit(MDB_txn *txn)
 		*lp = txn->mt_loose_pgs;
 		parent->mt_loose_count += txn->mt_loose_count;
 
-		parent->mt_last_workid = txn->mt_last_workid;
 		parent->mt_child = NULL;
 		mdb_midl_free(((MDB_ntxn *)txn)->mnt_pgstate.mf_pghead);
 		free(txn);
@@ -5025,14 +3719,11 @@ mdb_txn_commit(MDB_txn *txn)
 	mdb_cursors_close(txn, 0);
 
 	if (!txn->mt_u.dirty_list[0].mid &&
-		!(txn->mt_flags & (MDB_TXN_DIRTY | MDB_TXN_SPILLS))) {
-		txn->mt_txnid--; // we can safely decrement this because should be no changes to freelist
-		mdb_txn_end(txn, end_mode);
-		return MDB_EMPTY_TXN;
-	}
+		!(txn->mt_flags & (MDB_TXN_DIRTY|MDB_TXN_SPILLS)))
+		goto done;
 
-	DPRINTF(("committing txn %"Yu" %p on mdbenv %p, root page %"Yu,
-			txn->mt_txnid, (void*)txn, (void*)env, txn->mt_dbs[MAIN_DBI].md_root));
+	DPRINTF(("committing txn %"Z"u %p on mdbenv %p, root page %"Z"u",
+	    txn->mt_txnid, (void*)txn, (void*)env, txn->mt_dbs[MAIN_DBI].md_root));
 
 	/* Update DB root pointers */
 	if (txn->mt_numdbs > CORE_DBS) {
@@ -5049,7 +3740,7 @@ mdb_txn_commit(MDB_txn *txn)
 					goto fail;
 				}
 				data.mv_data = &txn->mt_dbs[i];
-				rc = mdb_cursor_put(&mc, &txn->mt_dbxs[i].md_name, &data,
+				rc = _mdb_cursor_put(&mc, &txn->mt_dbxs[i].md_name, &data,
 					F_SUBDATA);
 				if (rc)
 					goto fail;
@@ -5061,150 +3752,44 @@ mdb_txn_commit(MDB_txn *txn)
 	if (rc)
 		goto fail;
 
+	mdb_midl_free(env->me_pghead);
+	env->me_pghead = NULL;
 	mdb_midl_shrink(&txn->mt_free_pgs);
 
 #if (MDB_DEBUG) > 2
 	mdb_audit(txn);
 #endif
-	int dirty_pages = txn->mt_u.dirty_list[0].mid;
-	if ((rc = mdb_page_flush(txn, 0)))
-		goto fail;
-	if ((unsigned)txn->mt_loose_count < txn->mt_u.dirty_list[0].mid) {
-		last_error = malloc(100);
-		sprintf(last_error, "The loose count %i is less than the size of the dirty list %u", txn->mt_loose_count, txn->mt_u.dirty_list[0].mid);
-		rc = MDB_PROBLEM; /* mt_loose_pgs does not match dirty_list */
-		goto fail;
-	}
-	if (!F_ISSET(txn->mt_flags, MDB_TXN_NOSYNC) &&
-		(rc = mdb_env_sync0(env, 0, txn->mt_next_pgno)))
-		goto fail;
 
-	//<lmdb-js>
-	if ((txn->mt_flags & MDB_NOSYNC) && (env->me_flags & MDB_OVERLAPPINGSYNC))
-		txn->mt_dbs[FREE_DBI].md_flags |= MDB_OVERLAPPINGSYNC;
-	else
-		txn->mt_dbs[FREE_DBI].md_flags &= ~MDB_OVERLAPPINGSYNC;
-	//<//lmdb-js>
-
-	if ((rc = mdb_env_write_meta(txn)))
+	if ((rc = mdb_page_flush(txn, 0)) ||
+		(rc = mdb_env_sync(env, 0)) ||
+		(rc = mdb_env_write_meta(txn)))
 		goto fail;
-
-	//<lmdb-js>
-	MDB_txn_visible* callback = txn->mt_callback;
-	void* ctx = txn->mt_ctx;
-	if (callback) {
-		callback(ctx, 0);
-		txn->mt_callback = NULL;
-	}
-	if (!F_ISSET(txn->mt_flags, MDB_TXN_NOSYNC))
-		env->me_synced_txn_id = txn->mt_txnid;
-	//</lmdb-js>
 	end_mode = MDB_END_COMMITTED|MDB_END_UPDATE;
-	if (env->me_flags & MDB_PREVSNAPSHOT) {
-		if (!(env->me_flags & MDB_NOLOCK)) {
-			int excl;
-			rc = mdb_env_share_locks(env, &excl);
-			if (rc)
-				goto fail;
-		}
-		env->me_flags ^= MDB_PREVSNAPSHOT;
-	}
 
 done:
-	//<lmdb-js>
-	if (env->me_flags & MDB_TRACK_METRICS) {
-		env->me_metrics.time_during_txns += get_time64() - env->me_metrics.clock_txn;
-		env->me_metrics.txns++;
-	}
-	if ((txn->mt_flags & MDB_NOSYNC) && (env->me_flags & MDB_OVERLAPPINGSYNC)) {
-		size_t txn_id = txn->mt_txnid;
-		if (dirty_pages * (txn->mt_txnid - env->me_synced_txn_id) > 500) {
-			// for bigger txns we wait for the flush before allowing next txn
-			LOCK_MUTEX(rc, env, env->me_sync_mutex);
-			mdb_txn_end(txn, end_mode);
-		} else {
-			mdb_txn_end(txn, end_mode);
-			LOCK_MUTEX(rc, env, env->me_sync_mutex);
-		}
-		if (callback) {
-			callback(ctx, 1);
-		}
-		if (rc)
-			return rc;
-		if (env->me_synced_txn_id < txn_id) { // check to see if we still need a sync
-			uint64_t start = 0;
-			if (env->me_flags & MDB_TRACK_METRICS) {
-				start = get_time64();
-			}
-			MDB_meta* m;
-			MDB_txninfo *ti = env->me_txns;
-			MDB_txn sync_txn;
-			MDB_db dbs[2];
-			// if other transactions have completed by the time we get here, our sync txn
-			// should include that
-			do {
-				m = mdb_env_pick_meta(env);
-				sync_txn.mt_env = env;
-				sync_txn.mt_flags = 2;
-				sync_txn.mt_dbs = dbs;
-				sync_txn.mt_dbs[FREE_DBI] = m->mm_dbs[FREE_DBI];
-				sync_txn.mt_dbs[MAIN_DBI] = m->mm_dbs[MAIN_DBI];
-				sync_txn.mt_dbs[FREE_DBI].md_flags &= ~MDB_OVERLAPPINGSYNC; // clear this to indicate it is flushed txn
-				sync_txn.mt_txnid = txn_id = m->mm_txnid;
-				sync_txn.mt_next_pgno = m->mm_last_pg + 1;
-			} while(ti->mti_txnid != txn_id); // avoid race condition in copying data by verifying that this is updated
-
-			rc = mdb_env_sync0(env, 0, m->mm_last_pg);
-			if (rc) {
-				UNLOCK_MUTEX(env->me_sync_mutex);
-				return rc;
-			}
-			rc = mdb_env_write_meta(&sync_txn);
-			if (rc == 0)
-				env->me_synced_txn_id = sync_txn.mt_txnid;
-			if (env->me_flags & MDB_TRACK_METRICS) {
-				env->me_metrics.time_sync += get_time64() - start;
-			}
-			UNLOCK_MUTEX(env->me_sync_mutex);
-		} else {
-			UNLOCK_MUTEX(env->me_sync_mutex);
-//			fprintf(stderr, "No sync needed after getting lock, committed %u, but already at %u\n", txn_id, env->me_synced_txn_id);
-		}
-	} else
-		mdb_txn_end(txn, end_mode);
+	mdb_txn_end(txn, end_mode);
 	return MDB_SUCCESS;
 
 fail:
-	mdb_txn_abort(txn);
+	_mdb_txn_abort(txn);
 	return rc;
 }
 
-MDB_meta* mdb_pick_meta(const MDB_env *env, MDB_meta* a, MDB_meta* b) {
-	MDB_meta *latest = a->mm_txnid >= b->mm_txnid ? a : b;
-	if (env->me_flags & MDB_PREVSNAPSHOT) {
-		if (env->me_flags & MDB_OVERLAPPINGSYNC) {
-			if (!b->mm_txnid)
-				return a;
-			if ((latest->boot_id && latest->boot_id == env->boot_id && !(env->me_flags & MDB_SAFE_RESTORE)) ||
-					!(latest->mm_flags & MDB_OVERLAPPINGSYNC))
-				return latest;
-		}
-		return a->mm_txnid > b->mm_txnid ? b : a; // previous snapshot, use oldest
-	}
-	return latest;
+int
+mdb_txn_commit(MDB_txn *txn)
+{
+	MDB_TRACE(("%p", txn));
+	return _mdb_txn_commit(txn);
 }
-
-static int ESECT mdb_env_map(MDB_env *env, void *addr);
 
 /** Read the environment parameters of a DB environment before
  * mapping it into memory.
  * @param[in] env the environment handle
- * @param[in] prev whether to read the backup meta page
  * @param[out] meta address of where to store the meta information
  * @return 0 on success, non-zero on failure.
  */
 static int ESECT
-mdb_env_read_header(MDB_env *env, int prev, MDB_meta *meta)
+mdb_env_read_header(MDB_env *env, MDB_meta *meta)
 {
 	MDB_metabuf	pbuf;
 	MDB_page	*p;
@@ -5212,38 +3797,11 @@ mdb_env_read_header(MDB_env *env, int prev, MDB_meta *meta)
 	int			i, rc, off;
 	enum { Size = sizeof(pbuf) };
 
-	if (env->me_flags & MDB_RAWPART) {
-#define VM_ALIGN	0x200000
-		env->me_mapsize += VM_ALIGN-1;
-		env->me_mapsize &= ~(VM_ALIGN-1);
-		env->me_psize = env->me_os_psize;
-		rc = mdb_env_map(env, NULL);
-		if (rc)
-			return rc;
-		p = (MDB_page *)env->me_map;
-		for (i=0; i<NUM_METAS; i++) {
-			if (!F_ISSET(p->mp_flags, P_META))
-				return ENOENT;
-			if (env->me_metas[i]->mm_magic != MDB_MAGIC)
-				return MDB_INVALID;
-			if ((env->me_metas[i]->mm_version & 0xffff) != MDB_DATA_VERSION)
-				return MDB_VERSION_MISMATCH;
-			if (i == 0)
-				*meta = *env->me_metas[i];
-			else
-				*meta = *mdb_pick_meta(env, meta, env->me_metas[i]);
-			p = (MDB_page *)((char *)p + env->me_psize);
-		}
-		return 0;
-	}
-
 	/* We don't know the page size yet, so use a minimum value.
 	 * Read both meta pages so we can use the latest one.
 	 */
-	int num_metas = env->me_flags & MDB_OVERLAPPINGSYNC ? 3 : NUM_METAS;
 
-	for (i=off=0; i<num_metas; i++,
-			off += env->me_flags & MDB_OVERLAPPINGSYNC ? meta->mm_psize >> 1 : meta->mm_psize) {
+	for (i=off=0; i<NUM_METAS; i++, off += meta->mm_psize) {
 #ifdef _WIN32
 		DWORD len;
 		OVERLAPPED ov;
@@ -5264,31 +3822,26 @@ mdb_env_read_header(MDB_env *env, int prev, MDB_meta *meta)
 		}
 
 		p = (MDB_page *)&pbuf;
-		if (off == 0) {
-			if (!F_ISSET(p->mp_flags, P_META)) {
-				if (env->me_flags & MDB_RAWPART)
-					return ENOENT;
-				DPRINTF(("page %"Yu" not a meta page", p->mp_pgno));
-				return MDB_INVALID;
-			}
 
-			m = METADATA(p);
-			if (m->mm_magic != MDB_MAGIC) {
-				DPUTS("meta has invalid magic");
-				return MDB_INVALID;
-			}
-
-			if ((m->mm_version & 0xffff) != MDB_DATA_VERSION) {
-				DPRINTF(("database is version %u, expected version %u",
-					(m->mm_version & 0xffff), MDB_DATA_VERSION));
-				return MDB_VERSION_MISMATCH;
-			}
-			*meta = *m;
-		} else {
-			m = METADATA(p);
-			*meta = *mdb_pick_meta(env, meta, m);
+		if (!F_ISSET(p->mp_flags, P_META)) {
+			DPRINTF(("page %"Z"u not a meta page", p->mp_pgno));
+			return MDB_INVALID;
 		}
-		// </lmdb-js>
+
+		m = METADATA(p);
+		if (m->mm_magic != MDB_MAGIC) {
+			DPUTS("meta has invalid magic");
+			return MDB_INVALID;
+		}
+
+		if (m->mm_version != MDB_DATA_VERSION) {
+			DPRINTF(("database is version %u, expected version %u",
+				m->mm_version, MDB_DATA_VERSION));
+			return MDB_VERSION_MISMATCH;
+		}
+
+		if (off == 0 || m->mm_txnid > meta->mm_txnid)
+			*meta = *m;
 	}
 	return 0;
 }
@@ -5302,7 +3855,7 @@ mdb_env_init_meta0(MDB_env *env, MDB_meta *meta)
 	meta->mm_mapsize = env->me_mapsize;
 	meta->mm_psize = env->me_psize;
 	meta->mm_last_pg = NUM_METAS-1;
-	meta->mm_flags = env->me_flags & 0xffff & ~MDB_OVERLAPPINGSYNC;
+	meta->mm_flags = env->me_flags & 0xffff;
 	meta->mm_flags |= MDB_INTEGERKEY; /* this is mm_dbs[FREE_DBI].md_flags */
 	meta->mm_dbs[FREE_DBI].md_root = P_INVALID;
 	meta->mm_dbs[MAIN_DBI].md_root = P_INVALID;
@@ -5333,25 +3886,15 @@ mdb_env_init_meta(MDB_env *env, MDB_meta *meta)
 	if (len == -1 && ErrCode() == EINTR) continue; \
 	rc = (len >= 0); break; } while(1)
 #endif
+
 	DPUTS("writing new meta page");
 
 	psize = env->me_psize;
 
-	if ((env->me_flags & (MDB_RAWPART|MDB_WRITEMAP)) == (MDB_RAWPART|MDB_WRITEMAP)) {
-		p = (MDB_page *)env->me_map;
-		p->mp_pgno = 0;
-		p->mp_flags = P_META;
-		*(MDB_meta *)METADATA(p) = *meta;
-		q = (MDB_page *)((char *)p + psize);
-		q->mp_pgno = 1;
-		q->mp_flags = P_META;
-		*(MDB_meta *)METADATA(q) = *meta;
-		return 0;
-	}
-
 	p = calloc(NUM_METAS, psize);
 	if (!p)
 		return ENOMEM;
+
 	p->mp_pgno = 0;
 	p->mp_flags = P_META;
 	*(MDB_meta *)METADATA(p) = *meta;
@@ -5361,14 +3904,6 @@ mdb_env_init_meta(MDB_env *env, MDB_meta *meta)
 	q->mp_flags = P_META;
 	*(MDB_meta *)METADATA(q) = *meta;
 
-#if MDB_RPAGE_CACHE
-	if (env->me_sumsize) {
-		/* save the checksum size in tail of page 0 */
-		char *ptr = (char *)q;
-		unsigned short *u = (unsigned short *)(ptr-2);
-		*u = env->me_sumsize;
-	}
-#endif
 	DO_PWRITE(rc, env->me_fd, p, psize * NUM_METAS, len, 0);
 	if (!rc)
 		rc = ErrCode();
@@ -5390,8 +3925,8 @@ mdb_env_write_meta(MDB_txn *txn)
 	MDB_env *env;
 	MDB_meta	meta, metab, *mp;
 	unsigned flags;
-	mdb_size_t mapsize;
-	MDB_OFF_T off;
+	size_t mapsize;
+	off_t off;
 	int rc, len, toggle;
 	char *ptr;
 	HANDLE mfd;
@@ -5402,18 +3937,17 @@ mdb_env_write_meta(MDB_txn *txn)
 #endif
 
 	toggle = txn->mt_txnid & 1;
-	DPRINTF(("writing meta page %d for root page %"Yu,
+	DPRINTF(("writing meta page %d for root page %"Z"u",
 		toggle, txn->mt_dbs[MAIN_DBI].md_root));
 
 	env = txn->mt_env;
-	flags = txn->mt_flags | env->me_flags;
+	flags = env->me_flags;
 	mp = env->me_metas[toggle];
 	mapsize = env->me_metas[toggle ^ 1]->mm_mapsize;
 	/* Persist any increases of mapsize config */
 	if (mapsize < env->me_mapsize)
 		mapsize = env->me_mapsize;
 
-#ifndef _WIN32 /* We don't want to ever use MSYNC/FlushViewOfFile in Windows */
 	if (flags & MDB_WRITEMAP) {
 		mp->mm_mapsize = mapsize;
 		mp->mm_dbs[FREE_DBI] = txn->mt_dbs[FREE_DBI];
@@ -5425,23 +3959,28 @@ mdb_env_write_meta(MDB_txn *txn)
 		__sync_synchronize();
 #endif
 		mp->mm_txnid = txn->mt_txnid;
-		mp->boot_id = env->boot_id;
 		if (!(flags & (MDB_NOMETASYNC|MDB_NOSYNC))) {
 			unsigned meta_size = env->me_psize;
 			rc = (env->me_flags & MDB_MAPASYNC) ? MS_ASYNC : MS_SYNC;
 			ptr = (char *)mp - PAGEHDRSZ;
-			/* POSIX msync() requires ptr = start of OS page */
+#ifndef _WIN32	/* POSIX msync() requires ptr = start of OS page */
 			r2 = (ptr - env->me_map) & (env->me_os_psize - 1);
 			ptr -= r2;
 			meta_size += r2;
+#endif
 			if (MDB_MSYNC(ptr, meta_size, rc)) {
 				rc = ErrCode();
 				goto fail;
 			}
+#if defined(__APPLE__)
+			if (MDB_FDATASYNC(env->me_fd)) {
+				rc = ErrCode();
+				goto fail;
+			}
+#endif
 		}
 		goto done;
 	}
-#endif
 	metab.mm_txnid = mp->mm_txnid;
 	metab.mm_last_pg = mp->mm_last_pg;
 
@@ -5450,20 +3989,15 @@ mdb_env_write_meta(MDB_txn *txn)
 	meta.mm_dbs[MAIN_DBI] = txn->mt_dbs[MAIN_DBI];
 	meta.mm_last_pg = txn->mt_next_pgno - 1;
 	meta.mm_txnid = txn->mt_txnid;
-	meta.mm_version = MDB_DATA_VERSION;
-	meta.boot_id = env->boot_id;
 
 	off = offsetof(MDB_meta, mm_mapsize);
 	ptr = (char *)&meta + off;
 	len = sizeof(MDB_meta) - off;
-	if (flags & 2) { // write to the sync meta, half page
-		off += PAGEHDRSZ + (env->me_psize >> 1);
-	} else
-		off += (char *)mp - env->me_map;
+	off += (char *)mp - env->me_map;
 
 	/* Write to the SYNC fd unless MDB_NOSYNC/MDB_NOMETASYNC.
 	 * (me_mfd goes to the same file as me_fd, but writing to it
-	 * also syncs to disk.	Avoids a separate fdatasync() call.)
+	 * also syncs to disk.  Avoids a separate fdatasync() call.)
 	 */
 	mfd = (flags & (MDB_NOSYNC|MDB_NOMETASYNC)) ? env->me_fd : env->me_mfd;
 #ifdef _WIN32
@@ -5502,6 +4036,12 @@ fail:
 		env->me_flags |= MDB_FATAL_ERROR;
 		return rc;
 	}
+#if defined(__APPLE__)
+	if (mfd == env->me_mfd && MDB_FDATASYNC(env->me_mfd)) {
+		rc = ErrCode();
+		return rc;
+	}
+#endif
 	/* MIPS has cache coherency issues, this is a no-op everywhere else */
 	CACHEFLUSH(env->me_map + off, len, DCACHE);
 done:
@@ -5511,7 +4051,7 @@ done:
 	 * readers will get consistent data regardless of how fresh or
 	 * how stale their view of these values is.
 	 */
-	if (env->me_txns && !(flags & 2))
+	if (env->me_txns)
 		env->me_txns->mti_txnid = txn->mt_txnid;
 
 	return MDB_SUCCESS;
@@ -5525,15 +4065,7 @@ static MDB_meta *
 mdb_env_pick_meta(const MDB_env *env)
 {
 	MDB_meta *const *metas = env->me_metas;
-	//<lmdb-js>
-	MDB_meta *latest = mdb_pick_meta(env, metas[0], metas[1]);
-	if (env->me_flags & MDB_PREVSNAPSHOT && env->me_flags & MDB_OVERLAPPINGSYNC) {
-		int offset = env->me_psize >> 1;
-		MDB_meta *flushed = ((MDB_meta*) (((char*)metas[0]) + offset));
-		latest = mdb_pick_meta(env, latest, flushed);
-	}
-	//</lmdb-js>
-	return latest;
+	return metas[ metas[0]->mm_txnid < metas[1]->mm_txnid ];
 }
 
 int ESECT
@@ -5547,39 +4079,20 @@ mdb_env_create(MDB_env **env)
 
 	e->me_maxreaders = DEFAULT_READERS;
 	e->me_maxdbs = e->me_numdbs = CORE_DBS;
-	e->me_maxfreepgs_to_load = 50000;
-	e->me_maxfreepgs_to_retain = 75000;
 	e->me_fd = INVALID_HANDLE_VALUE;
 	e->me_lfd = INVALID_HANDLE_VALUE;
 	e->me_mfd = INVALID_HANDLE_VALUE;
 #ifdef MDB_USE_POSIX_SEM
 	e->me_rmutex = SEM_FAILED;
 	e->me_wmutex = SEM_FAILED;
-	e->me_sync_mutex = SEM_FAILED;
-#elif defined MDB_USE_SYSV_SEM
-	e->me_rmutex->semid = -1;
-	e->me_wmutex->semid = -1;
-	e->me_sync_mutex->semid = -1;
 #endif
 	e->me_pid = getpid();
 	GET_PAGESIZE(e->me_os_psize);
 	VGMEMP_CREATE(e,0,0);
 	*env = e;
+	MDB_TRACE(("%p", e));
 	return MDB_SUCCESS;
 }
-
-#ifdef _WIN32
-/** @brief Map a result from an NTAPI call to WIN32. */
-static DWORD
-mdb_nt2win32(NTSTATUS st)
-{
-	OVERLAPPED o = {0};
-	DWORD br;
-	o.Internal = st;
-	GetOverlappedResult(NULL, &o, &br, FALSE);
-	return GetLastError();
-}
-#endif
 
 static int ESECT
 mdb_env_map(MDB_env *env, void *addr)
@@ -5588,75 +4101,52 @@ mdb_env_map(MDB_env *env, void *addr)
 	unsigned int flags = env->me_flags;
 #ifdef _WIN32
 	int rc;
-	int access = SECTION_MAP_READ;
 	HANDLE mh;
-	void *map;
-	SIZE_T msize;
-	ULONG pageprot = PAGE_READONLY, secprot, alloctype;
+	LONG sizelo, sizehi;
+	size_t msize;
 
-	if (flags & MDB_WRITEMAP) {
-		access |= SECTION_MAP_WRITE;
-		pageprot = PAGE_READWRITE;
-	}
 	if (flags & MDB_RDONLY) {
-		secprot = PAGE_READONLY;
+		/* Don't set explicit map size, use whatever exists */
 		msize = 0;
-		alloctype = 0;
+		sizelo = 0;
+		sizehi = 0;
 	} else {
-		secprot = PAGE_READWRITE;
 		msize = env->me_mapsize;
-		alloctype = MEM_RESERVE;
+		sizelo = msize & 0xffffffff;
+		sizehi = msize >> 16 >> 16; /* only needed on Win64 */
+
+		/* Windows won't create mappings for zero length files.
+		 * and won't map more than the file size.
+		 * Just set the maxsize right now.
+		 */
+		if (!(flags & MDB_WRITEMAP) && (SetFilePointer(env->me_fd, sizelo, &sizehi, 0) != (DWORD)sizelo
+			|| !SetEndOfFile(env->me_fd)
+			|| SetFilePointer(env->me_fd, 0, NULL, 0) != 0))
+			return ErrCode();
 	}
 
-	/** Some users are afraid of seeing their disk space getting used
-	 * all at once, so the default is now to do incremental file growth.
-	 * But that has a large performance impact, so give the option of
-	 * allocating the file up front.
-	 */
-#ifdef MDB_FIXEDSIZE
-	LARGE_INTEGER fsize;
-	fsize.LowPart = msize & 0xffffffff;
-	fsize.HighPart = msize >> 16 >> 16;
-	rc = NtCreateSection(&mh, access, NULL, &fsize, secprot, SEC_RESERVE, env->me_fd);
+	mh = CreateFileMapping(env->me_fd, NULL, flags & MDB_WRITEMAP ?
+		PAGE_READWRITE : PAGE_READONLY,
+		sizehi, sizelo, NULL);
+	if (!mh)
+		return ErrCode();
+	env->me_map = MapViewOfFileEx(mh, flags & MDB_WRITEMAP ?
+		FILE_MAP_WRITE : FILE_MAP_READ,
+		0, 0, msize, addr);
+	rc = env->me_map ? 0 : ErrCode();
+	CloseHandle(mh);
+	if (rc)
+		return rc;
 #else
-	rc = NtCreateSection(&mh, access, NULL, NULL, secprot, SEC_RESERVE, env->me_fd);
-#endif
-	if (rc)
-		return mdb_nt2win32(rc);
-	map = addr;
-	if (MDB_REMAPPING(env->me_flags))
-		msize = NUM_METAS * env->me_psize;
-	rc = NtMapViewOfSection(mh, GetCurrentProcess(), &map, 0, 0, NULL, &msize, ViewUnmap, alloctype, pageprot);
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(env->me_flags))
-		env->me_fmh = mh;
-	else
-#endif
-		NtClose(mh);
-	if (rc)
-		return mdb_nt2win32(rc);
-	env->me_map = map;
-#else	/* !_WIN32 */
 	int mmap_flags = MAP_SHARED;
 	int prot = PROT_READ;
-	if (flags & MDB_WRITEMAP)
-		prot |= PROT_WRITE;
 #ifdef MAP_NOSYNC	/* Used on FreeBSD */
 	if (flags & MDB_NOSYNC)
 		mmap_flags |= MAP_NOSYNC;
 #endif
-	if (MDB_REMAPPING(env->me_flags)) {
-		(void) flags;
-		env->me_map = mmap(addr, NUM_METAS * env->me_psize, prot, mmap_flags,
-			env->me_fd, 0);
-		if (env->me_map == MAP_FAILED) {
-			env->me_map = NULL;
-			return ErrCode();
-		}
-	} else
-	{
 	if (flags & MDB_WRITEMAP) {
-		if (!(flags & MDB_RAWPART) && ftruncate(env->me_fd, env->me_mapsize) < 0)
+		prot |= PROT_WRITE;
+		if (ftruncate(env->me_fd, env->me_mapsize) < 0)
 			return ErrCode();
 	}
 	env->me_map = mmap(addr, env->me_mapsize, prot, mmap_flags,
@@ -5676,11 +4166,10 @@ mdb_env_map(MDB_env *env, void *addr)
 #endif /* POSIX_MADV_RANDOM */
 #endif /* MADV_RANDOM */
 	}
-	}
 #endif /* _WIN32 */
 
 	/* Can happen because the address argument to mmap() is just a
-	 * hint.	mmap() can pick another, e.g. if the range is in use.
+	 * hint.  mmap() can pick another, e.g. if the range is in use.
 	 * The MAP_FIXED flag would prevent that, but then mmap could
 	 * instead unmap existing pages to make room for the new map.
 	 */
@@ -5695,54 +4184,37 @@ mdb_env_map(MDB_env *env, void *addr)
 }
 
 int ESECT
-mdb_env_set_mapsize(MDB_env *env, mdb_size_t size)
+mdb_env_set_mapsize(MDB_env *env, size_t size)
 {
 	/* If env is already open, caller is responsible for making
 	 * sure there are no active txns.
 	 */
 	if (env->me_map) {
+		int rc;
 		MDB_meta *meta;
 		void *old;
-		int rc;
-
-
-	/* <lmdb-js removal> 
-		if (env->me_txn) We are intentionally resizing during transactions now
+		if (env->me_txn)
 			return EINVAL;
-		</lmdb-js removal> */
-
 		meta = mdb_env_pick_meta(env);
 		if (!size)
 			size = meta->mm_mapsize;
 		{
 			/* Silently round up to minimum if the size is too small */
-			mdb_size_t minsize = (meta->mm_last_pg + 1) * env->me_psize;
+			size_t minsize = (meta->mm_last_pg + 1) * env->me_psize;
 			if (size < minsize)
 				size = minsize;
 		}
-		if (!(MDB_REMAPPING(env->me_flags)))
-		{
-		/* For MDB_REMAP_CHUNKS this bit is a noop since we dynamically remap
-		 * chunks of the DB anyway.
-		 */
-	/* <lmdb-js removal>	We don't unmap right now because we intentionally want to leave old maps around for lingering read transactions and other threads that haven't resized yet */
-		MDB_last_map* last_map = malloc(sizeof(MDB_last_map));
-		last_map->last_map = env->me_last_map;
-		last_map->map = env->me_map;
-		last_map->mapsize = env->me_mapsize;
-		env->me_last_map = last_map;
-		//munmap(env->me_map, env->me_mapsize);
-	 	/*</lmdb-js removal> */
+		munmap(env->me_map, env->me_mapsize);
 		env->me_mapsize = size;
 		old = (env->me_flags & MDB_FIXEDMAP) ? env->me_map : NULL;
 		rc = mdb_env_map(env, old);
 		if (rc)
 			return rc;
-		}
 	}
 	env->me_mapsize = size;
 	if (env->me_psize)
 		env->me_maxpg = env->me_mapsize / env->me_psize;
+	MDB_TRACE(("%p, %"Yu"", env, size));
 	return MDB_SUCCESS;
 }
 
@@ -5752,6 +4224,7 @@ mdb_env_set_maxdbs(MDB_env *env, MDB_dbi dbs)
 	if (env->me_map)
 		return EINVAL;
 	env->me_maxdbs = dbs + CORE_DBS;
+	MDB_TRACE(("%p, %u", env, dbs));
 	return MDB_SUCCESS;
 }
 
@@ -5761,6 +4234,7 @@ mdb_env_set_maxreaders(MDB_env *env, unsigned int readers)
 	if (env->me_map || readers < 1)
 		return EINVAL;
 	env->me_maxreaders = readers;
+	MDB_TRACE(("%p, %u", env, readers));
 	return MDB_SUCCESS;
 }
 
@@ -5774,7 +4248,7 @@ mdb_env_get_maxreaders(MDB_env *env, unsigned int *readers)
 }
 
 static int ESECT
-mdb_fsize(HANDLE fd, mdb_size_t *size)
+mdb_fsize(HANDLE fd, size_t *size)
 {
 #ifdef _WIN32
 	LARGE_INTEGER fsize;
@@ -5808,14 +4282,14 @@ typedef char	mdb_nchar_t;
 
 /** Filename - string of #mdb_nchar_t[] */
 typedef struct MDB_name {
-	int mn_len;					/**< Length	*/
+	int mn_len;					/**< Length  */
 	int mn_alloced;				/**< True if #mn_val was malloced */
 	mdb_nchar_t	*mn_val;		/**< Contents */
 } MDB_name;
 
 /** Filename suffixes [datafile,lockfile][without,with MDB_NOSUBDIR] */
 static const mdb_nchar_t *const mdb_suffixes[2][2] = {
-	{ MDB_NAME("/data.mdb"), MDB_NAME("")			},
+	{ MDB_NAME("/data.mdb"), MDB_NAME("")      },
 	{ MDB_NAME("/lock.mdb"), MDB_NAME("-lock") }
 };
 
@@ -5863,24 +4337,24 @@ mdb_fname_init(const char *path, unsigned envflags, MDB_name *fname)
 /** File type, access mode etc. for #mdb_fopen() */
 enum mdb_fopen_type {
 #ifdef _WIN32
-	MDB_O_RDONLY, MDB_O_RDWR, MDB_O_OVERLAPPED, MDB_O_META, MDB_O_COPY, MDB_O_LOCKS
+	MDB_O_RDONLY, MDB_O_RDWR, MDB_O_META, MDB_O_COPY, MDB_O_LOCKS
 #else
 	/* A comment in mdb_fopen() explains some O_* flag choices. */
-	MDB_O_RDONLY= O_RDONLY,														/**< for RDONLY me_fd */
-	MDB_O_RDWR	= O_RDWR	|O_CREAT,										/**< for me_fd */
-	MDB_O_META	= O_WRONLY|MDB_DSYNC		 |MDB_CLOEXEC, /**< for me_mfd */
-	MDB_O_COPY	= O_WRONLY|O_CREAT|O_EXCL|MDB_CLOEXEC, /**< for #mdb_env_copy() */
-	/** Bitmask for open() flags in enum #mdb_fopen_type.	The other bits
+	MDB_O_RDONLY= O_RDONLY,                            /**< for RDONLY me_fd */
+	MDB_O_RDWR  = O_RDWR  |O_CREAT,                    /**< for me_fd */
+	MDB_O_META  = O_WRONLY|MDB_DSYNC     |MDB_CLOEXEC, /**< for me_mfd */
+	MDB_O_COPY  = O_WRONLY|O_CREAT|O_EXCL|MDB_CLOEXEC, /**< for #mdb_env_copy() */
+	/** Bitmask for open() flags in enum #mdb_fopen_type.  The other bits
 	 * distinguish otherwise-equal MDB_O_* constants from each other.
 	 */
-	MDB_O_MASK	= MDB_O_RDWR|MDB_CLOEXEC | MDB_O_RDONLY|MDB_O_META|MDB_O_COPY,
+	MDB_O_MASK  = MDB_O_RDWR|MDB_CLOEXEC | MDB_O_RDONLY|MDB_O_META|MDB_O_COPY,
 	MDB_O_LOCKS = MDB_O_RDWR|MDB_CLOEXEC | ((MDB_O_MASK+1) & ~MDB_O_MASK) /**< for me_lfd */
 #endif
 };
 
 /** Open an LMDB file.
  * @param[in] env	The LMDB environment.
- * @param[in,out] fname	Path from from #mdb_fname_init().	A suffix is
+ * @param[in,out] fname	Path from from #mdb_fname_init().  A suffix is
  * appended if necessary to create the filename, without changing mn_len.
  * @param[in] which	Determines file type, access mode, etc.
  * @param[in] mode	The Unix permissions for the file, if we create it.
@@ -5904,9 +4378,9 @@ mdb_fopen(const MDB_env *env, MDB_name *fname,
 		mdb_name_cpy(fname->mn_val + fname->mn_len,
 			mdb_suffixes[which==MDB_O_LOCKS][F_ISSET(env->me_flags, MDB_NOSUBDIR)]);
 
-	/* The directory must already exist.	Usually the file need not.
+	/* The directory must already exist.  Usually the file need not.
 	 * MDB_O_META requires the file because we already created it using
-	 * MDB_O_RDWR.	MDB_O_COPY must not overwrite an existing file.
+	 * MDB_O_RDWR.  MDB_O_COPY must not overwrite an existing file.
 	 *
 	 * With MDB_O_COPY we do not want the OS to cache the writes, since
 	 * the source data is already in the OS cache.
@@ -5914,7 +4388,7 @@ mdb_fopen(const MDB_env *env, MDB_name *fname,
 	 * The lockfile needs FD_CLOEXEC (close file descriptor on exec*())
 	 * to avoid the flock() issues noted under Caveats in lmdb.h.
 	 * Also set it for other filehandles which the user cannot get at
-	 * and close himself, which he may need after fork().	I.e. all but
+	 * and close himself, which he may need after fork().  I.e. all but
 	 * me_fd, which programs do use via mdb_env_get_fd().
 	 */
 
@@ -5924,11 +4398,6 @@ mdb_fopen(const MDB_env *env, MDB_name *fname,
 	disp = OPEN_ALWAYS;
 	attrs = FILE_ATTRIBUTE_NORMAL;
 	switch (which) {
-	case MDB_O_OVERLAPPED: 	/* for unbuffered asynchronous writes (write-through mode)*/
-		acc = GENERIC_WRITE;
-		disp = OPEN_EXISTING;
-		attrs = FILE_FLAG_OVERLAPPED|FILE_FLAG_WRITE_THROUGH;
-		break;
 	case MDB_O_RDONLY:			/* read-only datafile */
 		acc = GENERIC_READ;
 		disp = OPEN_EXISTING;
@@ -5961,7 +4430,7 @@ mdb_fopen(const MDB_env *env, MDB_name *fname,
 				(void) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 		}
 		if (which == MDB_O_COPY && env->me_psize >= env->me_os_psize) {
-			/* This may require buffer alignment.	There is no portable
+			/* This may require buffer alignment.  There is no portable
 			 * way to ask how much, so we require OS pagesize alignment.
 			 */
 # ifdef F_NOCACHE	/* __APPLE__ */
@@ -5990,7 +4459,7 @@ mdb_fopen(const MDB_env *env, MDB_name *fname,
 /** Further setup required for opening an LMDB environment
  */
 static int ESECT
-mdb_env_open2(MDB_env *env, int prev)
+mdb_env_open2(MDB_env *env)
 {
 	unsigned int flags = env->me_flags;
 	int i, newenv = 0, rc;
@@ -6003,22 +4472,6 @@ mdb_env_open2(MDB_env *env, int prev)
 		env->me_pidquery = MDB_PROCESS_QUERY_LIMITED_INFORMATION;
 	else
 		env->me_pidquery = PROCESS_QUERY_INFORMATION;
-	/* Grab functions we need from NTDLL */
-	if (!NtCreateSection) {
-		HMODULE h = GetModuleHandleW(L"NTDLL.DLL");
-		if (!h)
-			return MDB_PROBLEM;
-		NtClose = (NtCloseFunc *)GetProcAddress(h, "NtClose");
-		if (!NtClose)
-			return MDB_PROBLEM;
-		NtMapViewOfSection = (NtMapViewOfSectionFunc *)GetProcAddress(h, "NtMapViewOfSection");
-		if (!NtMapViewOfSection)
-			return MDB_PROBLEM;
-		NtCreateSection = (NtCreateSectionFunc *)GetProcAddress(h, "NtCreateSection");
-		if (!NtCreateSection)
-			return MDB_PROBLEM;
-	}
-	env->me_ovs = 0;
 #endif /* _WIN32 */
 
 #ifdef BROKEN_FDATASYNC
@@ -6069,7 +4522,7 @@ mdb_env_open2(MDB_env *env, int prev)
 	}
 #endif
 
-	if ((i = mdb_env_read_header(env, prev, &meta)) != 0) {
+	if ((i = mdb_env_read_header(env, &meta)) != 0) {
 		if (i != ENOENT)
 			return i;
 		DPUTS("new mdbenv");
@@ -6089,17 +4542,17 @@ mdb_env_open2(MDB_env *env, int prev)
 		env->me_mapsize = meta.mm_mapsize;
 	}
 	{
-		/* Make sure mapsize >= committed data size.	Even when using
+		/* Make sure mapsize >= committed data size.  Even when using
 		 * mm_mapsize, which could be broken in old files (ITS#7789).
 		 */
-		mdb_size_t minsize = (meta.mm_last_pg + 1) * meta.mm_psize;
+		size_t minsize = (meta.mm_last_pg + 1) * meta.mm_psize;
 		if (env->me_mapsize < minsize)
 			env->me_mapsize = minsize;
 	}
 	meta.mm_mapsize = env->me_mapsize;
 
 	if (newenv && !(flags & MDB_FIXEDMAP)) {
-		/* mdb_env_map() may grow the datafile.	Write the metapages
+		/* mdb_env_map() may grow the datafile.  Write the metapages
 		 * first, so the file will be valid if initialization fails.
 		 * Except with FIXEDMAP, since we do not yet know mm_address.
 		 * We could fill in mm_address later, but then a different
@@ -6111,18 +4564,6 @@ mdb_env_open2(MDB_env *env, int prev)
 			return rc;
 		newenv = 0;
 	}
-#ifdef _WIN32
-	/* For FIXEDMAP, make sure the file is non-empty before we attempt to map it */
-	if (newenv) {
-		char dummy = 0;
-		DWORD len;
-		rc = WriteFile(env->me_fd, &dummy, 1, &len, NULL);
-		if (!rc) {
-			rc = ErrCode();
-			return rc;
-		}
-	}
-#endif
 
 	rc = mdb_env_map(env, (flags & MDB_FIXEDMAP) ? meta.mm_address : NULL);
 	if (rc)
@@ -6136,32 +4577,14 @@ mdb_env_open2(MDB_env *env, int prev)
 			return i;
 		}
 	}
-	if ((env->me_flags ^ env->me_metas[0]->mm_flags) & MDB_ENCRYPT)
-		return MDB_ENV_ENCRYPTION;
 
-#if MDB_RPAGE_CACHE
-	if (!newenv && env->me_sumfunc) {
-		/* for checksums, check sum size from tail of page 0 */
-		char *ptr = env->me_map + env->me_psize;
-		unsigned short *u = (unsigned short *)(ptr - 2);
-		if (*u != env->me_sumsize)
-			return MDB_BAD_CHECKSUM;
-	}
-#endif
-
-	env->me_maxfree_1pg = (env->me_psize - PAGEHDRSZ) / sizeof(pgno_t) - 2;
+	env->me_maxfree_1pg = (env->me_psize - PAGEHDRSZ) / sizeof(pgno_t) - 1;
 	env->me_nodemax = (((env->me_psize - PAGEHDRSZ) / MDB_MINKEYS) & -2)
 		- sizeof(indx_t);
 #if !(MDB_MAXKEYSIZE)
 	env->me_maxkey = env->me_nodemax - (NODESIZE + sizeof(MDB_db));
 #endif
 	env->me_maxpg = env->me_mapsize / env->me_psize;
-
-	/* devmapper: only when opening a previous snapshot, as upstream LMDB does. Done at every open, it
-	 * set the shared txnid back to the meta this opener read, undoing a commit another process made
-	 * meanwhile: the next write started from the older meta and the commit was lost. */
-	if (prev && env->me_txns)
-		env->me_txns->mti_txnid = meta.mm_txnid;
 
 #if MDB_DEBUG
 	{
@@ -6170,13 +4593,13 @@ mdb_env_open2(MDB_env *env, int prev)
 
 		DPRINTF(("opened database version %u, pagesize %u",
 			meta->mm_version, env->me_psize));
-		DPRINTF(("using meta page %d",	(int) (meta->mm_txnid & 1)));
-		DPRINTF(("depth: %u",					 db->md_depth));
-		DPRINTF(("entries: %"Yu,				db->md_entries));
-		DPRINTF(("branch pages: %"Yu,	 db->md_branch_pages));
-		DPRINTF(("leaf pages: %"Yu,		 db->md_leaf_pages));
-		DPRINTF(("overflow pages: %"Yu, db->md_overflow_pages));
-		DPRINTF(("root: %"Yu,					 db->md_root));
+		DPRINTF(("using meta page %d",    (int) (meta->mm_txnid & 1)));
+		DPRINTF(("depth: %u",             db->md_depth));
+		DPRINTF(("entries: %"Z"u",        db->md_entries));
+		DPRINTF(("branch pages: %"Z"u",   db->md_branch_pages));
+		DPRINTF(("leaf pages: %"Z"u",     db->md_leaf_pages));
+		DPRINTF(("overflow pages: %"Z"u", db->md_overflow_pages));
+		DPRINTF(("root: %"Z"u",           db->md_root));
 	}
 #endif
 
@@ -6351,11 +4774,11 @@ mdb_env_excl_lock(MDB_env *env, int *excl)
  * @(#) $Id: hash_64a.c,v 5.1 2009/06/30 09:01:38 chongo Exp $
  * @(#) $Source: /usr/local/src/cmd/fnv/RCS/hash_64a.c,v $
  *
- *		http://www.isthe.com/chongo/tech/comp/fnv/index.html
+ *	  http://www.isthe.com/chongo/tech/comp/fnv/index.html
  *
  ***
  *
- * Please do not copyright this code.	This code is in the public domain.
+ * Please do not copyright this code.  This code is in the public domain.
  *
  * LANDON CURT NOLL DISCLAIMS ALL WARRANTIES WITH REGARD TO THIS SOFTWARE,
  * INCLUDING ALL IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS. IN NO
@@ -6367,26 +4790,37 @@ mdb_env_excl_lock(MDB_env *env, int *excl)
  *
  * By:
  *	chongo <Landon Curt Noll> /\oo/\
- *		http://www.isthe.com/chongo/
+ *	  http://www.isthe.com/chongo/
  *
  * Share and Enjoy!	:-)
  */
 
+typedef unsigned long long	mdb_hash_t;
+#define MDB_HASH_INIT ((mdb_hash_t)0xcbf29ce484222325ULL)
+
 /** perform a 64 bit Fowler/Noll/Vo FNV-1a hash on a buffer
  * @param[in] val	value to hash
- * @param[in] len	length of value
+ * @param[in] hval	initial value for hash
  * @return 64 bit hash
+ *
+ * NOTE: To use the recommended 64 bit FNV-1a hash, use MDB_HASH_INIT as the
+ * 	 hval arg on the first call.
  */
 static mdb_hash_t
-mdb_hash(const void *val, size_t len)
+mdb_hash_val(MDB_val *val, mdb_hash_t hval)
 {
-	const unsigned char *s = (const unsigned char *) val, *end = s + len;
-	mdb_hash_t hval = 0xcbf29ce484222325ULL;
+	unsigned char *s = (unsigned char *)val->mv_data;	/* unsigned string */
+	unsigned char *end = s + val->mv_size;
 	/*
-	 * FNV-1a hash each octet of the buffer
+	 * FNV-1a hash each octet of the string
 	 */
 	while (s < end) {
-		hval = (hval ^ *s++) * 0x100000001b3ULL;
+		/* xor the bottom with the current octet */
+		hval ^= (mdb_hash_t)*s++;
+
+		/* multiply by the 64 bit FNV magic prime mod 2^64 */
+		hval += (hval << 1) + (hval << 4) + (hval << 5) +
+			(hval << 7) + (hval << 8) + (hval << 40);
 	}
 	/* return our new hash value */
 	return hval;
@@ -6403,33 +4837,25 @@ mdb_hash(const void *val, size_t len)
 static const char mdb_a85[]= "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~";
 
 static void ESECT
-mdb_pack85(unsigned long long l, char *out)
+mdb_pack85(unsigned long l, char *out)
 {
 	int i;
 
-	for (i=0; i<10 && l; i++) {
+	for (i=0; i<5; i++) {
 		*out++ = mdb_a85[l % 85];
 		l /= 85;
 	}
-	*out = '\0';
 }
 
-/** Init #MDB_env.me_mutexname[] except the char which #MUTEXNAME() will set.
- *	Changes to this code must be reflected in #MDB_LOCK_FORMAT.
- */
 static void ESECT
-mdb_env_mname_init(MDB_env *env)
+mdb_hash_enc(MDB_val *val, char *encbuf)
 {
-	char *nm = env->me_mutexname;
-	strcpy(nm, MUTEXNAME_PREFIX);
-	mdb_pack85(env->me_txns->mti_mutexid, nm + sizeof(MUTEXNAME_PREFIX));
+	mdb_hash_t h = mdb_hash_val(val, MDB_HASH_INIT);
+
+	mdb_pack85(h, encbuf);
+	mdb_pack85(h>>32, encbuf+5);
+	encbuf[10] = '\0';
 }
-
-/** Return env->me_mutexname after filling in ch ('r'/'w') for convenience */
-#define MUTEXNAME(env, ch) ( \
-		(void) ((env)->me_mutexname[sizeof(MUTEXNAME_PREFIX)-1] = (ch)), \
-		(env)->me_mutexname)
-
 #endif
 
 /** Open and/or initialize the lock region for the environment.
@@ -6447,25 +4873,13 @@ mdb_env_setup_locks(MDB_env *env, MDB_name *fname, int mode, int *excl)
 #else
 #	define MDB_ERRCODE_ROFS	EROFS
 #endif
-#ifdef MDB_USE_SYSV_SEM
-	int semid;
-	union semun semu;
-#endif
 	int rc;
-	MDB_OFF_T size, rsize;
-	if (env->me_callback) {
-		rc = mdb_fopen(env, fname, MDB_O_RDWR, mode, &env->me_lfd);
-		if (!rc) {
-			rc = ((MDB_check_fd*) env->me_callback)(env->me_lfd, env);
-			if (rc)
-				return rc;
-		}
-		close(env->me_lfd);
-	}
+	off_t size, rsize;
+
 	rc = mdb_fopen(env, fname, MDB_O_LOCKS, mode, &env->me_lfd);
 	if (rc) {
-		/* Omit lockfile if read-only env on read-only filesystem or no write permission */
-		if ((rc == MDB_ERRCODE_ROFS || rc == EACCES) && (env->me_flags & MDB_RDONLY)) {
+		/* Omit lockfile if read-only env on read-only filesystem */
+		if (rc == MDB_ERRCODE_ROFS && (env->me_flags & MDB_RDONLY)) {
 			return MDB_SUCCESS;
 		}
 		goto fail;
@@ -6535,6 +4949,8 @@ mdb_env_setup_locks(MDB_env *env, MDB_name *fname, int mode, int *excl)
 			DWORD nhigh;
 			DWORD nlow;
 		} idbuf;
+		MDB_val val;
+		char encbuf[11];
 
 		if (!mdb_sec_inited) {
 			InitializeSecurityDescriptor(&mdb_null_sd,
@@ -6547,90 +4963,74 @@ mdb_env_setup_locks(MDB_env *env, MDB_name *fname, int mode, int *excl)
 		}
 		if (!GetFileInformationByHandle(env->me_lfd, &stbuf)) goto fail_errno;
 		idbuf.volume = stbuf.dwVolumeSerialNumber;
-		idbuf.nhigh	= stbuf.nFileIndexHigh;
-		idbuf.nlow	 = stbuf.nFileIndexLow;
-		env->me_txns->mti_mutexid = mdb_hash(&idbuf, sizeof(idbuf));
-		mdb_env_mname_init(env);
-		env->me_rmutex = CreateMutexA(&mdb_all_sa, FALSE, MUTEXNAME(env, 'r'));
+		idbuf.nhigh  = stbuf.nFileIndexHigh;
+		idbuf.nlow   = stbuf.nFileIndexLow;
+		val.mv_data = &idbuf;
+		val.mv_size = sizeof(idbuf);
+		mdb_hash_enc(&val, encbuf);
+		sprintf(env->me_txns->mti_rmname, "Global\\MDBr%s", encbuf);
+		sprintf(env->me_txns->mti_wmname, "Global\\MDBw%s", encbuf);
+		env->me_rmutex = CreateMutexA(&mdb_all_sa, FALSE, env->me_txns->mti_rmname);
 		if (!env->me_rmutex) goto fail_errno;
-		env->me_wmutex = CreateMutexA(&mdb_all_sa, FALSE, MUTEXNAME(env, 'w'));
+		env->me_wmutex = CreateMutexA(&mdb_all_sa, FALSE, env->me_txns->mti_wmname);
 		if (!env->me_wmutex) goto fail_errno;
-		env->me_sync_mutex = CreateMutexA(&mdb_all_sa, FALSE, MUTEXNAME(env, 's'));
-		if (!env->me_sync_mutex) goto fail_errno;
 #elif defined(MDB_USE_POSIX_SEM)
 		struct stat stbuf;
 		struct {
 			dev_t dev;
 			ino_t ino;
 		} idbuf;
+		MDB_val val;
+		char encbuf[11];
 
 #if defined(__NetBSD__)
 #define	MDB_SHORT_SEMNAMES	1	/* limited to 14 chars */
 #endif
 		if (fstat(env->me_lfd, &stbuf)) goto fail_errno;
-		memset(&idbuf, 0, sizeof(idbuf));
 		idbuf.dev = stbuf.st_dev;
 		idbuf.ino = stbuf.st_ino;
-		env->me_txns->mti_mutexid = mdb_hash(&idbuf, sizeof(idbuf))
+		val.mv_data = &idbuf;
+		val.mv_size = sizeof(idbuf);
+		mdb_hash_enc(&val, encbuf);
 #ifdef MDB_SHORT_SEMNAMES
-			/* Max 9 base85-digits.	We truncate here instead of in
-			 * mdb_env_mname_init() to keep the latter portable.
-			 */
-			% ((mdb_hash_t)85*85*85*85*85*85*85*85*85)
+		encbuf[9] = '\0';	/* drop name from 15 chars to 14 chars */
 #endif
-			;
-		mdb_env_mname_init(env);
-		/* Clean up after a previous run, if needed:	Try to
+		sprintf(env->me_txns->mti_rmname, "/MDBr%s", encbuf);
+		sprintf(env->me_txns->mti_wmname, "/MDBw%s", encbuf);
+		/* Clean up after a previous run, if needed:  Try to
 		 * remove both semaphores before doing anything else.
 		 */
-		sem_unlink(MUTEXNAME(env, 'r'));
-		sem_unlink(MUTEXNAME(env, 'w'));
-		sem_unlink(MUTEXNAME(env, 's'));
-		env->me_rmutex = sem_open(MUTEXNAME(env, 'r'), O_CREAT|O_EXCL, mode, 1);
+		sem_unlink(env->me_txns->mti_rmname);
+		sem_unlink(env->me_txns->mti_wmname);
+		env->me_rmutex = sem_open(env->me_txns->mti_rmname,
+			O_CREAT|O_EXCL, mode, 1);
 		if (env->me_rmutex == SEM_FAILED) goto fail_errno;
-		env->me_wmutex = sem_open(MUTEXNAME(env, 'w'), O_CREAT|O_EXCL, mode, 1);
+		env->me_wmutex = sem_open(env->me_txns->mti_wmname,
+			O_CREAT|O_EXCL, mode, 1);
 		if (env->me_wmutex == SEM_FAILED) goto fail_errno;
-		env->me_sync_mutex = sem_open(MUTEXNAME(env, 's'), O_CREAT|O_EXCL, mode, 1);
-		if (env->me_sync_mutex == SEM_FAILED) goto fail_errno;
-#elif defined(MDB_USE_SYSV_SEM)
-		unsigned short vals[3] = {1, 1, 1};
-		key_t key = ftok(fname->mn_val, 'M'); /* fname is lockfile path now */
-		if (key == -1)
-			goto fail_errno;
-		semid = semget(key, 3, (mode & 0777) | IPC_CREAT);
-		if (semid < 0)
-			goto fail_errno;
-		semu.array = vals;
-		if (semctl(semid, 0, SETALL, semu) < 0)
-			goto fail_errno;
-		env->me_txns->mti_semid = semid;
-		env->me_txns->mti_rlocked = 0;
-		env->me_txns->mti_wlocked = 0;
-		env->me_txns->mti_sync_locked = 0;
 #else	/* MDB_USE_POSIX_MUTEX: */
 		pthread_mutexattr_t mattr;
 
-		/* Solaris needs this before initing a robust mutex.	Otherwise
+		/* Solaris needs this before initing a robust mutex.  Otherwise
 		 * it may skip the init and return EBUSY "seems someone already
 		 * inited" or EINVAL "it was inited differently".
 		 */
 		memset(env->me_txns->mti_rmutex, 0, sizeof(*env->me_txns->mti_rmutex));
 		memset(env->me_txns->mti_wmutex, 0, sizeof(*env->me_txns->mti_wmutex));
-		memset(env->me_txns->mti_sync_mutex, 0, sizeof(*env->me_txns->mti_sync_mutex));
 
-		if ((rc = pthread_mutexattr_init(&mattr)) != 0)
+		if ((rc = pthread_mutexattr_init(&mattr)))
 			goto fail;
+
 		rc = pthread_mutexattr_setpshared(&mattr, PTHREAD_PROCESS_SHARED);
 #ifdef MDB_ROBUST_SUPPORTED
-		if (!rc) pthread_mutexattr_setrobust(&mattr, PTHREAD_MUTEX_ROBUST); // don't record rc, we don't care if it fails
+		if (!rc) rc = pthread_mutexattr_setrobust(&mattr, PTHREAD_MUTEX_ROBUST);
 #endif
 		if (!rc) rc = pthread_mutex_init(env->me_txns->mti_rmutex, &mattr);
 		if (!rc) rc = pthread_mutex_init(env->me_txns->mti_wmutex, &mattr);
-		if (!rc) rc = pthread_mutex_init(env->me_txns->mti_sync_mutex, &mattr);
 		pthread_mutexattr_destroy(&mattr);
 		if (rc)
 			goto fail;
-#endif	/* _WIN32 || ... */
+#endif	/* _WIN32 || MDB_USE_POSIX_SEM */
 
 		env->me_txns->mti_magic = MDB_MAGIC;
 		env->me_txns->mti_format = MDB_LOCK_FORMAT;
@@ -6638,9 +5038,6 @@ mdb_env_setup_locks(MDB_env *env, MDB_name *fname, int mode, int *excl)
 		env->me_txns->mti_numreaders = 0;
 
 	} else {
-#ifdef MDB_USE_SYSV_SEM
-		struct semid_ds buf;
-#endif
 		if (env->me_txns->mti_magic != MDB_MAGIC) {
 			DPUTS("lock region has invalid magic");
 			rc = MDB_INVALID;
@@ -6657,44 +5054,17 @@ mdb_env_setup_locks(MDB_env *env, MDB_name *fname, int mode, int *excl)
 			goto fail;
 		}
 #ifdef _WIN32
-		mdb_env_mname_init(env);
-		env->me_rmutex = OpenMutexA(SYNCHRONIZE, FALSE, MUTEXNAME(env, 'r'));
+		env->me_rmutex = OpenMutexA(SYNCHRONIZE, FALSE, env->me_txns->mti_rmname);
 		if (!env->me_rmutex) goto fail_errno;
-		env->me_wmutex = OpenMutexA(SYNCHRONIZE, FALSE, MUTEXNAME(env, 'w'));
+		env->me_wmutex = OpenMutexA(SYNCHRONIZE, FALSE, env->me_txns->mti_wmname);
 		if (!env->me_wmutex) goto fail_errno;
-		env->me_sync_mutex = OpenMutexA(SYNCHRONIZE, FALSE, MUTEXNAME(env, 's'));
-		if (!env->me_sync_mutex) goto fail_errno;
 #elif defined(MDB_USE_POSIX_SEM)
-		mdb_env_mname_init(env);
-		env->me_rmutex = sem_open(MUTEXNAME(env, 'r'), 0);
+		env->me_rmutex = sem_open(env->me_txns->mti_rmname, 0);
 		if (env->me_rmutex == SEM_FAILED) goto fail_errno;
-		env->me_wmutex = sem_open(MUTEXNAME(env, 'w'), 0);
+		env->me_wmutex = sem_open(env->me_txns->mti_wmname, 0);
 		if (env->me_wmutex == SEM_FAILED) goto fail_errno;
-		env->me_sync_mutex = sem_open(MUTEXNAME(env, 's'), 0);
-		if (env->me_sync_mutex == SEM_FAILED) goto fail_errno;
-#elif defined(MDB_USE_SYSV_SEM)
-		semid = env->me_txns->mti_semid;
-		semu.buf = &buf;
-		/* check for read access */
-		if (semctl(semid, 0, IPC_STAT, semu) < 0)
-			goto fail_errno;
-		/* check for write access */
-		if (semctl(semid, 0, IPC_SET, semu) < 0)
-			goto fail_errno;
 #endif
 	}
-#ifdef MDB_USE_SYSV_SEM
-	env->me_rmutex->semid = semid;
-	env->me_wmutex->semid = semid;
-	env->me_sync_mutex->semid = semid;
-	env->me_rmutex->semnum = 0;
-	env->me_wmutex->semnum = 1;
-	env->me_sync_mutex->semnum = 2;
-	env->me_rmutex->locked = &env->me_txns->mti_rlocked;
-	env->me_wmutex->locked = &env->me_txns->mti_wlocked;
-	env->me_sync_mutex->locked = &env->me_txns->mti_sync_locked;
-#endif
-
 	return MDB_SUCCESS;
 
 fail_errno:
@@ -6703,76 +5073,15 @@ fail:
 	return rc;
 }
 
-#ifdef MDB_TEST
-#if MDB_RPAGE_CACHE
-/** Trivial encryption for testing */
-static void ESECT
-mdb_enctest(const MDB_val *src, MDB_val *dst, const MDB_val *key, int encdec)
-{
-	mdb_size_t *sptr = src->mv_data, *dptr = dst->mv_data;
-	mdb_size_t x=*(mdb_size_t*)key[0].mv_data, v=*(mdb_size_t*)key[1].mv_data;
-	int i, len = dst->mv_size / sizeof(mdb_size_t);
-
-	for (i = 0; i < len; i++)
-		x += v += i + sptr[i] + (dptr[i] = sptr[i] ^ x);
-}
-#endif	/* MDB_RPAGE_CACHE */
-
-/** Add #mdb_env_open() flags from environment variable $LMDB_FLAGS.
- *
- *	Supports the normal flags plus 'e' = trivial encryption for testing.
- */
-static int ESECT
-mdb_env_envflags(MDB_env *env)
-{
-	static const char names[] = "ace" "fhi" "lmn" "rst" "vw";
-	static const unsigned f[] = {
-		/*a*/ MDB_MAPASYNC, /*c*/ MDB_REMAP_CHUNKS, /*e*/ MDB_ENCRYPT,
-		/*f*/ MDB_FIXEDMAP, /*h*/ MDB_NORDAHEAD,		/*i*/ MDB_NOMEMINIT,
-		/*l*/ MDB_NOLOCK,	 /*m*/ MDB_NOMETASYNC,	 /*n*/ MDB_NOSUBDIR,
-		/*r*/ MDB_RDONLY,	 /*s*/ MDB_NOSYNC,			 /*t*/ MDB_NOTLS,
-		/*v*/ MDB_PREVSNAPSHOT, /*w*/ MDB_WRITEMAP,
-	};
-	unsigned flags = 0;
-	const char *s, *opts = getenv("LMDB_FLAGS");
-	if (opts) {
-		for (; *opts; opts++) {
-			if ((s = strchr(names, *opts)) == NULL)
-				return EINVAL;
-			flags |= f[s - names];
-		}
-		if (flags & MDB_ENCRYPT) {
-#if MDB_RPAGE_CACHE
-			if (!env->me_encfunc) {
-				static mdb_size_t k = (MDB_SIZE_MAX/67*73) | 1;
-				MDB_val key = {sizeof(k), &k};
-				int rc;
-				rc = mdb_env_set_encrypt(env, mdb_enctest, &key, 0);
-				if (rc)
-					return rc;
-			}
-#else
-			return EINVAL;
-#endif
-		}
-		env->me_flags |= flags;
-	}
-	return MDB_SUCCESS;
-}
-#else
-#define mdb_env_envflags(env) MDB_SUCCESS
-#endif	/* MDB_TEST */
-
 	/** Only a subset of the @ref mdb_env flags can be changed
 	 *	at runtime. Changing other flags requires closing the
 	 *	environment and re-opening it with the new flags.
 	 */
 #define	CHANGEABLE	(MDB_NOSYNC|MDB_NOMETASYNC|MDB_MAPASYNC|MDB_NOMEMINIT)
 #define	CHANGELESS	(MDB_FIXEDMAP|MDB_NOSUBDIR|MDB_RDONLY| \
-	MDB_WRITEMAP|MDB_NOTLS|MDB_NOLOCK|MDB_NORDAHEAD|MDB_PREVSNAPSHOT|MDB_REMAP_CHUNKS|MDB_OVERLAPPINGSYNC|MDB_SAFE_RESTORE|MDB_TRACK_METRICS)
-#define EXPOSED		(CHANGEABLE|CHANGELESS | MDB_ENCRYPT)
+	MDB_WRITEMAP|MDB_NOTLS|MDB_NOLOCK|MDB_NORDAHEAD)
 
-#if VALID_FLAGS & PERSISTENT_FLAGS & EXPOSED
+#if VALID_FLAGS & PERSISTENT_FLAGS & (CHANGEABLE|CHANGELESS)
 # error "Persistent DB flags & env flags overlap, but both go in mm_flags"
 #endif
 
@@ -6781,119 +5090,28 @@ mdb_env_open(MDB_env *env, const char *path, unsigned int flags, mdb_mode_t mode
 {
 	int rc, excl = -1;
 	MDB_name fname;
+
 	if (env->me_fd!=INVALID_HANDLE_VALUE || (flags & ~(CHANGEABLE|CHANGELESS)))
 		return EINVAL;
 
-	if ((rc = mdb_env_envflags(env)) != MDB_SUCCESS)
-		return rc;
 	flags |= env->me_flags;
-
-	if (MDB_REMAPPING(0))			/* if we always remap chunks */
-		flags |= MDB_REMAP_CHUNKS;
-	if (MDB_REMAPPING(flags)) {
-		/* silently ignore WRITEMAP with REMAP_CHUNKS */
-		flags &= ~MDB_WRITEMAP;
-#if (MDB_RPAGE_CACHE) & 2
-		/* TEST: silently ignore FIXEDMAP, so mtest*.c will work */
-		flags &= ~MDB_FIXEDMAP;
-#else
-		/* cannot support FIXEDMAP */
-		if (flags & MDB_FIXEDMAP)
-			return EINVAL;
-#endif
-	}
 
 	rc = mdb_fname_init(path, flags, &fname);
 	if (rc)
 		return rc;
 
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(flags)) {
-#ifdef _WIN32
-	env->me_rpmutex = CreateMutex(NULL, FALSE, NULL);
-	if (!env->me_rpmutex) {
-		rc = ErrCode();
-		goto leave;
-	}
-#else
-	rc = pthread_mutex_init(&env->me_rpmutex, NULL);
-	if (rc) {
-		last_error = "Attempting to initialize mutex";
-		goto leave;
-	}
-#endif
-	}
-#endif
-#ifndef _WIN32
-	{
-		struct stat st;
-		flags &= ~MDB_RAWPART;
-		if (!stat(path, &st) && (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)))
-			flags |= MDB_RAWPART | MDB_NOSUBDIR;
-	}
-#endif
-	flags |= MDB_ENV_ACTIVE; /* tell mdb_env_close_active() to clean up */
-
 	if (flags & MDB_RDONLY) {
 		/* silently ignore WRITEMAP when we're only getting read access */
 		flags &= ~MDB_WRITEMAP;
 	} else {
-		/* WRITEMAP has a dummy element to match dirty_room = 1 */
-		size_t dl_size = (flags & MDB_WRITEMAP) ? 2 : MDB_IDL_UM_SIZE;
 		if (!((env->me_free_pgs = mdb_midl_alloc(MDB_IDL_UM_MAX)) &&
-				(env->me_dirty_list = calloc(dl_size, sizeof(MDB_ID2)))))
-			rc = ENOMEM;
-		if (env->me_dirty_list && !(env->me_dirty_nump = malloc(dl_size * sizeof(int))))
+			  (env->me_dirty_list = calloc(MDB_IDL_UM_SIZE, sizeof(MDB_ID2)))))
 			rc = ENOMEM;
 	}
-
-	env->me_flags = flags;
+	env->me_flags = flags |= MDB_ENV_ACTIVE;
 	if (rc)
 		goto leave;
 
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(flags))
-	{
-		env->me_rpages = malloc(MDB_ERPAGE_SIZE * sizeof(MDB_ID3));
-		if (!env->me_rpages) {
-			rc = ENOMEM;
-			goto leave;
-		}
-		env->me_rpages[0].mid = 0;
-		env->me_rpcheck = MDB_ERPAGE_SIZE/2;
-	}
-#endif
-	/*<lmdb-js>*/
-	env->me_last_map = NULL;
-	env->boot_id = 0;
-	char boot_uuid[42];
-	char* endptr;
-// copied/adapted from https://github.com/erthink/libmdbx/blob/master/src/osal.c#L2199 (more OSes are handled there, might add windows when full overlappingSync support is added)
-#if defined(__linux__) || defined(__gnu_linux__)
-		{
-	 const int fd =
-				open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_NOFOLLOW);
-	if (fd != -1) {
-		struct statfs fs;
-		const ssize_t len =
-				(fstatfs(fd, &fs) == 0 && fs.f_type == /* procfs */ 0x9FA0)
-					? read(fd, boot_uuid, sizeof(boot_uuid))
-					: -1;
-		close(fd);
-		if (len > 0)
-			env->boot_id = strtoll(boot_uuid, &endptr, 16);
-	}
-	}
-#endif /* Linux */
-
-#if defined(__APPLE__) || defined(__MACH__)
-	{
-		size_t len = sizeof(boot_uuid);
-		if (!sysctlbyname("kern.bootsessionuuid", boot_uuid, &len, NULL, 0))
-	 	env->boot_id = strtoll(boot_uuid, &endptr, 16);
-	}
-#endif
-	/*</lmdb-js>*/
 	env->me_path = strdup(path);
 	env->me_dbxs = calloc(env->me_maxdbs, sizeof(MDB_dbx));
 	env->me_dbflags = calloc(env->me_maxdbs, sizeof(uint16_t));
@@ -6907,79 +5125,37 @@ mdb_env_open(MDB_env *env, const char *path, unsigned int flags, mdb_mode_t mode
 	/* For RDONLY, get lockfile after we know datafile exists */
 	if (!(flags & (MDB_RDONLY|MDB_NOLOCK))) {
 		rc = mdb_env_setup_locks(env, &fname, mode, &excl);
-		if (rc) {
-			if (rc != 10) last_error = "Attempting to setup locks"; // lmdb-js uses 10 for existing environment found
+		if (rc)
 			goto leave;
-		}
-		if ((flags & MDB_PREVSNAPSHOT) && !excl) {
-			// <lmdb-js>
-			flags ^= MDB_PREVSNAPSHOT;
-			env->me_flags = flags;
-			// </lmdb-js>
-		}
 	}
 
 	rc = mdb_fopen(env, &fname,
 		(flags & MDB_RDONLY) ? MDB_O_RDONLY : MDB_O_RDWR,
 		mode, &env->me_fd);
-	if (rc) {
-		last_error = "Attempting to open main database file";
-		goto leave;
-	}
-#ifdef _WIN32
-	rc = mdb_fopen(env, &fname, MDB_O_OVERLAPPED, mode, &env->me_ovfd);
 	if (rc)
 		goto leave;
-#endif
+
 	if ((flags & (MDB_RDONLY|MDB_NOLOCK)) == MDB_RDONLY) {
 		rc = mdb_env_setup_locks(env, &fname, mode, &excl);
-		if (rc) {
-			last_error = "Attempting to setup locks after open";
+		if (rc)
 			goto leave;
-		}
 	}
 
-	if ((rc = mdb_env_open2(env, flags & MDB_PREVSNAPSHOT)) == MDB_SUCCESS) {
-		/* Synchronous fd for meta writes. Needed even with
-		 * MDB_NOSYNC/MDB_NOMETASYNC, in case these get reset.
-		 */
+	if ((rc = mdb_env_open2(env)) == MDB_SUCCESS) {
 		if (!(flags & (MDB_RDONLY|MDB_WRITEMAP))) {
+			/* Synchronous fd for meta writes. Needed even with
+			 * MDB_NOSYNC/MDB_NOMETASYNC, in case these get reset.
+			 */
 			rc = mdb_fopen(env, &fname, MDB_O_META, mode, &env->me_mfd);
-			if (rc) {
-				last_error = "Attempting to open sync file descriptor";
+			if (rc)
 				goto leave;
-			}
 		}
 		DPRINTF(("opened dbenv %p", (void *) env));
-		// <lmdb-js>
 		if (excl > 0) {
-			if (flags & MDB_PREVSNAPSHOT) {
-				MDB_meta* safe_meta = mdb_env_pick_meta(env);
-				flags &= ~MDB_PREVSNAPSHOT; // clear the flag now, so we can compare to the latest
-				env->me_flags = flags;
-				MDB_meta* latest = mdb_env_pick_meta(env);
-				if (latest->mm_txnid != safe_meta->mm_txnid) {
-					MDB_txn rollback_txn;
-					MDB_db dbs[2];
-					rollback_txn.mt_env = env;
-					rollback_txn.mt_flags = 0;
-					rollback_txn.mt_dbs = dbs;
-					rollback_txn.mt_dbs[FREE_DBI] = safe_meta->mm_dbs[FREE_DBI];
-					rollback_txn.mt_dbs[MAIN_DBI] = safe_meta->mm_dbs[MAIN_DBI];
-					rollback_txn.mt_txnid = safe_meta->mm_txnid;
-					rollback_txn.mt_next_pgno = safe_meta->mm_last_pg + 1;
-					mdb_env_write_meta(&rollback_txn);
-					rollback_txn.mt_txnid--; // overwrite both meta pages to safe meta data
-					mdb_env_write_meta(&rollback_txn);
-				}
-			}
 			rc = mdb_env_share_locks(env, &excl);
-			if (rc) {
-				last_error = "Attempting to setup shared locks";
+			if (rc)
 				goto leave;
-			}
 		}
-		// </lmdb-js>
 		if (!(flags & MDB_RDONLY)) {
 			MDB_txn *txn;
 			int tsize = sizeof(MDB_txn), size = tsize + env->me_maxdbs *
@@ -6992,23 +5168,9 @@ mdb_env_open(MDB_env *env, const char *path, unsigned int flags, mdb_mode_t mode
 				txn->mt_dbiseqs = (unsigned int *)(txn->mt_cursors + env->me_maxdbs);
 				txn->mt_dbflags = (unsigned char *)(txn->mt_dbiseqs + env->me_maxdbs);
 				txn->mt_env = env;
-#if MDB_RPAGE_CACHE
-				if (MDB_REMAPPING(env->me_flags)) {
-				txn->mt_rpages = malloc(MDB_TRPAGE_SIZE * sizeof(MDB_ID3));
-				if (!txn->mt_rpages) {
-					free(txn);
-					rc = ENOMEM;
-					goto leave;
-				}
-				txn->mt_rpages[0].mid = 0;
-				txn->mt_rpcheck = MDB_TRPAGE_SIZE/2;
-				}
-#endif
 				txn->mt_dbxs = env->me_dbxs;
 				txn->mt_flags = MDB_TXN_FINISHED;
 				env->me_txn0 = txn;
-				MDB_meta* latest = mdb_env_pick_meta(env);
-				txn->mt_env->me_synced_txn_id = latest->mm_txnid;
 			} else {
 				rc = ENOMEM;
 			}
@@ -7016,16 +5178,17 @@ mdb_env_open(MDB_env *env, const char *path, unsigned int flags, mdb_mode_t mode
 	}
 
 leave:
+	MDB_TRACE(("%p, %s, %u, %04o", env, path, flags & (CHANGEABLE|CHANGELESS), mode));
 	if (rc) {
-		mdb_env_close_active(env, excl);
+		mdb_env_close0(env, excl);
 	}
 	mdb_fname_destroy(fname);
 	return rc;
 }
 
-/** When #MDB_ENV_ACTIVE: Clear #mdb_env_open()ed resources, release readers */
+/** Destroy resources from mdb_env_open(), clear our readers & DBIs */
 static void ESECT
-mdb_env_close_active(MDB_env *env, int excl)
+mdb_env_close0(MDB_env *env, int excl)
 {
 	int i;
 
@@ -7044,20 +5207,6 @@ mdb_env_close_active(MDB_env *env, int excl)
 	free(env->me_dbflags);
 	free(env->me_path);
 	free(env->me_dirty_list);
-	free(env->me_dirty_nump);
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(env->me_flags)) {
-	if (env->me_txn0 && env->me_txn0->mt_rpages)
-		free(env->me_txn0->mt_rpages);
-	if (env->me_rpages) {
-		MDB_ID3L el = env->me_rpages;
-		unsigned int x;
-		for (x=1; x<=el[0].mid; x++)
-			munmap(el[x].mptr, el[x].mcnt * env->me_psize);
-		free(el);
-	}
-	}
-#endif
 	free(env->me_txn0);
 	mdb_midl_free(env->me_free_pgs);
 
@@ -7075,33 +5224,10 @@ mdb_env_close_active(MDB_env *env, int excl)
 	}
 
 	if (env->me_map) {
-		if (MDB_REMAPPING(env->me_flags))
-			munmap(env->me_map, NUM_METAS*env->me_psize);
-		else {
-			munmap(env->me_map, env->me_mapsize);
-			/*<lmdb-js>*/
-			MDB_last_map *last_map = env->me_last_map;
-			while(last_map) { // unmap all of the previous maps as well
-				munmap(last_map->map, last_map->mapsize);
-				MDB_last_map *last_last_map = last_map;
-				last_map = last_map->last_map;
-				free(last_last_map);
-			}
-			/*</lmdb-js>*/
-		}
+		munmap(env->me_map, env->me_mapsize);
 	}
 	if (env->me_mfd != INVALID_HANDLE_VALUE)
 		(void) close(env->me_mfd);
-#ifdef _WIN32
-	if (env->me_ovs > 0) {
-		for (i = 0; i < env->me_ovs; i++) {
-			CloseHandle(env->me_ov[i].hEvent);
-		}
-		free(env->me_ov);
-	}
-	if (env->me_ovfd != INVALID_HANDLE_VALUE)
-		(void) close(env->me_ovfd);
-#endif
 	if (env->me_fd != INVALID_HANDLE_VALUE)
 		(void) close(env->me_fd);
 	if (env->me_txns) {
@@ -7120,7 +5246,6 @@ mdb_env_close_active(MDB_env *env, int excl)
 		if (env->me_rmutex) {
 			CloseHandle(env->me_rmutex);
 			if (env->me_wmutex) CloseHandle(env->me_wmutex);
-			if (env->me_sync_mutex) CloseHandle(env->me_sync_mutex);
 		}
 		/* Windows automatically destroys the mutexes when
 		 * the last handle closes.
@@ -7130,40 +5255,15 @@ mdb_env_close_active(MDB_env *env, int excl)
 			sem_close(env->me_rmutex);
 			if (env->me_wmutex != SEM_FAILED)
 				sem_close(env->me_wmutex);
-			if (env->me_sync_mutex != SEM_FAILED)
-				sem_close(env->me_sync_mutex);
-			/* If we have the filelock:	If we are the
+			/* If we have the filelock:  If we are the
 			 * only remaining user, clean up semaphores.
 			 */
 			if (excl == 0)
 				mdb_env_excl_lock(env, &excl);
 			if (excl > 0) {
-				sem_unlink(MUTEXNAME(env, 'r'));
-				sem_unlink(MUTEXNAME(env, 'w'));
-				sem_unlink(MUTEXNAME(env, 's'));
+				sem_unlink(env->me_txns->mti_rmname);
+				sem_unlink(env->me_txns->mti_wmname);
 			}
-		}
-#elif defined(MDB_USE_SYSV_SEM)
-		if (env->me_rmutex->semid != -1) {
-			/* If we have the filelock:	If we are the
-			 * only remaining user, clean up semaphores.
-			 */
-			if (excl == 0)
-				mdb_env_excl_lock(env, &excl);
-			if (excl > 0)
-				semctl(env->me_rmutex->semid, 0, IPC_RMID);
-		}
-#elif defined(MDB_ROBUST_SUPPORTED)
-		/* If we have the filelock:	If we are the
-		 * only remaining user, clean up robust
-		 * mutexes.
-		 */
-		if (excl == 0)
-			mdb_env_excl_lock(env, &excl);
-		if (excl > 0) {
-			pthread_mutex_destroy(env->me_txns->mti_rmutex);
-			pthread_mutex_destroy(env->me_txns->mti_wmutex);
-			pthread_mutex_destroy(env->me_txns->mti_sync_mutex);
 		}
 #endif
 		munmap((void *)env->me_txns, (env->me_maxreaders-1)*sizeof(MDB_reader)+sizeof(MDB_txninfo));
@@ -7171,7 +5271,7 @@ mdb_env_close_active(MDB_env *env, int excl)
 	if (env->me_lfd != INVALID_HANDLE_VALUE) {
 #ifdef _WIN32
 		if (excl >= 0) {
-			/* Unlock the lockfile.	Windows would have unlocked it
+			/* Unlock the lockfile.  Windows would have unlocked it
 			 * after closing anyway, but not necessarily at once.
 			 */
 			UnlockFile(env->me_lfd, 0, 0, 1, 0);
@@ -7179,17 +5279,6 @@ mdb_env_close_active(MDB_env *env, int excl)
 #endif
 		(void) close(env->me_lfd);
 	}
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(env->me_flags))
-	{
-#ifdef _WIN32
-	if (env->me_fmh) CloseHandle(env->me_fmh);
-	if (env->me_rpmutex) CloseHandle(env->me_rpmutex);
-#else
-	pthread_mutex_destroy(&env->me_rpmutex);
-#endif
-	}
-#endif
 
 	env->me_flags &= ~(MDB_ENV_ACTIVE|MDB_ENV_TXKEY);
 }
@@ -7202,6 +5291,7 @@ mdb_env_close(MDB_env *env)
 	if (env == NULL)
 		return;
 
+	MDB_TRACE(("%p", env));
 	VGMEMP_DESTROY(env);
 	while ((dp = env->me_dpages) != NULL) {
 		VGMEMP_DEFINED(&dp->mp_next, sizeof(dp->mp_next));
@@ -7209,25 +5299,22 @@ mdb_env_close(MDB_env *env)
 		free(dp);
 	}
 
-	mdb_env_close_active(env, 0);
-#if MDB_RPAGE_CACHE
-	free(env->me_enckey.mv_data);
-#endif
+	mdb_env_close0(env, 0);
 	free(env);
 }
 
-/** Compare two items pointing at aligned #mdb_size_t's */
+/** Compare two items pointing at aligned size_t's */
 static int
 mdb_cmp_long(const MDB_val *a, const MDB_val *b)
 {
-	return (*(mdb_size_t *)a->mv_data < *(mdb_size_t *)b->mv_data) ? -1 :
-		*(mdb_size_t *)a->mv_data > *(mdb_size_t *)b->mv_data;
+	return (*(size_t *)a->mv_data < *(size_t *)b->mv_data) ? -1 :
+		*(size_t *)a->mv_data > *(size_t *)b->mv_data;
 }
 
 /** Compare two items pointing at aligned unsigned int's.
  *
  *	This is also set as #MDB_INTEGERDUP|#MDB_DUPFIXED's #MDB_dbx.%md_dcmp,
- *	but #mdb_cmp_clong() is called instead if the data type is #mdb_size_t.
+ *	but #mdb_cmp_clong() is called instead if the data type is size_t.
  */
 static int
 mdb_cmp_int(const MDB_val *a, const MDB_val *b)
@@ -7332,9 +5419,9 @@ mdb_node_search(MDB_cursor *mc, MDB_val *key, int *exactp)
 
 	nkeys = NUMKEYS(mp);
 
-	DPRINTF(("searching %u keys in %s %spage %"Yu,
-			nkeys, IS_LEAF(mp) ? "leaf" : "branch", IS_SUBP(mp) ? "sub-" : "",
-			mdb_dbg_pgno(mp)));
+	DPRINTF(("searching %u keys in %s %spage %"Z"u",
+	    nkeys, IS_LEAF(mp) ? "leaf" : "branch", IS_SUBP(mp) ? "sub-" : "",
+	    mdb_dbg_pgno(mp)));
 
 	low = IS_LEAF(mp) ? 0 : 1;
 	high = nkeys - 1;
@@ -7344,7 +5431,7 @@ mdb_node_search(MDB_cursor *mc, MDB_val *key, int *exactp)
 	 * alignment is guaranteed. Use faster mdb_cmp_int.
 	 */
 	if (cmp == mdb_cmp_cint && IS_BRANCH(mp)) {
-		if (NODEPTR(mp, 1)->mn_ksize == sizeof(mdb_size_t))
+		if (NODEPTR(mp, 1)->mn_ksize == sizeof(size_t))
 			cmp = mdb_cmp_long;
 		else
 			cmp = mdb_cmp_int;
@@ -7358,7 +5445,7 @@ mdb_node_search(MDB_cursor *mc, MDB_val *key, int *exactp)
 			nodekey.mv_data = LEAF2KEY(mp, i, nodekey.mv_size);
 			rc = cmp(key, &nodekey);
 			DPRINTF(("found leaf index %u [%s], rc = %i",
-					i, DKEY(&nodekey), rc));
+			    i, DKEY(&nodekey), rc));
 			if (rc == 0)
 				break;
 			if (rc > 0)
@@ -7378,10 +5465,10 @@ mdb_node_search(MDB_cursor *mc, MDB_val *key, int *exactp)
 #if MDB_DEBUG
 			if (IS_LEAF(mp))
 				DPRINTF(("found leaf index %u [%s], rc = %i",
-						i, DKEY(&nodekey), rc));
+				    i, DKEY(&nodekey), rc));
 			else
-				DPRINTF(("found branch index %u [%s -> %"Yu"], rc = %i",
-						i, DKEY(&nodekey), NODEPGNO(node), rc));
+				DPRINTF(("found branch index %u [%s -> %"Z"u], rc = %i",
+				    i, DKEY(&nodekey), NODEPGNO(node), rc));
 #endif
 			if (rc == 0)
 				break;
@@ -7428,7 +5515,7 @@ static void
 mdb_cursor_pop(MDB_cursor *mc)
 {
 	if (mc->mc_snum) {
-		DPRINTF(("popping page %"Yu" off db %d cursor %p",
+		DPRINTF(("popping page %"Z"u off db %d cursor %p",
 			mc->mc_pg[mc->mc_top]->mp_pgno, DDBI(mc), (void *) mc));
 
 		mc->mc_snum--;
@@ -7446,12 +5533,10 @@ mdb_cursor_pop(MDB_cursor *mc)
 static int
 mdb_cursor_push(MDB_cursor *mc, MDB_page *mp)
 {
-	DPRINTF(("pushing page %"Yu" on db %d cursor %p", mp->mp_pgno,
+	DPRINTF(("pushing page %"Z"u on db %d cursor %p", mp->mp_pgno,
 		DDBI(mc), (void *) mc));
 
 	if (mc->mc_snum >= CURSOR_STACK) {
-		fprintf(stderr, "excess cursor stack error\n");
-
 		mc->mc_txn->mt_flags |= MDB_TXN_ERROR;
 		return MDB_CURSOR_FULL;
 	}
@@ -7463,525 +5548,41 @@ mdb_cursor_push(MDB_cursor *mc, MDB_page *mp)
 	return MDB_SUCCESS;
 }
 
-#if MDB_RPAGE_CACHE
-
-static int
-mdb_rpage_encsum(MDB_env *env, MDB_ID3 *id3, unsigned rem, int numpgs)
-{
-	int rc = 0;
-	if (env->me_encfunc) {
-		unsigned short muse = id3->muse;
-		rc = mdb_rpage_decrypt(env, id3, rem, numpgs);
-		if (!rc && env->me_sumfunc && muse != id3->muse) {
-			MDB_page *p = (MDB_page *)((char *)id3->menc + rem * env->me_psize);
-			rc = mdb_page_chk_checksum(env, p, numpgs * env->me_psize);
-		}
-	} else {
-		if (!(id3->muse & (1 << rem))) {
-			MDB_page *p;
-			int bit;
-			/* If this is an overflow page, set all use bits to the end */
-			if (rem + numpgs > MDB_RPAGE_CHUNK)
-				bit = 0xffff;
-			else
-				bit = 1;
-
-			id3->muse |= (bit << rem);
-			p = (MDB_page *)((char *)id3->mptr + rem * env->me_psize);
-			rc = mdb_page_chk_checksum(env, p, numpgs * env->me_psize);
-		}
-	}
-	return rc;
-}
-
-/** Map a read-only page.
- * There are two levels of tracking in use, a per-txn list and a per-env list.
- * ref'ing and unref'ing the per-txn list is faster since it requires no
- * locking. Pages are cached in the per-env list for global reuse, and a lock
- * is required. Pages are not immediately unmapped when their refcnt goes to
- * zero; they hang around in case they will be reused again soon.
- *
- * When the per-txn list gets full, all pages with refcnt=0 are purged from the
- * list and their refcnts in the per-env list are decremented.
- *
- * When the per-env list gets full, all pages with refcnt=0 are purged from the
- * list and their pages are unmapped.
- *
- * @note "full" means the list has reached its respective rpcheck threshold.
- * This threshold slowly raises if no pages could be purged on a given check,
- * and returns to its original value when enough pages were purged.
- *
- * If purging doesn't free any slots, filling the per-txn list will return
- * MDB_TXN_FULL, and filling the per-env list returns MDB_MAP_FULL.
- *
- * Reference tracking in a txn is imperfect, pages can linger with non-zero
- * refcnt even without active references. It was deemed to be too invasive
- * to add unrefs in every required location. However, all pages are unref'd
- * at the end of the transaction. This guarantees that no stale references
- * linger in the per-env list.
- *
- * Usually we map chunks of 16 pages at a time, but if an overflow page begins
- * at the tail of the chunk we extend the chunk to include the entire overflow
- * page. Unfortunately, pages can be turned into overflow pages after their
- * chunk was already mapped. In that case we must remap the chunk if the
- * overflow page is referenced. If the chunk's refcnt is 0 we can just remap
- * it, otherwise we temporarily map a new chunk just for the overflow page.
- *
- * @note this chunk handling means we cannot guarantee that a data item
- * returned from the DB will stay alive for the duration of the transaction:
- *	 We unref pages as soon as a cursor moves away from the page
- *	 A subsequent op may cause a purge, which may unmap any unref'd chunks
- * The caller must copy the data if it must be used later in the same txn.
- *
- * Also - our reference counting revolves around cursors, but overflow pages
- * aren't pointed to by a cursor's page stack. We have to remember them
- * explicitly, in the added mc_ovpg field. A single cursor can only hold a
- * reference to one overflow page at a time.
- *
- * @param[in] txn the transaction for this access.
- * @param[in] pg0 the page number for the page to retrieve.
- * @param[in] numpgs number of database pages (can be > 1 for overflow pages)
- * @param[out] ret address of a pointer where the page's address will be stored.
- * @return 0 on success, non-zero on failure.
- */
-static int
-mdb_rpage_get(MDB_txn *txn, pgno_t pg0, int numpgs, MDB_page **ret)
-{
-	MDB_env *env = txn->mt_env;
-	MDB_page *p;
-	MDB_ID3L tl = txn->mt_rpages;
-	MDB_ID3L el = env->me_rpages;
-	MDB_ID3 id3;
-	char *base;
-	unsigned x, rem;
-	pgno_t pgno;
-	int rc, retries = 1;
-#ifdef _WIN32
-	LARGE_INTEGER off;
-	SIZE_T len;
-#define SET_OFF(off,val)	off.QuadPart = val
-#define MAP(rc,env,addr,len,off)	\
-	addr = NULL; \
-	rc = NtMapViewOfSection(env->me_fmh, GetCurrentProcess(), &addr, 0, \
-		len, &off, &len, ViewUnmap, (env->me_flags & MDB_RDONLY) ? 0 : MEM_RESERVE, PAGE_READONLY); \
-	if (rc) rc = mdb_nt2win32(rc)
-#else
-	off_t off;
-	size_t len;
-#define SET_OFF(off,val)	off = val
-#define MAP(rc,env,addr,len,off)	\
-	addr = mmap(NULL, len, PROT_READ, MAP_SHARED, env->me_fd, off); \
-	rc = (addr == MAP_FAILED) ? errno : 0
-#endif
-
-	/* remember the offset of the actual page number, so we can
-	 * return the correct pointer at the end.
-	 */
-	rem = pg0 & (MDB_RPAGE_CHUNK-1);
-	pgno = pg0 ^ rem;
-
-	id3.mid = 0;
-	id3.menc = NULL;
-	id3.muse = 0;
-	x = mdb_mid3l_search(tl, pgno);
-	if (x <= tl[0].mid && tl[x].mid == pgno) {
-		if (x != tl[0].mid && tl[x+1].mid == pg0)
-			x++;
-		/* check for overflow size */
-		if (numpgs + rem > tl[x].mcnt) {
-			id3.mcnt = numpgs + rem;
-			len = id3.mcnt * env->me_psize;
-			SET_OFF(off, pgno * env->me_psize);
-			MAP(rc, env, id3.mptr, len, off);
-			if (rc)
-				return rc;
-			/* setup for encryption */
-			if (env->me_encfunc) {
-				id3.menc = malloc(len);
-				if (!id3.menc)
-					return ENOMEM;
-			}
-			/* check for local-only page */
-			if (rem) {
-				mdb_tassert(txn, tl[x].mid != pg0);
-				/* hope there's room to insert this locally.
-				 * setting mid here tells later code to just insert
-				 * this id3 instead of searching for a match.
-				 */
-				id3.mid = pg0;
-				goto notlocal;
-			} else {
-				/* ignore the mapping we got from env, use new one */
-				tl[x].mptr = id3.mptr;
-				tl[x].mcnt = id3.mcnt;
-				if (tl[x].menc)
-					mdb_rpage_dispose(env, &tl[x]);
-				tl[x].menc = id3.menc;
-				tl[x].muse = id3.muse;
-				/* if no active ref, see if we can replace in env */
-				if (!tl[x].mref) {
-					unsigned i;
-					pthread_mutex_lock(&env->me_rpmutex);
-					i = mdb_mid3l_search(el, tl[x].mid);
-					if (el[i].mref == 1) {
-						/* just us, replace it */
-						munmap(el[i].mptr, el[i].mcnt * env->me_psize);
-						el[i].mptr = tl[x].mptr;
-						el[i].mcnt = tl[x].mcnt;
-						if (el[i].menc)
-							mdb_rpage_dispose(env, &el[i]);
-						el[i].menc = tl[x].menc;
-						el[i].muse = tl[x].muse;
-					} else {
-						/* there are others, remove ourself */
-						el[i].mref--;
-					}
-					pthread_mutex_unlock(&env->me_rpmutex);
-				}
-			}
-		}
-		id3.mptr = tl[x].mptr;
-		id3.mcnt = tl[x].mcnt;
-		id3.menc = tl[x].menc;
-		id3.muse = tl[x].muse;
-		tl[x].mref++;
-		if (env->me_encfunc || env->me_sumfunc) {
-			rc = mdb_rpage_encsum(env, &id3, rem, numpgs);
-			if (rc) return rc;
-			tl[x].muse = id3.muse;
-		}
-		goto ok;
-	}
-
-notlocal:
-	if (tl[0].mid >= MDB_TRPAGE_MAX - txn->mt_rpcheck) {
-		unsigned i, y;
-		/* purge unref'd pages from our list and unref in env */
-		pthread_mutex_lock(&env->me_rpmutex);
-retry:
-		y = 0;
-		for (i=1; i<=tl[0].mid; i++) {
-			if (!tl[i].mref) {
-				if (!y) y = i;
-				/* tmp overflow pages don't go to env */
-				if (tl[i].mid & (MDB_RPAGE_CHUNK-1)) {
-					munmap(tl[i].mptr, tl[i].mcnt * env->me_psize);
-					if (tl[i].menc)
-						mdb_rpage_dispose(env, &tl[i]);
-					continue;
-				}
-				x = mdb_mid3l_search(el, tl[i].mid);
-				el[x].mref--;
-			}
-		}
-		pthread_mutex_unlock(&env->me_rpmutex);
-		if (!y) {
-			/* we didn't find any unref'd chunks.
-			 * if we're out of room, fail.
-			 */
-			if (tl[0].mid >= MDB_TRPAGE_MAX)
-				return MDB_TXN_FULL;
-			/* otherwise, raise threshold for next time around
-			 * and let this go.
-			 */
-			txn->mt_rpcheck /= 2;
-		} else {
-			/* we found some unused; consolidate the list */
-			for (i=y+1; i<= tl[0].mid; i++)
-				if (tl[i].mref)
-					tl[y++] = tl[i];
-			tl[0].mid = y-1;
-			/* decrease the check threshold toward its original value */
-			if (!txn->mt_rpcheck)
-				txn->mt_rpcheck = 1;
-			while (txn->mt_rpcheck < tl[0].mid && txn->mt_rpcheck < MDB_TRPAGE_SIZE/2)
-				txn->mt_rpcheck *= 2;
-		}
-	}
-	if (tl[0].mid < MDB_TRPAGE_SIZE) {
-		id3.mref = 1;
-		if (id3.mid)
-			goto found;
-		/* don't map past last written page in read-only envs */
-		if ((env->me_flags & MDB_RDONLY) && pgno + MDB_RPAGE_CHUNK-1 > txn->mt_last_pgno)
-			id3.mcnt = txn->mt_last_pgno + 1 - pgno;
-		else
-			id3.mcnt = numpgs + rem > MDB_RPAGE_CHUNK ? numpgs + rem : MDB_RPAGE_CHUNK;
-		len = id3.mcnt * env->me_psize;
-		id3.mid = pgno;
-
-		/* search for page in env */
-		pthread_mutex_lock(&env->me_rpmutex);
-		x = mdb_mid3l_search(el, pgno);
-		if (x <= el[0].mid && el[x].mid == pgno) {
-			id3.mptr = el[x].mptr;
-			id3.menc = el[x].menc;
-			id3.muse = el[x].muse;
-			/* check for overflow size */
-			if (id3.mcnt > el[x].mcnt) {
-				SET_OFF(off, pgno * env->me_psize);
-				MAP(rc, env, id3.mptr, len, off);
-				if (rc)
-					goto fail;
-				if (env->me_encfunc) {
-					id3.menc = malloc(len);
-					if (!id3.menc) {
-						rc = ENOMEM;
-						goto fail;
-					}
-					id3.muse = 0;
-				}
-				if (!el[x].mref) {
-					munmap(el[x].mptr, env->me_psize * el[x].mcnt);
-					el[x].mptr = id3.mptr;
-					el[x].mcnt = id3.mcnt;
-					if (el[x].menc)
-						mdb_rpage_dispose(env, &el[x]);
-					el[x].menc = id3.menc;
-					el[x].muse = id3.muse;
-				} else {
-					id3.mid = pg0;
-					if (env->me_encfunc || env->me_sumfunc) {
-						rc = mdb_rpage_encsum(env, &id3, rem, numpgs);
-						if (rc)
-							goto fail;
-						el[x].muse = id3.muse;
-					}
-					pthread_mutex_unlock(&env->me_rpmutex);
-					goto found;
-				}
-			}
-			el[x].mref++;
-			if (env->me_encfunc || env->me_sumfunc) {
-				rc = mdb_rpage_encsum(env, &id3, rem, numpgs);
-				if (rc)
-					goto fail;
-				el[x].muse = id3.muse;
-			}
-			pthread_mutex_unlock(&env->me_rpmutex);
-			goto found;
-		}
-		if (el[0].mid >= MDB_ERPAGE_MAX - env->me_rpcheck) {
-			/* purge unref'd pages */
-			unsigned i, y = 0;
-			for (i=1; i<=el[0].mid; i++) {
-				if (!el[i].mref) {
-					if (!y) y = i;
-					munmap(el[i].mptr, env->me_psize * el[i].mcnt);
-					if (el[i].menc)
-						mdb_rpage_dispose(env, &el[i]);
-				}
-			}
-			if (!y) {
-				if (retries) {
-					/* see if we can unref some local pages */
-					retries--;
-					id3.mid = 0;
-					goto retry;
-				}
-				if (el[0].mid >= MDB_ERPAGE_MAX) {
-					pthread_mutex_unlock(&env->me_rpmutex);
-					return MDB_MAP_FULL;
-				}
-				env->me_rpcheck /= 2;
-			} else {
-				for (i=y+1; i<= el[0].mid; i++)
-					if (el[i].mref)
-						el[y++] = el[i];
-				el[0].mid = y-1;
-				if (!env->me_rpcheck)
-					env->me_rpcheck = 1;
-				while (env->me_rpcheck < el[0].mid && env->me_rpcheck < MDB_ERPAGE_SIZE/2)
-					env->me_rpcheck *= 2;
-			}
-		}
-		SET_OFF(off, pgno * env->me_psize);
-		MAP(rc, env, id3.mptr, len, off);
-		if (rc) {
-fail:
-			pthread_mutex_unlock(&env->me_rpmutex);
-			return rc;
-		}
-		if (env->me_encfunc) {
-			id3.menc = malloc(len);
-			if (!id3.menc) {
-				rc = ENOMEM;
-				goto fail;
-			}
-		}
-		if (env->me_encfunc || env->me_sumfunc) {
-			rc = mdb_rpage_encsum(env, &id3, rem, numpgs);
-			if (rc)
-				goto fail;
-		}
-		mdb_mid3l_insert(el, &id3);
-		pthread_mutex_unlock(&env->me_rpmutex);
-found:
-		mdb_mid3l_insert(tl, &id3);
-	} else {
-		return MDB_TXN_FULL;
-	}
-ok:
-	base = (char *)(env->me_encfunc ? id3.menc : id3.mptr);
-	p = (MDB_page *)(base + rem * env->me_psize);
-	rc = MDB_SUCCESS;
-	if (env->me_encfunc || env->me_sumfunc) {
-		rc = mdb_rpage_encsum(env, &id3, rem, numpgs);
-	}
-#if MDB_DEBUG	/* we don't need this check any more */
-	if (IS_OVERFLOW(p)) {
-		mdb_tassert(txn, p->mp_pages + rem <= id3.mcnt);
-	}
-#endif
-	*ret = p;
-	return rc;
-}
-
-static int mdb_page_encrypt(MDB_env *env, MDB_page *dp, MDB_page *encp, size_t size)
-{
-	MDB_val in, out, enckeys[3];
-	int xsize = sizeof(pgno_t) + sizeof(txnid_t);
-	in.mv_size = size - xsize;
-	in.mv_data = (char *)dp + xsize;
-	out.mv_size = in.mv_size;
-	out.mv_data = (char *)encp + xsize;
-	if (env->me_esumsize) {
-		in.mv_size -= env->me_esumsize;
-		out.mv_size -= env->me_esumsize;
-		enckeys[2].mv_size = env->me_esumsize;
-		enckeys[2].mv_data = (char *)out.mv_data + out.mv_size;
-	} else {
-		enckeys[2].mv_size = 0;
-		enckeys[2].mv_data = 0;
-	}
-	encp->mp_pgno = dp->mp_pgno;
-	encp->mp_txnid = dp->mp_txnid;
-	enckeys[0] = env->me_enckey;
-	enckeys[1].mv_size = xsize;
-	enckeys[1].mv_data = dp;
-	return env->me_encfunc(&in, &out, enckeys, 1);
-}
-
-static int mdb_rpage_decrypt(MDB_env *env, MDB_ID3 *id3, int rem, int numpgs)
-{
-	int rc = 0;
-	if (!(id3->muse & (1 << rem))) {
-		MDB_val in, out, enckeys[3];
-		int bit;
-		int xsize = sizeof(pgno_t) + sizeof(txnid_t);
-
-		/* If this is an overflow page, set all use bits to the end */
-		if (rem + numpgs > MDB_RPAGE_CHUNK)
-			bit = 0xffff;
-		else
-			bit = 1;
-
-		id3->muse |= (bit << rem);
-		in.mv_size = numpgs * env->me_psize - xsize;
-		in.mv_data = (char *)id3->mptr + rem * env->me_psize + xsize;
-		enckeys[0] = env->me_enckey;
-		enckeys[1].mv_size = xsize;
-		enckeys[1].mv_data = (char *)in.mv_data - xsize;
-		if (env->me_esumsize) {
-			in.mv_size -= env->me_esumsize;
-			enckeys[2].mv_size = env->me_esumsize;
-			enckeys[2].mv_data = (char *)in.mv_data + in.mv_size;
-		} else {
-			enckeys[2].mv_size = 0;
-			enckeys[2].mv_data = 0;
-		}
-		out.mv_size = in.mv_size;
-		out.mv_data = (char *)id3->menc + rem * env->me_psize + xsize;
-		if (env->me_encfunc(&in, &out, enckeys, 0))
-			rc = MDB_CRYPTO_FAIL;
-		else {
-			MDB_page *penc, *pclr;
-			penc = (MDB_page *)enckeys[1].mv_data;
-			pclr = (MDB_page *)((char *)out.mv_data - xsize);
-			pclr->mp_pgno = penc->mp_pgno;
-			pclr->mp_txnid = penc->mp_txnid;
-		}
-	}
-	return rc;
-}
-
-/** zero out decrypted pages before freeing them */
-static void mdb_rpage_dispose(MDB_env *env, MDB_ID3 *id3)
-{
-	char *base = id3->menc;
-	int i, j;
-	for (i=0, j=1; i<15; i++) {
-		if (id3->muse & j)
-			memset(base, 0, env->me_psize);
-		j <<= 1;
-		base += env->me_psize;
-	}
-	if (id3->muse & j) {
-		i = id3->mcnt - (MDB_RPAGE_CHUNK - 1);
-		memset(base, 0, i * env->me_psize);
-	}
-	free(id3->menc);
-}
-
-static void mdb_page_set_checksum(MDB_env *env, MDB_page *mp, size_t size)
-{
-	MDB_val src, dst, *key;
-	src.mv_size = size - env->me_sumsize;
-	src.mv_data = mp;
-	dst.mv_size = env->me_sumsize;
-	dst.mv_data = (char *)src.mv_data + src.mv_size;
-	if (env->me_encfunc)
-		key = &env->me_enckey;
-	else
-		key = NULL;
-	env->me_sumfunc(&src, &dst, key);
-}
-
-static int mdb_page_chk_checksum(MDB_env *env, MDB_page *mp, size_t size)
-{
-	MDB_val src, dst, chk, *key;
-	char sumbuf[256];
-	src.mv_size = size - env->me_sumsize;
-	src.mv_data = mp;
-	chk.mv_size = env->me_sumsize;
-	chk.mv_data = (char *)src.mv_data + src.mv_size;
-	dst.mv_size = env->me_sumsize;
-	dst.mv_data = sumbuf;
-	if (env->me_encfunc)
-		key = &env->me_enckey;
-	else
-		key = NULL;
-	env->me_sumfunc(&src, &dst, key);
-	return memcmp(chk.mv_data, dst.mv_data, env->me_sumsize) ? MDB_BAD_CHECKSUM : 0;
-}
-#endif
-
 /** Find the address of the page corresponding to a given page number.
  * Set #MDB_TXN_ERROR on failure.
  * @param[in] mc the cursor accessing the page.
  * @param[in] pgno the page number for the page to retrieve.
- * @param[in] numpgs number of database pages (can be > 1 for overflow pages)
  * @param[out] ret address of a pointer where the page's address will be stored.
+ * @param[out] lvl dirty_list inheritance level of found page. 1=current txn, 0=mapped page.
  * @return 0 on success, non-zero on failure.
  */
 static int
-mdb_page_get(MDB_cursor *mc, pgno_t pgno,
-#if MDB_RPAGE_CACHE
-	int numpgs,
-#endif
-	MDB_page **ret)
+mdb_page_get(MDB_cursor *mc, pgno_t pgno, MDB_page **ret, int *lvl)
 {
-	MDB_txn *txn = mc->mc_txn, *tx2;
+	MDB_txn *txn = mc->mc_txn;
+	MDB_env *env = txn->mt_env;
 	MDB_page *p = NULL;
+	int level;
 
-	if (! (mc->mc_flags & (C_ORIG_RDONLY|C_WRITEMAP))) {
-		for (tx2 = txn;; ) {
+	if (! (txn->mt_flags & (MDB_TXN_RDONLY|MDB_TXN_WRITEMAP))) {
+		MDB_txn *tx2 = txn;
+		level = 1;
+		do {
 			MDB_ID2L dl = tx2->mt_u.dirty_list;
-			MDB_IDL	sl;
 			unsigned x;
-			/* tx2 may have malloced its own "dirty" version of the
-			 * page, with the same page number.
+			/* Spilled pages were dirtied in this txn and flushed
+			 * because the dirty list got full. Bring this page
+			 * back in from the map (but don't unspill it here,
+			 * leave that unless page_touch happens again).
 			 */
+			if (tx2->mt_spill_pgs) {
+				MDB_ID pn = pgno << 1;
+				x = mdb_midl_search(tx2->mt_spill_pgs, pn);
+				if (x <= tx2->mt_spill_pgs[0] && tx2->mt_spill_pgs[x] == pn) {
+					p = (MDB_page *)(env->me_map + env->me_psize * pgno);
+					goto done;
+				}
+			}
 			if (dl[0].mid) {
 				unsigned x = mdb_mid2l_search(dl, pgno);
 				if (x <= dl[0].mid && dl[x].mid == pgno) {
@@ -7989,50 +5590,23 @@ mdb_page_get(MDB_cursor *mc, pgno_t pgno,
 					goto done;
 				}
 			}
-			/* Spilled pages were dirtied in this txn, then cleaned
-			 * and flushed to the map when dirty_list got full.
-			 * Check if tx2 spilled the page before moving on to
-			 * search the parent.	(But don't unspill here, leave
-			 * that unless page_touch happens again.)
-			 */
-			sl = tx2->mt_spill_pgs;
-			if ((tx2 = tx2->mt_parent) == NULL)
-				break;
-			if (sl) {
-				MDB_ID pn = pgno << 1;
-				x = mdb_midl_search(sl, pn);
-				if (x <= sl[0] && sl[x] == pn) {
-					goto mapped;
-				}
-			}
-		}
+			level++;
+		} while ((tx2 = tx2->mt_parent) != NULL);
 	}
 
-	if (pgno >= txn->mt_next_pgno) {
-		DPRINTF(("page %"Yu" not found", pgno));
-		fprintf(stderr, "page %u not found error\n", pgno);
-
+	if (pgno < txn->mt_next_pgno) {
+		level = 0;
+		p = (MDB_page *)(env->me_map + env->me_psize * pgno);
+	} else {
+		DPRINTF(("page %"Z"u not found", pgno));
 		txn->mt_flags |= MDB_TXN_ERROR;
 		return MDB_PAGE_NOTFOUND;
 	}
 
-mapped:
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(txn->mt_env->me_flags)) {
-		int rc = mdb_rpage_get(txn, pgno, numpgs, &p);
-		if (rc) {
-			txn->mt_flags |= MDB_TXN_ERROR;
-			return rc;
-		}
-	} else
-#endif
-	{
-		MDB_env *env = txn->mt_env;
-		p = (MDB_page *)(env->me_map + env->me_psize * pgno);
-	}
-
 done:
 	*ret = p;
+	if (lvl)
+		*lvl = level;
 	return MDB_SUCCESS;
 }
 
@@ -8050,13 +5624,13 @@ mdb_page_search_root(MDB_cursor *mc, MDB_val *key, int flags)
 		MDB_node	*node;
 		indx_t		i;
 
-		DPRINTF(("branch page %"Yu" has %u keys", mp->mp_pgno, NUMKEYS(mp)));
+		DPRINTF(("branch page %"Z"u has %u keys", mp->mp_pgno, NUMKEYS(mp)));
 		/* Don't assert on branch pages in the FreeDB. We can get here
 		 * while in the process of rebalancing a FreeDB branch page; we must
 		 * let that proceed. ITS#8336
 		 */
 		mdb_cassert(mc, !mc->mc_dbi || NUMKEYS(mp) > 1);
-		DPRINTF(("found index 0 to page %"Yu, NODEPGNO(NODEPTR(mp, 0))));
+		DPRINTF(("found index 0 to page %"Z"u", NODEPGNO(NODEPTR(mp, 0))));
 
 		if (flags & (MDB_PS_FIRST|MDB_PS_LAST)) {
 			i = 0;
@@ -8089,7 +5663,7 @@ mdb_page_search_root(MDB_cursor *mc, MDB_val *key, int flags)
 		mdb_cassert(mc, i < NUMKEYS(mp));
 		node = NODEPTR(mp, i);
 
-		if ((rc = MDB_PAGE_GET(mc, NODEPGNO(node), 1, &mp)) != 0)
+		if ((rc = mdb_page_get(mc, NODEPGNO(node), &mp, NULL)) != 0)
 			return rc;
 
 		mc->mc_ki[mc->mc_top] = i;
@@ -8106,15 +5680,13 @@ ready:
 
 	if (!IS_LEAF(mp)) {
 		DPRINTF(("internal error, index points to a %02X page!?",
-				mp->mp_flags));
-		fprintf(stderr, "internal error, index points to a %02X page!?\n",
-				mp->mp_flags);
+		    mp->mp_flags));
 		mc->mc_txn->mt_flags |= MDB_TXN_ERROR;
 		return MDB_CORRUPTED;
 	}
 
-	DPRINTF(("found leaf page %"Yu" for key [%s]", mp->mp_pgno,
-			key ? DKEY(key) : "null"));
+	DPRINTF(("found leaf page %"Z"u for key [%s]", mp->mp_pgno,
+	    key ? DKEY(key) : "null"));
 	mc->mc_flags |= C_INITIALIZED;
 	mc->mc_flags &= ~C_EOF;
 
@@ -8134,7 +5706,7 @@ mdb_page_search_lowest(MDB_cursor *mc)
 	MDB_node	*node = NODEPTR(mp, 0);
 	int rc;
 
-	if ((rc = MDB_PAGE_GET(mc, NODEPGNO(node), 1, &mp)) != 0)
+	if ((rc = mdb_page_get(mc, NODEPGNO(node), &mp, NULL)) != 0)
 		return rc;
 
 	mc->mc_ki[mc->mc_top] = 0;
@@ -8148,10 +5720,10 @@ mdb_page_search_lowest(MDB_cursor *mc)
  * @param[in,out] mc the cursor for this operation.
  * @param[in] key the key to search for, or NULL for first/last page.
  * @param[in] flags If MDB_PS_MODIFY is set, visited pages in the DB
- *	 are touched (updated with new page numbers).
- *	 If MDB_PS_FIRST or MDB_PS_LAST is set, find first or last leaf.
- *	 This is used by #mdb_cursor_first() and #mdb_cursor_last().
- *	 If MDB_PS_ROOTONLY set, just fetch root node, no further lookups.
+ *   are touched (updated with new page numbers).
+ *   If MDB_PS_FIRST or MDB_PS_LAST is set, find first or last leaf.
+ *   This is used by #mdb_cursor_first() and #mdb_cursor_last().
+ *   If MDB_PS_ROOTONLY set, just fetch root node, no further lookups.
  * @return 0 on success, non-zero on failure.
  */
 static int
@@ -8183,7 +5755,7 @@ mdb_page_search(MDB_cursor *mc, MDB_val *key, int flags)
 					MDB_node *leaf = mdb_node_search(&mc2,
 						&mc->mc_dbx->md_name, &exact);
 					if (!exact)
-						return MDB_NOTFOUND;
+						return MDB_BAD_DBI;
 					if ((leaf->mn_flags & (F_DUPDATA|F_SUBDATA)) != F_SUBDATA)
 						return MDB_INCOMPATIBLE; /* not a named DB */
 					rc = mdb_node_read(&mc2, leaf, &data);
@@ -8209,27 +5781,14 @@ mdb_page_search(MDB_cursor *mc, MDB_val *key, int flags)
 	}
 
 	mdb_cassert(mc, root > 1);
-	if (!mc->mc_pg[0] || mc->mc_pg[0]->mp_pgno != root) {
-#if MDB_RPAGE_CACHE
-		if (mc->mc_pg[0])
-			MDB_PAGE_UNREF(mc->mc_txn, mc->mc_pg[0]);
-#endif
-		if ((rc = MDB_PAGE_GET(mc, root, 1, &mc->mc_pg[0])) != 0)
+	if (!mc->mc_pg[0] || mc->mc_pg[0]->mp_pgno != root)
+		if ((rc = mdb_page_get(mc, root, &mc->mc_pg[0], NULL)) != 0)
 			return rc;
-	}
 
-#if MDB_RPAGE_CACHE
-	if (MDB_REMAPPING(mc->mc_txn->mt_env->me_flags))
-	{
-		int i;
-		for (i=1; i<mc->mc_snum; i++)
-			mdb_page_unref(mc->mc_txn, mc->mc_pg[i]);
-	}
-#endif
 	mc->mc_snum = 1;
 	mc->mc_top = 0;
 
-	DPRINTF(("db %d root page %"Yu" has flags 0x%X",
+	DPRINTF(("db %d root page %"Z"u has flags 0x%X",
 		DDBI(mc), root, mc->mc_pg[0]->mp_flags));
 
 	if (flags & MDB_PS_MODIFY) {
@@ -8250,40 +5809,36 @@ mdb_ovpage_free(MDB_cursor *mc, MDB_page *mp)
 	pgno_t pg = mp->mp_pgno;
 	unsigned x = 0, ovpages = mp->mp_pages;
 	MDB_env *env = txn->mt_env;
+	MDB_IDL sl = txn->mt_spill_pgs;
 	MDB_ID pn = pg << 1;
-	MDB_page *freeme = NULL;
 	int rc;
 
-	DPRINTF(("free ov page %"Yu" (%d)", pg, ovpages));
+	DPRINTF(("free ov page %"Z"u (%d)", pg, ovpages));
 	/* If the page is dirty or on the spill list we just acquired it,
 	 * so we should give it back to our current free list, if any.
 	 * Otherwise put it onto the list of pages we freed in this txn.
 	 *
-	 * Won't create me_pghead: me_freelist_start must be inited along with it.
+	 * Won't create me_pghead: me_pglast must be inited along with it.
 	 * Unsupported in nested txns: They would need to hide the page
 	 * range in ancestor txns' dirty and spilled lists.
 	 */
-	if (IS_MUTABLE(txn, mp) && env->me_pghead && !txn->mt_parent) {
+	if (env->me_pghead &&
+		!txn->mt_parent &&
+		((mp->mp_flags & P_DIRTY) ||
+		 (sl && (x = mdb_midl_search(sl, pn)) <= sl[0] && sl[x] == pn)))
+	{
 		unsigned i, j;
 		pgno_t *mop;
 		MDB_ID2 *dl, ix, iy;
 		rc = mdb_midl_need(&env->me_pghead, ovpages);
 		if (rc)
 			return rc;
-		if (!IS_DIRTY_NW(txn, mp)) { /* spilled or WRITEMAP */
-			MDB_IDL sl = txn->mt_spill_pgs;
-			if (sl) {
-			x = mdb_midl_search(sl, pn);
-			if (! (x <= sl[0] && sl[x] == pn)) {
-				last_error = "mdb_ovpage_free spilled dirty";
-				return MDB_PROBLEM;
-			}
+		if (!(mp->mp_flags & P_DIRTY)) {
 			/* This page is no longer spilled */
 			if (x == sl[0])
 				sl[0]--;
 			else
 				sl[x] |= 1;
-			}
 			goto release;
 		}
 		/* Remove from dirty list */
@@ -8295,34 +5850,31 @@ mdb_ovpage_free(MDB_cursor *mc, MDB_page *mp)
 				iy = dl[x];
 				dl[x] = ix;
 			} else {
-				//mdb_cassert(mc, x > 1);
+				mdb_cassert(mc, x > 1);
 				j = ++(dl[0].mid);
 				dl[j] = ix;		/* Unsorted. OK when MDB_TXN_ERROR. */
-				fprintf(stderr, "mdb_ovpage_free: page not found in dirty list\n");
 				txn->mt_flags |= MDB_TXN_ERROR;
-				last_error = "mdb_ovpage_free remove dirty";
-				return MDB_PROBLEM;
+				return MDB_CORRUPTED;
 			}
 		}
 		txn->mt_dirty_room++;
-		freeme = mp;
+		if (!(env->me_flags & MDB_WRITEMAP))
+			mdb_dpage_free(env, mp);
 release:
 		/* Insert in me_pghead */
-		mdb_midl_insert(&env->me_pghead, pg, ovpages);
+		mop = env->me_pghead;
+		j = mop[0] + ovpages;
+		for (i = mop[0]; i && mop[i] < pg; i--)
+			mop[j--] = mop[i];
+		while (j>i)
+			mop[j--] = pg++;
+		mop[0] += ovpages;
 	} else {
 		rc = mdb_midl_append_range(&txn->mt_free_pgs, pg, ovpages);
 		if (rc)
 			return rc;
 	}
-	if (MC_OVPG(mc) == mp)
-		MC_SET_OVPG(mc, NULL);
 	mc->mc_db->md_overflow_pages -= ovpages;
-
-	if (MDB_REMAPPING(env->me_flags))
-		mdb_ovpage_unref_all(mc, mp);
-	if (freeme)
-		mdb_dpage_free(env, freeme);
-
 	return 0;
 }
 
@@ -8336,116 +5888,47 @@ static int
 mdb_node_read(MDB_cursor *mc, MDB_node *leaf, MDB_val *data)
 {
 	MDB_page	*omp;		/* overflow page */
-	MDB_ovpage	ovp;
+	pgno_t		 pgno;
 	int rc;
 
-	if (MC_OVPG(mc)) {
-		MDB_PAGE_UNREF(mc->mc_txn, MC_OVPG(mc));
-		MC_SET_OVPG(mc, NULL);
-	}
-	data->mv_size = NODEDSZ(leaf);
 	if (!F_ISSET(leaf->mn_flags, F_BIGDATA)) {
+		data->mv_size = NODEDSZ(leaf);
 		data->mv_data = NODEDATA(leaf);
 		return MDB_SUCCESS;
 	}
 
 	/* Read overflow data.
 	 */
-	memcpy(&ovp, NODEDATA(leaf), sizeof(ovp));
-	{
-	if ((rc = MDB_PAGE_GET(mc, ovp.op_pgno, ovp.op_pages, &omp)) != 0) {
-		DPRINTF(("read overflow page %"Yu" failed", ovp.op_pgno));
+	data->mv_size = NODEDSZ(leaf);
+	memcpy(&pgno, NODEDATA(leaf), sizeof(pgno));
+	if ((rc = mdb_page_get(mc, pgno, &omp, NULL)) != 0) {
+		DPRINTF(("read overflow page %"Z"u failed", pgno));
 		return rc;
 	}
-	}
 	data->mv_data = METADATA(omp);
-	MC_SET_OVPG(mc, omp);
 
 	return MDB_SUCCESS;
 }
 
 int
 mdb_get(MDB_txn *txn, MDB_dbi dbi,
-		MDB_val *key, MDB_val *data)
-{
-	return mdb_get_with_txn(txn, dbi, key, data, NULL);
-}
-int
-mdb_get_with_txn(MDB_txn *txn, MDB_dbi dbi,
-		MDB_val *key, MDB_val *data, mdb_size_t *txn_id)
+    MDB_val *key, MDB_val *data)
 {
 	MDB_cursor	mc;
 	MDB_xcursor	mx;
-	int exact = 0, rc;
+	int exact = 0;
 	DKBUF;
 
 	DPRINTF(("===> get db %u key [%s]", dbi, DKEY(key)));
 
-	if (!key || !data || !TXN_DBI_EXIST(txn, dbi, DB_USRVALID)) {
-		if (!key)
-			last_error = "No key was provided";
-		else if (!data)
-			last_error = "No data was provided";
-		else if (!txn) {
-			if (!last_error)
-				last_error = "No transaction available";
-		} else if ((dbi)>=(txn)->mt_numdbs) {
-			MDB_meta *meta = mdb_env_pick_meta(txn->mt_env);
-			txn->mt_txnid = meta->mm_txnid;
-			last_error = malloc(140);
-			sprintf(last_error, "The dbi %u was out of range for the number of dbis (txn: %u id: %u, env: %u txnid: %u)", dbi, (txn)->mt_numdbs, txn->mt_txnid, txn->mt_env->me_numdbs, meta->mm_txnid);
-		} else {
-			last_error = malloc(100);
-			sprintf(last_error, "The dbi %u flag was not valid for the txn: %u", dbi, (txn)->mt_dbflags[dbi]);
-		}
+	if (!key || !data || !TXN_DBI_EXIST(txn, dbi, DB_USRVALID))
 		return EINVAL;
-	}
 
 	if (txn->mt_flags & MDB_TXN_BLOCKED)
 		return MDB_BAD_TXN;
 
 	mdb_cursor_init(&mc, txn, dbi, &mx);
-	rc = mdb_cursor_set(&mc, key, data, MDB_SET, &exact);
-	/* unref all the pages when MDB_REMAP_CHUNKS - caller must copy the data
-	 * before doing anything else
-	 */
-	if (txn_id && !rc) {
-		*txn_id = mc.mc_pg[mc.mc_top]->mp_txnid;
-	}
-	MDB_CURSOR_UNREF(&mc, 1);
-	return rc;
-}
-int
-mdb_direct_write(MDB_txn *txn, MDB_dbi dbi,
-		MDB_val *key, unsigned int offset, MDB_val *data)
-{
-	if (txn->mt_env->me_flags & MDB_REMAP_CHUNKS) return -1;
-	MDB_val existing_data;
-	int rc = mdb_get_with_txn(txn, dbi, key, &existing_data, NULL);
-	if (rc == 0) {
-		if (data->mv_size > existing_data.mv_size) {
-			last_error = malloc(100);
-			sprintf(last_error, "Attempt to direct write beyond the size of the value");
-			return EINVAL;
-		}
-		MDB_env* env = txn->mt_env;
-		mdb_size_t file_offset = (char*)existing_data.mv_data - env->me_map + offset;
-		// if we discover that a direct write can only be safely atomically applied to a memory map if it fits into
-		// single word, verify that here on some OSes, we can apply logic here:
-		//if (file_offset >> 3 != (file_offset + data->mv_size - 1) >> 3)
-		//	return -1;
-#ifdef _WIN32
-		DWORD written;
-		OVERLAPPED ov;
-		memset(&ov, 0, sizeof(ov));
-		ov.Offset = file_offset;
-		rc = WriteFile(env->me_fd, data->mv_data, data->mv_size, &written, &ov);
-#else
-		int written = pwrite(env->me_fd, data->mv_data, data->mv_size, file_offset);
-#endif;
-		if (written < 0) rc = written;
-	}
-	return rc;
+	return mdb_cursor_set(&mc, key, data, MDB_SET, &exact);
 }
 
 /** Find a sibling for a page.
@@ -8462,25 +5945,19 @@ mdb_cursor_sibling(MDB_cursor *mc, int move_right)
 	int		 rc;
 	MDB_node	*indx;
 	MDB_page	*mp;
-#if MDB_RPAGE_CACHE
-	MDB_page	*op;
-#endif
 
 	if (mc->mc_snum < 2) {
 		return MDB_NOTFOUND;		/* root has no siblings */
 	}
 
-#if MDB_RPAGE_CACHE
-	op = mc->mc_pg[mc->mc_top];
-#endif
 	mdb_cursor_pop(mc);
-	DPRINTF(("parent page is page %"Yu", index %u",
+	DPRINTF(("parent page is page %"Z"u, index %u",
 		mc->mc_pg[mc->mc_top]->mp_pgno, mc->mc_ki[mc->mc_top]));
 
 	if (move_right ? (mc->mc_ki[mc->mc_top] + 1u >= NUMKEYS(mc->mc_pg[mc->mc_top]))
-					 : (mc->mc_ki[mc->mc_top] == 0)) {
+		       : (mc->mc_ki[mc->mc_top] == 0)) {
 		DPRINTF(("no more keys left, moving to %s sibling",
-				move_right ? "right" : "left"));
+		    move_right ? "right" : "left"));
 		if ((rc = mdb_cursor_sibling(mc, move_right)) != MDB_SUCCESS) {
 			/* undo cursor_pop before returning */
 			mc->mc_top++;
@@ -8493,17 +5970,12 @@ mdb_cursor_sibling(MDB_cursor *mc, int move_right)
 		else
 			mc->mc_ki[mc->mc_top]--;
 		DPRINTF(("just moving to %s index key %u",
-				move_right ? "right" : "left", mc->mc_ki[mc->mc_top]));
+		    move_right ? "right" : "left", mc->mc_ki[mc->mc_top]));
 	}
-	if (!IS_BRANCH(mc->mc_pg[mc->mc_top])) {
-		last_error = "expected node to be branch, but was not";
-		return MDB_PROBLEM;
-	}
-
-	MDB_PAGE_UNREF(mc->mc_txn, op);
+	mdb_cassert(mc, IS_BRANCH(mc->mc_pg[mc->mc_top]));
 
 	indx = NODEPTR(mc->mc_pg[mc->mc_top], mc->mc_ki[mc->mc_top]);
-	if ((rc = MDB_PAGE_GET(mc, NODEPGNO(indx), 1, &mp)) != 0) {
+	if ((rc = mdb_page_get(mc, NODEPGNO(indx), &mp, NULL)) != 0) {
 		/* mc will be inconsistent if caller does mc_snum++ as above */
 		mc->mc_flags &= ~(C_INITIALIZED|C_EOF);
 		return rc;
@@ -8549,9 +6021,6 @@ mdb_cursor_next(MDB_cursor *mc, MDB_val *key, MDB_val *data, MDB_cursor_op op)
 					return rc;
 				}
 			}
-			else {
-				MDB_CURSOR_UNREF(&mc->mc_xcursor->mx_cursor, 0);
-			}
 		} else {
 			mc->mc_xcursor->mx_cursor.mc_flags &= ~(C_INITIALIZED|C_EOF);
 			if (op == MDB_NEXT_DUP)
@@ -8559,7 +6028,7 @@ mdb_cursor_next(MDB_cursor *mc, MDB_val *key, MDB_val *data, MDB_cursor_op op)
 		}
 	}
 
-	DPRINTF(("cursor_next: top page is %"Yu" in cursor %p",
+	DPRINTF(("cursor_next: top page is %"Z"u in cursor %p",
 		mdb_dbg_pgno(mp), (void *) mc));
 	if (mc->mc_flags & C_DEL) {
 		mc->mc_flags ^= C_DEL;
@@ -8573,13 +6042,13 @@ mdb_cursor_next(MDB_cursor *mc, MDB_val *key, MDB_val *data, MDB_cursor_op op)
 			return rc;
 		}
 		mp = mc->mc_pg[mc->mc_top];
-		DPRINTF(("next page is %"Yu", key index %u", mp->mp_pgno, mc->mc_ki[mc->mc_top]));
+		DPRINTF(("next page is %"Z"u, key index %u", mp->mp_pgno, mc->mc_ki[mc->mc_top]));
 	} else
 		mc->mc_ki[mc->mc_top]++;
 
 skip:
-	DPRINTF(("==> cursor points to page %"Yu" with %u keys, key index %u",
-			mdb_dbg_pgno(mp), NUMKEYS(mp), mc->mc_ki[mc->mc_top]));
+	DPRINTF(("==> cursor points to page %"Z"u with %u keys, key index %u",
+	    mdb_dbg_pgno(mp), NUMKEYS(mp), mc->mc_ki[mc->mc_top]));
 
 	if (IS_LEAF2(mp)) {
 		key->mv_size = mc->mc_db->md_pad;
@@ -8591,10 +6060,6 @@ skip:
 	leaf = NODEPTR(mp, mc->mc_ki[mc->mc_top]);
 
 	if (F_ISSET(leaf->mn_flags, F_DUPDATA)) {
-		if (!mc->mc_xcursor) {
-			last_error = "Invalid dupdata flag with no mc_xcursor";
-			return MDB_BAD_TXN;
-		}
 		mdb_xcursor_init1(mc, leaf);
 		rc = mdb_cursor_first(&mc->mc_xcursor->mx_cursor, data, NULL);
 		if (rc != MDB_SUCCESS)
@@ -8639,9 +6104,6 @@ mdb_cursor_prev(MDB_cursor *mc, MDB_val *key, MDB_val *data, MDB_cursor_op op)
 					return rc;
 				}
 			}
-			else {
-				MDB_CURSOR_UNREF(&mc->mc_xcursor->mx_cursor, 0);
-			}
 		} else {
 			mc->mc_xcursor->mx_cursor.mc_flags &= ~(C_INITIALIZED|C_EOF);
 			if (op == MDB_PREV_DUP)
@@ -8649,24 +6111,24 @@ mdb_cursor_prev(MDB_cursor *mc, MDB_val *key, MDB_val *data, MDB_cursor_op op)
 		}
 	}
 
-	DPRINTF(("cursor_prev: top page is %"Yu" in cursor %p",
+	DPRINTF(("cursor_prev: top page is %"Z"u in cursor %p",
 		mdb_dbg_pgno(mp), (void *) mc));
 
 	mc->mc_flags &= ~(C_EOF|C_DEL);
 
-	if (mc->mc_ki[mc->mc_top] == 0)	{
+	if (mc->mc_ki[mc->mc_top] == 0)  {
 		DPUTS("=====> move to prev sibling page");
 		if ((rc = mdb_cursor_sibling(mc, 0)) != MDB_SUCCESS) {
 			return rc;
 		}
 		mp = mc->mc_pg[mc->mc_top];
 		mc->mc_ki[mc->mc_top] = NUMKEYS(mp) - 1;
-		DPRINTF(("prev page is %"Yu", key index %u", mp->mp_pgno, mc->mc_ki[mc->mc_top]));
+		DPRINTF(("prev page is %"Z"u, key index %u", mp->mp_pgno, mc->mc_ki[mc->mc_top]));
 	} else
 		mc->mc_ki[mc->mc_top]--;
 
-	DPRINTF(("==> cursor points to page %"Yu" with %u keys, key index %u",
-			mdb_dbg_pgno(mp), NUMKEYS(mp), mc->mc_ki[mc->mc_top]));
+	DPRINTF(("==> cursor points to page %"Z"u with %u keys, key index %u",
+	    mdb_dbg_pgno(mp), NUMKEYS(mp), mc->mc_ki[mc->mc_top]));
 
 	if (!IS_LEAF(mp))
 		return MDB_CORRUPTED;
@@ -8680,10 +6142,6 @@ mdb_cursor_prev(MDB_cursor *mc, MDB_val *key, MDB_val *data, MDB_cursor_op op)
 	leaf = NODEPTR(mp, mc->mc_ki[mc->mc_top]);
 
 	if (F_ISSET(leaf->mn_flags, F_DUPDATA)) {
-		if (!mc->mc_xcursor) {
-			last_error = "Invalid dupdata flag with no mc_xcursor";
-			return MDB_BAD_TXN;
-		}
 		mdb_xcursor_init1(mc, leaf);
 		rc = mdb_cursor_last(&mc->mc_xcursor->mx_cursor, data, NULL);
 		if (rc != MDB_SUCCESS)
@@ -8700,7 +6158,7 @@ mdb_cursor_prev(MDB_cursor *mc, MDB_val *key, MDB_val *data, MDB_cursor_op op)
 /** Set the cursor on a specific data item. */
 static int
 mdb_cursor_set(MDB_cursor *mc, MDB_val *key, MDB_val *data,
-		MDB_cursor_op op, int *exactp)
+    MDB_cursor_op op, int *exactp)
 {
 	int		 rc;
 	MDB_page	*mp;
@@ -8710,10 +6168,8 @@ mdb_cursor_set(MDB_cursor *mc, MDB_val *key, MDB_val *data,
 	if (key->mv_size == 0)
 		return MDB_BAD_VALSIZE;
 
-	if (mc->mc_xcursor) {
-		MDB_CURSOR_UNREF(&mc->mc_xcursor->mx_cursor, 0);
+	if (mc->mc_xcursor)
 		mc->mc_xcursor->mx_cursor.mc_flags &= ~(C_INITIALIZED|C_EOF);
-	}
 
 	/* See if we're already on the right page */
 	if (mc->mc_flags & C_INITIALIZED) {
@@ -8724,7 +6180,7 @@ mdb_cursor_set(MDB_cursor *mc, MDB_val *key, MDB_val *data,
 			mc->mc_ki[mc->mc_top] = 0;
 			return MDB_NOTFOUND;
 		}
-		if (mp->mp_flags & P_LEAF2) {
+		if (MP_FLAGS(mp) & P_LEAF2) {
 			nodekey.mv_size = mc->mc_db->md_pad;
 			nodekey.mv_data = LEAF2KEY(mp, 0, nodekey.mv_size);
 		} else {
@@ -8745,7 +6201,7 @@ mdb_cursor_set(MDB_cursor *mc, MDB_val *key, MDB_val *data,
 			unsigned int i;
 			unsigned int nkeys = NUMKEYS(mp);
 			if (nkeys > 1) {
-				if (mp->mp_flags & P_LEAF2) {
+				if (MP_FLAGS(mp) & P_LEAF2) {
 					nodekey.mv_data = LEAF2KEY(mp,
 						 nkeys-1, nodekey.mv_size);
 				} else {
@@ -8763,7 +6219,7 @@ mdb_cursor_set(MDB_cursor *mc, MDB_val *key, MDB_val *data,
 				if (rc < 0) {
 					if (mc->mc_ki[mc->mc_top] < NUMKEYS(mp)) {
 						/* This is definitely the right page, skip search_page */
-						if (mp->mp_flags & P_LEAF2) {
+						if (MP_FLAGS(mp) & P_LEAF2) {
 							nodekey.mv_data = LEAF2KEY(mp,
 								 mc->mc_ki[mc->mc_top], nodekey.mv_size);
 						} else {
@@ -8847,10 +6303,6 @@ set1:
 	}
 
 	if (F_ISSET(leaf->mn_flags, F_DUPDATA)) {
-		if (!mc->mc_xcursor) {
-			last_error = "Invalid dupdata flag with no mc_xcursor";
-			return MDB_BAD_TXN;
-		}
 		mdb_xcursor_init1(mc, leaf);
 		if (op == MDB_SET || op == MDB_SET_KEY || op == MDB_SET_RANGE) {
 			rc = mdb_cursor_first(&mc->mc_xcursor->mx_cursor, data, NULL);
@@ -8873,8 +6325,10 @@ set1:
 			if ((rc = mdb_node_read(mc, leaf, &olddata)) != MDB_SUCCESS)
 				return rc;
 			dcmp = mc->mc_dbx->md_dcmp;
-			if (NEED_CMP_CLONG(dcmp, olddata.mv_size))
+#if UINT_MAX < SIZE_MAX
+			if (dcmp == mdb_cmp_int && olddata.mv_size == sizeof(size_t))
 				dcmp = mdb_cmp_clong;
+#endif
 			rc = dcmp(data, &olddata);
 			if (rc) {
 				if (op == MDB_GET_BOTH || rc > 0)
@@ -8906,10 +6360,8 @@ mdb_cursor_first(MDB_cursor *mc, MDB_val *key, MDB_val *data)
 	int		 rc;
 	MDB_node	*leaf;
 
-	if (mc->mc_xcursor) {
-		MDB_CURSOR_UNREF(&mc->mc_xcursor->mx_cursor, 0);
+	if (mc->mc_xcursor)
 		mc->mc_xcursor->mx_cursor.mc_flags &= ~(C_INITIALIZED|C_EOF);
-	}
 
 	if (!(mc->mc_flags & C_INITIALIZED) || mc->mc_top) {
 		rc = mdb_page_search(mc, NULL, MDB_PS_FIRST);
@@ -8933,10 +6385,6 @@ mdb_cursor_first(MDB_cursor *mc, MDB_val *key, MDB_val *data)
 	}
 
 	if (F_ISSET(leaf->mn_flags, F_DUPDATA)) {
-		if (!mc->mc_xcursor) {
-			last_error = "Invalid dupdata flag with no mc_xcursor";
-			return MDB_BAD_TXN;
-		}
 		mdb_xcursor_init1(mc, leaf);
 		rc = mdb_cursor_first(&mc->mc_xcursor->mx_cursor, data, NULL);
 		if (rc)
@@ -8957,10 +6405,8 @@ mdb_cursor_last(MDB_cursor *mc, MDB_val *key, MDB_val *data)
 	int		 rc;
 	MDB_node	*leaf;
 
-	if (mc->mc_xcursor) {
-		MDB_CURSOR_UNREF(&mc->mc_xcursor->mx_cursor, 0);
+	if (mc->mc_xcursor)
 		mc->mc_xcursor->mx_cursor.mc_flags &= ~(C_INITIALIZED|C_EOF);
-	}
 
 	if (!(mc->mc_flags & C_INITIALIZED) || mc->mc_top) {
 		rc = mdb_page_search(mc, NULL, MDB_PS_LAST);
@@ -8982,10 +6428,6 @@ mdb_cursor_last(MDB_cursor *mc, MDB_val *key, MDB_val *data)
 	}
 
 	if (F_ISSET(leaf->mn_flags, F_DUPDATA)) {
-		if (!mc->mc_xcursor) {
-			last_error = "Invalid dupdata flag with no mc_xcursor";
-			return MDB_BAD_TXN;
-		}
 		mdb_xcursor_init1(mc, leaf);
 		rc = mdb_cursor_last(&mc->mc_xcursor->mx_cursor, data, NULL);
 		if (rc)
@@ -9001,7 +6443,7 @@ mdb_cursor_last(MDB_cursor *mc, MDB_val *key, MDB_val *data)
 
 int
 mdb_cursor_get(MDB_cursor *mc, MDB_val *key, MDB_val *data,
-		MDB_cursor_op op)
+    MDB_cursor_op op)
 {
 	int		 rc;
 	int		 exact = 0;
@@ -9218,12 +6660,24 @@ mdb_cursor_touch(MDB_cursor *mc)
 	return rc;
 }
 
+static void
+mdb_subdb_adjust(MDB_cursor *mc, MDB_db *old, MDB_db *new)
+{
+	int delta;
+
+	delta = new->md_branch_pages - old->md_branch_pages;
+	mc->mc_db->md_branch_pages += delta;
+
+	delta = new->md_leaf_pages - old->md_leaf_pages;
+	mc->mc_db->md_leaf_pages += delta;
+}
+
 /** Do not spill pages to disk if txn is getting full, may fail instead */
 #define MDB_NOSPILL	0x8000
 
-int
-mdb_cursor_put(MDB_cursor *mc, MDB_val *key, MDB_val *data,
-		unsigned int flags)
+static int
+_mdb_cursor_put(MDB_cursor *mc, MDB_val *key, MDB_val *data,
+    unsigned int flags)
 {
 	MDB_env		*env;
 	MDB_node	*leaf = NULL;
@@ -9247,10 +6701,19 @@ mdb_cursor_put(MDB_cursor *mc, MDB_val *key, MDB_val *data,
 	 * early failures.
 	 */
 	if (flags & MDB_MULTIPLE) {
+		size_t tmp;
+		if (!data[1].mv_size)
+			return EINVAL;
+
 		dcount = data[1].mv_size;
 		data[1].mv_size = 0;
 		if (!F_ISSET(mc->mc_db->md_flags, MDB_DUPFIXED))
 			return MDB_INCOMPATIBLE;
+
+		/* check for overflow */
+		tmp = data[0].mv_size * dcount;
+		if (tmp/dcount != data[0].mv_size)
+			return MDB_BAD_VALSIZE;
 	}
 
 	nospill = flags & MDB_NOSPILL;
@@ -9262,11 +6725,11 @@ mdb_cursor_put(MDB_cursor *mc, MDB_val *key, MDB_val *data,
 	if (key->mv_size-1 >= ENV_MAXKEY(env))
 		return MDB_BAD_VALSIZE;
 
-#if SIZE_MAX > MAXDATASIZE
-	if (data->mv_size > ((mc->mc_db->md_flags & MDB_DUPSORT) ? ENV_MAXKEY(env) : MAXDATASIZE))
+	if ((mc->mc_db->md_flags & MDB_DUPSORT) && data->mv_size-1 >= ENV_MAXKEY(env))
 		return MDB_BAD_VALSIZE;
-#else
-	if ((mc->mc_db->md_flags & MDB_DUPSORT) && data->mv_size > ENV_MAXKEY(env))
+
+#if SIZE_MAX > MAXDATASIZE
+	if (data->mv_size > MAXDATASIZE)
 		return MDB_BAD_VALSIZE;
 #endif
 
@@ -9341,7 +6804,7 @@ mdb_cursor_put(MDB_cursor *mc, MDB_val *key, MDB_val *data,
 		*mc->mc_dbflag |= DB_DIRTY;
 		if ((mc->mc_db->md_flags & (MDB_DUPSORT|MDB_DUPFIXED))
 			== MDB_DUPFIXED)
-			np->mp_flags |= P_LEAF2;
+			MP_FLAGS(np) |= P_LEAF2;
 		mc->mc_flags |= C_INITIALIZED;
 	} else {
 		/* make sure all cursor pages are writable */
@@ -9357,13 +6820,13 @@ mdb_cursor_put(MDB_cursor *mc, MDB_val *key, MDB_val *data,
 		if ((mc->mc_db->md_flags & MDB_DUPSORT) &&
 			LEAFSIZE(key, data) > env->me_nodemax)
 		{
-			/* Too big for a node, insert in sub-DB.	Set up an empty
+			/* Too big for a node, insert in sub-DB.  Set up an empty
 			 * "old sub-page" for prep_subDB to expand to a full page.
 			 */
-			fp_flags = P_LEAF;
+			fp_flags = P_LEAF|P_DIRTY;
 			fp = env->me_pbuf;
 			fp->mp_pad = data->mv_size; /* used if MDB_DUPFIXED */
-			fp->mp_lower = fp->mp_upper = (PAGEHDRSZ-PAGEBASE);
+			MP_LOWER(fp) = MP_UPPER(fp) = (PAGEHDRSZ-PAGEBASE);
 			olddata.mv_size = PAGEHDRSZ;
 			goto prep_subDB;
 		}
@@ -9407,14 +6870,13 @@ more:
 		/* DB has dups? */
 		if (F_ISSET(mc->mc_db->md_flags, MDB_DUPSORT)) {
 			/* Prepare (sub-)page/sub-DB to accept the new item,
-			 * if needed.	fp: old sub-page or a header faking
-			 * it.	mp: new (sub-)page.	offset: growth in page
-			 * size.	xdata: node data with new page or DB.
+			 * if needed.  fp: old sub-page or a header faking
+			 * it.  mp: new (sub-)page.  offset: growth in page
+			 * size.  xdata: node data with new page or DB.
 			 */
 			unsigned	i, offset = 0;
 			mp = fp = xdata.mv_data = env->me_pbuf;
 			mp->mp_pgno = mc->mc_pg[mc->mc_top]->mp_pgno;
-			mp->mp_txnid = mc->mc_txn->mt_txnid;
 
 			/* Was a single item before, must convert now */
 			if (!F_ISSET(leaf->mn_flags, F_DUPDATA)) {
@@ -9423,8 +6885,10 @@ more:
 				if (flags == MDB_CURRENT)
 					goto current;
 				dcmp = mc->mc_dbx->md_dcmp;
-				if (NEED_CMP_CLONG(dcmp, olddata.mv_size))
+#if UINT_MAX < SIZE_MAX
+				if (dcmp == mdb_cmp_int && olddata.mv_size == sizeof(size_t))
 					dcmp = mdb_cmp_clong;
+#endif
 				/* does data match? */
 				if (!dcmp(data, &olddata)) {
 					if (flags & (MDB_NODUPDATA|MDB_APPENDDUP))
@@ -9438,18 +6902,18 @@ more:
 				dkey.mv_data = memcpy(fp+1, olddata.mv_data, olddata.mv_size);
 
 				/* Make sub-page header for the dup items, with dummy body */
-				fp->mp_flags = P_LEAF|P_SUBP;
-				fp->mp_lower = (PAGEHDRSZ-PAGEBASE);
+				MP_FLAGS(fp) = P_LEAF|P_DIRTY|P_SUBP;
+				MP_LOWER(fp) = (PAGEHDRSZ-PAGEBASE);
 				xdata.mv_size = PAGEHDRSZ + dkey.mv_size + data->mv_size;
 				if (mc->mc_db->md_flags & MDB_DUPFIXED) {
-					fp->mp_flags |= P_LEAF2;
+					MP_FLAGS(fp) |= P_LEAF2;
 					fp->mp_pad = data->mv_size;
 					xdata.mv_size += 2 * data->mv_size;	/* leave space for 2 more */
 				} else {
 					xdata.mv_size += 2 * (sizeof(indx_t) + NODESIZE) +
 						(dkey.mv_size & 1) + (data->mv_size & 1);
 				}
-				fp->mp_upper = xdata.mv_size - PAGEBASE;
+				MP_UPPER(fp) = xdata.mv_size - PAGEBASE;
 				olddata.mv_size = xdata.mv_size; /* pretend olddata is fp */
 			} else if (leaf->mn_flags & F_SUBDATA) {
 				/* Data is on sub-DB, just store it */
@@ -9461,8 +6925,15 @@ more:
 				switch (flags) {
 				default:
 					if (!(mc->mc_db->md_flags & MDB_DUPFIXED)) {
+						unsigned int left = SIZELEFT(fp);
 						offset = EVEN(NODESIZE + sizeof(indx_t) +
 							data->mv_size);
+						/* if there's enough space, just use it */
+						if (offset < left)
+							offset = 0;
+						else
+						/* else grow by whatever we need */
+							offset -= left;
 						break;
 					}
 					offset = fp->mp_pad;
@@ -9472,7 +6943,8 @@ more:
 					}
 					/* FALLTHRU */ /* Big enough MDB_DUPFIXED sub-page */
 				case MDB_CURRENT:
-					COPY_PGNO(fp->mp_pgno, mp->mp_pgno);
+					MP_FLAGS(fp) |= P_DIRTY;
+					COPY_PGNO(MP_PGNO(fp), MP_PGNO(mp));
 					mc->mc_xcursor->mx_cursor.mc_pg[0] = fp;
 					flags |= F_DUPDATA;
 					goto put_sub;
@@ -9480,7 +6952,7 @@ more:
 				xdata.mv_size = olddata.mv_size + offset;
 			}
 
-			fp_flags = fp->mp_flags;
+			fp_flags = MP_FLAGS(fp);
 			if (NODESIZE + NODEKSZ(leaf) + xdata.mv_size > env->me_nodemax) {
 					/* Too big for a sub-page, convert to sub-DB */
 					fp_flags &= ~P_SUBP;
@@ -9504,23 +6976,23 @@ prep_subDB:
 					xdata.mv_data = &dummy;
 					if ((rc = mdb_page_alloc(mc, 1, &mp)))
 						return rc;
-					fp_flags |= mp->mp_flags; /* P_ADM_FLAGS */
 					offset = env->me_psize - olddata.mv_size;
 					flags |= F_DUPDATA|F_SUBDATA;
 					dummy.md_root = mp->mp_pgno;
 					sub_root = mp;
+					mc->mc_db->md_leaf_pages++;
 			}
 			if (mp != fp) {
-				mp->mp_flags = fp_flags;
-				mp->mp_pad	 = fp->mp_pad;
-				mp->mp_lower = fp->mp_lower;
-				mp->mp_upper = fp->mp_upper + offset;
+				MP_FLAGS(mp) = fp_flags | P_DIRTY;
+				MP_PAD(mp)   = MP_PAD(fp);
+				MP_LOWER(mp) = MP_LOWER(fp);
+				MP_UPPER(mp) = MP_UPPER(fp) + offset;
 				if (fp_flags & P_LEAF2) {
 					memcpy(METADATA(mp), METADATA(fp), NUMKEYS(fp) * fp->mp_pad);
 				} else {
-					memcpy((char *)mp + mp->mp_upper + PAGEBASE, (char *)fp + fp->mp_upper + PAGEBASE,
-						olddata.mv_size - fp->mp_upper - PAGEBASE);
-					memcpy((char *)(&mp->mp_ptrs), (char *)(&fp->mp_ptrs), NUMKEYS(fp) * sizeof(mp->mp_ptrs[0]));
+					memcpy((char *)mp + MP_UPPER(mp) + PAGEBASE, (char *)fp + MP_UPPER(fp) + PAGEBASE,
+						olddata.mv_size - MP_UPPER(fp) - PAGEBASE);
+					memcpy((char *)MP_PTRS(mp), (char *)MP_PTRS(fp), NUMKEYS(fp) * sizeof(mp->mp_ptrs[0]));
 					for (i=0; i<NUMKEYS(fp); i++)
 						mp->mp_ptrs[i] += offset;
 				}
@@ -9540,34 +7012,38 @@ current:
 		/* overflow page overwrites need special handling */
 		if (F_ISSET(leaf->mn_flags, F_BIGDATA)) {
 			MDB_page *omp;
-			MDB_ovpage ovp;
-			int ovpages, dpages = OVPAGES(data->mv_size, env->me_psize);
+			pgno_t pg;
+			int level, ovpages, dpages = OVPAGES(data->mv_size, env->me_psize);
 
-			memcpy(&ovp, olddata.mv_data, sizeof(ovp));
-			if ((rc2 = MDB_PAGE_GET(mc, ovp.op_pgno, ovp.op_pages, &omp)) != 0)
+			memcpy(&pg, olddata.mv_data, sizeof(pg));
+			if ((rc2 = mdb_page_get(mc, pg, &omp, &level)) != 0)
 				return rc2;
-			ovpages = ovp.op_pages;
+			ovpages = omp->mp_pages;
 
-			/* Is the ov page big enough and from this txn (or a parent)? */
-			if (ovpages >= dpages && IS_MUTABLE(mc->mc_txn, omp)) {
+			/* Is the ov page large enough? */
+			if (ovpages >= dpages) {
+			  if (!(omp->mp_flags & P_DIRTY) &&
+				  (level || (env->me_flags & MDB_WRITEMAP)))
+			  {
+				rc = mdb_page_unspill(mc->mc_txn, omp, &omp);
+				if (rc)
+					return rc;
+				level = 0;		/* dirty in this txn or clean */
+			  }
+			  /* Is it dirty? */
+			  if (omp->mp_flags & P_DIRTY) {
 				/* yes, overwrite it. Note in this case we don't
 				 * bother to try shrinking the page if the new data
 				 * is smaller than the overflow threshold.
 				 */
-				if (!IS_WRITABLE(mc->mc_txn, omp)) {
-
-					if (!IS_DIRTY_NW(mc->mc_txn, omp)) {
-					rc = mdb_page_unspill(mc->mc_txn, omp, &omp);
-					if (rc)
-						return rc;
-					} else {
+				if (level > 1) {
 					/* It is writable only in a parent txn */
 					size_t sz = (size_t) env->me_psize * ovpages, off;
-					MDB_page *np = mdb_page_malloc(mc->mc_txn, ovpages, 1);
+					MDB_page *np = mdb_page_malloc(mc->mc_txn, ovpages);
 					MDB_ID2 id2;
 					if (!np)
 						return ENOMEM;
-					id2.mid = ovp.op_pgno;
+					id2.mid = pg;
 					id2.mptr = np;
 					/* Note - this page is already counted in parent's dirty_room */
 					rc2 = mdb_mid2l_insert(mc->mc_txn->mt_u.dirty_list, &id2);
@@ -9581,15 +7057,13 @@ current:
 						 * Copy end of page, adjusting alignment so
 						 * compiler may copy words instead of bytes.
 						 */
-						off = (PAGEHDRSZ + data->mv_size) & -sizeof(size_t);
+						off = (PAGEHDRSZ + data->mv_size) & -(int)sizeof(size_t);
 						memcpy((size_t *)((char *)np + off),
 							(size_t *)((char *)omp + off), sz - off);
 						sz = PAGEHDRSZ;
 					}
 					memcpy(np, omp, sz); /* Copy beginning of page */
-					SET_PGTXNID(mc->mc_txn, np);
 					omp = np;
-					}
 				}
 				SETDSZ(leaf, data->mv_size);
 				if (F_ISSET(flags, MDB_RESERVE))
@@ -9597,6 +7071,7 @@ current:
 				else
 					memcpy(METADATA(omp), data->mv_data, data->mv_size);
 				return MDB_SUCCESS;
+			  }
 			}
 			if ((rc2 = mdb_ovpage_free(mc, omp)) != MDB_SUCCESS)
 				return rc2;
@@ -9610,11 +7085,14 @@ current:
 			else if (!(mc->mc_flags & C_SUB))
 				memcpy(olddata.mv_data, data->mv_data, data->mv_size);
 			else {
+				if (key->mv_size != NODEKSZ(leaf))
+					goto new_ksize;
 				memcpy(NODEKEY(leaf), key->mv_data, key->mv_size);
 				goto fix_parent;
 			}
 			return MDB_SUCCESS;
 		}
+new_ksize:
 		mdb_node_del(mc, 0);
 	}
 
@@ -9661,7 +7139,7 @@ new_sub:
 		 */
 		if (do_sub) {
 			int xflags, new_dupdata;
-			mdb_size_t ecount;
+			size_t ecount;
 put_sub:
 			xdata.mv_size = 0;
 			xdata.mv_data = "";
@@ -9669,10 +7147,6 @@ put_sub:
 			if ((flags & (MDB_CURRENT|MDB_APPENDDUP)) == MDB_CURRENT) {
 				xflags = MDB_CURRENT|MDB_NOSPILL;
 			} else {
-				if (!mc->mc_xcursor) {
-					last_error = "Invalid dupdata flag with no mc_xcursor";
-					return MDB_BAD_TXN;
-				}
 				mdb_xcursor_init1(mc, leaf);
 				xflags = (flags & MDB_NODUPDATA) ?
 					MDB_NOOVERWRITE|MDB_NOSPILL : MDB_NOSPILL;
@@ -9682,7 +7156,7 @@ put_sub:
 			new_dupdata = (int)dkey.mv_size;
 			/* converted, write the original data first */
 			if (dkey.mv_size) {
-				rc = mdb_cursor_put(&mc->mc_xcursor->mx_cursor, &dkey, &xdata, xflags);
+				rc = _mdb_cursor_put(&mc->mc_xcursor->mx_cursor, &dkey, &xdata, xflags);
 				if (rc)
 					goto bad_sub;
 				/* we've done our job */
@@ -9710,9 +7184,10 @@ put_sub:
 			ecount = mc->mc_xcursor->mx_db.md_entries;
 			if (flags & MDB_APPENDDUP)
 				xflags |= MDB_APPEND;
-			rc = mdb_cursor_put(&mc->mc_xcursor->mx_cursor, data, &xdata, xflags);
+			rc = _mdb_cursor_put(&mc->mc_xcursor->mx_cursor, data, &xdata, xflags);
 			if (flags & F_SUBDATA) {
 				void *db = NODEDATA(leaf);
+				mdb_subdb_adjust(mc, db, &mc->mc_xcursor->mx_db);
 				memcpy(db, &mc->mc_xcursor->mx_db, sizeof(MDB_db));
 			}
 			insert_data = mc->mc_xcursor->mx_db.md_entries - ecount;
@@ -9743,18 +7218,28 @@ put_sub:
 		}
 		return rc;
 bad_sub:
-		if (rc == MDB_KEYEXIST)	{/* should not happen, we deleted that item */
-			last_error = "should not happen, we deleted that item";
-			rc = MDB_PROBLEM;
-		}
+		if (rc == MDB_KEYEXIST)	/* should not happen, we deleted that item */
+			rc = MDB_CORRUPTED;
 	}
-	fprintf(stderr, "put failed bad_sub, %s\n", mdb_strerror(rc));
 	mc->mc_txn->mt_flags |= MDB_TXN_ERROR;
 	return rc;
 }
 
 int
-mdb_cursor_del(MDB_cursor *mc, unsigned int flags)
+mdb_cursor_put(MDB_cursor *mc, MDB_val *key, MDB_val *data,
+    unsigned int flags)
+{
+	DKBUF;
+	DDBUF;
+	int rc = _mdb_cursor_put(mc, key, data, flags);
+	MDB_TRACE(("%p, %"Z"u[%s], %"Z"u%s, %u",
+		mc, key ? key->mv_size:0, DKEY(key), data ? data->mv_size:0,
+			data ? mdb_dval(mc->mc_txn, mc->mc_dbi, data, dbuf):"", flags));
+	return rc;
+}
+
+static int
+_mdb_cursor_del(MDB_cursor *mc, unsigned int flags)
 {
 	MDB_node	*leaf;
 	MDB_page	*mp;
@@ -9792,7 +7277,7 @@ mdb_cursor_del(MDB_cursor *mc, unsigned int flags)
 			if (!F_ISSET(leaf->mn_flags, F_SUBDATA)) {
 				mc->mc_xcursor->mx_cursor.mc_pg[0] = NODEDATA(leaf);
 			}
-			rc = mdb_cursor_del(&mc->mc_xcursor->mx_cursor, MDB_NOSPILL);
+			rc = _mdb_cursor_del(&mc->mc_xcursor->mx_cursor, MDB_NOSPILL);
 			if (rc)
 				return rc;
 			/* If sub-DB still has entries, we're done */
@@ -9800,6 +7285,7 @@ mdb_cursor_del(MDB_cursor *mc, unsigned int flags)
 				if (leaf->mn_flags & F_SUBDATA) {
 					/* update subDB info */
 					void *db = NODEDATA(leaf);
+					mdb_subdb_adjust(mc, db, &mc->mc_xcursor->mx_db);
 					memcpy(db, &mc->mc_xcursor->mx_db, sizeof(MDB_db));
 				} else {
 					MDB_cursor *m2;
@@ -9840,10 +7326,10 @@ mdb_cursor_del(MDB_cursor *mc, unsigned int flags)
 	/* add overflow pages to free list */
 	if (F_ISSET(leaf->mn_flags, F_BIGDATA)) {
 		MDB_page *omp;
-		MDB_ovpage ovp;
+		pgno_t pg;
 
-		memcpy(&ovp, NODEDATA(leaf), sizeof(ovp));
-		if ((rc = MDB_PAGE_GET(mc, ovp.op_pgno, ovp.op_pages, &omp)) ||
+		memcpy(&pg, NODEDATA(leaf), sizeof(pg));
+		if ((rc = mdb_page_get(mc, pg, &omp, NULL)) ||
 			(rc = mdb_ovpage_free(mc, omp)))
 			goto fail;
 	}
@@ -9852,9 +7338,16 @@ del_key:
 	return mdb_cursor_del0(mc);
 
 fail:
-fprintf(stderr, "del failed, %s\n", mdb_strerror(rc));
 	mc->mc_txn->mt_flags |= MDB_TXN_ERROR;
 	return rc;
+}
+
+int
+mdb_cursor_del(MDB_cursor *mc, unsigned int flags)
+{
+	MDB_TRACE(("%p, %u",
+		mc, flags));
+	return _mdb_cursor_del(mc, flags);
 }
 
 /** Allocate and initialize new pages for a database.
@@ -9874,15 +7367,11 @@ mdb_page_new(MDB_cursor *mc, uint32_t flags, int num, MDB_page **mp)
 
 	if ((rc = mdb_page_alloc(mc, num, &np)))
 		return rc;
-	DPRINTF(("allocated new mpage %"Yu", page size %u",
-			np->mp_pgno, mc->mc_txn->mt_env->me_psize));
-	np->mp_flags |= flags;
+	DPRINTF(("allocated new mpage %"Z"u, page size %u",
+	    np->mp_pgno, mc->mc_txn->mt_env->me_psize));
+	np->mp_flags = flags | P_DIRTY;
 	np->mp_lower = (PAGEHDRSZ-PAGEBASE);
 	np->mp_upper = mc->mc_txn->mt_env->me_psize - PAGEBASE;
-#if MDB_RPAGE_CACHE
-	np->mp_upper -= mc->mc_txn->mt_env->me_sumsize;
-	np->mp_upper -= mc->mc_txn->mt_env->me_esumsize;
-#endif
 
 	if (IS_BRANCH(np))
 		mc->mc_db->md_branch_pages++;
@@ -9916,7 +7405,7 @@ mdb_leaf_size(MDB_env *env, MDB_val *key, MDB_val *data)
 	sz = LEAFSIZE(key, data);
 	if (sz > env->me_nodemax) {
 		/* put on overflow page */
-		sz -= data->mv_size - sizeof(MDB_ovpage);
+		sz -= data->mv_size - sizeof(pgno_t);
 	}
 
 	return EVEN(sz + sizeof(indx_t));
@@ -9941,7 +7430,7 @@ mdb_branch_size(MDB_env *env, MDB_val *key)
 	if (sz > env->me_nodemax) {
 		/* put on overflow page */
 		/* not implemented */
-		/* sz -= key->size - sizeof(MDB_ovpage); */
+		/* sz -= key->size - sizeof(pgno_t); */
 	}
 
 	return sz + sizeof(indx_t);
@@ -9965,7 +7454,7 @@ mdb_branch_size(MDB_env *env, MDB_val *key)
  */
 static int
 mdb_node_add(MDB_cursor *mc, indx_t indx,
-		MDB_val *key, MDB_val *data, pgno_t pgno, unsigned int flags)
+    MDB_val *key, MDB_val *data, pgno_t pgno, unsigned int flags)
 {
 	unsigned int	 i;
 	size_t		 node_size = NODESIZE;
@@ -9977,10 +7466,10 @@ mdb_node_add(MDB_cursor *mc, indx_t indx,
 	void		*ndata;
 	DKBUF;
 
-	mdb_cassert(mc, mp->mp_upper >= mp->mp_lower);
+	mdb_cassert(mc, MP_UPPER(mp) >= MP_LOWER(mp));
 
-	DPRINTF(("add to %s %spage %"Yu" index %i, data size %"Z"u key size %"Z"u [%s]",
-			IS_LEAF(mp) ? "leaf" : "branch",
+	DPRINTF(("add to %s %spage %"Z"u index %i, data size %"Z"u key size %"Z"u [%s]",
+	    IS_LEAF(mp) ? "leaf" : "branch",
 		IS_SUBP(mp) ? "sub-" : "",
 		mdb_dbg_pgno(mp), indx, data ? data->mv_size : 0,
 		key ? key->mv_size : 0, key ? DKEY(key) : "null"));
@@ -9996,8 +7485,8 @@ mdb_node_add(MDB_cursor *mc, indx_t indx,
 		memcpy(ptr, key->mv_data, ksize);
 
 		/* Just using these for counting */
-		mp->mp_lower += sizeof(indx_t);
-		mp->mp_upper -= ksize - sizeof(indx_t);
+		MP_LOWER(mp) += sizeof(indx_t);
+		MP_UPPER(mp) -= ksize - sizeof(indx_t);
 		return MDB_SUCCESS;
 	}
 
@@ -10008,19 +7497,19 @@ mdb_node_add(MDB_cursor *mc, indx_t indx,
 		mdb_cassert(mc, key && data);
 		if (F_ISSET(flags, F_BIGDATA)) {
 			/* Data already on overflow page. */
-			node_size += sizeof(MDB_ovpage);
+			node_size += sizeof(pgno_t);
 		} else if (node_size + data->mv_size > mc->mc_txn->mt_env->me_nodemax) {
 			int ovpages = OVPAGES(data->mv_size, mc->mc_txn->mt_env->me_psize);
 			int rc;
 			/* Put data on overflow page. */
 			DPRINTF(("data size is %"Z"u, node would be %"Z"u, put data on overflow page",
-					data->mv_size, node_size+data->mv_size));
-			node_size = EVEN(node_size + sizeof(MDB_ovpage));
+			    data->mv_size, node_size+data->mv_size));
+			node_size = EVEN(node_size + sizeof(pgno_t));
 			if ((ssize_t)node_size > room)
 				goto full;
 			if ((rc = mdb_page_new(mc, P_OVERFLOW, ovpages, &ofp)))
 				return rc;
-			DPRINTF(("allocated overflow page %"Yu, ofp->mp_pgno));
+			DPRINTF(("allocated overflow page %"Z"u", ofp->mp_pgno));
 			flags |= F_BIGDATA;
 			goto update;
 		} else {
@@ -10034,14 +7523,14 @@ mdb_node_add(MDB_cursor *mc, indx_t indx,
 update:
 	/* Move higher pointers up one slot. */
 	for (i = NUMKEYS(mp); i > indx; i--)
-		mp->mp_ptrs[i] = mp->mp_ptrs[i - 1];
+		MP_PTRS(mp)[i] = MP_PTRS(mp)[i - 1];
 
 	/* Adjust free space offsets. */
-	ofs = mp->mp_upper - node_size;
-	mdb_cassert(mc, ofs >= mp->mp_lower + sizeof(indx_t));
-	mp->mp_ptrs[indx] = ofs;
-	mp->mp_upper = ofs;
-	mp->mp_lower += sizeof(indx_t);
+	ofs = MP_UPPER(mp) - node_size;
+	mdb_cassert(mc, ofs >= MP_LOWER(mp) + sizeof(indx_t));
+	MP_PTRS(mp)[indx] = ofs;
+	MP_UPPER(mp) = ofs;
+	MP_LOWER(mp) += sizeof(indx_t);
 
 	/* Write the node data. */
 	node = NODEPTR(mp, indx);
@@ -10059,17 +7548,13 @@ update:
 		ndata = NODEDATA(node);
 		if (ofp == NULL) {
 			if (F_ISSET(flags, F_BIGDATA))
-				memcpy(ndata, data->mv_data, sizeof(MDB_ovpage));
+				memcpy(ndata, data->mv_data, sizeof(pgno_t));
 			else if (F_ISSET(flags, MDB_RESERVE))
 				data->mv_data = ndata;
 			else
 				memcpy(ndata, data->mv_data, data->mv_size);
 		} else {
-			MDB_ovpage ovp;
-			ovp.op_pgno = ofp->mp_pgno;
-			ovp.op_txnid = mc->mc_txn->mt_txnid;
-			ovp.op_pages = ofp->mp_pages;
-			memcpy(ndata, &ovp, sizeof(MDB_ovpage));
+			memcpy(ndata, &ofp->mp_pgno, sizeof(pgno_t));
 			ndata = METADATA(ofp);
 			if (F_ISSET(flags, MDB_RESERVE))
 				data->mv_data = ndata;
@@ -10081,12 +7566,10 @@ update:
 	return MDB_SUCCESS;
 
 full:
-	DPRINTF(("not enough room in page %"Yu", got %u ptrs",
+	DPRINTF(("not enough room in page %"Z"u, got %u ptrs",
 		mdb_dbg_pgno(mp), NUMKEYS(mp)));
-	DPRINTF(("upper-lower = %u - %u = %"Z"d", mp->mp_upper,mp->mp_lower,room));
+	DPRINTF(("upper-lower = %u - %u = %"Z"d", MP_UPPER(mp),MP_LOWER(mp),room));
 	DPRINTF(("node size = %"Z"u", node_size));
-	fprintf(stderr, "mdb_node_add: no room in page, got %u ptrs, %u - %u = %d, node size = %u\n",
-		NUMKEYS(mp), mp->mp_upper, mp->mp_lower, room, node_size);
 	mc->mc_txn->mt_flags |= MDB_TXN_ERROR;
 	return MDB_PAGE_FULL;
 }
@@ -10106,8 +7589,8 @@ mdb_node_del(MDB_cursor *mc, int ksize)
 	MDB_node	*node;
 	char		*base;
 
-	DPRINTF(("delete node %u on %s page %"Yu, indx,
-			IS_LEAF(mp) ? "leaf" : "branch", mdb_dbg_pgno(mp)));
+	DPRINTF(("delete node %u on %s page %"Z"u", indx,
+	    IS_LEAF(mp) ? "leaf" : "branch", mdb_dbg_pgno(mp)));
 	numkeys = NUMKEYS(mp);
 	mdb_cassert(mc, indx < numkeys);
 
@@ -10116,8 +7599,8 @@ mdb_node_del(MDB_cursor *mc, int ksize)
 		base = LEAF2KEY(mp, indx, ksize);
 		if (x)
 			memmove(base, base + ksize, x * ksize);
-		mp->mp_lower -= sizeof(indx_t);
-		mp->mp_upper += ksize - sizeof(indx_t);
+		MP_LOWER(mp) -= sizeof(indx_t);
+		MP_UPPER(mp) += ksize - sizeof(indx_t);
 		return;
 	}
 
@@ -10125,27 +7608,27 @@ mdb_node_del(MDB_cursor *mc, int ksize)
 	sz = NODESIZE + node->mn_ksize;
 	if (IS_LEAF(mp)) {
 		if (F_ISSET(node->mn_flags, F_BIGDATA))
-			sz += sizeof(MDB_ovpage);
+			sz += sizeof(pgno_t);
 		else
 			sz += NODEDSZ(node);
 	}
 	sz = EVEN(sz);
 
-	ptr = mp->mp_ptrs[indx];
+	ptr = MP_PTRS(mp)[indx];
 	for (i = j = 0; i < numkeys; i++) {
 		if (i != indx) {
-			mp->mp_ptrs[j] = mp->mp_ptrs[i];
-			if (mp->mp_ptrs[i] < ptr)
-				mp->mp_ptrs[j] += sz;
+			MP_PTRS(mp)[j] = MP_PTRS(mp)[i];
+			if (MP_PTRS(mp)[i] < ptr)
+				MP_PTRS(mp)[j] += sz;
 			j++;
 		}
 	}
 
-	base = (char *)mp + mp->mp_upper + PAGEBASE;
-	memmove(base + sz, base, ptr - mp->mp_upper);
+	base = (char *)mp + MP_UPPER(mp) + PAGEBASE;
+	memmove(base + sz, base, ptr - MP_UPPER(mp));
 
-	mp->mp_lower -= sizeof(indx_t);
-	mp->mp_upper += sz;
+	MP_LOWER(mp) -= sizeof(indx_t);
+	MP_UPPER(mp) += sz;
 }
 
 /** Compact the main page after deleting a node on a subpage.
@@ -10174,11 +7657,11 @@ mdb_node_shrink(MDB_page *mp, indx_t indx)
 	} else {
 		xp = (MDB_page *)((char *)sp + delta); /* destination subpage */
 		for (i = NUMKEYS(sp); --i >= 0; )
-			xp->mp_ptrs[i] = sp->mp_ptrs[i] - delta;
+			MP_PTRS(xp)[i] = MP_PTRS(sp)[i] - delta;
 		len = PAGEHDRSZ;
 	}
-	sp->mp_upper = sp->mp_lower;
-	COPY_PGNO(sp->mp_pgno, mp->mp_pgno);
+	MP_UPPER(sp) = MP_LOWER(sp);
+	COPY_PGNO(MP_PGNO(sp), mp->mp_pgno);
 	SETDSZ(node, nsize);
 
 	/* Shift <lower nodes...initial part of subpage> upward */
@@ -10215,8 +7698,7 @@ mdb_xcursor_init0(MDB_cursor *mc)
 	mx->mx_cursor.mc_dbflag = &mx->mx_dbflag;
 	mx->mx_cursor.mc_snum = 0;
 	mx->mx_cursor.mc_top = 0;
-	MC_SET_OVPG(&mx->mx_cursor, NULL);
-	mx->mx_cursor.mc_flags = C_SUB | (mc->mc_flags & (C_ORIG_RDONLY|C_WRITEMAP));
+	mx->mx_cursor.mc_flags = C_SUB;
 	mx->mx_dbx.md_name.mv_size = 0;
 	mx->mx_dbx.md_name.mv_data = NULL;
 	mx->mx_dbx.md_cmp = mc->mc_dbx->md_dcmp;
@@ -10235,12 +7717,12 @@ mdb_xcursor_init1(MDB_cursor *mc, MDB_node *node)
 {
 	MDB_xcursor *mx = mc->mc_xcursor;
 
-	mx->mx_cursor.mc_flags &= C_SUB|C_ORIG_RDONLY|C_WRITEMAP;
 	if (node->mn_flags & F_SUBDATA) {
 		memcpy(&mx->mx_db, NODEDATA(node), sizeof(MDB_db));
 		mx->mx_cursor.mc_pg[0] = 0;
 		mx->mx_cursor.mc_snum = 0;
 		mx->mx_cursor.mc_top = 0;
+		mx->mx_cursor.mc_flags = C_SUB;
 	} else {
 		MDB_page *fp = NODEDATA(node);
 		mx->mx_db.md_pad = 0;
@@ -10250,10 +7732,10 @@ mdb_xcursor_init1(MDB_cursor *mc, MDB_node *node)
 		mx->mx_db.md_leaf_pages = 1;
 		mx->mx_db.md_overflow_pages = 0;
 		mx->mx_db.md_entries = NUMKEYS(fp);
-		COPY_PGNO(mx->mx_db.md_root, fp->mp_pgno);
+		COPY_PGNO(mx->mx_db.md_root, MP_PGNO(fp));
 		mx->mx_cursor.mc_snum = 1;
 		mx->mx_cursor.mc_top = 0;
-		mx->mx_cursor.mc_flags |= C_INITIALIZED;
+		mx->mx_cursor.mc_flags = C_INITIALIZED|C_SUB;
 		mx->mx_cursor.mc_pg[0] = fp;
 		mx->mx_cursor.mc_ki[0] = 0;
 		if (mc->mc_db->md_flags & MDB_DUPFIXED) {
@@ -10263,11 +7745,13 @@ mdb_xcursor_init1(MDB_cursor *mc, MDB_node *node)
 				mx->mx_db.md_flags |= MDB_INTEGERKEY;
 		}
 	}
-	DPRINTF(("Sub-db -%u root page %"Yu, mx->mx_cursor.mc_dbi,
+	DPRINTF(("Sub-db -%u root page %"Z"u", mx->mx_cursor.mc_dbi,
 		mx->mx_db.md_root));
 	mx->mx_dbflag = DB_VALID|DB_USRVALID|DB_DUPDATA;
-	if (NEED_CMP_CLONG(mx->mx_dbx.md_cmp, mx->mx_db.md_pad))
+#if UINT_MAX < SIZE_MAX
+	if (mx->mx_dbx.md_cmp == mdb_cmp_int && mx->mx_db.md_pad == sizeof(size_t))
 		mx->mx_dbx.md_cmp = mdb_cmp_clong;
+#endif
 }
 
 
@@ -10290,7 +7774,7 @@ mdb_xcursor_init2(MDB_cursor *mc, MDB_xcursor *src_mx, int new_dupdata)
 		mx->mx_cursor.mc_flags |= C_INITIALIZED;
 		mx->mx_cursor.mc_ki[0] = 0;
 		mx->mx_dbflag = DB_VALID|DB_USRVALID|DB_DUPDATA;
-#if UINT_MAX < MDB_SIZE_MAX	/* matches mdb_xcursor_init1:NEED_CMP_CLONG() */
+#if UINT_MAX < SIZE_MAX
 		mx->mx_dbx.md_cmp = src_mx->mx_dbx.md_cmp;
 #endif
 	} else if (!(mx->mx_cursor.mc_flags & C_INITIALIZED)) {
@@ -10298,7 +7782,7 @@ mdb_xcursor_init2(MDB_cursor *mc, MDB_xcursor *src_mx, int new_dupdata)
 	}
 	mx->mx_db = src_mx->mx_db;
 	mx->mx_cursor.mc_pg[0] = src_mx->mx_cursor.mc_pg[0];
-	DPRINTF(("Sub-db -%u root page %"Yu, mx->mx_cursor.mc_dbi,
+	DPRINTF(("Sub-db -%u root page %"Z"u", mx->mx_cursor.mc_dbi,
 		mx->mx_db.md_root));
 }
 
@@ -10317,8 +7801,7 @@ mdb_cursor_init(MDB_cursor *mc, MDB_txn *txn, MDB_dbi dbi, MDB_xcursor *mx)
 	mc->mc_top = 0;
 	mc->mc_pg[0] = 0;
 	mc->mc_ki[0] = 0;
-	MC_SET_OVPG(mc, NULL);
-	mc->mc_flags = txn->mt_flags & (C_ORIG_RDONLY|C_WRITEMAP);
+	mc->mc_flags = 0;
 	if (txn->mt_dbs[dbi].md_flags & MDB_DUPSORT) {
 		mdb_tassert(txn, mx != NULL);
 		mc->mc_xcursor = mx;
@@ -10360,6 +7843,7 @@ mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **ret)
 		return ENOMEM;
 	}
 
+	MDB_TRACE(("%p, %u = %p", txn, dbi, mc));
 	*ret = mc;
 
 	return MDB_SUCCESS;
@@ -10383,7 +7867,7 @@ mdb_cursor_renew(MDB_txn *txn, MDB_cursor *mc)
 
 /* Return the count of duplicate data items for the current key */
 int
-mdb_cursor_count(MDB_cursor *mc, mdb_size_t *countp)
+mdb_cursor_count(MDB_cursor *mc, size_t *countp)
 {
 	MDB_node	*leaf;
 
@@ -10423,19 +7907,9 @@ mdb_cursor_count(MDB_cursor *mc, mdb_size_t *countp)
 void
 mdb_cursor_close(MDB_cursor *mc)
 {
-	if (mc) {
-		if (!mc->mc_txn || !mc->mc_txn->mt_env) {
-	        fprintf(stderr, "cursor_close: mc->mc_txn or mc->mc_txn->mt_env is NULL, ensure that cursors are closed before the transaction is closed\n");
-			free(mc);
-			return;
-        }
-		MDB_CURSOR_UNREF(mc, 0);
-	}
+	MDB_TRACE(("%p", mc));
 	if (mc && !mc->mc_backup) {
-		/* Remove from txn, if tracked.
-		 * A read-only txn (!C_UNTRACK) may have been freed already,
-		 * so do not peek inside it.	Only write txns track cursors.
-		 */
+		/* remove from txn, if tracked */
 		if ((mc->mc_flags & C_UNTRACK) && mc->mc_txn->mt_cursors) {
 			MDB_cursor **prev = &mc->mc_txn->mt_cursors[mc->mc_dbi];
 			while (*prev && *prev != mc) prev = &(*prev)->mc_next;
@@ -10457,18 +7931,6 @@ MDB_dbi
 mdb_cursor_dbi(MDB_cursor *mc)
 {
 	return mc->mc_dbi;
-}
-
-int
-mdb_cursor_is_db(MDB_cursor *mc)
-{
-
-	if (mc && (mc->mc_flags & C_INITIALIZED) && mc->mc_snum) {
-		MDB_node *leaf = NODEPTR(mc->mc_pg[mc->mc_top], mc->mc_ki[mc->mc_top]);
-		if ((leaf->mn_flags & (F_DUPDATA|F_SUBDATA)) == F_SUBDATA)
-			return 1;
-	}
-	return 0;
 }
 
 /** Replace the key for a branch node with a new key.
@@ -10498,7 +7960,7 @@ mdb_update_key(MDB_cursor *mc, MDB_val *key)
 		char kbuf2[DKBUF_MAXKEYSIZE*2+1];
 		k2.mv_data = NODEKEY(node);
 		k2.mv_size = node->mn_ksize;
-		DPRINTF(("update key %u (ofs %u) [%s] to [%s] on page %"Yu,
+		DPRINTF(("update key %u (ofs %u) [%s] to [%s] on page %"Z"u",
 			indx, ptr,
 			mdb_dkey(&k2, kbuf2),
 			DKEY(key),
@@ -10553,7 +8015,7 @@ mdb_cursor_copy(const MDB_cursor *csrc, MDB_cursor *cdst);
 #define WITH_CURSOR_TRACKING(mn, act) do { \
 	MDB_cursor dummy, *tracked, **tp = &(mn).mc_txn->mt_cursors[mn.mc_dbi]; \
 	if ((mn).mc_flags & C_SUB) { \
-		dummy.mc_flags =	C_INITIALIZED; \
+		dummy.mc_flags =  C_INITIALIZED; \
 		dummy.mc_xcursor = (MDB_xcursor *)&(mn);	\
 		tracked = &dummy; \
 	} else { \
@@ -10581,8 +8043,9 @@ mdb_node_move(MDB_cursor *csrc, MDB_cursor *cdst, int fromleft)
 
 	/* Mark src and dst as dirty. */
 	if ((rc = mdb_page_touch(csrc)) ||
-			(rc = mdb_page_touch(cdst)))
+	    (rc = mdb_page_touch(cdst)))
 		return rc;
+
 	if (IS_LEAF2(csrc->mc_pg[csrc->mc_top])) {
 		key.mv_size = csrc->mc_db->md_pad;
 		key.mv_data = LEAF2KEY(csrc->mc_pg[csrc->mc_top], csrc->mc_ki[csrc->mc_top], key.mv_size);
@@ -10645,12 +8108,12 @@ mdb_node_move(MDB_cursor *csrc, MDB_cursor *cdst, int fromleft)
 			return rc;
 	}
 
-	DPRINTF(("moving %s node %u [%s] on page %"Yu" to node %u on page %"Yu,
-			IS_LEAF(csrc->mc_pg[csrc->mc_top]) ? "leaf" : "branch",
-			csrc->mc_ki[csrc->mc_top],
+	DPRINTF(("moving %s node %u [%s] on page %"Z"u to node %u on page %"Z"u",
+	    IS_LEAF(csrc->mc_pg[csrc->mc_top]) ? "leaf" : "branch",
+	    csrc->mc_ki[csrc->mc_top],
 		DKEY(&key),
-			csrc->mc_pg[csrc->mc_top]->mp_pgno,
-			cdst->mc_ki[cdst->mc_top], cdst->mc_pg[cdst->mc_top]->mp_pgno));
+	    csrc->mc_pg[csrc->mc_top]->mp_pgno,
+	    cdst->mc_ki[cdst->mc_top], cdst->mc_pg[cdst->mc_top]->mp_pgno));
 
 	/* Add the node to the destination page.
 	 */
@@ -10731,7 +8194,7 @@ mdb_node_move(MDB_cursor *csrc, MDB_cursor *cdst, int fromleft)
 				key.mv_size = NODEKSZ(srcnode);
 				key.mv_data = NODEKEY(srcnode);
 			}
-			DPRINTF(("update separator for source page %"Yu" to [%s]",
+			DPRINTF(("update separator for source page %"Z"u to [%s]",
 				csrc->mc_pg[csrc->mc_top]->mp_pgno, DKEY(&key)));
 			mdb_cursor_copy(csrc, &mn);
 			mn.mc_snum--;
@@ -10762,7 +8225,7 @@ mdb_node_move(MDB_cursor *csrc, MDB_cursor *cdst, int fromleft)
 				key.mv_size = NODEKSZ(srcnode);
 				key.mv_data = NODEKEY(srcnode);
 			}
-			DPRINTF(("update separator for destination page %"Yu" to [%s]",
+			DPRINTF(("update separator for destination page %"Z"u to [%s]",
 				cdst->mc_pg[cdst->mc_top]->mp_pgno, DKEY(&key)));
 			mdb_cursor_copy(cdst, &mn);
 			mn.mc_snum--;
@@ -10788,7 +8251,7 @@ mdb_node_move(MDB_cursor *csrc, MDB_cursor *cdst, int fromleft)
 }
 
 /** Merge one page into another.
- *	The nodes from the page pointed to by \b csrc will
+ *  The nodes from the page pointed to by \b csrc will
  *	be copied to the page pointed to by \b cdst and then
  *	the \b csrc page will be freed.
  * @param[in] csrc Cursor pointing to the source page.
@@ -10808,7 +8271,7 @@ mdb_page_merge(MDB_cursor *csrc, MDB_cursor *cdst)
 	psrc = csrc->mc_pg[csrc->mc_top];
 	pdst = cdst->mc_pg[cdst->mc_top];
 
-	DPRINTF(("merging page %"Yu" into %"Yu, psrc->mp_pgno, pdst->mp_pgno));
+	DPRINTF(("merging page %"Z"u into %"Z"u", psrc->mp_pgno, pdst->mp_pgno));
 
 	mdb_cassert(csrc, csrc->mc_snum > 1);	/* can't merge root page */
 	mdb_cassert(csrc, cdst->mc_snum > 1);
@@ -10865,8 +8328,8 @@ mdb_page_merge(MDB_cursor *csrc, MDB_cursor *cdst)
 		}
 	}
 
-	DPRINTF(("dst page %"Yu" now has %u keys (%.1f%% filled)",
-			pdst->mp_pgno, NUMKEYS(pdst),
+	DPRINTF(("dst page %"Z"u now has %u keys (%.1f%% filled)",
+	    pdst->mp_pgno, NUMKEYS(pdst),
 		(float)PAGEFILL(cdst->mc_txn->mt_env, pdst) / 10));
 
 	/* Unlink the src page from parent and add to free list.
@@ -10944,12 +8407,11 @@ mdb_cursor_copy(const MDB_cursor *csrc, MDB_cursor *cdst)
 
 	cdst->mc_txn = csrc->mc_txn;
 	cdst->mc_dbi = csrc->mc_dbi;
-	cdst->mc_db	= csrc->mc_db;
+	cdst->mc_db  = csrc->mc_db;
 	cdst->mc_dbx = csrc->mc_dbx;
 	cdst->mc_snum = csrc->mc_snum;
 	cdst->mc_top = csrc->mc_top;
 	cdst->mc_flags = csrc->mc_flags;
-	MC_SET_OVPG(cdst, MC_OVPG(csrc));
 
 	for (i=0; i<csrc->mc_snum; i++) {
 		cdst->mc_pg[i] = csrc->mc_pg[i];
@@ -10978,15 +8440,15 @@ mdb_rebalance(MDB_cursor *mc)
 		minkeys = 1;
 		thresh = FILL_THRESHOLD;
 	}
-	DPRINTF(("rebalancing %s page %"Yu" (has %u keys, %.1f%% full)",
-			IS_LEAF(mc->mc_pg[mc->mc_top]) ? "leaf" : "branch",
-			mdb_dbg_pgno(mc->mc_pg[mc->mc_top]), NUMKEYS(mc->mc_pg[mc->mc_top]),
+	DPRINTF(("rebalancing %s page %"Z"u (has %u keys, %.1f%% full)",
+	    IS_LEAF(mc->mc_pg[mc->mc_top]) ? "leaf" : "branch",
+	    mdb_dbg_pgno(mc->mc_pg[mc->mc_top]), NUMKEYS(mc->mc_pg[mc->mc_top]),
 		(float)PAGEFILL(mc->mc_txn->mt_env, mc->mc_pg[mc->mc_top]) / 10));
 
 	if (PAGEFILL(mc->mc_txn->mt_env, mc->mc_pg[mc->mc_top]) >= thresh &&
 		NUMKEYS(mc->mc_pg[mc->mc_top]) >= minkeys) {
-		DPRINTF(("no need to rebalance page %"Yu", above fill threshold",
-				mdb_dbg_pgno(mc->mc_pg[mc->mc_top])));
+		DPRINTF(("no need to rebalance page %"Z"u, above fill threshold",
+		    mdb_dbg_pgno(mc->mc_pg[mc->mc_top])));
 		return MDB_SUCCESS;
 	}
 
@@ -11001,7 +8463,7 @@ mdb_rebalance(MDB_cursor *mc)
 			mc->mc_db->md_root = P_INVALID;
 			mc->mc_db->md_depth = 0;
 			mc->mc_db->md_leaf_pages = 0;
-			rc = mdb_page_loose(mc, mp);
+			rc = mdb_midl_append(&mc->mc_txn->mt_free_pgs, mp->mp_pgno);
 			if (rc)
 				return rc;
 			/* Adjust cursors pointing to mp */
@@ -11029,11 +8491,11 @@ mdb_rebalance(MDB_cursor *mc)
 		} else if (IS_BRANCH(mp) && NUMKEYS(mp) == 1) {
 			int i;
 			DPUTS("collapsing root page!");
-			rc = mdb_page_loose(mc, mp);
+			rc = mdb_midl_append(&mc->mc_txn->mt_free_pgs, mp->mp_pgno);
 			if (rc)
 				return rc;
 			mc->mc_db->md_root = NODEPGNO(NODEPTR(mp, 0));
-			rc = MDB_PAGE_GET(mc, mc->mc_db->md_root, 1, &mc->mc_pg[0]);
+			rc = mdb_page_get(mc, mc->mc_db->md_root, &mc->mc_pg[0], NULL);
 			if (rc)
 				return rc;
 			mc->mc_db->md_depth--;
@@ -11094,7 +8556,7 @@ mdb_rebalance(MDB_cursor *mc)
 		DPUTS("reading right neighbor");
 		mn.mc_ki[ptop]++;
 		node = NODEPTR(mc->mc_pg[ptop], mn.mc_ki[ptop]);
-		rc = MDB_PAGE_GET(mc, NODEPGNO(node), 1, &mn.mc_pg[mn.mc_top]);
+		rc = mdb_page_get(mc, NODEPGNO(node), &mn.mc_pg[mn.mc_top], NULL);
 		if (rc)
 			return rc;
 		mn.mc_ki[mn.mc_top] = 0;
@@ -11106,7 +8568,7 @@ mdb_rebalance(MDB_cursor *mc)
 		DPUTS("reading left neighbor");
 		mn.mc_ki[ptop]--;
 		node = NODEPTR(mc->mc_pg[ptop], mn.mc_ki[ptop]);
-		rc = MDB_PAGE_GET(mc, NODEPGNO(node), 1, &mn.mc_pg[mn.mc_top]);
+		rc = mdb_page_get(mc, NODEPGNO(node), &mn.mc_pg[mn.mc_top], NULL);
 		if (rc)
 			return rc;
 		mn.mc_ki[mn.mc_top] = NUMKEYS(mn.mc_pg[mn.mc_top]) - 1;
@@ -11114,8 +8576,8 @@ mdb_rebalance(MDB_cursor *mc)
 		fromleft = 1;
 	}
 
-	DPRINTF(("found neighbor page %"Yu" (%u keys, %.1f%% full)",
-			mn.mc_pg[mn.mc_top]->mp_pgno, NUMKEYS(mn.mc_pg[mn.mc_top]),
+	DPRINTF(("found neighbor page %"Z"u (%u keys, %.1f%% full)",
+	    mn.mc_pg[mn.mc_top]->mp_pgno, NUMKEYS(mn.mc_pg[mn.mc_top]),
 		(float)PAGEFILL(mc->mc_txn->mt_env, mn.mc_pg[mn.mc_top]) / 10));
 
 	/* If the neighbor page is above threshold and has enough keys,
@@ -11220,7 +8682,7 @@ mdb_cursor_del0(MDB_cursor *mc)
 						goto fail;
 				}
 				if (m3->mc_xcursor && !(m3->mc_flags & C_EOF)) {
-					MDB_node *node = NODEPTR(m3->mc_pg[m3->mc_top], m3->mc_ki[m3->mc_top]);
+					MDB_node *node = NODEPTR(m3->mc_pg[mc->mc_top], m3->mc_ki[mc->mc_top]);
 					/* If this node has dupdata, it may need to be reinited
 					 * because its data has moved.
 					 * If the xcursor was not initd it must be reinited.
@@ -11228,11 +8690,6 @@ mdb_cursor_del0(MDB_cursor *mc)
 					 * Else (xcursor was initd, not a subDB) needs mc_pg[0] reset.
 					 */
 					if (node->mn_flags & F_DUPDATA) {
-						if (!m3->mc_xcursor) {
-							last_error = "Invalid dupdata flag with no mc_xcursor";
-							rc = MDB_BAD_TXN;
-							goto fail;
-						}
 						if (m3->mc_xcursor->mx_cursor.mc_flags & C_INITIALIZED) {
 							if (!(node->mn_flags & F_SUBDATA))
 								m3->mc_xcursor->mx_cursor.mc_pg[0] = NODEDATA(node);
@@ -11251,17 +8708,17 @@ mdb_cursor_del0(MDB_cursor *mc)
 	mc->mc_flags |= C_DEL;
 
 fail:
-	if (rc) {
-		fprintf(stderr, "cursor_del0 failed, %i\n", rc);
+	if (rc)
 		mc->mc_txn->mt_flags |= MDB_TXN_ERROR;
-	}
 	return rc;
 }
 
 int
 mdb_del(MDB_txn *txn, MDB_dbi dbi,
-		MDB_val *key, MDB_val *data)
+    MDB_val *key, MDB_val *data)
 {
+	DKBUF;
+	DDBUF;
 	if (!key || !TXN_DBI_EXIST(txn, dbi, DB_USRVALID))
 		return EINVAL;
 
@@ -11272,10 +8729,10 @@ mdb_del(MDB_txn *txn, MDB_dbi dbi,
 		/* must ignore any data */
 		data = NULL;
 	}
-	MDB_env* env = txn->mt_env;
-	if (env->me_flags & MDB_TRACK_METRICS) {
-		env->me_metrics.deletes++;
-	}
+
+	MDB_TRACE(("%p, %u, %"Z"u[%s], %"Z"u%s",
+		txn, dbi, key ? key->mv_size:0, DKEY(key), data ? data->mv_size:0,
+		data ? mdb_dval(txn, dbi, data, dbuf):""));
 	return mdb_del0(txn, dbi, key, data, 0);
 }
 
@@ -11313,9 +8770,10 @@ mdb_del0(MDB_txn *txn, MDB_dbi dbi,
 		 * run out of space, triggering a split. We need this
 		 * cursor to be consistent until the end of the rebalance.
 		 */
+		mc.mc_flags |= C_UNTRACK;
 		mc.mc_next = txn->mt_cursors[dbi];
 		txn->mt_cursors[dbi] = &mc;
-		rc = mdb_cursor_del(&mc, flags);
+		rc = _mdb_cursor_del(&mc, flags);
 		txn->mt_cursors[dbi] = mc.mc_next;
 	}
 	return rc;
@@ -11354,16 +8812,15 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 	newindx = mc->mc_ki[mc->mc_top];
 	nkeys = NUMKEYS(mp);
 
-	DPRINTF(("-----> splitting %s page %"Yu" and adding [%s] at index %i/%i",
-			IS_LEAF(mp) ? "leaf" : "branch", mp->mp_pgno,
-			DKEY(newkey), mc->mc_ki[mc->mc_top], nkeys));
+	DPRINTF(("-----> splitting %s page %"Z"u and adding [%s] at index %i/%i",
+	    IS_LEAF(mp) ? "leaf" : "branch", mp->mp_pgno,
+	    DKEY(newkey), mc->mc_ki[mc->mc_top], nkeys));
 
 	/* Create a right sibling. */
-	rc = mdb_page_new(mc, mp->mp_flags & (P_BRANCH|P_LEAF|P_LEAF2), 1, &rp);
-	if (rc)
+	if ((rc = mdb_page_new(mc, mp->mp_flags, 1, &rp)))
 		return rc;
 	rp->mp_pad = mp->mp_pad;
-	DPRINTF(("new right sibling: page %"Yu, rp->mp_pgno));
+	DPRINTF(("new right sibling: page %"Z"u", rp->mp_pgno));
 
 	/* Usually when splitting the root page, the cursor
 	 * height is 1. But when called from mdb_update_key,
@@ -11381,7 +8838,7 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 		mc->mc_pg[0] = pp;
 		mc->mc_ki[0] = 0;
 		mc->mc_db->md_root = pp->mp_pgno;
-		DPRINTF(("root split! new root = %"Yu, pp->mp_pgno));
+		DPRINTF(("root split! new root = %"Z"u", pp->mp_pgno));
 		new_root = mc->mc_db->md_depth++;
 
 		/* Add left (implicit) pointer. */
@@ -11398,7 +8855,7 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 		ptop = 0;
 	} else {
 		ptop = mc->mc_top-1;
-		DPRINTF(("parent branch page is %"Yu, mc->mc_pg[ptop]->mp_pgno));
+		DPRINTF(("parent branch page is %"Z"u", mc->mc_pg[ptop]->mp_pgno));
 	}
 
 	mdb_cursor_copy(mc, &mn);
@@ -11454,9 +8911,13 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 				mc->mc_ki[mc->mc_top] = x;
 			}
 		} else {
-			int psize, nsize, k;
+			int psize, nsize, k, keythresh;
+
 			/* Maximum free space in an empty page */
 			pmax = env->me_psize - PAGEHDRSZ;
+			/* Threshold number of keys considered "small" */
+			keythresh = env->me_psize >> 7;
+
 			if (IS_LEAF(mp))
 				nsize = mdb_leaf_size(env, newkey, newdata);
 			else
@@ -11464,12 +8925,12 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 			nsize = EVEN(nsize);
 
 			/* grab a page to hold a temporary copy */
-			copy = mdb_page_malloc(mc->mc_txn, 1, 1);
+			copy = mdb_page_malloc(mc->mc_txn, 1);
 			if (copy == NULL) {
 				rc = ENOMEM;
 				goto done;
 			}
-			copy->mp_pgno	= mp->mp_pgno;
+			copy->mp_pgno  = mp->mp_pgno;
 			copy->mp_flags = mp->mp_flags;
 			copy->mp_lower = (PAGEHDRSZ-PAGEBASE);
 			copy->mp_upper = env->me_psize - PAGEBASE;
@@ -11497,7 +8958,7 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 			 * the split so the new page is emptier than the old page.
 			 * This yields better packing during sequential inserts.
 			 */
-			if (nkeys < 32 || nsize > pmax/16 || newindx >= nkeys) {
+			if (nkeys < keythresh || nsize > pmax/16 || newindx >= nkeys) {
 				/* Find split point */
 				psize = 0;
 				if (newindx <= split_indx || newindx >= nkeys) {
@@ -11516,7 +8977,7 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 						psize += NODESIZE + NODEKSZ(node) + sizeof(indx_t);
 						if (IS_LEAF(mp)) {
 							if (F_ISSET(node->mn_flags, F_BIGDATA))
-								psize += sizeof(MDB_ovpage);
+								psize += sizeof(pgno_t);
 							else
 								psize += NODEDSZ(node);
 						}
@@ -11562,7 +9023,7 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 		 * Check if left page also changed parent.
 		 */
 		if (mn.mc_pg[ptop] != mc->mc_pg[ptop] &&
-				mc->mc_ki[ptop] >= NUMKEYS(mc->mc_pg[ptop])) {
+		    mc->mc_ki[ptop] >= NUMKEYS(mc->mc_pg[ptop])) {
 			for (i=0; i<ptop; i++) {
 				mc->mc_pg[i] = mn.mc_pg[i];
 				mc->mc_ki[i] = mn.mc_ki[i];
@@ -11573,7 +9034,7 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 			} else {
 				/* find right page's left sibling */
 				mc->mc_ki[ptop] = mn.mc_ki[ptop];
-				rc = mdb_cursor_sibling(mc, 0);
+				mdb_cursor_sibling(mc, 0);
 			}
 		}
 	} else {
@@ -11582,10 +9043,6 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 		mn.mc_top++;
 	}
 	if (rc != MDB_SUCCESS) {
-		if (rc == MDB_NOTFOUND) { /* improper mdb_cursor_sibling() result */
-			last_error = "improper mdb_cursor_sibling() result";
-			rc = MDB_PROBLEM;
-		}
 		goto done;
 	}
 	if (nflags & MDB_APPEND) {
@@ -11746,20 +9203,20 @@ mdb_page_split(MDB_cursor *mc, MDB_val *newkey, MDB_val *newdata, pgno_t newpgno
 done:
 	if (copy)					/* tmp page */
 		mdb_page_free(env, copy);
-	if (rc) {
-		fprintf(stderr, "split failed, %i\n", rc);
+	if (rc)
 		mc->mc_txn->mt_flags |= MDB_TXN_ERROR;
-	}
 	return rc;
 }
 
 int
 mdb_put(MDB_txn *txn, MDB_dbi dbi,
-		MDB_val *key, MDB_val *data, unsigned int flags)
+    MDB_val *key, MDB_val *data, unsigned int flags)
 {
 	MDB_cursor mc;
 	MDB_xcursor mx;
 	int rc;
+	DKBUF;
+	DDBUF;
 
 	if (!key || !data || !TXN_DBI_EXIST(txn, dbi, DB_USRVALID))
 		return EINVAL;
@@ -11769,15 +9226,13 @@ mdb_put(MDB_txn *txn, MDB_dbi dbi,
 
 	if (txn->mt_flags & (MDB_TXN_RDONLY|MDB_TXN_BLOCKED))
 		return (txn->mt_flags & MDB_TXN_RDONLY) ? EACCES : MDB_BAD_TXN;
-	MDB_env* env = txn->mt_env;
-	if (env->me_flags & MDB_TRACK_METRICS) {
-		env->me_metrics.puts++;
-	}
 
+	MDB_TRACE(("%p, %u, %"Z"u[%s], %"Z"u%s, %u",
+		txn, dbi, key ? key->mv_size:0, DKEY(key), data->mv_size, mdb_dval(txn, dbi, data, dbuf), flags));
 	mdb_cursor_init(&mc, txn, dbi, &mx);
 	mc.mc_next = txn->mt_cursors[dbi];
 	txn->mt_cursors[dbi] = &mc;
-	rc = mdb_cursor_put(&mc, key, data, flags);
+	rc = _mdb_cursor_put(&mc, key, data, flags);
 	txn->mt_cursors[dbi] = mc.mc_next;
 	return rc;
 }
@@ -11795,14 +9250,14 @@ typedef struct mdb_copy {
 	pthread_cond_t mc_cond;	/**< Condition variable for #mc_new */
 	char *mc_wbuf[2];
 	char *mc_over[2];
-	int mc_wlen[2];
-	int mc_olen[2];
+	size_t mc_wlen[2];
+	size_t mc_olen[2];
 	pgno_t mc_next_pgno;
 	HANDLE mc_fd;
 	int mc_toggle;			/**< Buffer number in provider */
 	int mc_new;				/**< (0-2 buffers to write) | (#MDB_EOF at end) */
-	/** Error code.	Never cleared if set.	Both threads can set nonzero
-	 *	to fail the copy.	Not mutex-protected, LMDB expects atomic int.
+	/** Error code.  Never cleared if set.  Both threads can set nonzero
+	 *	to fail the copy.  Not mutex-protected, LMDB expects atomic int.
 	 */
 	volatile int mc_error;
 } mdb_copy;
@@ -11813,14 +9268,22 @@ mdb_env_copythr(void *arg)
 {
 	mdb_copy *my = arg;
 	char *ptr;
-	int toggle = 0, wsize, rc;
+	int toggle = 0, rc;
+	size_t wsize;
 #ifdef _WIN32
 	DWORD len;
 #define DO_WRITE(rc, fd, ptr, w2, len)	rc = WriteFile(fd, ptr, w2, &len, NULL)
 #else
 	int len;
 #define DO_WRITE(rc, fd, ptr, w2, len)	len = write(fd, ptr, w2); rc = (len >= 0)
-#ifdef SIGPIPE
+#ifdef F_SETNOSIGPIPE
+	/* OS X delivers SIGPIPE to the whole process, not the thread that caused it.
+	 * Disable SIGPIPE using platform specific fcntl.
+	 */
+	int enabled = 1;
+	if ((rc = fcntl(my->mc_fd, F_SETNOSIGPIPE, &enabled)) != 0)
+		my->mc_error = errno;
+#elif defined SIGPIPE
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGPIPE);
@@ -11843,15 +9306,6 @@ again:
 			DO_WRITE(rc, my->mc_fd, ptr, wsize, len);
 			if (!rc) {
 				rc = ErrCode();
-#if defined(SIGPIPE) && !defined(_WIN32)
-				if (rc == EPIPE) {
-					/* Collect the pending SIGPIPE, otherwise at least OS X
-					 * gives it to the process on thread-exit (ITS#8504).
-					 */
-					int tmp;
-					sigwait(&set, &tmp);
-				}
-#endif
 				break;
 			} else if (len > 0) {
 				rc = MDB_SUCCESS;
@@ -11926,9 +9380,8 @@ mdb_env_cwalk(mdb_copy *my, pgno_t *pg, int flags)
 
 	mc.mc_snum = 1;
 	mc.mc_txn = my->mc_txn;
-	mc.mc_flags = my->mc_txn->mt_flags & (C_ORIG_RDONLY|C_WRITEMAP);
 
-	rc = MDB_PAGE_GET(&mc, *pg, 1, &mc.mc_pg[0]);
+	rc = mdb_page_get(&mc, *pg, &mc.mc_pg[0], NULL);
 	if (rc)
 		return rc;
 	rc = mdb_page_search_root(&mc, NULL, MDB_PS_FIRST);
@@ -11961,7 +9414,7 @@ mdb_env_cwalk(mdb_copy *my, pgno_t *pg, int flags)
 					ni = NODEPTR(mp, i);
 					if (ni->mn_flags & F_BIGDATA) {
 						MDB_page *omp;
-						MDB_ovpage ovp;
+						pgno_t pg;
 
 						/* Need writable leaf */
 						if (mp != leaf) {
@@ -11971,8 +9424,9 @@ mdb_env_cwalk(mdb_copy *my, pgno_t *pg, int flags)
 							ni = NODEPTR(mp, i);
 						}
 
-						memcpy(&ovp, NODEDATA(ni), sizeof(ovp));
-						rc = MDB_PAGE_GET(&mc, ovp.op_pgno, ovp.op_pages, &omp);
+						memcpy(&pg, NODEDATA(ni), sizeof(pg));
+						memcpy(NODEDATA(ni), &my->mc_next_pgno, sizeof(pgno_t));
+						rc = mdb_page_get(&mc, pg, &omp, NULL);
 						if (rc)
 							goto done;
 						if (my->mc_wlen[toggle] >= MDB_WBUF) {
@@ -11983,13 +9437,11 @@ mdb_env_cwalk(mdb_copy *my, pgno_t *pg, int flags)
 						}
 						mo = (MDB_page *)(my->mc_wbuf[toggle] + my->mc_wlen[toggle]);
 						memcpy(mo, omp, my->mc_env->me_psize);
-						ovp.op_pgno = mo->mp_pgno = my->mc_next_pgno;
-						ovp.op_txnid = 1;
-						memcpy(NODEDATA(ni), &ovp, sizeof(ovp));
-						my->mc_next_pgno += ovp.op_pages;
+						mo->mp_pgno = my->mc_next_pgno;
+						my->mc_next_pgno += omp->mp_pages;
 						my->mc_wlen[toggle] += my->mc_env->me_psize;
-						if (ovp.op_pages > 1) {
-							my->mc_olen[toggle] = my->mc_env->me_psize * (ovp.op_pages - 1);
+						if (omp->mp_pages > 1) {
+							my->mc_olen[toggle] = my->mc_env->me_psize * (omp->mp_pages - 1);
 							my->mc_over[toggle] = (char *)omp + my->mc_env->me_psize;
 							rc = mdb_env_cthr_toggle(my, 1);
 							if (rc)
@@ -12024,7 +9476,7 @@ mdb_env_cwalk(mdb_copy *my, pgno_t *pg, int flags)
 again:
 				ni = NODEPTR(mp, mc.mc_ki[mc.mc_top]);
 				pg = NODEPGNO(ni);
-				rc = MDB_PAGE_GET(&mc, pg, 1, &mp);
+				rc = mdb_page_get(&mc, pg, &mp, NULL);
 				if (rc)
 					goto done;
 				mc.mc_top++;
@@ -12050,7 +9502,6 @@ again:
 		mo = (MDB_page *)(my->mc_wbuf[toggle] + my->mc_wlen[toggle]);
 		mdb_page_copy(mo, mp, my->mc_env->me_psize);
 		mo->mp_pgno = my->mc_next_pgno++;
-		mo->mp_txnid = 1;
 		my->mc_wlen[toggle] += my->mc_env->me_psize;
 		if (mc.mc_top) {
 			/* Update parent if there is one */
@@ -12142,25 +9593,15 @@ mdb_env_copyfd1(MDB_env *env, HANDLE fd)
 	/* Set metapage 1 with current main DB */
 	root = new_root = txn->mt_dbs[MAIN_DBI].md_root;
 	if (root != P_INVALID) {
-		/* Count free pages + freeDB pages.	Subtract from last_pg
+		/* Count free pages + freeDB pages.  Subtract from last_pg
 		 * to find the new last_pg, which also becomes the new root.
 		 */
 		MDB_ID freecount = 0;
 		MDB_cursor mc;
 		MDB_val key, data;
 		mdb_cursor_init(&mc, txn, FREE_DBI, NULL);
-		while ((rc = mdb_cursor_get(&mc, &key, &data, MDB_NEXT)) == 0) {
-			MDB_IDL idl = (MDB_ID *) data.mv_data;
-			for(int i = 1; i <= idl[0]; i++) {
-				ssize_t entry = (ssize_t)idl[i];
-				if (entry <= 0) {
-					if (entry < 0) {
-						freecount -= entry;
-						i++;
-					}
-				} else freecount++; // regular page reference
-			}
-		}
+		while ((rc = mdb_cursor_get(&mc, &key, &data, MDB_NEXT)) == 0)
+			freecount += *(MDB_ID *)data.mv_data;
 		if (rc != MDB_NOTFOUND)
 			goto finish;
 		freecount += txn->mt_dbs[FREE_DBI].md_branch_pages +
@@ -12178,7 +9619,7 @@ mdb_env_copyfd1(MDB_env *env, HANDLE fd)
 		mm->mm_dbs[MAIN_DBI].md_flags = txn->mt_dbs[MAIN_DBI].md_flags;
 	}
 	if (root != P_INVALID || mm->mm_dbs[MAIN_DBI].md_flags) {
-		mm->mm_txnid = txn->mt_txnid | 1;		/* update to current txn id and make it odd*/
+		mm->mm_txnid = 1;		/* use metapage 1 */
 	}
 
 	my.mc_wlen[0] = env->me_psize * NUM_METAS;
@@ -12193,12 +9634,12 @@ finish:
 		my.mc_error = rc;
 	mdb_env_cthr_toggle(&my, 1 | MDB_EOF);
 	rc = THREAD_FINISH(thr);
-	mdb_txn_abort(txn);
+	_mdb_txn_abort(txn);
 
 done:
 #ifdef _WIN32
 	if (my.mc_wbuf[0]) _aligned_free(my.mc_wbuf[0]);
-	if (my.mc_cond)	CloseHandle(my.mc_cond);
+	if (my.mc_cond)  CloseHandle(my.mc_cond);
 	if (my.mc_mutex) CloseHandle(my.mc_mutex);
 #else
 	free(my.mc_wbuf[0]);
@@ -12216,7 +9657,7 @@ mdb_env_copyfd0(MDB_env *env, HANDLE fd)
 	MDB_txn *txn = NULL;
 	mdb_mutexref_t wmutex = NULL;
 	int rc;
-	mdb_size_t wsize, w3;
+	size_t wsize, w3;
 	char *ptr;
 #ifdef _WIN32
 	DWORD len, w2;
@@ -12228,7 +9669,7 @@ mdb_env_copyfd0(MDB_env *env, HANDLE fd)
 #endif
 
 	/* Do the lock/unlock of the reader mutex before starting the
-	 * write txn.	Otherwise other read txns could block writers.
+	 * write txn.  Otherwise other read txns could block writers.
 	 */
 	rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
 	if (rc)
@@ -12277,7 +9718,7 @@ mdb_env_copyfd0(MDB_env *env, HANDLE fd)
 
 	w3 = txn->mt_next_pgno * env->me_psize;
 	{
-		mdb_size_t fsize = 0;
+		size_t fsize = 0;
 		if ((rc = mdb_fsize(env->me_fd, &fsize)))
 			goto leave;
 		if (w3 > fsize)
@@ -12305,7 +9746,7 @@ mdb_env_copyfd0(MDB_env *env, HANDLE fd)
 	}
 
 leave:
-	mdb_txn_abort(txn);
+	_mdb_txn_abort(txn);
 	return rc;
 }
 
@@ -12368,7 +9809,7 @@ mdb_env_get_flags(MDB_env *env, unsigned int *arg)
 	if (!env || !arg)
 		return EINVAL;
 
-	*arg = env->me_flags & EXPOSED;
+	*arg = env->me_flags & (CHANGEABLE|CHANGELESS);
 	return MDB_SUCCESS;
 }
 
@@ -12377,22 +9818,14 @@ mdb_env_set_userctx(MDB_env *env, void *ctx)
 {
 	if (!env)
 		return EINVAL;
-	if (ctx)
-		env->me_userctx = ctx;
+	env->me_userctx = ctx;
 	return MDB_SUCCESS;
 }
-
 
 void * ESECT
 mdb_env_get_userctx(MDB_env *env)
 {
 	return env ? env->me_userctx : NULL;
-}
-
-MDB_metrics * ESECT
-mdb_env_get_metrics(MDB_env *env)
-{
-	return env ? &env->me_metrics : NULL;
 }
 
 int ESECT
@@ -12405,62 +9838,6 @@ mdb_env_set_assert(MDB_env *env, MDB_assert_func *func)
 #endif
 	return MDB_SUCCESS;
 }
-
-int ESECT
-mdb_env_set_callback(MDB_env *env, MDB_check_fd *func)
-{
-	if (!env)
-		return EINVAL;
-	env->me_callback = func;
-	return MDB_SUCCESS;
-}
-
-int ESECT
-mdb_env_set_freespace_options(MDB_env *env, unsigned int max_to_load, unsigned int max_to_retain)
-{
-	if (!env)
-		return EINVAL;
-	env->me_maxfreepgs_to_load = max_to_load;
-	env->me_maxfreepgs_to_retain = max_to_retain;
-	return MDB_SUCCESS;
-}
-
-#if MDB_RPAGE_CACHE
-int ESECT
-mdb_env_set_encrypt(MDB_env *env, MDB_enc_func *func, const MDB_val *key, unsigned int size)
-{
-	char *kdata;
-
-	if (!env || !func || !key)
-		return EINVAL;
-	if (env->me_flags & MDB_ENV_ACTIVE)
-		return EINVAL;
-	if (! (kdata = malloc(key[0].mv_size)))
-		return ENOMEM;
-
-	memcpy(kdata,	key->mv_data, key->mv_size);
-	free(env->me_enckey.mv_data);
-	env->me_enckey.mv_data = kdata;
-	env->me_enckey.mv_size = key->mv_size;
-	env->me_encfunc = func;
-	if (size)
-		env->me_esumsize = size;
-	env->me_flags |= MDB_REMAP_CHUNKS | MDB_ENCRYPT;
-	return MDB_SUCCESS;
-}
-
-int ESECT
-mdb_env_set_checksum(MDB_env *env, MDB_sum_func *func, unsigned int size)
-{
-	if (!env || !func || !size)
-		return EINVAL;
-	if (env->me_flags & MDB_ENV_ACTIVE)
-		return EINVAL;
-	env->me_sumfunc = func;
-	env->me_sumsize = size;
-	return MDB_SUCCESS;
-}
-#endif
 
 int ESECT
 mdb_env_get_path(MDB_env *env, const char **arg)
@@ -12479,19 +9856,6 @@ mdb_env_get_fd(MDB_env *env, mdb_filehandle_t *arg)
 		return EINVAL;
 
 	*arg = env->me_fd;
-	return MDB_SUCCESS;
-}
-
-int ESECT
-mdb_env_set_pagesize(MDB_env *env, int size)
-{
-	if (!env || env->me_map)
-		return EINVAL;
-	if (size > MAX_PAGESIZE || size < 256)
-		return EINVAL;
-	if (size & (size-1))
-		return EINVAL;
-	env->me_os_psize = size;
 	return MDB_SUCCESS;
 }
 
@@ -12536,7 +9900,7 @@ mdb_env_info(MDB_env *env, MDB_envinfo *arg)
 		return EINVAL;
 
 	meta = mdb_env_pick_meta(env);
-	arg->me_mapaddr = env->me_map;
+	arg->me_mapaddr = meta->mm_address;
 	arg->me_last_pgno = meta->mm_last_pg;
 	arg->me_last_txnid = meta->mm_txnid;
 
@@ -12560,12 +9924,12 @@ mdb_default_cmp(MDB_txn *txn, MDB_dbi dbi)
 
 	txn->mt_dbxs[dbi].md_cmp =
 		(f & MDB_REVERSEKEY) ? mdb_cmp_memnr :
-		(f & MDB_INTEGERKEY) ? mdb_cmp_cint	: mdb_cmp_memn;
+		(f & MDB_INTEGERKEY) ? mdb_cmp_cint  : mdb_cmp_memn;
 
 	txn->mt_dbxs[dbi].md_dcmp =
 		!(f & MDB_DUPSORT) ? 0 :
 		((f & MDB_INTEGERDUP)
-		 ? ((f & MDB_DUPFIXED)	 ? mdb_cmp_int	 : mdb_cmp_cint)
+		 ? ((f & MDB_DUPFIXED)   ? mdb_cmp_int   : mdb_cmp_cint)
 		 : ((f & MDB_REVERSEDUP) ? mdb_cmp_memnr : mdb_cmp_memn));
 }
 
@@ -12578,7 +9942,7 @@ int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *db
 	int rc, dbflag, exact;
 	unsigned int unused = 0, seq;
 	char *namedup;
-	size_t size;
+	size_t len;
 
 	if (flags & ~VALID_FLAGS)
 		return EINVAL;
@@ -12597,6 +9961,7 @@ int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *db
 			}
 		}
 		mdb_default_cmp(txn, MAIN_DBI);
+		MDB_TRACE(("%p, (null), %u = %u", txn, flags, MAIN_DBI));
 		return MDB_SUCCESS;
 	}
 
@@ -12605,15 +9970,15 @@ int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *db
 	}
 
 	/* Is the DB already open? */
-	size = strlen(name) + 1;
+	len = strlen(name);
 	for (i=CORE_DBS; i<txn->mt_numdbs; i++) {
 		if (!txn->mt_dbxs[i].md_name.mv_size) {
 			/* Remember this free slot */
 			if (!unused) unused = i;
 			continue;
 		}
-		if (size == txn->mt_dbxs[i].md_name.mv_size &&
-			!strcmp(name, txn->mt_dbxs[i].md_name.mv_data)) {
+		if (len == txn->mt_dbxs[i].md_name.mv_size &&
+			!strncmp(name, txn->mt_dbxs[i].md_name.mv_data, len)) {
 			*dbi = i;
 			return MDB_SUCCESS;
 		}
@@ -12630,7 +9995,7 @@ int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *db
 	/* Find the DB info */
 	dbflag = DB_NEW|DB_VALID|DB_USRVALID;
 	exact = 0;
-	key.mv_size = size;
+	key.mv_size = len;
 	key.mv_data = (void *)name;
 	mdb_cursor_init(&mc, txn, MAIN_DBI, NULL);
 	rc = mdb_cursor_set(&mc, &key, &data, MDB_SET, &exact);
@@ -12658,7 +10023,7 @@ int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *db
 		dummy.md_root = P_INVALID;
 		dummy.md_flags = flags & PERSISTENT_FLAGS;
 		WITH_CURSOR_TRACKING(mc,
-			rc = mdb_cursor_put(&mc, &key, &data, F_SUBDATA));
+			rc = _mdb_cursor_put(&mc, &key, &data, F_SUBDATA));
 		dbflag |= DB_DIRTY;
 	}
 
@@ -12668,7 +10033,7 @@ int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *db
 		/* Got info, register DBI in this txn */
 		unsigned int slot = unused ? unused : txn->mt_numdbs;
 		txn->mt_dbxs[slot].md_name.mv_data = namedup;
-		txn->mt_dbxs[slot].md_name.mv_size = size;
+		txn->mt_dbxs[slot].md_name.mv_size = len;
 		txn->mt_dbxs[slot].md_rel = NULL;
 		txn->mt_dbflags[slot] = dbflag;
 		/* txn-> and env-> are the same in read txns, use
@@ -12683,6 +10048,7 @@ int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *db
 		if (!unused) {
 			txn->mt_numdbs++;
 		}
+		MDB_TRACE(("%p, %s, %u = %u", txn, name, flags, slot));
 	}
 
 	return rc;
@@ -12714,6 +10080,7 @@ void mdb_dbi_close(MDB_env *env, MDB_dbi dbi)
 	ptr = env->me_dbxs[dbi].md_name.mv_data;
 	/* If there was no name, this was already closed */
 	if (ptr) {
+		MDB_TRACE(("%p, %u", env, dbi));
 		env->me_dbxs[dbi].md_name.mv_data = NULL;
 		env->me_dbxs[dbi].md_name.mv_size = 0;
 		env->me_dbflags[dbi] = 0;
@@ -12758,12 +10125,6 @@ mdb_drop0(MDB_cursor *mc, int subs)
 			mdb_cursor_pop(mc);
 
 		mdb_cursor_copy(mc, &mx);
-		if (MDB_REMAPPING(mc->mc_txn->mt_env->me_flags)) {
-		/* bump refcount for mx's pages */
-		for (i=0; i<mc->mc_snum; i++)
-			MDB_PAGE_GET(&mx, mc->mc_pg[i]->mp_pgno, 1, &mx.mc_pg[i]);
-		}
-
 		while (mc->mc_snum > 0) {
 			MDB_page *mp = mc->mc_pg[mc->mc_top];
 			unsigned n = NUMKEYS(mp);
@@ -12771,20 +10132,21 @@ mdb_drop0(MDB_cursor *mc, int subs)
 				for (i=0; i<n; i++) {
 					ni = NODEPTR(mp, i);
 					if (ni->mn_flags & F_BIGDATA) {
-						MDB_ovpage ovp;
-						memcpy(&ovp, NODEDATA(ni), sizeof(ovp));
+						MDB_page *omp;
+						pgno_t pg;
+						memcpy(&pg, NODEDATA(ni), sizeof(pg));
+						rc = mdb_page_get(mc, pg, &omp, NULL);
+						if (rc != 0)
+							goto done;
+						mdb_cassert(mc, IS_OVERFLOW(omp));
 						rc = mdb_midl_append_range(&txn->mt_free_pgs,
-							ovp.op_pgno, ovp.op_pages);
+							pg, omp->mp_pages);
 						if (rc)
 							goto done;
-						mc->mc_db->md_overflow_pages -= ovp.op_pages;
+						mc->mc_db->md_overflow_pages -= omp->mp_pages;
 						if (!mc->mc_db->md_overflow_pages && !subs)
 							break;
 					} else if (subs && (ni->mn_flags & F_SUBDATA)) {
-						if (!mc->mc_xcursor) {
-							last_error = "Invalid dupdata flag with no mc_xcursor";
-							return MDB_BAD_TXN;
-						}
 						mdb_xcursor_init1(mc, ni);
 						rc = mdb_drop0(&mc->mc_xcursor->mx_cursor, 0);
 						if (rc)
@@ -12826,12 +10188,8 @@ pop:
 		/* free it */
 		rc = mdb_midl_append(&txn->mt_free_pgs, mc->mc_db->md_root);
 done:
-		if (rc) {
-			fprintf(stderr, "mdb_drop0 failed, %d\n", rc);
+		if (rc)
 			txn->mt_flags |= MDB_TXN_ERROR;
-		}
-		/* drop refcount for mx's pages */
-		MDB_CURSOR_UNREF(&mx, 0);
 	} else if (rc == MDB_NOTFOUND) {
 		rc = MDB_SUCCESS;
 	}
@@ -12857,6 +10215,7 @@ int mdb_drop(MDB_txn *txn, MDB_dbi dbi, int del)
 	if (rc)
 		return rc;
 
+	MDB_TRACE(("%u, %d", dbi, del));
 	rc = mdb_drop0(mc, mc->mc_db->md_flags & MDB_DUPSORT);
 	/* Invalidate the dropped DB's cursors */
 	for (m2 = txn->mt_cursors[dbi]; m2; m2 = m2->mc_next)
@@ -12951,11 +10310,11 @@ mdb_reader_list(MDB_env *env, MDB_msg_func *func, void *ctx)
 		if (mr[i].mr_pid) {
 			txnid_t	txnid = mr[i].mr_txnid;
 			sprintf(buf, txnid == (txnid_t)-1 ?
-				"%10d %"Z"x -\n" : "%10d %"Z"x %"Yu"\n",
+				"%10d %"Z"x -\n" : "%10d %"Z"x %"Z"u\n",
 				(int)mr[i].mr_pid, (size_t)mr[i].mr_tid, txnid);
 			if (first) {
 				first = 0;
-				rc = func("		pid		 thread		 txnid\n", ctx);
+				rc = func("    pid     thread     txnid\n", ctx);
 				if (rc < 0)
 					break;
 			}
@@ -13056,7 +10415,7 @@ mdb_reader_check0(MDB_env *env, int rlocked, int *dead)
 					}
 					for (; j<rdrs; j++)
 							if (mr[j].mr_pid == pid) {
-								DPRINTF(("clear stale reader pid %u txn %"Yd,
+								DPRINTF(("clear stale reader pid %u txn %"Z"d",
 									(unsigned) pid, mr[j].mr_txnid));
 								mr[j].mr_pid = 0;
 								count++;
@@ -13119,10 +10478,7 @@ mdb_mutex_failed(MDB_env *env, mdb_mutexref_t mutex, int rc)
 #endif
 		DPRINTF(("LOCK_MUTEX failed, %s", mdb_strerror(rc)));
 	}
-#ifdef __APPLE__
-	if (rc == EINVAL)
-		rc = MDB_LOCK_FAILURE;
-#endif
+
 	return rc;
 }
 #endif	/* MDB_ROBUST_SUPPORTED */

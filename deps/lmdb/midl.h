@@ -27,8 +27,7 @@
 #ifndef _MDB_MIDL_H_
 #define _MDB_MIDL_H_
 
-#include "lmdb.h"
-#include <stdio.h>
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,7 +43,7 @@ extern "C" {
 	/** A generic unsigned ID number. These were entryIDs in back-bdb.
 	 *	Preferably it should have the same size as a pointer.
 	 */
-typedef mdb_size_t MDB_ID;
+typedef size_t MDB_ID;
 
 	/** An IDL is an ID List, a sorted array of IDs. The first
 	 * element of the array is a counter for how many actual
@@ -57,7 +56,9 @@ typedef MDB_ID *MDB_IDL;
 /* IDL sizes - likely should be even bigger
  *   limiting factors: sizeof(ID), thread stack size
  */
+#ifndef MDB_IDL_LOGN
 #define	MDB_IDL_LOGN	16	/* DB_SIZE is 2^16, UM_SIZE is 2^17 */
+#endif
 #define MDB_IDL_DB_SIZE		(1<<MDB_IDL_LOGN)
 #define MDB_IDL_UM_SIZE		(1<<(MDB_IDL_LOGN+1))
 
@@ -109,19 +110,6 @@ void mdb_midl_shrink(MDB_IDL *idp);
 	 * @return	0 on success, ENOMEM on failure.
 	 */
 int mdb_midl_need(MDB_IDL *idp, unsigned num);
-int mdb_midl_respread(MDB_IDL *idp);
-
-int mdb_midl_print( FILE *fp, MDB_IDL ids );
-MDB_IDL mdb_midl_pack(MDB_IDL idl);
-unsigned mdb_midl_pack_count(MDB_IDL idl);
-int mdb_midl_is_empty(MDB_IDL idl);
-
-/** Insert an ID into an IDL.
- * @param[in,out] idp	Address of the IDL to append to.
- * @param[in] id	The ID to append.
- * @return	0 on success, ENOMEM if the IDL is too large.
- */
-int mdb_midl_insert( MDB_IDL *idp, MDB_ID id, int insertion_count );
 
 	/** Append an ID onto an IDL.
 	 * @param[in,out] idp	Address of the IDL to append to.
@@ -149,7 +137,7 @@ int mdb_midl_append_range( MDB_IDL *idp, MDB_ID id, unsigned n );
 	 * @param[in] idl	The IDL to merge into.
 	 * @param[in] merge	The IDL to merge.
 	 */
-int mdb_midl_xmerge( MDB_IDL* idl, MDB_IDL merge );
+void mdb_midl_xmerge( MDB_IDL idl, MDB_IDL merge );
 
 	/** Sort an IDL.
 	 * @param[in,out] ids	The IDL to sort.
@@ -192,28 +180,6 @@ int mdb_mid2l_insert( MDB_ID2L ids, MDB_ID2 *id );
 	 */
 int mdb_mid2l_append( MDB_ID2L ids, MDB_ID2 *id );
 
-MDB_ID2L mdb_mid2l_alloc(int num);
-
-void mdb_mid2l_free(MDB_ID2L ids);
-
-int mdb_mid2l_need( MDB_ID2L *idp, unsigned num );
-
-#if MDB_RPAGE_CACHE
-typedef struct MDB_ID3 {
-	MDB_ID mid;		/**< The ID */
-	void *mptr;		/**< The pointer */
-	void *menc;		/**< Decrypted pointer */
-	unsigned int mcnt;		/**< Number of pages */
-	unsigned short mref;	/**< Refcounter */
-	unsigned short muse;	/**< Bitmap of used pages */
-} MDB_ID3;
-
-typedef MDB_ID3 *MDB_ID3L;
-
-unsigned mdb_mid3l_search( MDB_ID3L ids, MDB_ID id );
-int mdb_mid3l_insert( MDB_ID3L ids, MDB_ID3 *id );
-
-#endif /* MDB_RPAGE_CACHE */
 /** @} */
 /** @} */
 #ifdef __cplusplus

@@ -301,7 +301,8 @@ type SyncAsync<A extends unknown[], R, N extends string> =
 
 export type NativeAddon = {
   constants: Record<string, number>;
-  /** new KvStore(file): opens (creating) an LMDB file; its lock file is file + "-lock". */
+  /** new KvStore(file): opens (creating) an LMDB file; its lock file is file + "-lock". A file in lmdb-js's
+   *  format is migrated to upstream LMDB's first (native/kv_migrate.h). */
   KvStore: new (file: string) => KvStore;
   /** "/dev/mapper": where named dm nodes live. */
   mapperDir: string;

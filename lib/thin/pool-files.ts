@@ -122,7 +122,9 @@ export function removePoolFiles(dataFile: string | undefined, metaFile: string |
   for (const f of [metaFile, dataFile]) if (f) fs.rmSync(f, { force: true });
   if (dataFile) removeDeadTemporaries(path.dirname(dataFile), `${path.basename(markerPath(dataFile))}.`);
   if (registryDir) {
-    for (const f of ['registry.mdb', 'registry.mdb-lock', 'lock', CONFIG]) fs.rmSync(path.join(registryDir, f), { force: true });
+    // With the old registry kept at its migration to upstream LMDB, and the folder a killed migration left.
+    for (const f of ['registry.mdb', 'registry.mdb-lock', 'registry.mdb.lmdbjs-v2.bak', 'lock', CONFIG]) fs.rmSync(path.join(registryDir, f), { force: true });
+    fs.rmSync(path.join(registryDir, 'registry.mdb.migrating'), { force: true, recursive: true });
     removeDeadTemporaries(registryDir, `${CONFIG}.`);
     try { fs.rmdirSync(registryDir); } catch { /* not empty: it holds something of the user's */ }
   }

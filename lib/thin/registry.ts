@@ -292,7 +292,9 @@ const stores = new Map<string, { kv: KvStore; refs: number }>();
 /**
  * The registry in one LMDB file, `registry.mdb` in the pool's registry folder, through the addon's own LMDB
  * binding (native/kv_store.cc): one call into C per read or write, where lmdb-js's JS layer cost several
- * times what LMDB does. Every read outside a write sees every process's last commit.
+ * times what LMDB does. Every read outside a write sees every process's last commit. A registry written before
+ * the addon moved to upstream LMDB (lmdb-js's format) is migrated at its first open, the old file kept as
+ * `registry.mdb.lmdbjs-v2.bak` (native/kv_migrate.h).
  */
 export class LmdbRegistry implements RegistryStore {
   private closed = false;

@@ -66,8 +66,9 @@ test("removing a pool's files takes its own and dead processes' temporaries, and
   const d = scratch();
   try {
     const data = path.join(d, 'data'), reg = path.join(d, 'data.registry');
-    fs.mkdirSync(reg);
+    fs.mkdirSync(path.join(reg, 'registry.mdb.migrating'), { recursive: true });
     for (const f of [data, `${data}.meta`, path.join(reg, 'registry.mdb'), path.join(reg, 'registry.mdb-lock'), path.join(reg, 'lock'),
+      path.join(reg, 'registry.mdb.lmdbjs-v2.bak'), path.join(reg, 'registry.mdb.migrating', 'registry.mdb'),
       path.join(reg, 'pool.json'), path.join(reg, 'pool.json.999999999.tmp'), `${data}.incomplete.999999999.tmp`, path.join(d, 'mine')]) fs.writeFileSync(f, '');
     removePoolFiles(data, `${data}.meta`, reg);
     expect(fs.readdirSync(d)).toEqual(['mine']);

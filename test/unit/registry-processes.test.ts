@@ -1,7 +1,8 @@
 // Processes that open a registry while another commits to it must not undo its commits. LMDB as lmdb-js
 // carries it set the shared transaction id back to the meta page it had read at every open, and the writer's
 // next transaction began from the older page: a commit was lost (two processes creating volumes on one pool
-// saw an unfinished change the pool had already moved past). deps/lmdb carries the fix.
+// saw an unfinished change the pool had already moved past). Upstream LMDB (deps/lmdb) sets it at open only
+// when no other process has the file open (deps/lmdb/README.md).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
