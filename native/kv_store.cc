@@ -174,8 +174,7 @@ bool LmdbStore::ApplyIf(size_t base, const Batch& batch) {
     mdb_txn_abort(txn);
     Check(rc, call);
   }
-  rc = mdb_txn_commit(txn);  // frees txn whatever it returns
-  if (rc != MDB_EMPTY_TXN) Check(rc, "mdb_txn_commit");
+  Check(mdb_txn_commit(txn), "mdb_txn_commit");  // frees txn whatever it returns
   return true;
 }
 

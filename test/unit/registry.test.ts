@@ -237,7 +237,7 @@ test('the promise forms (commitAsync, intendAsync: committed off the main thread
       fs.rmSync(d, { recursive: true });
     }
   }), { numRuns: 60, seed: 17 });
-});
+}, 120_000);
 
 test('a commit that lands while a promise-form write is on its way is never overwritten: the write is worked out again', async () => {
   const d = dir();
