@@ -13,7 +13,7 @@ export { sectors, bytes, bytesToSectors, sectorsToBytes, dataBlocksToSectors, da
 export type { Sectors, Bytes, DataBlocks, MetadataBlocks } from './core/units';
 export { mapperPath } from './dm/dev-nodes';
 export type {
-  DevNumber, RawTarget, DmBinding, RawDmRequest, RawDmResponse, RawDmPayload, RawDmStep, RawDmSeqResult, RawSysError, Cancellable,
+  DevNumber, RawTarget, DmBinding, RawDmRequest, RawDmResponse, RawDmPayload, RawDmDevice, RawTargetVersion, RawDmStep, RawDmSeqResult, RawSysError, Cancellable,
   RawMetadataView, RawMetadataReport, RawSuperblock, RawDiffArgs, RawDiffChunk,
 } from './core/binding';
 export { MAX_THIN_ID } from './core/validate';

@@ -74,25 +74,31 @@ export interface RawDmResponse {
   /** The devices this one maps onto (DM_TABLE_DEPS). */
   deps?: DevNumber[];
   /** Every dm device (DM_LIST_DEVICES). */
-  devices: {
-    /** Its name. */
-    name: string;
-    /** Its number. */
-    dev: DevNumber;
-    /** Its event counter, on kernels that report it. */
-    eventNr?: number;
-    /** Its dm uuid, on kernels that report it. */
-    uuid?: string;
-  }[];
+  devices: RawDmDevice[];
   /** Loaded target types and their versions (DM_LIST_VERSIONS). */
-  versions?: {
-    /** The target type. */
-    name: string;
-    /** Its version. */
-    version: [number, number, number];
-  }[];
+  versions?: RawTargetVersion[];
   /** A target message's reply. */
   output?: string;
+}
+
+/** A device in DM_LIST_DEVICES's reply. */
+export interface RawDmDevice {
+  /** Its name. */
+  name: string;
+  /** Its number. */
+  dev: DevNumber;
+  /** Its event counter, on kernels that report it. */
+  eventNr?: number;
+  /** Its dm uuid, on kernels that report it. */
+  uuid?: string;
+}
+
+/** A target type in DM_LIST_VERSIONS's reply. */
+export interface RawTargetVersion {
+  /** The target type. */
+  name: string;
+  /** Its version. */
+  version: [number, number, number];
 }
 
 /** The strings and payload of a reply ("name\0uuid" alone when the command returns no payload); see marshal.ts. */
@@ -104,23 +110,9 @@ export interface RawDmPayload {
   /** As {@link RawDmResponse.deps}. */
   deps?: DevNumber[];
   /** As {@link RawDmResponse.devices}. */
-  devices?: {
-    /** Its name. */
-    name: string;
-    /** Its number. */
-    dev: DevNumber;
-    /** Its event counter, on kernels that report it. */
-    eventNr?: number;
-    /** Its dm uuid, on kernels that report it. */
-    uuid?: string;
-  }[];
+  devices?: RawDmDevice[];
   /** As {@link RawDmResponse.versions}. */
-  versions?: {
-    /** The target type. */
-    name: string;
-    /** Its version. */
-    version: [number, number, number];
-  }[];
+  versions?: RawTargetVersion[];
   /** As {@link RawDmResponse.output}. */
   output?: string;
 }
