@@ -5,7 +5,8 @@
 #   2. the packed tarball, installed into a fresh project with install scripts off and no compiler on PATH,
 #      loads its prebuild and reaches the addon.
 #   3. the arm64 glibc prebuild, under qemu-aarch64 with an arm64 Node (from npm) and a Debian arm64 sysroot,
-#      runs the unit tests that drive the addon's native code without root (metadata reader, LMDB registry).
+#      runs the unit tests that drive the addon's native code without root (metadata reader, LMDB registry);
+#      not the whole unit suite, which emulation makes too slow for every CI run.
 # Downloads are cached in $DEVMAPPER_PREBUILD_CACHE (~/.cache/devmapper-prebuild). qemu-user-static and the
 # arm64 libraries come from Debian's archive (apt-get, as root). Exit status: 0 only if every check passed.
 #   test/prebuilds.sh [--json <file>]   the qemu run's jest results go to <file>
@@ -24,7 +25,7 @@ bash scripts/prebuilds.sh
 # 1. What each prebuild asks of the system it loads on.
 for f in prebuilds/linux-*/node.napi.glibc.node; do
   newest=$(objdump -T "$f" | grep -oE 'GLIBC_[0-9]+(\.[0-9]+)+' | sed 's/GLIBC_//' | sort -uV | tail -1)
-  others=$(objdump -T "$f" | grep -oE '\b(GLIBCXX|CXXABI|GCC)_[0-9.]+' | sort -u | tr '\n' ' ')
+  others=$(objdump -T "$f" | grep -oE '\b(GLIBCXX|CXXABI|GCC)_[0-9.]+' | sort -u | tr '\n' ' ' || true)
   needed=$(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -vE '^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|ld-linux-[a-z0-9_-]+\.so\.[12])$' | tr '\n' ' ' || true)
   if [ "$(printf '%s\n2.17\n' "$newest" | sort -V | tail -1)" != 2.17 ] || [ -n "$others" ] || [ -n "$needed" ]; then
     say "FAIL $f: newest GLIBC_$newest; other versions: ${others:-none}; other libraries: ${needed:-none}"; fail=1
@@ -112,6 +113,9 @@ if [ ! -e "$arm/sysroot/lib/ld-linux-aarch64.so.1" ]; then
 fi
 # The prebuild, not build/Release (an x64 build): node-gyp-build skips build/ when PREBUILDS_ONLY is set.
 tests='dist/test/unit/(metadata-fixtures|metadata-api|registry|build-parity)\.test'
+# Less the two that start Node children by process.execPath: an arm64 binary the kernel cannot exec without a
+# binfmt_misc handler for qemu, which is the whole machine's setting, not this test's to make.
+skip='^(?!.*(never loads lmdb-js|reader slots of killed processes))'
 say "arm64: jest ($tests) under $(basename "$qemu")"
 start=$SECONDS
 PREBUILDS_ONLY=1 "$qemu" -L "$arm/sysroot" "$arm/node-$node_arm64/bin/node" -e '
@@ -120,7 +124,7 @@ PREBUILDS_ONLY=1 "$qemu" -L "$arm/sysroot" "$arm/node-$node_arm64/bin/node" -e '
   if (!p.endsWith("prebuilds/linux-arm64/node.napi.glibc.node")) throw new Error(`loaded ${p}`);
 ' || { say "FAIL arm64 Node did not load the arm64 prebuild"; fail=1; }
 PREBUILDS_ONLY=1 "$qemu" -L "$arm/sysroot" "$arm/node-$node_arm64/bin/node" node_modules/jest/bin/jest.js \
-  --selectProjects unit --runInBand --ci --testPathPattern "$tests" ${json:+--json --outputFile="$json"} \
+  --selectProjects unit --runInBand --ci --testPathPattern "$tests" -t "$skip" ${json:+--json --outputFile="$json"} \
   || { say "FAIL arm64 unit tests"; fail=1; }
 say "arm64: $((SECONDS - start)) s under qemu"
 
