@@ -4,8 +4,8 @@
   "variables": {
     "lmdb_src": "deps/lmdb",
     "lmdb_legacy_src": "deps/lmdb-js-legacy",
-    # 1: the addon's own sources with AddressSanitizer and UBSan (test/sanitize.sh builds it apart, in
-    # build-sanitize/; `node-gyp rebuild --devmapper_sanitize=1`). Never for a build users load.
+    # 1: the addon's own sources with AddressSanitizer and UBSan (`node-gyp rebuild --devmapper_sanitize=1`;
+    # test/sanitize.sh builds the same through CMakeLists.txt). Never for a build users load.
     "devmapper_sanitize%": 0
   },
   "targets": [

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <nmmintrin.h>
 #endif
 
@@ -41,7 +42,8 @@ uint32_t Software(uint32_t crc, const uint8_t* p, size_t n) {
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2"))) uint32_t Hardware(uint32_t crc, const uint8_t* p, size_t n) {
+// crc32 as well: clang counts the instruction a feature of its own, apart from SSE 4.2.
+__attribute__((target("sse4.2,crc32"))) uint32_t Hardware(uint32_t crc, const uint8_t* p, size_t n) {
   uint64_t c = crc;
   while (n >= 8) {
     uint64_t w;
@@ -54,8 +56,13 @@ __attribute__((target("sse4.2"))) uint32_t Hardware(uint32_t crc, const uint8_t*
   while (n--) c32 = _mm_crc32_u8(c32, *p++);
   return c32;
 }
+// cpuid itself, not __builtin_cpu_supports: that needs the compiler runtime's __cpu_model, which clang's
+// (as Zig links it for the prebuilds) does not have.
 bool HaveSse42() {
-  static const bool have = (__builtin_cpu_init(), __builtin_cpu_supports("sse4.2"));
+  static const bool have = [] {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2);
+  }();
   return have;
 }
 #endif

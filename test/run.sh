@@ -39,6 +39,9 @@ if [ $unit = 1 ]; then
     else
       echo "sanitize: no libasan/libubsan for gcc here; the metadata tests ran without sanitizers only" >&2
     fi
+    # The prebuilds the package carries: what they link against, the packed tarball installed without a
+    # compiler, and the arm64 one under qemu (test/prebuilds.sh).
+    bash test/prebuilds.sh --json "$results/unit-prebuilds-arm64.json" || status=$?
   fi
   # The API reference's validation (typedoc.json): every exported symbol and public member documented, every {@link} resolves.
   npx typedoc --emit none || { echo "docs: typedoc validation failed (warnings above; npm run docs)" >&2; status=1; }

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The metadata reader's fuzz and fixture tests (test/unit/metadata-*) again, on a build of the addon with
 # AddressSanitizer and UBSan, where any report ends the process and so fails the run.
-#   test/sanitize.sh --check          exit 0 when this machine can (gcc with libasan and libubsan)
+#   test/sanitize.sh --check          exit 0 when this machine can (gcc with libasan and libubsan, cmake)
 #   test/sanitize.sh [jest args...]   build (incrementally), then run jest on those tests
-# The build is a node-gyp project of its own, build-sanitize/ (links to binding.gyp, native/ and deps/, built
-# with devmapper_sanitize=1), so build/ and what users load are left alone. node-gyp-build, the addon's
+# The build is CMakeLists.txt's with DEVMAPPER_SANITIZE=ON, by cmake-js with this machine's gcc, in
+# build-sanitize/build/Release, so build/ and what users load are left alone. node-gyp-build, the addon's
 # loader (lib/core/binding.ts), loads it when DEVMAPPER_PREBUILD names that folder. Node itself is not
 # instrumented: libasan is preloaded. Expects the TypeScript compiled (dist/), as test/run.sh leaves it.
 set -euo pipefail
@@ -13,17 +13,18 @@ cd "$(dirname "$0")/.."
 asan=$(gcc -print-file-name=libasan.so 2>/dev/null || true)
 ubsan=$(gcc -print-file-name=libubsan.so 2>/dev/null || true)
 # gcc prints the bare name when it has no such library.
-can() { [ -f "$asan" ] && [ -f "$ubsan" ] && command -v g++ >/dev/null; }
+can() { [ -f "$asan" ] && [ -f "$ubsan" ] && command -v g++ >/dev/null && command -v cmake >/dev/null; }
 if [ "${1:-}" = --check ]; then can; exit; fi
 can || { echo "sanitize: gcc has no libasan/libubsan here" >&2; exit 2; }
 
 dir=build-sanitize
+# A folder node-gyp built before holds no CMake cache: start it again.
+[ ! -d "$dir/build" ] || [ -f "$dir/build/CMakeCache.txt" ] || rm -rf "$dir"
 mkdir -p "$dir"
-for f in binding.gyp native deps; do ln -sfn "../$f" "$dir/$f"; done
 log=$dir/build.log
-# npx from here, as the normal build runs: npm's config (nodedir: the installed headers) comes along.
-build() { npx node-gyp "$@" --directory="$dir" --jobs=max >"$log" 2>&1 || { cat "$log" >&2; echo "sanitize: build failed" >&2; exit 1; }; }
-if [ -f "$dir/build/Makefile" ]; then build build; else build rebuild --devmapper_sanitize=1; fi
+# gcc, whose libasan is preloaded below. Incremental after the first build.
+CC=gcc CXX=g++ npx cmake-js build --out "$dir/build" --CDDEVMAPPER_SANITIZE=ON --parallel 2 >"$log" 2>&1 \
+  || { cat "$log" >&2; echo "sanitize: build failed" >&2; exit 1; }
 
 export DEVMAPPER_PREBUILD=$PWD/$dir
 export LD_PRELOAD=$asan
