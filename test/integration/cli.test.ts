@@ -10,9 +10,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeviceMapper } from '../../lib';
+import { main } from '../../lib/cli/main';
 import { hasDmsetup, removeQuietly, scratchLoop, uniqueName, zeroMetadata } from './helpers';
 
-// Each step spawns node or dmsetup, seconds apiece under TCG with other VMs on the host: a bound, not a timing assertion.
+// A spawned step (dmsetup, or node for the command) takes seconds under TCG: a bound, not a timing assertion.
 jest.setTimeout(1_800_000);
 
 const dm = new DeviceMapper();
@@ -21,7 +22,23 @@ const maybe = hasDmsetup() ? test : test.skip;
 
 const CLI = path.join(__dirname, '../../bin/devmapper.js');
 interface Run { stdout: string; status: number | null; stderr: string }
-const cli = (args: string[], input?: string): Run => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input });
+/** The command as installed: node running bin/devmapper.js. */
+const cliProcess = (args: string[], input?: string): Run => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input });
+/**
+ * The command's main() in this process, with stdout, stderr and stdin of its own: what bin/devmapper.js runs,
+ * without a node start per call (seconds under TCG). The installed command itself is tested apart.
+ */
+function cli(args: string[], input?: string): Run {
+  let stdout = '', stderr = '';
+  const saved = process.exitCode;
+  process.exitCode = undefined;
+  try {
+    const status = main(args, { out: (t) => { stdout += t; }, err: (t) => { stderr += t; }, readStdin: () => input ?? '' });
+    return { stdout, stderr, status };
+  } finally {
+    process.exitCode = saved;
+  }
+}
 const dmsetup = (args: string[], input?: string): Run =>
   spawnSync('dmsetup', args, { encoding: 'utf8', input, env: { ...process.env, DM_DISABLE_UDEV: '1' } });
 const tools = { cli, dmsetup };
@@ -234,7 +251,7 @@ maybe('errors: exit 1 with `devmapper:` on stderr and the error as JSON with --j
 maybe('thin verbs: a pool on files, volumes and a snapshot through the command, with --json', () => {
   const dir = fs.mkdtempSync('/tmp/devmapper-cli-');
   const pool = uniqueName('cthpool'), base = uniqueName('cvbase'), snap = uniqueName('cvsnap');
-  const j = (...args: string[]) => JSON.parse(ok(cli([...args, '--json'])).stdout);
+  const j = (...args: string[]) => JSON.parse(ok(cliProcess([...args, '--json'])).stdout);
   let created = false;
   try {
     expect(j('pool', 'create', pool, '--data-file', `${dir}/data`, '--data-size', '64M')).toEqual({ pool });
@@ -244,7 +261,7 @@ maybe('thin verbs: a pool on files, volumes and a snapshot through the command, 
     expect(j('vol', 'snap', pool, base, snap)).toMatchObject({ name: snap, parent: base });
     expect(j('pool', 'ls', pool).map((v: { name: string; active: boolean }) => [v.name, v.active]).sort()).toEqual([[base, false], [snap, false]].sort());
     expect(j('pool', 'tree', pool)).toEqual(expect.arrayContaining([{ name: base, id: b.id, parent: null }, { name: snap, id: expect.any(Number), parent: base }]));
-    expect(ok(cli(['pool', 'tree', pool])).stdout).toContain(snap);
+    expect(ok(cliProcess(['pool', 'tree', pool])).stdout).toContain(snap);
     expect(j('pool', 'status', pool)).toMatchObject({ state: 'ok', mode: 'rw' });
     expect(j('vol', 'activate', pool, snap)).toEqual({ volume: snap, active: true });
     expect(j('vol', 'resize', pool, snap, '16M')).toMatchObject({ name: snap, size: 32768 });
@@ -260,13 +277,33 @@ maybe('thin verbs: a pool on files, volumes and a snapshot through the command, 
     expect(dump.volumes.map((v: { name: string }) => v.name).sort()).toEqual([base, snap].sort());
     expect(j('vol', 'rm', pool, snap)).toEqual({ volume: snap, deleted: true });
     // A failure: exit 1, the error as JSON on stdout.
-    const gone = cli(['vol', 'rm', pool, snap, '--json']);
+    const gone = cliProcess(['vol', 'rm', pool, snap, '--json']);
     expect(gone.status).toBe(1);
     expect(JSON.parse(gone.stdout).error).toMatchObject({ code: 'ERR_DM_NO_SUCH_VOLUME' });
     expect(j('pool', 'destroy', pool, '--delete-files')).toEqual({ pool, destroyed: true });
     created = false;
   } finally {
-    if (created) cli(['pool', 'destroy', pool, '--delete-files']);
+    if (created) cliProcess(['pool', 'destroy', pool, '--delete-files']);
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+maybe('the installed command (node bin/devmapper.js): output as dmsetup\'s, a table from stdin, exit statuses', () => {
+  const name = uniqueName('cbin');
+  try {
+    ok(cliProcess(['create', name], '0 64 zero\n'));
+    for (const args of [['info', name], ['table', name], ['ls', '--target', 'zero']]) {
+      const ours = cliProcess(args), theirs = dmsetup(args);
+      expect({ args, stdout: ours.stdout, status: ours.status }).toEqual({ args, stdout: theirs.stdout, status: theirs.status });
+    }
+    expect(cliProcess(['version']).stdout).toMatch(/^Library version: {3}devmapper \d+\.\d+\.\d+/);
+    const missing = cliProcess(['info', uniqueName('cmissing'), '--json']);
+    expect(missing.status).toBe(1);
+    expect(JSON.parse(missing.stdout)).toMatchObject({ error: { code: 'ENXIO' } });
+    expect(cliProcess(['nosuchverb']).status).toBe(2);
+    ok(cliProcess(['remove', name]));
+    expect(dm.infoIfExistsSync(name)).toBeUndefined();
+  } finally {
+    removeQuietly(dm, name);
   }
 });

@@ -2,10 +2,10 @@
 // low water mark, fill the pool, and growth brings it back; all subscribers of one pool share one wait.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ThinPool, PoolEvent, ThinVolume } from '../../lib';
+import { DeviceMapper, ExtendRequest, ThinPool, PoolEvent, ThinVolume, line, linear, mapperPath, sectors } from '../../lib';
 import { eventSource } from '../../lib/thin/events';
 import { lowWaterMarkFor } from '../../lib/thin/autoextend';
-import { eventually, scratchDir, uniqueName } from './helpers';
+import { eventually, removeQuietly, scratchDir, scratchLoop, uniqueName } from './helpers';
 import { withPool, writeAt } from './thin-helpers';
 
 const MiB = 1 << 20;
@@ -213,4 +213,60 @@ test('autoextend stops at maxDataSize (extendLimit), and the pool then fills', a
     expect(await pool.status()).toMatchObject({ state: 'ok', mode: 'out_of_data_space', data: { used: 384, total: 384 } });
     await v.deactivate();
   });
+});
+
+test('autoextend of a pool on block devices: the extend hook grows the data device, the pool takes up its size, up to the max', async () => {
+  // The data device is a dm linear over a 64 MiB loop, 16 MiB long at first: the hook makes it longer.
+  const dm = new DeviceMapper();
+  const metaLoop = scratchLoop(8 * MiB), dataLoop = scratchLoop(64 * MiB);
+  const dir = scratchDir();
+  const names = { metadata: uniqueName('aemeta'), data: uniqueName('aedata') };
+  const table = (loop: { path: string }, bytes: number) => [line(linear, 0, sectors(bytes / 512), { device: loop.path, offset: sectors(0) })];
+  const requests: ExtendRequest[] = [];
+  let pool: ThinPool | undefined;
+  try {
+    await dm.createDevice(names.metadata, table(metaLoop, 8 * MiB));
+    await dm.createDevice(names.data, table(dataLoop, 16 * MiB));
+    pool = await ThinPool.create({ name: uniqueName('aepool'), metadataDevice: mapperPath(names.metadata), dataDevice: mapperPath(names.data),
+      registryDir: path.join(dir, 'reg'), errorIfNoSpace: true, skipBlockZeroing: true });
+    const p = pool;
+    const v = await (await p.createVolume(uniqueName('aevol'), '1G')).activate();
+    const ac = new AbortController();
+    const it = collect(p.events({ signal: ac.signal }));
+    const extend = async (r: ExtendRequest) => {
+      requests.push(r);
+      await dm.load(names[r.space], table(r.space === 'data' ? dataLoop : metaLoop, r.size));
+      await dm.suspend(names[r.space]);
+      await dm.resume(names[r.space]);
+    };
+    const running = p.autoextend({ threshold: 50, percent: 100, maxDataSize: '48M', extend, signal: ac.signal });
+    try {
+      expect(await eventually(() => p.params.lowWaterMark === lowWaterMarkFor(256, 50))).toBe(true);
+      const { written, failure } = await fill(v, 0, 30 * MiB);
+      expect(failure).toBeUndefined();
+      expect(written).toBe(30 * MiB);
+      expect(await eventually(() => ofType(it.events, 'extendLimit').length > 0)).toBe(true);
+    } finally {
+      ac.abort();
+      await running;
+      await it.done;
+    }
+    expect(requests).toEqual([{ space: 'data', size: 32 * MiB }, { space: 'data', size: 48 * MiB }]);
+    expect(ofType(it.events, 'extended').map((e) => [e.space, e.from, e.to])).toEqual([['data', 16 * MiB, 32 * MiB], ['data', 32 * MiB, 48 * MiB]]);
+    expect(ofType(it.events, 'extendLimit')[0]).toMatchObject({ space: 'data', size: 48 * MiB, max: 48 * MiB });
+    expect(ofType(it.events, 'mode')).toHaveLength(0);  // never out of space
+    expect(await p.status()).toMatchObject({ state: 'ok', mode: 'rw', data: { total: 768 } });
+    await v.deactivate();
+    await p.destroy();
+    pool = undefined;
+  } finally {
+    if (pool) {
+      try { await pool.destroy(); } catch { removeQuietly(dm, ...(await pool.list().catch(() => [])).map((x) => x.name), pool.name); }
+    }
+    removeQuietly(dm, names.data, names.metadata);
+    metaLoop.detach();
+    dataLoop.detach();
+    fs.rmSync(dir, { recursive: true, force: true });
+    dm.close();
+  }
 });
