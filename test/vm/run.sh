@@ -2,6 +2,7 @@
 # Run a command as root inside a small qemu VM whose kernel has device-mapper.
 #
 #   test/vm/run.sh <command...>
+#   test/vm/run.sh --prepare      install the tools, fetch the kernel and build the initramfs; boot nothing
 #
 # The guest boots a Debian kernel (dm-mod, dm-thin-pool, loop, ... as modules) from a busybox initramfs,
 # mounts this machine's / read-only over 9p, mounts the project folder writable at the same path, chroots
@@ -121,6 +122,7 @@ need_tools
 fetch_kernel
 kver=$(cat "$cache/kver")
 build_initramfs "$kver"
+[ "$1" != --prepare ] || exit 0
 
 # The command travels as a script in the project folder (the kernel command line is too small for it).
 # One folder per invocation, so several VMs can run side by side.
