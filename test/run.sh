@@ -16,11 +16,11 @@ for a in "$@"; do
   esac
 done
 
-# What a fresh clone lacks: npm deps (which build the addon) and the compiled TypeScript.
-if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ]; then
-  # npm install, not npm ci: the registry here lacks some other-platform optional packages (msgpackr-extract),
-  # which makes npm ci call the lock incomplete; install still takes the locked versions.
-  npm install --no-audit --no-fund
+# What a fresh clone lacks: npm deps (which build the addon) and the compiled TypeScript. npm ci installs
+# exactly the lock, and fails if package.json and the lock disagree.
+if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ] ||
+   [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
 fi
 [ -f build/Release/devmapper.node ] || npx node-gyp rebuild
 npx tsc -p tsconfig.json
