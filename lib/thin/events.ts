@@ -267,10 +267,14 @@ export class PoolEventSource {
       this.latest = status;
       for (const s of [...this.subscribers]) this.greet(s, status);
       let waiting: Promise<WaitResult> | null = null;
+      // A poke read the status while this wait was out: the wait's own status may have been read before that one
+      // (its thread woke during the resume), so it is not applied after it.
+      let pokedDuringWait = false;
       while (live()) {
         if (!waiting) {
           this.waitsStarted++;
           waiting = dm.wait(name, eventNr, { signal: ac.signal, noflush: true });
+          pokedDuringWait = false;
         }
         // A poke reads the status while the same wait goes on: one loop, so statuses are applied in order.
         const poked = this.pokePending ? Promise.resolve(null) : new Promise<null>((r) => { this.wakeForPoke = () => r(null); });
@@ -282,9 +286,11 @@ export class PoolEventSource {
           waiting = null;
           this.wakes++;
           eventNr = r.info.eventNr;
-          next = poolStatusOf(r.status);
+          next = poolStatusOf(pokedDuringWait ? await dm.status(name, { noflush: true }) : r.status);
+          if (!live()) return;
         } else {
           this.pokePending = false;
+          pokedDuringWait = true;
           next = poolStatusOf(await dm.status(name, { noflush: true }));
           if (!live()) return;
         }

@@ -160,6 +160,31 @@ describe('one wait per pool, shared', () => {
     await it.return!();
   });
 
+  test('a wait that returns after a poke read its status before it: the status is read again, no stale size', async () => {
+    const k = new ScriptedWait();
+    k.text = line({ data: [1000, 1000], mode: 'out_of_data_space' });
+    const it = iterateEvents(k.pool, undefined);
+    await tick();
+    const during = line({ data: [1000, 1000] });  // what the woken wait read during the resume: rw, old size
+    k.text = line({ data: [1000, 2000] });        // the library's read after the reload: the new size
+    pokeEvents(k.pool);
+    await tick();
+    k.eventNr++;
+    for (const w of k.pending) w.resolve({ info: { eventNr: k.eventNr }, status: [{ start: 0, length: 128, type: 'thin-pool', params: during }] });
+    k.pending.clear();
+    await tick();
+    k.fire(line({ data: [1950, 2000] }));  // a later event, so the loop has applied everything before it
+    const seen: PoolEvent[] = [];
+    for (let e = (await it.next()).value as PoolEvent; ; e = (await it.next()).value as PoolEvent) {
+      seen.push(e);
+      if (e.type === 'lowWater' && e.freeBlocks === 50) break;
+    }
+    expect(seen.filter((e) => e.type === 'resized')).toEqual([expect.objectContaining({ space: 'data', from: 1000, to: 2000 })]);
+    expect(seen.filter((e) => e.type === 'mode')).toEqual([
+      expect.objectContaining({ from: null, to: 'out_of_data_space' }), expect.objectContaining({ from: 'out_of_data_space', to: 'rw' })]);
+    await it.return!();
+  });
+
   test('watchLowWater: at the start if low, then at each wake that finds it low; resolves on abort', async () => {
     const k = new ScriptedWait();
     k.text = line({ data: [950, 1000] });

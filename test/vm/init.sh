@@ -6,6 +6,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /modules); do insmod "$m" 2>/dev/null; done
+echo "vm: kernel $(uname -r)"
 project=$(sed -n 's/.*devmapper\.project=\([^ ]*\).*/\1/p' /proc/cmdline)
 run=$(sed -n 's/.*devmapper\.run=\([^ ]*\).*/\1/p' /proc/cmdline)
 opts=trans=virtio,version=9p2000.L,msize=512000

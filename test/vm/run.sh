@@ -2,18 +2,31 @@
 # Run a command as root inside a small qemu VM whose kernel has device-mapper.
 #
 #   test/vm/run.sh <command...>
+#   test/vm/run.sh --prepare      install the tools, fetch the kernel and build the initramfs; boot nothing
 #
 # The guest boots a Debian kernel (dm-mod, dm-thin-pool, loop, ... as modules) from a busybox initramfs,
 # mounts this machine's / read-only over 9p, mounts the project folder writable at the same path, chroots
 # there and runs the command in the project folder. Its output comes back on the serial console; its exit
-# code is this script's exit code. Kernel and initramfs are cached in $DEVMAPPER_VM_CACHE.
+# code is this script's exit code. Kernel and initramfs are cached in $DEVMAPPER_VM_CACHE, one folder per kernel.
+#
+# DEVMAPPER_VM_KERNEL picks the kernel, from Debian's archive:
+#   6.1 (the default)   the kernel linux-image-amd64 depends on
+#   6.12                the kernel linux-image-6.12-amd64 depends on
+#   <release>           that exact package, linux-image-<release>, e.g. 6.12.117+deb12-amd64
 #
 # The host's kernel has no device-mapper, so this is the only way the integration tests meet a real one.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 project=$(cd "$here/../.." && pwd)
-cache=${DEVMAPPER_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devmapper-vm}
+kernel=${DEVMAPPER_VM_KERNEL:-6.1}
+case "$kernel" in
+  6.1) meta=linux-image-amd64 ;;
+  6.12) meta=linux-image-6.12-amd64 ;;
+  [0-9]*.*) meta= ;;
+  *) echo "vm: DEVMAPPER_VM_KERNEL=$kernel: expected 6.1, 6.12 or a release such as 6.12.117+deb12-amd64" >&2; exit 2 ;;
+esac
+cache=${DEVMAPPER_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devmapper-vm}/$kernel
 mem=${DEVMAPPER_VM_MEM:-2048}
 smp=${DEVMAPPER_VM_SMP:-2}
 # A bound on a hung guest, not on the suite: a loaded machine runs it at a fraction of its usual speed.
@@ -33,6 +46,8 @@ need_tools() {
   [ -x /bin/busybox ] && busybox 2>&1 | grep -q static || [ -f /usr/share/doc/busybox-static/copyright ] || missing+=(busybox-static)
   command -v cpio >/dev/null || missing+=(cpio)
   command -v depmod >/dev/null || missing+=(kmod)
+  # Newer Debian kernels ship their modules xz-compressed; busybox insmod in the guest takes them plain.
+  command -v xz >/dev/null || missing+=(xz-utils)
   # Oracles the tests run in the guest (from this machine's /): dmsetup and thin-provisioning-tools.
   command -v dmsetup >/dev/null || missing+=(dmsetup)
   command -v thin_dump >/dev/null || missing+=(thin-provisioning-tools)
@@ -48,17 +63,22 @@ need_tools() {
   fi
 }
 
-# The kernel package linux-image-amd64 depends on, unpacked (not installed) into the cache.
+# The kernel package DEVMAPPER_VM_KERNEL names, unpacked (not installed) into the cache.
+resolve_kernel() {
+  [ -n "$meta" ] || { echo "linux-image-${kernel%-amd64}-amd64"; return; }
+  apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+
 fetch_kernel() {
   mkdir -p "$cache"
   if [ -f "$cache/kver" ] && [ -d "$cache/root/lib/modules/$(cat "$cache/kver")" ]; then return; fi
   local pkg
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-  if [ -z "$pkg" ]; then apt-get update -qq >&2; pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'); fi
-  [ -n "$pkg" ] || { echo "vm: cannot resolve linux-image-amd64" >&2; exit 2; }
+  pkg=$(resolve_kernel)
+  if [ -z "$pkg" ] || ! apt-cache show "$pkg" >/dev/null 2>&1; then apt-get update -qq >&2; pkg=$(resolve_kernel); fi
+  [ -n "$pkg" ] || { echo "vm: cannot resolve ${meta:-linux-image-$kernel}" >&2; exit 2; }
   echo "vm: fetching $pkg" >&2
   rm -rf "$cache/root" "$cache"/*.deb
-  (cd "$cache" && apt-get download "$pkg" >&2 2>/dev/null)
+  (cd "$cache" && apt-get download "$pkg" >&2 2>/dev/null) || { echo "vm: cannot download $pkg" >&2; exit 2; }
   dpkg-deb -x "$cache"/linux-image-*.deb "$cache/root"
   rm -f "$cache"/*.deb
   echo "${pkg#linux-image-}" > "$cache/kver"
@@ -75,15 +95,21 @@ build_initramfs() {
   cp /bin/busybox "$dir/bin/busybox"
   local list=() m line
   for m in "${modules[@]}"; do
-    while read -r _ line; do
-      [ -n "$line" ] || continue
+    # Lines are "insmod <path>" or "builtin <name>"; only the former need copying.
+    while read -r verb line; do
+      [ "$verb" = insmod ] && [ -n "$line" ] || continue
       case " ${list[*]} " in *" $line "*) ;; *) list+=("$line") ;; esac
     done < <(modprobe -d "$cache/root" -S "$kver" --show-depends "$m")
   done
   : > "$dir/modules"
+  local ko
   for line in "${list[@]}"; do
-    cp "$line" "$dir/lib/modules/"
-    echo "/lib/modules/$(basename "$line")" >> "$dir/modules"
+    ko=$(basename "$line"); ko=${ko%.xz}
+    case "$line" in
+      *.ko.xz) xz -dc "$line" > "$dir/lib/modules/$ko" ;;
+      *) cp "$line" "$dir/lib/modules/$ko" ;;
+    esac
+    echo "/lib/modules/$ko" >> "$dir/modules"
   done
   cp "$here/init.sh" "$dir/init"; chmod +x "$dir/init"
   (cd "$dir" && find . | cpio -o -H newc --quiet | gzip -1) > "$cache/initrd.img.tmp"
@@ -96,6 +122,7 @@ need_tools
 fetch_kernel
 kver=$(cat "$cache/kver")
 build_initramfs "$kver"
+[ "$1" != --prepare ] || exit 0
 
 # The command travels as a script in the project folder (the kernel command line is too small for it).
 # One folder per invocation, so several VMs can run side by side.
