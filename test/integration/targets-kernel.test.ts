@@ -20,10 +20,19 @@ test('every model round-trips through the kernel', async () => {
   ];
   try {
     await dm.create(name);
+    // Kernels whose flakey has error_reads (6.12; not 6.1) spell out what a table without features means,
+    // failing reads and writes while down: they read such a table back with both features.
+    const errorReads = [line(flakey, 0, 2048, { device: A, offset: sectors(0), upInterval: 1, downInterval: 1, errorReads: true })];
+    const hasErrorReads = await swapTable(dm, name, errorReads).then(() => true, () => false);
+    if (hasErrorReads) tables.push(errorReads);
+    const readBack = (t: Target[]) => (hasErrorReads ? t.map((x) => {
+      const m = parseTarget(x);
+      return m.type === 'flakey' && !/ \d+ \d+ \d+ [1-9]/.test(x.params) ? line(flakey, x.start, x.length, { ...(m.params as object), errorReads: true, errorWrites: true } as never) : x;
+    }) : t);
     for (const t of tables) {
       const back = await swapTable(dm, name, t);
-      expect(back.map((x) => ({ ...x, params: x.params.trimEnd() }))).toEqual(t);
-      back.forEach((x, i) => expect(parseTarget(x)).toEqual(parseTarget(t[i])));
+      expect(back.map((x) => ({ ...x, params: x.params.trimEnd() }))).toEqual(readBack(t));
+      back.forEach((x, i) => expect(parseTarget(x)).toEqual(parseTarget(readBack(t)[i])));
     }
     const poolLine = line(thinPool, 0, 32768, { metadataDev: `7:${meta.number}`, dataDev: B, blockSize: sectors(128), lowWaterMark: 7,
       features: { skipBlockZeroing: true, noDiscardPassdown: true, errorIfNoSpace: true } });
