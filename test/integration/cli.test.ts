@@ -251,7 +251,7 @@ maybe('errors: exit 1 with `devmapper:` on stderr and the error as JSON with --j
 maybe('thin verbs: a pool on files, volumes and a snapshot through the command, with --json', () => {
   const dir = fs.mkdtempSync('/tmp/devmapper-cli-');
   const pool = uniqueName('cthpool'), base = uniqueName('cvbase'), snap = uniqueName('cvsnap');
-  const j = (...args: string[]) => JSON.parse(ok(cliProcess([...args, '--json'])).stdout);
+  const j = (...args: string[]) => JSON.parse(ok(cli([...args, '--json'])).stdout);
   let created = false;
   try {
     expect(j('pool', 'create', pool, '--data-file', `${dir}/data`, '--data-size', '64M')).toEqual({ pool });
@@ -261,7 +261,7 @@ maybe('thin verbs: a pool on files, volumes and a snapshot through the command, 
     expect(j('vol', 'snap', pool, base, snap)).toMatchObject({ name: snap, parent: base });
     expect(j('pool', 'ls', pool).map((v: { name: string; active: boolean }) => [v.name, v.active]).sort()).toEqual([[base, false], [snap, false]].sort());
     expect(j('pool', 'tree', pool)).toEqual(expect.arrayContaining([{ name: base, id: b.id, parent: null }, { name: snap, id: expect.any(Number), parent: base }]));
-    expect(ok(cliProcess(['pool', 'tree', pool])).stdout).toContain(snap);
+    expect(ok(cli(['pool', 'tree', pool])).stdout).toContain(snap);
     expect(j('pool', 'status', pool)).toMatchObject({ state: 'ok', mode: 'rw' });
     expect(j('vol', 'activate', pool, snap)).toEqual({ volume: snap, active: true });
     expect(j('vol', 'resize', pool, snap, '16M')).toMatchObject({ name: snap, size: 32768 });
@@ -277,13 +277,13 @@ maybe('thin verbs: a pool on files, volumes and a snapshot through the command, 
     expect(dump.volumes.map((v: { name: string }) => v.name).sort()).toEqual([base, snap].sort());
     expect(j('vol', 'rm', pool, snap)).toEqual({ volume: snap, deleted: true });
     // A failure: exit 1, the error as JSON on stdout.
-    const gone = cliProcess(['vol', 'rm', pool, snap, '--json']);
+    const gone = cli(['vol', 'rm', pool, snap, '--json']);
     expect(gone.status).toBe(1);
     expect(JSON.parse(gone.stdout).error).toMatchObject({ code: 'ERR_DM_NO_SUCH_VOLUME' });
     expect(j('pool', 'destroy', pool, '--delete-files')).toEqual({ pool, destroyed: true });
     created = false;
   } finally {
-    if (created) cliProcess(['pool', 'destroy', pool, '--delete-files']);
+    if (created) cli(['pool', 'destroy', pool, '--delete-files']);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
