@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "sys_error.h"
+#include "raw_syscalls.h"
 
 namespace {
 int OpenDevice(const std::string& path, int flags, const char* command) {
@@ -49,7 +50,7 @@ void BlockFlush(const std::string& path) {
 
 void DeviceNumber(const std::string& path, uint32_t* major_, uint32_t* minor_) {
   struct stat st;
-  if (stat(path.c_str(), &st) < 0) throw SysError{errno, "stat", "", path, ""};
+  if (SysStat(path.c_str(), &st) < 0) throw SysError{errno, "stat", "", path, ""};
   if (!S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode)) throw SysError{ENOTBLK, "stat", "", path, "not a device node"};
   *major_ = major(st.st_rdev);
   *minor_ = minor(st.st_rdev);
@@ -59,13 +60,13 @@ void DeviceNumber(const std::string& path, uint32_t* major_, uint32_t* minor_) {
 bool EnsureBlockNode(const std::string& path, uint32_t maj, uint32_t min, uint32_t mode) {
   dev_t want = makedev(maj, min);
   mode_t type = S_IFBLK | (mode & 07777);
-  if (mknod(path.c_str(), type, want) == 0) return true;
+  if (SysMknod(path.c_str(), type, want) == 0) return true;
   if (errno != EEXIST) throw SysError{errno, "mknod", "", path, ""};
   struct stat st;
-  if (lstat(path.c_str(), &st) < 0) throw SysError{errno, "lstat", "", path, ""};
+  if (SysLstat(path.c_str(), &st) < 0) throw SysError{errno, "lstat", "", path, ""};
   if (S_ISBLK(st.st_mode) && st.st_rdev == want) return false;
   if (unlink(path.c_str()) < 0) throw SysError{errno, "unlink", "", path, ""};
-  if (mknod(path.c_str(), type, want) < 0 && errno != EEXIST)  // EEXIST: udev made it meanwhile
+  if (SysMknod(path.c_str(), type, want) < 0 && errno != EEXIST)  // EEXIST: udev made it meanwhile
     throw SysError{errno, "mknod", "", path, ""};
   return true;
 }

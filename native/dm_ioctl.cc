@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include "uapi.h"
+#include "raw_syscalls.h"
 #include <memory>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -323,7 +324,7 @@ int DmOpenControl() {
   if (major == 0)
     throw SysError{ENODEV, "open", "", path, "this kernel has no device-mapper (is dm-mod loaded?)"};
   mkdir(kMapperDir, 0755);
-  if (mknod(path, S_IFCHR | 0600, makedev(major, minor)) < 0 && errno != EEXIST)
+  if (SysMknod(path, S_IFCHR | 0600, makedev(major, minor)) < 0 && errno != EEXIST)
     throw SysError{errno, "mknod", "", path, ""};
   fd = open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0) throw SysError{errno, "open", "", path, ""};

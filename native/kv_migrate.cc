@@ -14,6 +14,7 @@
 #include "kv_legacy.h"
 #include "kv_store.h"
 #include "sys_error.h"
+#include "raw_syscalls.h"
 
 namespace {
 
@@ -49,7 +50,7 @@ std::string BaseOf(const std::string& path) {
 
 bool Exists(const std::string& path) {
   struct stat st;
-  if (lstat(path.c_str(), &st) == 0) return true;
+  if (SysLstat(path.c_str(), &st) == 0) return true;
   if (errno != ENOENT) Fail(errno, "lstat", path);
   return false;
 }
@@ -74,7 +75,7 @@ Format Detect(const std::string& path) {
     Fail(errno, "open", path);
   }
   struct stat st;
-  if (fstat(f.fd, &st) != 0) Fail(errno, "fstat", path);
+  if (SysFstat(f.fd, &st) != 0) Fail(errno, "fstat", path);
   if (!S_ISREG(st.st_mode)) return Format::kUpstream;
   unsigned char head[kLegacyMeta + 8];
   ssize_t n = pread(f.fd, head, sizeof head, 0);

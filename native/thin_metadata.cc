@@ -16,6 +16,7 @@
 
 #include "crc32c.h"
 #include "sys_error.h"
+#include "raw_syscalls.h"
 
 namespace {
 
@@ -56,7 +57,7 @@ class BlockReader {
     if (fd_ < 0 && errno == EINVAL) fd_ = open(path.c_str(), flags);
     if (fd_ < 0) throw SysError{errno, "open", "metadata", path, ""};
     struct stat st;
-    if (fstat(fd_, &st) < 0) Fail("fstat");
+    if (SysFstat(fd_, &st) < 0) Fail("fstat");
     uint64_t bytes = 0;
     if (S_ISBLK(st.st_mode)) {
       if (ioctl(fd_, BLKGETSIZE64, &bytes) < 0) Fail("ioctl");
