@@ -25,9 +25,11 @@ test('every model round-trips through the kernel', async () => {
     const errorReads = [line(flakey, 0, 2048, { device: A, offset: sectors(0), upInterval: 1, downInterval: 1, errorReads: true })];
     const hasErrorReads = await swapTable(dm, name, errorReads).then(() => true, () => false);
     if (hasErrorReads) tables.push(errorReads);
+    const FEATURES = ['errorReads', 'dropWrites', 'errorWrites', 'corruptBioByte', 'randomReadCorrupt', 'randomWriteCorrupt'] as const;
     const readBack = (t: Target[]) => (hasErrorReads ? t.map((x) => {
-      const m = parseTarget(x);
-      return m.type === 'flakey' && !/ \d+ \d+ \d+ [1-9]/.test(x.params) ? line(flakey, x.start, x.length, { ...(m.params as object), errorReads: true, errorWrites: true } as never) : x;
+      if (x.type !== 'flakey') return x;
+      const p = flakey.parse(x.params);
+      return FEATURES.some((f) => p[f] !== undefined && p[f] !== false) ? x : line(flakey, x.start, x.length, { ...p, errorReads: true, errorWrites: true });
     }) : t);
     for (const t of tables) {
       const back = await swapTable(dm, name, t);
