@@ -7,9 +7,10 @@ import { infoColumns, infoLong, parseTableText, targetLine } from '../../lib/cli
 import { errorJson, UsageError } from '../../lib/cli/common';
 import { DevmapperError } from '../../lib';
 import type { DeviceInfo } from '../../lib';
+import { childNode } from './emulation';
 
 const CLI = path.join(__dirname, '../../bin/devmapper.js');
-const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input: '' });
+const run = (...args: string[]) => spawnSync(...childNode([CLI, ...args]), { encoding: 'utf8', input: '' });
 const version = (require('../../../package.json') as { version: string }).version;
 
 describe('usage errors exit 2 with a message on stderr and nothing on stdout', () => {

@@ -11,8 +11,9 @@ import {
   BAD_BOOLEANS, BAD_NAMES, BAD_NUMBERS, BAD_OPTION_OBJECTS, BAD_REFS, Expect, NOT_STRINGS, NUL_STRINGS, asyncRefuses, label,
   lifecycleLockJanitor, scratch, syncRefuses, tripwireDm,
 } from './hostile-helpers';
+import { bound } from './emulation';
 
-jest.setTimeout(120_000);
+jest.setTimeout(bound(120_000));
 
 interface Case { label: string; sync?: () => unknown; promise?: () => unknown; x?: Expect }
 

@@ -15,9 +15,10 @@ import fs from 'node:fs';
 import { Block, DeviceMapper, DevmapperError, Loop, ThinPool, ThinVolume, sectors } from '../../lib';
 import { FakeKernel } from './fake-kernel';
 import { HANG_MS, label, lifecycleLockJanitor, scratch, tripwireDm, withinBound } from './hostile-helpers';
+import { bound, fuzzRuns } from './emulation';
 
-const RUN = { seed: 20261129, numRuns: 200 };
-jest.setTimeout(600_000);
+const RUN = { seed: 20261129, numRuns: fuzzRuns(200) };
+jest.setTimeout(bound(600_000));
 
 const tmp = scratch();
 const { dm, calls } = tripwireDm();
@@ -284,7 +285,7 @@ describe('DeviceMapper, fuzzed', () => {
       const promiseName = m.promise === undefined ? m.name : m.promise;
       if (syncName) runSync(() => d[syncName](...args));
       if (promiseName) await runAsync(() => d[promiseName](...args));
-    }), { ...RUN, numRuns: 1000 });
+    }), { ...RUN, numRuns: fuzzRuns(1000) });
   });
 
   test('batches: a hostile command throws at once and is not queued; a valid batch is sent (and fails at the binding)', async () => {

@@ -22,15 +22,16 @@ import { readSteps } from '../../lib/thin/metadata';
 import {
   BLOCK, INTERNAL, ImageFile, ImageMap, LEAF, Pointer, SALT, SB, blockOf, crc32c, fixChecksum, keyOffset, makeNode, mapImage, valueOffset,
 } from './metadata-image';
+import { bound, fuzzRuns } from './emulation';
 
 const SEED = Number(process.env.DEVMAPPER_FUZZ_SEED ?? 0x6d657461) >>> 0;
-const CASES = Number(process.env.DEVMAPPER_FUZZ_CASES ?? 3000);
+const CASES = Number(process.env.DEVMAPPER_FUZZ_CASES ?? fuzzRuns(3000));
 const ONLY = process.env.DEVMAPPER_FUZZ_CASE;
 // A file that names the case under way: a sanitizer report ends the process before any failure is printed
 // (test/sanitize.sh shows it then).
 const TRACE = process.env.DEVMAPPER_FUZZ_TRACE;
 const HANG_MS = 10_000;  // a generous bound for one call on a few MiB, not a speed claim
-jest.setTimeout(300_000);
+jest.setTimeout(bound(300_000));
 
 const FIXTURES = path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'metadata');
 // tmpfs where there is one: the reader's O_DIRECT open falls back to buffered reads there, which keeps

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { markerOwnerAlive, markerPath, readMarker, readPoolConfig, readSuperblock, removeMarker, removePoolFiles, writeMarker, writePoolConfig } from '../../lib/thin/pool-files';
+import { childNode } from './emulation';
 
 const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), 'pool-files-'));
 
@@ -18,7 +19,7 @@ test('a marker names its owner: this process is alive; a dead process, or a mark
     expect(m).toMatchObject({ op: 'create', pid: process.pid });
     expect(markerOwnerAlive(m)).toBe(true);
     // A process that has exited: its pid and start time no longer match a live process.
-    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const dead = spawnSync(...childNode(['-e', 'process.stdout.write(String(process.pid))']), { encoding: 'utf8' });
     expect(markerOwnerAlive({ ...m, pid: Number(dead.stdout) })).toBe(false);
     expect(markerOwnerAlive({ ...m, start: '1' })).toBe(false);  // a reused pid: another start time
     fs.writeFileSync(markerPath(data), '{"op":"cre');  // cut short by a kill

@@ -8,8 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { LmdbRegistry } from '../../lib';
 import { native } from '../../lib/core/binding';
+import { bound, childNode } from './emulation';
 
-jest.setTimeout(60_000);
+jest.setTimeout(bound(60_000));
 
 const FIXTURE = path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'registry-lmdbjs-v2');
 const PAIRS: [string, string][] = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'pairs.json'), 'utf8'));
@@ -133,7 +134,7 @@ test('processes opening one old registry at once: one migration, each reads ever
   const script = `const r = require(${JSON.stringify(lib)}).LmdbRegistry.open(process.argv[1]);
     process.stdout.write(JSON.stringify(r.list().map((v) => [v.name, v.id]))); r.close();`;
   const child = () => new Promise<string>((resolve, reject) => {
-    const p = spawn(process.execPath, ['-e', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(...childNode(['-e', script, dir]), { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (d) => { out += d; });
     p.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`exited ${code}`))));

@@ -8,11 +8,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LmdbRegistry } from '../../lib';
+import { bound, childNode } from './emulation';
 
-jest.setTimeout(120_000);
+jest.setTimeout(bound(120_000));
 
 const child = (args: string[]) => new Promise<string>((resolve, reject) => {
-  const p = spawn(process.execPath, [path.join(__dirname, 'registry-process.js'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const p = spawn(...childNode([path.join(__dirname, 'registry-process.js'), ...args]), { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   p.stdout.on('data', (d) => { out += d; });
   p.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args[0]} exited ${code}`))));

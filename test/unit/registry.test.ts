@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { DevmapperError, LmdbRegistry, PendingChange, RegistryWrite, VolumeRecord } from '../../lib';
+import { bound, childNode, fuzzRuns } from './emulation';
 
 const dir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'registry-'));
 const rec = (name: string, id: number): VolumeRecord => ({ name, id, size: 2048 as never, parent: null, state: 'ready', created: 0 });
@@ -15,7 +16,7 @@ test('the registry never loads lmdb-js (~10 MiB): LMDB is compiled into the addo
     const d = require('fs').mkdtempSync(require('os').tmpdir() + '/registry-');
     const r = m.LmdbRegistry.open(d); r.commit({ takeIds: [0] }); const used = r.nextFreeId(); r.close(); require('fs').rmSync(d, { recursive: true });
     process.stdout.write(JSON.stringify([has(), used]));`;
-  expect(JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }))).toEqual([false, 1]);
+  expect(JSON.parse(execFileSync(...childNode(['-e', script]), { encoding: 'utf8' }))).toEqual([false, 1]);
 });
 
 test("a store's failure is one typed error; a registry in an earlier build's format is refused, not started empty", async () => {
@@ -184,19 +185,19 @@ test('reader slots of killed processes are reclaimed: 140 readers SIGKILLed whil
     // Each reader opens the registry, reads (which takes an LMDB reader slot) and dies holding it.
     const script = `const r = require(${JSON.stringify(lib)}).LmdbRegistry.open(${JSON.stringify(d)}); r.get('v'); process.kill(process.pid, 'SIGKILL');`;
     const reader = () => new Promise<string | null>((resolve) => {
-      const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+      const child = spawn(...childNode(['-e', script]), { stdio: 'ignore' });
       child.once('exit', (_code, signal) => resolve(signal));
     });
     // More than LMDB's 126 slots, 10 at a time.
     for (let i = 0; i < 140; i += 10) expect(await Promise.all(Array.from({ length: 10 }, reader))).toEqual(Array(10).fill('SIGKILL'));
     const check = `const r = require(${JSON.stringify(lib)}).LmdbRegistry.open(${JSON.stringify(d)}); process.stdout.write(JSON.stringify(r.get('v'))); r.close();`;
-    expect(JSON.parse(execFileSync(process.execPath, ['-e', check], { encoding: 'utf8' }))).toMatchObject({ name: 'v', id: 0 });
+    expect(JSON.parse(execFileSync(...childNode(['-e', check]), { encoding: 'utf8' }))).toMatchObject({ name: 'v', id: 0 });
     expect(keeper.get('v')).toBeDefined();  // and the long-lived one still reads
   } finally {
     keeper.close();
     fs.rmSync(d, { recursive: true });
   }
-}, 120_000);
+}, bound(120_000));
 
 // Everything a registry holds, as its reads give it.
 function dump(r: LmdbRegistry): unknown {
@@ -236,8 +237,8 @@ test('the promise forms (commitAsync, intendAsync: committed off the main thread
       asyncReg.close();
       fs.rmSync(d, { recursive: true });
     }
-  }), { numRuns: 60, seed: 17 });
-}, 120_000);
+  }), { numRuns: fuzzRuns(60), seed: 17 });
+}, bound(120_000));
 
 test('a commit that lands while a promise-form write is on its way is never overwritten: the write is worked out again', async () => {
   const d = dir();

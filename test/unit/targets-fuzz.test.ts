@@ -4,8 +4,9 @@
 import fc from 'fast-check';
 import { DevmapperError, delay, error, flakey, linear, parseThinPoolStatus, parseThinStatus, striped, thin, thinPool, zero } from '../../lib';
 import type { TargetModel } from '../../lib/targets';
+import { fuzzRuns } from './emulation';
 
-fc.configureGlobal({ seed: 20261129, numRuns: 300 });
+fc.configureGlobal({ seed: 20261129, numRuns: fuzzRuns(300) });
 
 const U32 = 0xffffffff;
 const models = [linear, striped, zero, error, flakey, delay, thin, thinPool] as TargetModel<unknown>[];
@@ -132,7 +133,7 @@ describe('format: hostile params give a DevmapperError, never another error', ()
       for (const key of ['offest', 'features2', 'toString', '__proto__x', 'Device', 'extra2'])
         expect(outcome(() => m.format({ ...p, [key]: 1 })).ok).toBe(false);
       expect(outcome(() => m.format({ ...p, [Symbol('k')]: 1 })).ok).toBe(false);
-    }), { numRuns: 60 });
+    }), { numRuns: fuzzRuns(60) });
   });
 
   test.each(valid.map(([m, a]) => [m.type, m, a] as const))('%s: a valid object with a random field hostile', (_t, m, arb) => {
