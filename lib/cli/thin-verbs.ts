@@ -200,7 +200,7 @@ export const volVerbs: Record<string, ThinVerb> = {
 export const registryVerbs: Record<string, ThinVerb> = {
   dump: {
     usage: 'registry dump <pool> [--registry-dir <dir>]',
-    summary: 'the pool\'s registry as JSON: volumes, the pending change, the next free id, a held metadata snapshot',
+    summary: 'the pool\'s registry as JSON: volumes, the pending change, the next free id, a held metadata snapshot, the minimum free space',
     options: common,
     run(p, io) {
       arity('registry dump', p, 1, 1, 'pool name');
@@ -210,6 +210,7 @@ export const registryVerbs: Record<string, ThinVerb> = {
         pending: pool.registry.pending() ?? null,
         nextFreeId: pool.registry.nextFreeId(),
         metadataSnapshot: pool.registry.metadataSnapshot() ?? null,
+        minFreeSpace: pool.minFreeSpace ?? null,
       }), { check: false });
       io.out(json(dump));
     },

@@ -167,7 +167,7 @@ export class PoolChanges {
     this.lock = new PoolLock(lockFile);
     this.lvmOwned = pool.lvmOwned;
     this.blockSize = () => pool.blockSize;
-    this.guard = new FreeSpaceGuard(pool.registryDir);
+    this.guard = new FreeSpaceGuard(pool.registry, pool.registryDir);
     changes.set(pool, this);
   }
 

@@ -1,14 +1,16 @@
 // The free-space guard: a pool may keep a minimum of free data and metadata space (Docker's dm.min_free_space,
 // 10 % by default there), below which createVolume and snapshot are refused with ERR_DM_POOL_FULL before any
 // change. Writes to existing volumes are not limited: the guard leaves room for them. A volume's virtual size
-// is never compared (over-provisioning stays allowed). The setting lives beside the registry
-// (`<registryDir>/min-free-space.json`), so every process that opens the pool applies it.
+// is never compared (over-provisioning stays allowed). The setting lives in the pool's registry, so every
+// process that opens the pool applies it (a registry store that cannot keep it: a file beside the registry,
+// `<registryDir>/min-free-space.json`, where earlier versions kept it for every pool).
 import fs from 'node:fs';
 import path from 'node:path';
 import { dmError } from '../core/errors';
 import { METADATA_BLOCK_SIZE, SECTOR_SIZE, parseSize } from '../core/units';
 import { checkOptions, show } from '../core/validate';
 import type { ThinPoolStatusOk } from '../targets';
+import type { RegistryStore } from './registry';
 import { atomicWrite } from './pool-files';
 
 /** A limit: bytes (a non-negative integer, or text such as '1G'), or a percentage of the space ('10%'). */
@@ -65,6 +67,15 @@ export function checkMinFreeSpace(v: unknown, device?: string): FreeSpaceSetting
 
 const FILE = 'min-free-space.json';
 
+// A stored setting (JSON text) read back strictly; `where` names the store in the error.
+function parseSetting(text: string, where: string): FreeSpaceSetting {
+  try {
+    return checkMinFreeSpace(minFreeSpaceOption(JSON.parse(text) as FreeSpaceSetting) ?? null);
+  } catch {
+    throw dmError('ERR_DM_POOL_STATE', `${where} holds no minFreeSpace setting: ${show(text)}`);
+  }
+}
+
 /** The setting saved beside the registry (none saved: no guard). */
 export function readMinFreeSpace(registryDir: string | undefined): FreeSpaceSetting {
   if (!registryDir) return {};
@@ -75,11 +86,7 @@ export function readMinFreeSpace(registryDir: string | undefined): FreeSpaceSett
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw e;
   }
-  try {
-    return checkMinFreeSpace(minFreeSpaceOption(JSON.parse(text) as FreeSpaceSetting) ?? null);
-  } catch {
-    throw dmError('ERR_DM_POOL_STATE', `${path.join(registryDir, FILE)} is not a minFreeSpace setting`);
-  }
+  return parseSetting(text, path.join(registryDir, FILE));
 }
 
 /** Saves the setting beside the registry (an empty one removes the file). */
@@ -124,22 +131,65 @@ export function refuseIfOutOfData(pool: string, what: string, s: ThinPoolStatusO
 }
 
 /**
- * A pool's guard: its setting read from beside the registry at each check (another process may have changed
- * it), or kept in this process for a pool whose registry has no folder.
+ * A pool's guard. Its setting is read from the registry at each check, under the pool's lock (another process
+ * may have changed it); the last one parsed is kept while the stored text is the same. A registry store without
+ * minFreeSpace()/setMinFreeSpace() has it in the file beside the registry, or, with no registry folder, in this
+ * process.
  */
 export class FreeSpaceGuard {
   private local: FreeSpaceSetting = {};
-  constructor(private readonly registryDir: string | undefined) {}
+  private parsed?: { text: string; setting: FreeSpaceSetting };
+  /** A file an earlier version saved that could not be moved into the registry: read while the registry has none. */
+  private legacyFile = false;
 
-  get setting(): FreeSpaceSetting { return this.registryDir ? readMinFreeSpace(this.registryDir) : this.local; }
+  constructor(private readonly registry: RegistryStore, private readonly registryDir: string | undefined) {
+    this.adoptFile();
+  }
+
+  get setting(): FreeSpaceSetting {
+    const r = this.registry;
+    if (!r.minFreeSpace || !r.setMinFreeSpace) return this.registryDir ? readMinFreeSpace(this.registryDir) : this.local;
+    const text = r.minFreeSpace();
+    if (text === undefined) return this.legacyFile ? readMinFreeSpace(this.registryDir) : {};
+    if (this.parsed?.text !== text) this.parsed = { text, setting: parseSetting(text, 'the registry') };
+    return this.parsed.setting;
+  }
 
   set(s: FreeSpaceSetting): void {
-    if (this.registryDir) writeMinFreeSpace(this.registryDir, s);
-    else this.local = s;
+    const r = this.registry;
+    const none = !s.data && !s.metadata;
+    if (r.minFreeSpace && r.setMinFreeSpace) {
+      r.setMinFreeSpace(none ? null : JSON.stringify(s));
+      if (this.registryDir) fs.rmSync(path.join(this.registryDir, FILE), { force: true });
+      this.legacyFile = false;
+    } else if (this.registryDir) {
+      writeMinFreeSpace(this.registryDir, s);
+    } else {
+      this.local = s;
+    }
   }
 
   check(pool: string, what: string, s: ThinPoolStatusOk, blockSize: number): void {
     checkFreeSpace(pool, what, s, blockSize, this.setting);
+  }
+
+  // A setting an earlier version saved beside the registry moves into it (the registry's own wins), then the
+  // file goes; a kill in between leaves both, and the next open finishes. If the registry cannot be written
+  // (a read-only folder), the file stays and is read instead.
+  private adoptFile(): void {
+    const r = this.registry;
+    if (!this.registryDir || !r.minFreeSpace || !r.setMinFreeSpace) return;
+    const file = path.join(this.registryDir, FILE);
+    if (!fs.existsSync(file)) return;
+    try {
+      if (r.minFreeSpace() === undefined) {
+        const s = readMinFreeSpace(this.registryDir);
+        if (s.data || s.metadata) r.setMinFreeSpace(JSON.stringify(s));
+      }
+      fs.rmSync(file, { force: true });
+    } catch {
+      this.legacyFile = true;
+    }
   }
 }
 

@@ -158,13 +158,21 @@ export interface RegistryStore {
   metadataSnapshot(): MetadataSnapshotHold | undefined;
   /** Records (or, with null, clears) the hold; one durable write. */
   setMetadataSnapshot(hold: MetadataSnapshotHold | null): void;
+  /**
+   * The pool's minFreeSpace setting as last stored (JSON text), if any. Optional, with setMinFreeSpace: a store
+   * without them has the setting kept in a file beside the registry (registryDir), or in the process.
+   */
+  minFreeSpace?(): string | undefined;
+  /** Stores (or, with null, clears) the minFreeSpace setting; one durable write. */
+  setMinFreeSpace?(json: string | null): void;
   /** Releases the store; later calls are not expected. */
   close(): void;
 }
 
 // Keys (names hold no '/'): 'vol/<name>' -> VolumeRecord as JSON; 'child/<parent>/<name>' -> '' (index for
 // children()); 'free/<id, 8 hex digits>' -> '' (freed ids; fixed width, so the first key is the lowest id);
-// 'next' -> the lowest never-used id; 'pending' -> PendingChange as JSON; 'metasnap' -> MetadataSnapshotHold.
+// 'next' -> the lowest never-used id; 'pending' -> PendingChange as JSON; 'metasnap' -> MetadataSnapshotHold;
+// 'minfree' -> the pool's minFreeSpace setting (free-space.ts) as JSON.
 const VOL = 'vol/', FREE = 'free/';
 const childPrefix = (parent: string) => `child/${parent}/`;
 const freeKey = (id: number) => FREE + id.toString(16).padStart(8, '0');
@@ -395,6 +403,17 @@ export class LmdbRegistry implements RegistryStore {
     this.transaction((t) => {
       if (hold) t.put('metasnap', JSON.stringify(hold));
       else t.del('metasnap');
+    });
+  }
+
+  minFreeSpace(): string | undefined {
+    return this.kv.get('minfree');
+  }
+
+  setMinFreeSpace(json: string | null): void {
+    this.transaction((t) => {
+      if (json === null) t.del('minfree');
+      else t.put('minfree', json);
     });
   }
 

@@ -273,7 +273,7 @@ maybe('thin verbs: a pool on files, volumes and a snapshot through the command, 
     expect(j('vol', 'usage', pool, base)).toHaveProperty('mappedBytes', 0);
     expect(j('pool', 'check', pool)).toMatchObject({ lost: [], orphans: [], unfinished: null });
     const dump = j('registry', 'dump', pool);
-    expect(dump).toMatchObject({ pool, pending: null });
+    expect(dump).toMatchObject({ pool, pending: null, minFreeSpace: null });
     expect(dump.volumes.map((v: { name: string }) => v.name).sort()).toEqual([base, snap].sort());
     expect(j('vol', 'rm', pool, snap)).toEqual({ volume: snap, deleted: true });
     // A failure: exit 1, the error as JSON on stdout.

@@ -3,10 +3,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ThinPool, defaultMetadataSize } from '../../lib';
+import { DeviceMapper, LmdbRegistry, ThinPool, defaultMetadataSize, sectors } from '../../lib';
+import type { RegistryStore } from '../../lib';
 import type { Bytes, Sectors } from '../../lib/core/units';
 import { checkFreeSpace, checkMinFreeSpace, minFreeSpaceOption, readMinFreeSpace, writeMinFreeSpace } from '../../lib/thin/free-space';
 import { MAX_METADATA_SECTORS, ThinPoolStatusOk } from '../../lib/targets';
+import { FakeKernel } from './fake-kernel';
 import { tripwireDm } from './hostile-helpers';
 
 const invalid = expect.objectContaining({ code: 'ERR_DM_INVALID_ARGUMENT' });
@@ -106,4 +108,77 @@ test('suspend timeoutMs: a positive integer, refused before any call otherwise, 
   }
   expect(() => dm.batch().suspend('x', { timeoutMs: 1000 })).toThrow(invalid);
   expect(calls).toEqual([]);
+});
+
+describe('where the setting is kept', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'devmapper-free-pool-'));
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  let n = 0;
+  // A thin-pool device in the scripted kernel, as create() leaves one, and a registry folder of its own.
+  const scripted = () => {
+    const name = `free-pool-${++n}`;
+    const k = new FakeKernel();
+    const dm = new DeviceMapper({ binding: k.binding, nodes: 'none' });
+    dm.createDeviceSync(name, [{ start: sectors(0), length: sectors(128 * 100), type: 'thin-pool', params: '250:1 250:0 128 10 0' }], { uuid: `DEVMAPPER-POOL-${name}` });
+    const registryDir = path.join(tmp, name);
+    fs.mkdirSync(registryDir);
+    return { name, dm, registryDir, file: path.join(registryDir, 'min-free-space.json') };
+  };
+
+  test('in the registry: one durable write, seen by every later open, no file beside it', () => {
+    const { name, dm, registryDir, file } = scripted();
+    const pool = ThinPool.openSync(name, { dm, registryDir });
+    pool.setMinFreeSpaceSync({ data: '10%', metadata: 1048576 });
+    expect(JSON.parse(pool.registry.minFreeSpace!()!)).toEqual({ data: { percent: 10 }, metadata: { bytes: 1048576 } });
+    expect(fs.existsSync(file)).toBe(false);
+    pool.closeSync();
+    const again = ThinPool.openSync(name, { dm, registryDir });
+    expect(again.minFreeSpace).toEqual({ data: '10%', metadata: 1048576 });
+    again.setMinFreeSpaceSync(null);
+    expect(again.registry.minFreeSpace!()).toBeUndefined();
+    expect(again.minFreeSpace).toBeUndefined();
+    again.closeSync();
+  });
+
+  test('a file an earlier version left beside the registry moves into it at open; a setting already in the registry wins', () => {
+    const { name, dm, registryDir, file } = scripted();
+    fs.writeFileSync(file, JSON.stringify({ data: { percent: 5 } }));
+    const pool = ThinPool.openSync(name, { dm, registryDir });
+    expect(pool.minFreeSpace).toEqual({ data: '5%' });
+    expect(fs.existsSync(file)).toBe(false);
+    pool.closeSync();
+    // Killed between the registry write and the file's removal: both there, the registry's is the setting.
+    fs.writeFileSync(file, JSON.stringify({ data: { percent: 50 } }));
+    const again = ThinPool.openSync(name, { dm, registryDir });
+    expect(again.minFreeSpace).toEqual({ data: '5%' });
+    expect(fs.existsSync(file)).toBe(false);
+    again.closeSync();
+  });
+
+  test('a corrupt setting in the registry is ERR_DM_POOL_STATE at the check, never ignored', () => {
+    const { name, dm, registryDir } = scripted();
+    const pool = ThinPool.openSync(name, { dm, registryDir });
+    pool.registry.setMinFreeSpace!('{"data":{"percent":900}}');
+    expect(() => pool.minFreeSpace).toThrow(expect.objectContaining({ code: 'ERR_DM_POOL_STATE' }));
+    expect(() => pool.createVolumeSync('v', '1M')).toThrow(expect.objectContaining({ code: 'ERR_DM_POOL_STATE' }));
+    pool.registry.setMinFreeSpace!(null);
+    pool.closeSync();
+  });
+
+  test('a registry store that cannot keep it: the file beside the registry', () => {
+    const { name, dm, registryDir, file } = scripted();
+    const own = LmdbRegistry.open(path.join(registryDir, 'own'));
+    // The same store less the two optional methods, as a user's RegistryStore may be.
+    const store: RegistryStore = {
+      get: (x) => own.get(x), list: () => own.list(), children: (x) => own.children(x), count: () => own.count(),
+      pending: () => own.pending(), nextFreeId: () => own.nextFreeId(), commit: (w) => own.commit(w),
+      intend: (c, d, e) => own.intend(c, d, e), refresh: () => own.refresh(), metadataSnapshot: () => own.metadataSnapshot(),
+      setMetadataSnapshot: (h) => own.setMetadataSnapshot(h), close: () => own.close(),
+    };
+    const pool = ThinPool.openSync(name, { dm, registryDir, registry: store });
+    pool.setMinFreeSpaceSync('20%');
+    expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toEqual({ data: { percent: 20 }, metadata: { percent: 20 } });
+    expect(pool.minFreeSpace).toEqual({ data: '20%', metadata: '20%' });
+    pool.closeSync();
+  });
 });
