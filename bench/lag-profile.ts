@@ -17,6 +17,25 @@ function note(key: string, ms: number): void {
 }
 const now = () => performance.now();
 
+// Late timers, by what ran in between: a 1 ms interval's lateness, charged to the steps started since it last
+// fired (what kept the loop from it). Which chains of steps make the lag that bench/loop-lag measures.
+let started: string[] = [];
+const late = new Map<string, number[]>();
+function watchLateness(): () => void {
+  let expected = now() + 1;
+  const t = setInterval(() => {
+    const at = now(), lateMs = at - expected;
+    expected = at + 1;
+    if (lateMs > 1 && started.length) {
+      const key = started.join(' > ');
+      const a = late.get(key);
+      if (a) a.push(lateMs); else late.set(key, [lateMs]);
+    }
+    started = [];
+  }, 1);
+  return () => clearInterval(t);
+}
+
 // The step runner, timed: the body's stretch from one step to the next, and each step's synchronous start.
 (steps as unknown as Record<string, unknown>).runAsync = function runAsync<T>(g: steps.Steps<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -33,6 +52,7 @@ const now = () => performance.now();
       note(`body: after ${last}`, now() - t0);
       if (r.done) return resolve(r.value);
       last = name;
+      started.push(name);
       let next: Promise<unknown>;
       const t1 = now();
       try { next = r.value.async(); } catch (e) { return advance(true, e); }
@@ -67,7 +87,15 @@ async function main() {
       console.log('|---|---|---|---|---|---|');
       for (const [k, s] of rows.slice(0, 30)) console.log(`| ${k} | ${s.n} | ${s.total.toFixed(1)} | ${(s.total / s.n).toFixed(2)} | ${s.max.toFixed(1)} | ${s.over5} |`);
       stats.clear();
+      const lateRows = [...late].map(([k, a]) => ({ k, n: a.length, mean: a.reduce((x, y) => x + y, 0) / a.length, max: Math.max(...a) }))
+        .sort((a, b) => b.n * b.mean - a.n * a.mean);
+      console.log(`\nLate 1 ms timers (> 1 ms late), by the steps started since the last one fired: ${title}`);
+      console.log('| steps | late timers | mean ms late | max ms |');
+      console.log('|---|---|---|---|');
+      for (const r of lateRows.slice(0, 20)) console.log(`| ${r.k} | ${r.n} | ${r.mean.toFixed(2)} | ${r.max.toFixed(1)} |`);
+      late.clear();
     };
+    const stopWatching = watchLateness();
     let next = 0;
     await Promise.all(Array.from({ length: 8 }, async () => { while (next++ < 1000) await pool.status({ noflush: true }); }));
     report('1,000 ThinPool.status calls, 8 in flight');
@@ -79,6 +107,7 @@ async function main() {
       await pool.deleteVolume(v.name);
     }
     report(`${calls} lifecycles (createVolume, activate, deactivate, deleteVolume)`);
+    stopWatching();
   } finally {
     await pool.destroy({ deleteFiles: true });
     fs.rmSync(dir, { recursive: true, force: true });

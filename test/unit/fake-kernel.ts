@@ -2,6 +2,7 @@
 // messages, behind the same DmBinding interface the addon implements. It proves request building and the
 // library's decisions, not the kernel: every claim about ioctls is tested in the VM.
 import os from 'node:os';
+import { DeviceMapper, sectors } from '../../lib';
 import type { DmBinding, RawDmStep, RawSysError } from '../../lib';
 import { K } from '../../lib/core/binding';
 import { kernelError } from '../../lib/core/errors';
@@ -154,4 +155,12 @@ export class FakeKernel {
       default: fail(E.EINVAL);
     }
   }
+}
+
+/** A scripted kernel holding a thin-pool device `name` as ThinPool.create leaves one, and a DeviceMapper on it. */
+export function scriptedPoolDevice(name: string): { k: FakeKernel; dm: DeviceMapper } {
+  const k = new FakeKernel();
+  const dm = new DeviceMapper({ binding: k.binding, nodes: 'none' });
+  dm.createDeviceSync(name, [{ start: sectors(0), length: sectors(128 * 100), type: 'thin-pool', params: '250:1 250:0 128 10 0' }], { uuid: `DEVMAPPER-POOL-${name}` });
+  return { k, dm };
 }

@@ -3,12 +3,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DeviceMapper, LmdbRegistry, ThinPool, defaultMetadataSize, sectors } from '../../lib';
+import { LmdbRegistry, ThinPool, defaultMetadataSize } from '../../lib';
 import type { RegistryStore } from '../../lib';
 import type { Bytes, Sectors } from '../../lib/core/units';
 import { checkFreeSpace, checkMinFreeSpace, minFreeSpaceOption, readMinFreeSpace, writeMinFreeSpace } from '../../lib/thin/free-space';
 import { MAX_METADATA_SECTORS, ThinPoolStatusOk } from '../../lib/targets';
-import { FakeKernel } from './fake-kernel';
+import { scriptedPoolDevice } from './fake-kernel';
 import { tripwireDm } from './hostile-helpers';
 
 const invalid = expect.objectContaining({ code: 'ERR_DM_INVALID_ARGUMENT' });
@@ -117,9 +117,7 @@ describe('where the setting is kept', () => {
   // A thin-pool device in the scripted kernel, as create() leaves one, and a registry folder of its own.
   const scripted = () => {
     const name = `free-pool-${++n}`;
-    const k = new FakeKernel();
-    const dm = new DeviceMapper({ binding: k.binding, nodes: 'none' });
-    dm.createDeviceSync(name, [{ start: sectors(0), length: sectors(128 * 100), type: 'thin-pool', params: '250:1 250:0 128 10 0' }], { uuid: `DEVMAPPER-POOL-${name}` });
+    const { dm } = scriptedPoolDevice(name);
     const registryDir = path.join(tmp, name);
     fs.mkdirSync(registryDir);
     return { name, dm, registryDir, file: path.join(registryDir, 'min-free-space.json') };

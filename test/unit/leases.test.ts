@@ -6,9 +6,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DeviceMapper, DevmapperError, MAX_LEASE_TTL_MS, MAX_PID, ThinPool, sectors } from '../../lib';
+import { DevmapperError, MAX_LEASE_TTL_MS, MAX_PID, ThinPool } from '../../lib';
 import { leaseEnded } from '../../lib/thin/leases';
-import { FakeKernel } from './fake-kernel';
+import { FakeKernel, scriptedPoolDevice } from './fake-kernel';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'devmapper-leases-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -17,9 +17,7 @@ let pools = 0;
 /** A thin-pool device in the scripted kernel, as create() leaves one, opened with a registry of its own. */
 function scriptedPool(): { pool: ThinPool; k: FakeKernel } {
   const name = `lease-pool-${++pools}`;
-  const k = new FakeKernel();
-  const dm = new DeviceMapper({ binding: k.binding, nodes: 'none' });
-  dm.createDeviceSync(name, [{ start: sectors(0), length: sectors(128 * 100), type: 'thin-pool', params: '250:1 250:0 128 10 0' }], { uuid: `DEVMAPPER-POOL-${name}` });
+  const { k, dm } = scriptedPoolDevice(name);
   const registryDir = path.join(tmp, name);
   fs.mkdirSync(registryDir);
   return { pool: ThinPool.openSync(name, { dm, registryDir }), k };
