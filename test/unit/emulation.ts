@@ -18,6 +18,9 @@ function nodeCommandFromEnv(): string[] {
 
 const NODE = nodeCommandFromEnv();
 
+/** Whether child Nodes start through an emulator (DEVMAPPER_TEST_NODE names more than a Node binary). */
+export const emulated = NODE.length > 1;
+
 /** The file and arguments to spawn a child Node with `args` (its script and arguments), as this process runs. */
 export function childNode(args: string[]): [string, string[]] {
   return [NODE[0], [...NODE.slice(1), ...args]];
