@@ -112,8 +112,8 @@ if [ ! -e "$arm/sysroot/lib/ld-linux-aarch64.so.1" ]; then
 fi
 # The prebuild, not build/Release (an x64 build): node-gyp-build skips build/ when PREBUILDS_ONLY is set. The
 # whole unit suite; its children start under qemu too (test/unit/emulation.ts), its fuzz tests run a tenth of
-# their cases (the full counts run natively), its hang bounds are ten times as long, and the 140-reader
-# registry test runs natively only (141 emulated Node starts).
+# their cases (the full counts run natively), its hang bounds are ten times as long, and two registry tests
+# with many processes run natively only (emulated, one takes 141 Node starts, the other the machine's memory).
 say "arm64: the unit suite under $(basename "$qemu")"
 start=$SECONDS
 arm_node=("$qemu" -L "$arm/sysroot" "$arm/node-$node_arm64/bin/node")

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LmdbRegistry } from '../../lib';
-import { bound, childNode, fuzzRuns } from './emulation';
+import { bound, childNode, emulated } from './emulation';
 
 jest.setTimeout(bound(120_000));
 
@@ -16,22 +16,23 @@ const child = (args: string[]) => new Promise<string>((resolve, reject) => {
   const p = spawn(...childNode([path.join(__dirname, 'registry-process.js'), ...args]), { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   p.stdout.on('data', (d) => { out += d; });
-  p.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args[0]} exited ${code}`))));
+  p.once('exit', (code, signal) => (code === 0 ? resolve(out) : reject(new Error(`${args[0]} exited ${code ?? signal}`))));
 });
 
-test('no commit is lost while other processes open the registry', async () => {
-  // Rounds of a race, and its writes and opens: fewer under emulation.
-  const writes = fuzzRuns(1500);
-  for (let round = 0; round < fuzzRuns(4); round++) {
+// Not under emulation: qemu-user keeps memory for each LMDB open of the registry's 16 GiB map (gigabytes per
+// child after a hundred opens), and the openers exhaust the machine. It checks LMDB's C across processes, the
+// same source natively, where it always runs.
+(emulated ? test.skip : test)('no commit is lost while other processes open the registry', async () => {
+  for (let round = 0; round < 4; round++) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devmapper-reg-'));
     try {
       fs.writeFileSync(path.join(dir, 'truth'), '0');
       // Held open here throughout, as a long-running process holds its pool's: the others join it.
       const r = LmdbRegistry.open(dir);
       try {
-        const [lost] = await Promise.all([child(['write', dir, String(writes)]), ...[1, 2, 3, 4].map(() => child(['open', dir, String(writes)]))]);
+        const [lost] = await Promise.all([child(['write', dir, '1500']), ...[1, 2, 3, 4].map(() => child(['open', dir, '1500']))]);
         expect(Number(lost)).toBe(0);
-        expect(r.count()).toBe(writes);
+        expect(r.count()).toBe(1500);
       } finally {
         r.close();
       }
