@@ -203,8 +203,22 @@ export class PoolEventSource {
     if (this.closed) throw dmError('ERR_DM_CLOSED', 'the pool is closed: it has no events', this.pool.name);
     this.subscribers.add(s);
     if (this.latest && this.abort) this.greet(s, this.latest);
-    if (!this.abort) this.loop = this.run(this.abort = new AbortController());
+    if (!this.abort) this.loop = this.run(this.abort = new AbortController(), this.baseline());
     return () => this.unsubscribe(s);
+  }
+
+  // The pool as it is when the wait starts, read at once (two ioctls that wait on no I/O): a change right after
+  // subscribing (a fault, a fill) is then an event from the mode before it, not the standing state of a
+  // subscriber that started late. If it cannot be read now, the loop reads it and reports what failed.
+  private baseline(): { eventNr: number; status: ThinPoolStatus } | undefined {
+    const { dm, name } = this.pool;
+    try {
+      // info before status: an event between the two moves event_nr, and the first wait returns at once.
+      const { eventNr } = dm.infoSync(name);
+      return { eventNr, status: statusOf(name, dm.statusSync(name, { noflush: true })) };
+    } catch {
+      return undefined;
+    }
   }
 
   /** Resolves when the wait loop has ended (its wait returned or was cancelled). */
@@ -254,14 +268,15 @@ export class PoolEventSource {
   private pokePending = false;
   private wakeForPoke: (() => void) | null = null;
 
-  private async run(ac: AbortController): Promise<void> {
+  private async run(ac: AbortController, baseline?: { eventNr: number; status: ThinPoolStatus }): Promise<void> {
     const { dm, name } = this.pool;
     const live = () => this.abort === ac;
     let status: ThinPoolStatus | null = null;
     try {
       // info before status: an event between the two moves event_nr, and the first wait returns at once.
-      let { eventNr } = await dm.info(name);
-      status = statusOf(name, await dm.status(name, { noflush: true }));
+      let eventNr = baseline?.eventNr ?? (await dm.info(name)).eventNr;
+      status = baseline?.status ?? statusOf(name, await dm.status(name, { noflush: true }));
+      if (baseline) await Promise.resolve();  // subscribers are greeted after subscribe() returns, as before
       if (!live()) return;
       let mark = this.pool.params.lowWaterMark;
       this.latest = status;

@@ -64,6 +64,8 @@ class ScriptedWait {
   readonly dm = {
     info: async () => ({ eventNr: this.eventNr }),
     status: async () => [{ start: 0, length: 128, type: 'thin-pool', params: this.text }],
+    infoSync: () => ({ eventNr: this.eventNr }),
+    statusSync: () => [{ start: 0, length: 128, type: 'thin-pool', params: this.text }],
     wait: (_name: string, nr: number, o: { signal?: AbortSignal }) => {
       this.waits++;
       if (nr !== this.eventNr) return Promise.resolve(this.result());
@@ -123,6 +125,19 @@ describe('one wait per pool, shared', () => {
     expect(src.running).toBe(false);
     expect(k.pending.size).toBe(0);  // the wait was cancelled
     await src.stopped();
+  });
+
+  test('a change right after subscribing is an event from the mode before it: the start is read at subscribe', async () => {
+    const k = new ScriptedWait();
+    const heard: PoolEvent[] = [];
+    const onMode = (e: PoolEvent) => { heard.push(e); };
+    eventEmitter(k.pool).listen('mode', onMode, 'on');
+    k.fire(line({ data: [10, 1000], mode: 'ro' }));  // before the wait loop's first turn
+    await tick();
+    await tick();
+    expect(heard).toMatchObject([{ type: 'mode', from: 'rw', to: 'ro' }]);
+    eventEmitter(k.pool).off('mode', onMode);
+    await eventSource(k.pool).stopped();
   });
 
   test('a failed wait is one error event, the last; an error with no listener is a warning, not a crash', async () => {
