@@ -181,6 +181,10 @@ export interface Subscriber {
   end(): void;
 }
 
+/** Where the wait loop starts: info before status, so an event between the two moves event_nr and the first
+ * wait returns at once. */
+interface Baseline { eventNr: number; status: ThinPoolStatus }
+
 /** The one wait loop of a pool. */
 export class PoolEventSource {
   private readonly subscribers = new Set<Subscriber>();
@@ -210,10 +214,9 @@ export class PoolEventSource {
   // The pool as it is when the wait starts, read at once (two ioctls that wait on no I/O): a change right after
   // subscribing (a fault, a fill) is then an event from the mode before it, not the standing state of a
   // subscriber that started late. If it cannot be read now, the loop reads it and reports what failed.
-  private baseline(): { eventNr: number; status: ThinPoolStatus } | undefined {
+  private baseline(): Baseline | undefined {
     const { dm, name } = this.pool;
     try {
-      // info before status: an event between the two moves event_nr, and the first wait returns at once.
       const { eventNr } = dm.infoSync(name);
       return { eventNr, status: statusOf(name, dm.statusSync(name, { noflush: true })) };
     } catch {
@@ -268,15 +271,15 @@ export class PoolEventSource {
   private pokePending = false;
   private wakeForPoke: (() => void) | null = null;
 
-  private async run(ac: AbortController, baseline?: { eventNr: number; status: ThinPoolStatus }): Promise<void> {
+  private async run(ac: AbortController, baseline: Baseline | undefined): Promise<void> {
     const { dm, name } = this.pool;
     const live = () => this.abort === ac;
     let status: ThinPoolStatus | null = null;
     try {
-      // info before status: an event between the two moves event_nr, and the first wait returns at once.
-      let eventNr = baseline?.eventNr ?? (await dm.info(name)).eventNr;
-      status = baseline?.status ?? statusOf(name, await dm.status(name, { noflush: true }));
-      if (baseline) await Promise.resolve();  // subscribers are greeted after subscribe() returns, as before
+      const start = baseline ?? { eventNr: (await dm.info(name)).eventNr, status: statusOf(name, await dm.status(name, { noflush: true })) };
+      if (baseline) await Promise.resolve();  // subscribers are greeted after subscribe() returns, as when read here
+      let { eventNr } = start;
+      status = start.status;
       if (!live()) return;
       let mark = this.pool.params.lowWaterMark;
       this.latest = status;
