@@ -400,10 +400,7 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   setMetadataSnapshot(hold: MetadataSnapshotHold | null): void {
-    this.transaction((t) => {
-      if (hold) t.put('metasnap', JSON.stringify(hold));
-      else t.del('metasnap');
-    });
+    this.setKey('metasnap', hold ? JSON.stringify(hold) : null);
   }
 
   minFreeSpace(): string | undefined {
@@ -411,9 +408,14 @@ export class LmdbRegistry implements RegistryStore {
   }
 
   setMinFreeSpace(json: string | null): void {
+    this.setKey('minfree', json);
+  }
+
+  // One key set (or, with null, deleted) in one durable write.
+  private setKey(key: string, value: string | null): void {
     this.transaction((t) => {
-      if (json === null) t.del('minfree');
-      else t.put('minfree', json);
+      if (value === null) t.del(key);
+      else t.put(key, value);
     });
   }
 
