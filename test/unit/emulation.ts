@@ -26,30 +26,22 @@ export function childNode(args: string[]): [string, string[]] {
   return [NODE[0], [...NODE.slice(1), ...args]];
 }
 
-function fuzzFactorFromEnv(): number {
-  const raw = process.env.DEVMAPPER_FUZZ_FACTOR;
-  if (raw === undefined || raw === '') return 1;
-  const f = Number(raw);
-  if (!(f > 0 && f <= 1)) throw new Error(`DEVMAPPER_FUZZ_FACTOR must be a number in (0, 1], not ${raw}`);
-  return f;
+// A number from the environment, `dflt` when unset; anything `ok` refuses stops the suite at once.
+function envNumber(name: string, dflt: number, ok: (n: number) => boolean, what: string): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!ok(n)) throw new Error(`${name} must be ${what}, not ${raw}`);
+  return n;
 }
 
-const FUZZ_FACTOR = fuzzFactorFromEnv();
+const FUZZ_FACTOR = envNumber('DEVMAPPER_FUZZ_FACTOR', 1, (f) => f > 0 && f <= 1, 'a number in (0, 1]');
+const SLOWDOWN = envNumber('DEVMAPPER_TEST_SLOWDOWN', 1, (n) => Number.isSafeInteger(n) && n >= 1, 'a whole number >= 1');
 
 /** How many cases a fuzz test runs, for its full count `n`: all of them, unless DEVMAPPER_FUZZ_FACTOR says less. */
 export function fuzzRuns(n: number): number {
   return Math.max(1, Math.round(n * FUZZ_FACTOR));
 }
-
-function slowdownFromEnv(): number {
-  const raw = process.env.DEVMAPPER_TEST_SLOWDOWN;
-  if (raw === undefined || raw === '') return 1;
-  const n = Number(raw);
-  if (!(Number.isSafeInteger(n) && n >= 1)) throw new Error(`DEVMAPPER_TEST_SLOWDOWN must be a whole number >= 1, not ${raw}`);
-  return n;
-}
-
-const SLOWDOWN = slowdownFromEnv();
 
 /** A test's time bound `ms` (a bound on hangs, not a speed claim), stretched as the emulation needs. */
 export function bound(ms: number): number {
