@@ -34,9 +34,7 @@ rm -rf "$results" && mkdir -p "$results"
 status=0
 
 kernels=("${DEVMAPPER_VM_KERNEL:-6.1}") nodes=()
-# Two VMs and the unit runs share this machine's CPUs: one vCPU each does more per host CPU under TCG than two
-# (no cross-vCPU synchronisation).
-[ $matrix = 0 ] || { kernels=(6.1 6.12); nodes=(18 22); export DEVMAPPER_VM_SMP=${DEVMAPPER_VM_SMP:-1}; }
+[ $matrix = 0 ] || { kernels=(6.1 6.12); nodes=(18 22); }
 declare -A node_bin=()
 for v in "${nodes[@]}"; do node_bin[$v]=$(test/node.sh "$v"); done
 # The smoke under other Nodes: loading the addon, a pool's life (create, volumes, snapshots, destroy) and
