@@ -1,5 +1,8 @@
 #include "kv_store.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -24,7 +27,43 @@ int Retried(MDB_env* env, Fn fn) {
 
 }  // namespace
 
+// One LMDB environment per file per process, shared by the stores of every thread (the main thread's and the
+// offload worker's, lib/thin/offload.ts): LMDB must not open a file twice in one process (a second open's
+// close drops the first's locks). Keyed by the file's device and inode, so a file deleted and made again under
+// the same name gets an environment of its own. Each store keeps its own transactions; two threads' write
+// transactions queue on the environment's writer lock, as two processes' do.
+struct SharedEnv {
+  MDB_env* env = nullptr;
+  MDB_dbi dbi = 0;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  int refs = 0;
+};
+
+namespace {
+
+std::mutex envs_mutex;
+std::vector<SharedEnv*> envs;
+
+SharedEnv* FindEnv(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return nullptr;
+  for (SharedEnv* e : envs)
+    if (e->dev == st.st_dev && e->ino == st.st_ino) return e;
+  return nullptr;
+}
+
+}  // namespace
+
 LmdbStore::LmdbStore(std::string path) : path_(std::move(path)) {
+  std::lock_guard<std::mutex> hold(envs_mutex);
+  if (SharedEnv* e = FindEnv(path_)) {
+    e->refs++;
+    shared_ = e;
+    env_ = e->env;
+    dbi_ = e->dbi;
+    return;
+  }
   MigrateLegacyStore(path_);
   Check(mdb_env_create(&env_), "mdb_env_create");
   const char* call = "mdb_env_set_mapsize";
@@ -37,11 +76,15 @@ LmdbStore::LmdbStore(std::string path) : path_(std::move(path)) {
   if (rc == 0) { call = "mdb_txn_begin"; rc = mdb_txn_begin(env_, nullptr, 0, &txn); }
   if (rc == 0) { call = "mdb_dbi_open"; rc = mdb_dbi_open(txn, nullptr, 0, &dbi_); }
   if (txn) mdb_txn_abort(txn);  // the main (unnamed) database's handle outlives the transaction
+  struct stat st;
+  if (rc == 0 && stat(path_.c_str(), &st) != 0) { call = "stat"; rc = errno; }
   if (rc != 0) {
     mdb_env_close(env_);
     env_ = nullptr;
     Check(rc, call);
   }
+  shared_ = new SharedEnv{env_, dbi_, st.st_dev, st.st_ino, 1};
+  envs.push_back(shared_);
 }
 
 // One failure: errno when LMDB gives one, else EIO (ENOSPC for a full map) with LMDB's own words.
@@ -183,6 +226,13 @@ void LmdbStore::Close() {
   if (write_) mdb_txn_abort(write_);
   if (read_) mdb_txn_abort(read_);
   write_ = read_ = nullptr;
-  if (env_) mdb_env_close(env_);
   env_ = nullptr;
+  if (!shared_) return;
+  std::lock_guard<std::mutex> holdEnvs(envs_mutex);
+  if (--shared_->refs == 0) {
+    mdb_env_close(shared_->env);
+    envs.erase(std::find(envs.begin(), envs.end(), shared_));
+    delete shared_;
+  }
+  shared_ = nullptr;
 }

@@ -22,13 +22,16 @@
 #include <utility>
 #include <vector>
 
+struct SharedEnv;
+
 class LmdbStore {
  public:
   // The map's size: address space only, the file grows with its pages.
   static constexpr size_t kMapSize = size_t{16} << 30;
 
   // Opens (creating) the LMDB file at path; its lock file is path + "-lock". A file in lmdb-js's format is
-  // migrated first (kv_migrate.h). Reclaims the reader slots of dead processes.
+  // migrated first (kv_migrate.h). Reclaims the reader slots of dead processes. The environment is shared with
+  // every other store of this process on the same file, whatever thread made it (see SharedEnv).
   explicit LmdbStore(std::string path);
   ~LmdbStore() { Close(); }
   LmdbStore(const LmdbStore&) = delete;
@@ -73,6 +76,7 @@ class LmdbStore {
   MDB_txn* WriteTxn();
 
   std::string path_;
+  SharedEnv* shared_ = nullptr;
   MDB_env* env_ = nullptr;
   MDB_dbi dbi_ = 0;
   MDB_txn* write_ = nullptr;
