@@ -205,3 +205,40 @@ export function kernelError(raw: RawSysError): DevmapperError {
 }
 
 native.setErrorFactory(kernelError);
+
+/** An error as plain data, to cross to another thread: a structured clone keeps neither the class nor our fields. */
+export interface ClonedError {
+  kind: 'devmapper' | 'error' | 'value';
+  message: string;
+  stack?: string;
+  /** DevmapperError: code, errno, syscall, command, device, completed and the details; Error: its name and code. */
+  fields: Record<string, unknown>;
+  value?: unknown;
+}
+
+/** `e` as plain data (see errorFromClone). */
+export function cloneError(e: unknown): ClonedError {
+  if (e instanceof DevmapperError) {
+    const fields: Record<string, unknown> = {};
+    for (const k of ['code', 'errno', 'syscall', 'command', 'device', 'completed', ...DETAIL_KEYS] as const)
+      if (e[k] !== undefined) fields[k] = e[k];
+    return { kind: 'devmapper', message: e.message, stack: e.stack, fields };
+  }
+  if (e instanceof Error) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { kind: 'error', message: e.message, stack: e.stack, fields: { name: e.name, ...(typeof code === 'string' && { code }) } };
+  }
+  const plain = e === null || ['string', 'number', 'boolean', 'undefined'].includes(typeof e);
+  return { kind: 'value', message: String(e), fields: {}, value: plain ? e : String(e) };
+}
+
+/** The error cloneError saw, made again on this thread: a DevmapperError with the same fields, stack and all. */
+export function errorFromClone(c: ClonedError): unknown {
+  if (c.kind === 'value') return c.value;
+  const { name, ...rest } = c.fields;
+  const e = c.kind === 'devmapper' ? new DevmapperError(c.message, rest as { code: string }) : Object.assign(new Error(c.message), rest);
+  if (c.kind === 'error' && typeof name === 'string') e.name = name;
+  if (c.stack !== undefined) e.stack = c.stack;
+  if (c.kind === 'devmapper' && c.fields.completed !== undefined) (e as DevmapperError).completed = c.fields.completed as number;
+  return e;
+}
