@@ -112,14 +112,19 @@ export function runSync<T>(g: Steps<T>): T {
 
 // A plain promise chain, not an async function: one .then per step, no extra promise per await.
 export function runAsync<T>(g: Steps<T>): Promise<T> {
+  let first: IteratorResult<Op<unknown>, T>;
+  try {
+    first = g.next();
+  } catch (e) {
+    return Promise.reject(e);  // the body threw
+  }
+  return runAsyncFrom(g, first);
+}
+
+/** runAsync for a body already run to `first` (its first step, or its end). */
+export function runAsyncFrom<T>(g: Steps<T>, first: IteratorResult<Op<unknown>, T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const advance = (failed: boolean, v: unknown): void => {
-      let r: IteratorResult<Op<unknown>, T>;
-      try {
-        r = failed ? g.throw(v) : g.next(v);
-      } catch (e) {
-        return reject(e);  // the body threw
-      }
+    const go = (r: IteratorResult<Op<unknown>, T>): void => {
       if (r.done) return resolve(r.value);
       let next: Promise<unknown>;
       try {
@@ -129,8 +134,17 @@ export function runAsync<T>(g: Steps<T>): Promise<T> {
       }
       next.then(onValue, onError);
     };
+    const advance = (failed: boolean, v: unknown): void => {
+      let r: IteratorResult<Op<unknown>, T>;
+      try {
+        r = failed ? g.throw(v) : g.next(v);
+      } catch (e) {
+        return reject(e);  // the body threw
+      }
+      go(r);
+    };
     const onValue = (v: unknown) => advance(false, v);
     const onError = (e: unknown) => advance(true, e);
-    advance(false, undefined);
+    go(first);
   });
 }
