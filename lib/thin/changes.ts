@@ -18,13 +18,14 @@ import { MAPPER_DIR, mapperPath } from '../dm/dev-nodes';
 import type { DeviceInfo, Target } from '../dm/types';
 import { dmError, DevmapperError } from '../core/errors';
 import { Bytes, Sectors, byteSize, bytesToSectors, sectorsToBytes } from '../core/units';
-import { Steps, both, op, start, step, sub, twin } from '../core/steps';
+import { Op, Steps, both, op, start, step, sub, twin } from '../core/steps';
 import { checkName, checkOptions, optBoolean, optInteger } from '../core/validate';
 import { line, parseThinPoolStatus, thin, ThinPoolStatus, ThinPoolStatusOk } from '../targets';
 import { IntendResult, IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeLease, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { explainBusy, readHolders, describeHolders } from '../dm/holders';
-import { PoolLock } from './lock';
+import { LockStep, PoolLock } from './lock';
+import type { OffloadingPool, RemotePool } from './offload';
 import { isModeRefusal, poolStateError } from './pool-mode';
 import { FreeSpaceGuard, refuseIfOutOfData } from './free-space';
 
@@ -141,7 +142,7 @@ export function changesOf(pool: unknown, device?: string): PoolChanges {
   return c;
 }
 
-export class PoolChanges {
+export class PoolChanges implements OffloadingPool {
   readonly name: string;
   readonly dm: DeviceMapper;
   readonly devSpec: string;
@@ -158,13 +159,15 @@ export class PoolChanges {
    * undefined when it cannot be read now.
    */
   thinIdsInPool?: () => Steps<Set<number> | undefined>;
+  /** The offload worker's link, when this pool's promise-API changes run there (offload.ts). */
+  remote?: RemotePool;
 
-  constructor(pool: ChangingPool, lockFile: string, private readonly hooks: ThinPoolHooks) {
+  constructor(pool: ChangingPool, lock: PoolLock, private readonly hooks: ThinPoolHooks) {
     this.name = pool.name;
     this.dm = pool.dm;
     this.devSpec = pool.devSpec;
     this.registry = pool.registry;
-    this.lock = new PoolLock(lockFile);
+    this.lock = lock;
     this.lvmOwned = pool.lvmOwned;
     this.blockSize = () => pool.blockSize;
     this.guard = new FreeSpaceGuard(pool.registry, pool.registryDir);
@@ -416,6 +419,13 @@ export class PoolChanges {
     return yield* step(op(() => r.intend(change, committed, effect),
       async () => (r.intendAsync ? r.intendAsync(change, committed, effect) : r.intend(change, committed, effect))));
   }
+
+  get committedChange(): PendingChange | undefined { return this.committed; }
+  set committedChange(c: PendingChange | undefined) { this.committed = c; }
+
+  isLockStep(o: Op<unknown>): boolean { return o instanceof LockStep && o.lock === this.lock; }
+
+  lockQueue<T>(fn: (hold: () => Promise<void>) => Promise<T>): Promise<T> { return this.lock.queue(fn); }
 
   // The last change this process committed stays recorded as pending until the next change replaces it (one
   // registry write fewer per change); on close it is cleared, if no other process has replaced it since.

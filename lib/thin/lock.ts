@@ -5,23 +5,44 @@ import { native } from '../core/binding';
 import { FdHandle } from '../core/handles';
 import { Op, Steps, op, runAsync, runSync } from '../core/steps';
 
+/** The step PoolLock.op makes: a body under that lock (how offload.ts knows a change's first step). */
+export class LockStep<T> implements Op<T> {
+  constructor(readonly lock: PoolLock, readonly sync: () => T, readonly async: () => Promise<T>) {}
+}
+
 export class PoolLock {
   private tail: Promise<unknown> = Promise.resolve();
   /** Promise-form runs queued or running in this process. */
   private queued = 0;
 
-  constructor(private readonly file: string) {}
+  constructor(protected readonly file: string) {}
 
   /** `body` under the lock, as an Op: the promise form queues behind this process's other runs; the sync
    * form blocks on another process's lock, and refuses (ERR_DM_IN_PROGRESS) while a promise-form run of this
    * process is queued or running, which it could never wait for. */
   op<T>(body: () => Steps<T>, device: string): Op<T> {
-    return op(() => this.runSync(() => runSync(body()), device), () => this.run(() => runAsync(body())));
+    return new LockStep(this, () => this.runSync(() => runSync(body()), device), () => this.run(() => runAsync(body())));
+  }
+
+  /**
+   * For a change the offload worker runs (offload.ts): `fn` in this process's queue of promise-form runs,
+   * without the lock file, which the worker takes. When another process holds it, the worker gives up before
+   * running anything and `fn` calls `hold()`: the lock is waited for here, on a thread of its own, and held
+   * until `fn` ends.
+   */
+  queue<T>(fn: (hold: () => Promise<void>) => Promise<T>): Promise<T> {
+    return this.enqueue(async () => {
+      let held: FdHandle | undefined;
+      try {
+        return await fn(async () => { held = new FdHandle(await native.lockFileAsync(this.file).promise, `the lock ${this.file}`); });
+      } finally {
+        held?.close();
+      }
+    });
   }
 
   private run<T>(fn: () => Promise<T>): Promise<T> {
-    this.queued++;
-    const result = this.tail.then(async () => {
+    return this.enqueue(async () => {
       // Uncontended (the usual case): no thread. Contended: wait on a thread of its own.
       let fd = native.tryLockFile(this.file);
       if (fd < 0) fd = await native.lockFileAsync(this.file).promise;
@@ -31,7 +52,12 @@ export class PoolLock {
       } finally {
         held.close();
       }
-    }).finally(() => { this.queued--; });  // before the caller's continuation: a sync call may follow at once
+    });
+  }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    this.queued++;
+    const result = this.tail.then(fn).finally(() => { this.queued--; });  // before the caller's continuation: a sync call may follow at once
     this.tail = result.catch(() => undefined);
     return result;
   }
@@ -44,5 +70,37 @@ export class PoolLock {
     } finally {
       held.close();
     }
+  }
+}
+
+/** Thrown by WorkerLock when another process holds the lock and nothing has run yet. */
+export class LockBusy extends Error {}
+
+/**
+ * The lock of a pool on the offload worker (offload.ts), set for each request: taken there without waiting
+ * ('try': LockBusy if another process holds it, so the sender waits for it on a thread of its own), or held
+ * for the request by the sending thread ('held').
+ */
+export class WorkerLock extends PoolLock {
+  mode: 'try' | 'held' = 'held';
+  /** No lock taken yet in this request: a busy lock can still be handed back. */
+  fresh = true;
+
+  override op<T>(body: () => Steps<T>, device: string): Op<T> {
+    return new LockStep(this, () => {
+      if (this.mode === 'held') return runSync(body());
+      let fd = native.tryLockFile(this.file);
+      if (fd < 0) {
+        if (this.fresh) throw new LockBusy();
+        fd = native.lockFile(this.file);
+      }
+      this.fresh = false;
+      const held = new FdHandle(fd, `the lock ${this.file}`);
+      try {
+        return runSync(body());
+      } finally {
+        held.close();
+      }
+    }, () => Promise.reject(dmError('ERR_DM_INTERNAL', 'a pool of the offload worker runs sync forms only', device)));
   }
 }

@@ -2,6 +2,7 @@
 // durable registry of its volumes. This file is the public API: each method checks its arguments and runs a
 // body of steps (core/steps.ts) as a promise or, in its ...Sync twin, with sync calls. How a pool is made,
 // found and grown lives in provisioning.ts; every change to its metadata follows the protocol in changes.ts.
+import path from 'node:path';
 import { DeviceMapper } from '../dm/device-mapper';
 import { formatDev } from '../dm/block';
 import type { DevNumber } from '../core/binding';
@@ -11,7 +12,9 @@ import { Bytes, Sectors, sectors } from '../core/units';
 import { checkInteger, checkName, checkThinId, checkOptions, optBoolean, optSignal, show } from '../core/validate';
 import { Steps, mapErrors, runAsync, runSync, step, twin } from '../core/steps';
 import { ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, MAX_METADATA_SECTORS } from '../targets';
-import type { RegistryStore, VolumeRecord } from './registry';
+import { LmdbRegistry, RegistryStore, VolumeRecord } from './registry';
+import { PoolLock, WorkerLock } from './lock';
+import { RemotePool, ShadowSpec, offloaded } from './offload';
 import { PoolChanges, ThinPoolHooks, checkDeleteOptions, removeDevice } from './changes';
 import { DiffOptions, DiffRange, PoolMetadata, PoolUsage } from './metadata';
 import { MetadataReadOptions, PoolMetadataReader } from './metadata-snapshot';
@@ -80,6 +83,15 @@ const fsErrors = <T>(operation: string, body: Steps<T>): Steps<T> => mapErrors(b
  * the pool's metadata runs under the pool's lock and survives a crash at any point: the next open finishes or
  * undoes it. close() when done.
  */
+let makeShadow: (spec: ShadowSpec, lock: WorkerLock) => ThinPool;
+
+/** The offload worker's pool for a pool of another thread (offload.ts): made from its parts, on the same
+ * registry and lock file, its lock set for each call. */
+export function shadowPool(spec: ShadowSpec): { pool: ThinPool; lock: WorkerLock } {
+  const lock = new WorkerLock(poolLockFile(spec.name, spec.registryDir));
+  return { pool: makeShadow(spec, lock), lock };
+}
+
 export class ThinPool {
   /** The pool device's name (`/dev/mapper/<name>`). */
   readonly name: string;
@@ -111,7 +123,7 @@ export class ThinPool {
   #driftError: DevmapperError | undefined;
   #deferredRecovery: DeferredRecovery | null = null;
 
-  private constructor(parts: PoolParts, hooks: ThinPoolHooks) {
+  private constructor(parts: PoolParts, hooks: ThinPoolHooks, lock?: PoolLock) {
     this.name = parts.name;
     this.dev = parts.dev;
     this.params = parts.params;
@@ -121,8 +133,18 @@ export class ThinPool {
     this.dm = parts.dm;
     this.ownsDm = parts.ownsDm;
     this.lvmOwned = parts.lvmOwned;
-    this.changes = new PoolChanges(this, poolLockFile(this.name, this.registryDir), hooks);
+    this.changes = new PoolChanges(this, lock ?? new PoolLock(poolLockFile(this.name, this.registryDir)), hooks);
     this.reader = new PoolMetadataReader(this, this.changes);
+    // The promise API's changes run on the offload worker when the worker can make the same pool: the
+    // library's own DeviceMapper and registry, no hooks.
+    if (!lock && parts.ownsDm && parts.registry instanceof LmdbRegistry && parts.registryDir !== undefined && !parts.lvmOwned && !hooks.step)
+      this.changes.remote = new RemotePool({ name: this.name, dev: this.dev, params: this.params, registryDir: path.resolve(this.registryDir!) });
+  }
+
+  static {
+    makeShadow = (spec, lock) => new ThinPool({
+      ...spec, files: {}, registry: LmdbRegistry.open(spec.registryDir), dm: new DeviceMapper(), ownsDm: true, lvmOwned: false,
+    }, {}, lock);
   }
 
   /** `major:minor` of the pool device, as thin tables name it. */
@@ -513,7 +535,9 @@ export class ThinPool {
    * A new thin volume of `size` bytes (a multiple of 512; '1G' works too). Not activated. With `lease`, it
    * belongs to an owner (a process, a TTL, or both) and collect() deletes it once the owner is gone.
    */
-  createVolume(name: string, size: Bytes | number | string, o?: CreateVolumeOptions): Promise<ThinVolume<ThinPool>> { return runAsync(this.createVolumeSteps(name, size, o)); }
+  createVolume(name: string, size: Bytes | number | string, o?: CreateVolumeOptions): Promise<ThinVolume<ThinPool>> {
+    return offloaded(this.changes, () => this.createVolumeSteps(name, size, o), { method: 'createVolume', args: [name, size, o] }, this.volumeOf);
+  }
   /** The sync twin of createVolume(). */
   createVolumeSync(name: string, size: Bytes | number | string, o?: CreateVolumeOptions): ThinVolume<ThinPool> { return runSync(this.createVolumeSteps(name, size, o)); }
 
@@ -527,7 +551,11 @@ export class ThinPool {
    * resumed whatever happens: suspend, create_snap and resume go in one native call, after the registry's
    * write, so the origin's I/O waits for the kernel's work alone.
    */
-  snapshot(origin: string | ThinVolume, name: string, o?: SnapshotOptions): Promise<ThinVolume<ThinPool>> { return runAsync(this.snapshotSteps(origin, name, o)); }
+  snapshot(origin: string | ThinVolume, name: string, o?: SnapshotOptions): Promise<ThinVolume<ThinPool>> {
+    // The origin goes by name, once the body's checks here have found it a volume of this pool.
+    const originName = typeof origin === 'string' ? origin : ThinVolume.recordOf(origin)?.name;
+    return offloaded(this.changes, () => this.snapshotSteps(origin, name, o), { method: 'snapshot', args: [originName, name, o] }, this.volumeOf);
+  }
   /** The sync twin of snapshot(). */
   snapshotSync(origin: string | ThinVolume, name: string, o?: SnapshotOptions): ThinVolume<ThinPool> { return runSync(this.snapshotSteps(origin, name, o)); }
 
@@ -617,7 +645,9 @@ export class ThinPool {
    * if need be) is discarded after the intent is recorded, so a delete killed during the discard is finished
    * at the next open, never left as a volume whose data is gone. A volume open elsewhere is not discarded.
    */
-  deleteVolume(name: string, o: DeleteVolumeOptions = {}): Promise<void> { return runAsync(this.deleteVolumeSteps(name, o)); }
+  deleteVolume(name: string, o: DeleteVolumeOptions = {}): Promise<void> {
+    return offloaded(this.changes, () => this.deleteVolumeSteps(name, o), { method: 'deleteVolume', args: [name, o] }, () => undefined);
+  }
   /** The sync twin of deleteVolume(). */
   deleteVolumeSync(name: string, o: DeleteVolumeOptions = {}): void { runSync(this.deleteVolumeSteps(name, o)); }
 
@@ -627,7 +657,9 @@ export class ThinPool {
   }
 
   /** Resizes (grows) a volume: records the size, then reloads its table if it is active. */
-  resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> { return runAsync(this.changes.resizeVolumeSteps(name, size)); }
+  resizeVolume(name: string, size: Bytes | number | string): Promise<VolumeRecord> {
+    return offloaded(this.changes, () => this.changes.resizeVolumeSteps(name, size), { method: 'resizeVolume', args: [name, size] }, (r) => r as VolumeRecord);
+  }
   /** The sync twin of resizeVolume(). */
   resizeVolumeSync(name: string, size: Bytes | number | string): VolumeRecord { return runSync(this.changes.resizeVolumeSteps(name, size)); }
 
@@ -706,7 +738,11 @@ export class ThinPool {
     yield* this.locked(function* (this: ThinPool): Steps<void> { this.changes.clearCommitted(); });
     if (this.ownsDm) this.dm.close();
     this.registry.close();
+    this.changes.remote?.drop();
   }
+
+  // A volume record the offload worker made, as this pool's volume.
+  private readonly volumeOf = (rec: unknown): ThinVolume<ThinPool> => new ThinVolume(this, rec as VolumeRecord);
 
   /** `body` under the pool's lock, with this pool as `this`. */
   private locked<T>(body: (this: ThinPool) => Steps<T>): Steps<T> {

@@ -10,8 +10,9 @@ import { Steps, runAsync, runSync, step, twin } from '../core/steps';
 import { parseThinStatus, ThinStatus } from '../targets';
 import type { VolumeRecord } from './registry';
 import { metadataReaderOf } from './metadata-snapshot';
+import { OffloadCall, offloaded } from './offload';
 import { VolumeLease, renewLeaseSteps } from './leases';
-import { DEACTIVATE_KEYS, DeactivateOptions, changesOf, checkDeactivateOptions, checkDeactivateValues, removeDevice } from './changes';
+import { DEACTIVATE_KEYS, DeactivateOptions, PoolChanges, changesOf, checkDeactivateOptions, checkDeactivateValues, removeDevice } from './changes';
 
 export type { DeactivateOptions, DeleteVolumeOptions } from './changes';
 
@@ -103,7 +104,9 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
    * CREATE + LOAD + RESUME (removed again if a step fails); a no-op when already active. Runs under the
    * pool's lock, so that open() in another process never takes a half-made device for a leftover.
    */
-  activate(o: ActivateOptions = {}): Promise<this> { return runAsync(this.activateSteps(o)); }
+  activate(o: ActivateOptions = {}): Promise<this> {
+    return this.offloaded(() => this.activateSteps(o), { method: 'activate', args: [this.#rec, o] }, () => this);
+  }
   /** The sync twin of activate(). */
   activateSync(o: ActivateOptions = {}): this { return runSync(this.activateSteps(o)); }
 
@@ -115,7 +118,9 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
   }
 
   /** REMOVE, retried while busy (bounded), or deferred to last close. */
-  deactivate(o: DeactivateOptions = {}): Promise<void> { return runAsync(this.deactivateSteps(o)); }
+  deactivate(o: DeactivateOptions = {}): Promise<void> {
+    return this.offloaded(() => this.deactivateSteps(o), { method: 'deactivate', args: [this.#rec, o] }, () => undefined, false);
+  }
   /** The sync twin of deactivate(). */
   deactivateSync(o: DeactivateOptions = {}): void { runSync(this.deactivateSteps(o)); }
 
@@ -138,7 +143,9 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
    * recorded before the discard: once the discard has begun, the delete is finished, even by the next open()
    * after a crash. An open volume is not discarded (ERR_DM_BUSY).
    */
-  delete(o: VolumeDeleteOptions = {}): Promise<void> { return runAsync(this.deleteSteps(o)); }
+  delete(o: VolumeDeleteOptions = {}): Promise<void> {
+    return this.offloaded(() => this.deleteSteps(o), { method: 'delete', args: [this.#rec, o] }, () => undefined);
+  }
   /** The sync twin of delete(). */
   deleteSync(o: VolumeDeleteOptions = {}): void { runSync(this.deleteSteps(o)); }
 
@@ -149,7 +156,20 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
   }
 
   /** Grows the volume (and its live table when active). */
-  resize(size: Bytes | number | string): Promise<void> { return runAsync(this.resizeSteps(size)); }
+  resize(size: Bytes | number | string): Promise<void> {
+    return this.offloaded(() => this.resizeSteps(size), { method: 'resize', args: [this.#rec, size] }, (rec) => { this.#rec = rec as VolumeRecord; });
+  }
+
+  // A change through the pool's offload worker when it has one (offload.ts); a pool not of this library rejects.
+  private offloaded<T>(body: () => Steps<T>, call: OffloadCall, result: (value: unknown) => T, locked = true): Promise<T> {
+    let changes: PoolChanges;
+    try {
+      changes = changesOf(this.pool, this.name);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return offloaded(changes, body, call, result, locked);
+  }
   /** The sync twin of resize(). */
   resizeSync(size: Bytes | number | string): void { runSync(this.resizeSteps(size)); }
 

@@ -1,0 +1,61 @@
+// The offload worker (offload.ts): runs pool changes as their sync twins, one at a time in the order sent, on
+// shadows of the sending thread's pools, and answers each with its result or its error as plain data.
+import { parentPort } from 'node:worker_threads';
+import { cloneError, dmError } from '../core/errors';
+import type { Bytes } from '../core/units';
+import { changesOf } from './changes';
+import type { OffloadCall, OffloadReply, OffloadRequest } from './offload';
+import { ThinPool, shadowPool } from './pool';
+import type { VolumeRecord } from './registry';
+import { LockBusy, WorkerLock } from './lock';
+import { ThinVolume } from './volume';
+
+type Size = Bytes | number | string;
+// Each method's arguments as offloaded() sends them, checked by the sending thread.
+const methods: Record<OffloadCall['method'], (pool: ThinPool, args: never) => unknown> = {
+  createVolume: (pool, [name, size, o]: [string, Size, never]) => ThinVolume.recordOf(pool.createVolumeSync(name, size, o)),
+  snapshot: (pool, [origin, name, o]: [string, string, never]) => ThinVolume.recordOf(pool.snapshotSync(origin, name, o)),
+  deleteVolume: (pool, [name, o]: [string, never]) => pool.deleteVolumeSync(name, o),
+  resizeVolume: (pool, [name, size]: [string, Size]) => pool.resizeVolumeSync(name, size),
+  activate: (pool, [rec, o]: [VolumeRecord, never]) => { new ThinVolume(pool, rec).activateSync(o); },
+  deactivate: (pool, [rec, o]: [VolumeRecord, never]) => { new ThinVolume(pool, rec).deactivateSync(o); },
+  delete: (pool, [rec, o]: [VolumeRecord, never]) => { new ThinVolume(pool, rec).deleteSync(o); },
+  resize: (pool, [rec, size]: [VolumeRecord, Size]) => {
+    const v = new ThinVolume(pool, rec);
+    v.resizeSync(size);
+    return ThinVolume.recordOf(v);
+  },
+};
+
+const pools = new Map<number, { pool: ThinPool; lock: WorkerLock }>();
+
+function run(req: OffloadRequest): OffloadReply {
+  if ('drop' in req) {
+    const shadow = pools.get(req.drop);
+    pools.delete(req.drop);
+    try {
+      if (shadow) {
+        changesOf(shadow.pool).committedChange = undefined;  // the sending thread's close cleared it, under the lock
+        shadow.pool.closeSync();
+      }
+    } catch { /* its registry is closed either way; the sending thread's pool was closed */ }
+    return { id: req.id, ok: true };
+  }
+  let shadow = pools.get(req.pool);
+  try {
+    if (!shadow && req.spec) pools.set(req.pool, shadow = shadowPool(req.spec));
+    if (!shadow) throw dmError('ERR_DM_INTERNAL', `the offload worker has no pool ${req.pool}`);
+    const changes = changesOf(shadow.pool);
+    changes.committedChange = req.committed;
+    shadow.lock.mode = req.lock;
+    shadow.lock.fresh = true;
+    const value = methods[req.call.method](shadow.pool, req.call.args as never);
+    return { id: req.id, ok: true, value, committed: changes.committedChange };
+  } catch (e) {
+    if (e instanceof LockBusy) return { id: req.id, busy: true };
+    return { id: req.id, ok: false, error: cloneError(e), committed: shadow && changesOf(shadow.pool).committedChange };
+  }
+}
+
+parentPort!.on('message', (req: OffloadRequest) => parentPort!.postMessage(run(req)));
+parentPort!.postMessage('ready');

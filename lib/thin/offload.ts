@@ -1,0 +1,212 @@
+// The promise API's changes to a pool (create, snapshot, delete, resize, activate, deactivate), run off the
+// main thread.
+// A change is a chain of a dozen blocking steps (ioctls, registry commits): run as promises, each step's result
+// is turned into the next request on the main thread, and those stretches lag the event loop. Here the chain
+// runs as its sync twin on one worker thread per process (offload-worker.ts), on a shadow of the pool: the same
+// registry environment (shared natively, native/kv_store.cc) and a DeviceMapper of its own. This thread checks
+// the arguments first (the body up to its first step, which is the pool's lock), so bad input is refused here
+// before any syscall, and queues the change with this process's other promise calls on the pool; the worker
+// takes the pool's lock file, or, when another process holds it, hands the change back untouched and this
+// thread waits for the lock (on a thread of its own) and holds it for the worker's second try. This thread
+// keeps what stays in memory (the last change committed). Pools with the caller's own DeviceMapper, registry
+// store or hooks run every step here, as do all calls once a worker could not start or has stopped.
+import path from 'node:path';
+import { types } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import type { DevNumber } from '../core/binding';
+import { ClonedError, dmError, errorFromClone } from '../core/errors';
+import { Op, Steps, runAsync, runAsyncFrom } from '../core/steps';
+import type { ThinPoolParams } from '../targets';
+import type { PendingChange } from './registry';
+
+/** What the worker makes its shadow of a pool from. */
+export interface ShadowSpec {
+  name: string;
+  dev: DevNumber;
+  params: ThinPoolParams;
+  registryDir: string;
+}
+
+/** A change for the worker: a method of its shadow pool (or of a volume of it, given by its record). */
+export interface OffloadCall {
+  method: 'createVolume' | 'snapshot' | 'deleteVolume' | 'resizeVolume' | 'activate' | 'deactivate' | 'delete' | 'resize';
+  args: unknown[];
+}
+
+/** 'try': the worker takes the pool's lock file if it is free, else answers busy; 'held': this thread holds it. */
+export type LockMode = 'try' | 'held';
+
+export type OffloadRequest =
+  | { id: number; pool: number; spec?: ShadowSpec; call: OffloadCall; committed: PendingChange | undefined; lock: LockMode }
+  | { id: number; drop: number };
+
+export type OffloadReply =
+  | { id: number; ok: true; value?: unknown; committed?: PendingChange }
+  | { id: number; ok: false; error: ClonedError; committed?: PendingChange }
+  | { id: number; busy: true };
+
+/** What offloaded() needs of a pool's change protocol (PoolChanges). */
+export interface OffloadingPool {
+  readonly remote?: RemotePool;
+  /** The last change this process committed (left pending in the registry). */
+  committedChange: PendingChange | undefined;
+  /** Whether `o` is this pool's lock step. */
+  isLockStep(o: Op<unknown>): boolean;
+  /** `fn` queued with this process's other promise calls on the pool (PoolLock.queue). */
+  lockQueue<T>(fn: (hold: () => Promise<void>) => Promise<T>): Promise<T>;
+}
+
+let worker: OffloadWorker | undefined;
+/** Set once a worker could not start or stopped: every later call runs on this thread. */
+let broken = false;
+let nextPool = 1;
+
+/** One pool's link to the worker. */
+export class RemotePool {
+  private readonly key = nextPool++;
+  private sent = false;
+
+  constructor(private readonly spec: ShadowSpec) {}
+
+  get usable(): boolean { return !broken; }
+
+  call(c: OffloadCall, committed: PendingChange | undefined, lock: LockMode): Promise<OffloadReply> {
+    try {
+      const w = worker ??= new OffloadWorker();
+      const reply = w.request((id) => ({ id, pool: this.key, spec: this.sent ? undefined : this.spec, call: c, committed, lock }), this.key);
+      this.sent = true;
+      return reply;
+    } catch (e) {
+      return Promise.reject(new NotRun(String(e)));  // no worker, or a message it could not take: nothing sent
+    }
+  }
+
+  /** Closes the worker's shadow (with the pool); the worker ends once no pool uses it. */
+  drop(): void {
+    if (!this.sent || !worker) return;
+    this.sent = false;
+    try {
+      worker.request((id) => ({ id, drop: this.key }), this.key, true).catch(() => undefined);
+    } catch { /* a worker that cannot take a message has stopped: its shadows went with it */ }
+  }
+}
+
+/** Nothing of the call ran on the worker: it could not be sent, or the worker stopped before it started. */
+class NotRun extends Error {}
+
+class OffloadWorker {
+  private readonly thread: Worker;
+  /** It has loaded the library (its first message). */
+  private online = false;
+  private readonly waiting = new Map<number, { resolve: (r: OffloadReply) => void; reject: (e: unknown) => void }>();
+  private readonly pools = new Set<number>();
+  private nextId = 1;
+
+  constructor() {
+    try {
+      this.thread = new Worker(path.join(__dirname, 'offload-worker.js'));
+    } catch (e) {
+      broken = true;
+      worker = undefined;
+      throw e;
+    }
+    this.thread.unref();
+    this.thread.on('message', (r: OffloadReply | 'ready') => (r === 'ready' ? (this.online = true) : this.settle(r)));
+    this.thread.on('error', (e) => this.stopped(e));
+    this.thread.on('exit', (code) => this.stopped(new Error(`exit code ${code}`)));
+  }
+
+  /** Sends a request (or throws, having sent nothing); the promise settles with its reply. */
+  request(make: (id: number) => OffloadRequest, pool: number, drop = false): Promise<OffloadReply> {
+    const id = this.nextId++;
+    this.thread.postMessage(make(id));
+    if (drop) this.pools.delete(pool);
+    else this.pools.add(pool);
+    if (this.waiting.size === 0) this.thread.ref();  // a call in flight keeps the process alive, as a thread's would
+    return new Promise<OffloadReply>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+  }
+
+  private settle(r: OffloadReply): void {
+    const w = this.waiting.get(r.id);
+    if (!w) return;
+    this.waiting.delete(r.id);
+    if (this.waiting.size > 0) { w.resolve(r); return; }
+    this.thread.unref();
+    if (this.pools.size === 0) {
+      worker = undefined;
+      void this.thread.terminate();
+    }
+    w.resolve(r);
+  }
+
+  private stopped(e: Error): void {
+    if (worker === this) {
+      worker = undefined;
+      if (this.pools.size > 0 || this.waiting.size > 0) broken = true;
+    }
+    const failed = !this.online ? new NotRun(e.message) : dmError('ERR_DM_INTERNAL', `the thread that runs pool changes stopped (${e.message}); a change it was running is finished or undone by the next change or open()`);
+    for (const w of this.waiting.values()) w.reject(failed);
+    this.waiting.clear();
+  }
+}
+
+/**
+ * A call of the promise API: the body `make` gives run to its first step here (its checks), then on the
+ * worker, when the arguments can be sent; else here as a promise. A change (`locked`) must start with the
+ * pool's lock: it queues with this process's promise calls on the pool. `result` makes the caller's value of
+ * the worker's.
+ */
+export function offloaded<T>(pool: OffloadingPool, make: () => Steps<T>, call: OffloadCall, result: (value: unknown) => T, locked = true): Promise<T> {
+  const body = make();
+  let first: IteratorResult<Op<unknown>, T>;
+  try {
+    first = body.next();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  const remote = pool.remote;
+  if (first.done || !remote?.usable || (locked && !pool.isLockStep(first.value)) || !cloneable(call.args)) return runAsyncFrom(body, first);
+  body.return(undefined as T);
+  const settle = (r: OffloadReply): T => {
+    if ('busy' in r) throw dmError('ERR_DM_INTERNAL', 'the offload worker found the pool\'s lock busy though this thread holds it');
+    if (locked) pool.committedChange = r.committed;
+    if (!r.ok) throw errorFromClone(r.error);
+    return result(r.value);
+  };
+  const sent = !locked ? remote.call(call, pool.committedChange, 'held').then(settle) : pool.lockQueue(async (hold) => {
+    let r = await remote.call(call, pool.committedChange, 'try');
+    if ('busy' in r) {
+      await hold();
+      r = await remote.call(call, pool.committedChange, 'held');
+    }
+    return settle(r);
+  });
+  // A call the worker never ran runs here instead, behind the queue it was in.
+  return sent.catch((e) => (e instanceof NotRun ? runAsync(make()) : Promise.reject(e)));
+}
+
+// Arguments a structured clone would refuse (functions, symbols, native handles) or change (a class's
+// instance) stay on this thread with the whole call.
+function cloneable(args: unknown[]): boolean {
+  const plain = (v: unknown, depth: number): boolean => {
+    if (v === null || v === undefined) return true;
+    const t = typeof v;
+    if (t === 'string' || t === 'number' || t === 'boolean') return true;
+    if (t !== 'object' || depth > 4 || types.isProxy(v)) return false;
+    if (Array.isArray(v)) return v.every((x) => plain(x, depth + 1));
+    // A plain object's prototype is some realm's Object.prototype (a record the worker sent is of Node's own
+    // realm, not of a vm context the caller may run in).
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== null && Object.getPrototypeOf(proto) !== null) return false;
+    for (const k of Reflect.ownKeys(v as object)) {
+      const d = Object.getOwnPropertyDescriptor(v, k)!;
+      if (typeof k !== 'string' || !('value' in d) || !d.enumerable || !plain(d.value, depth + 1)) return false;
+    }
+    return true;
+  };
+  try {
+    return args.every((a) => plain(a, 0));
+  } catch {
+    return false;  // a getter or trap that throws: the body's own checks report it, here
+  }
+}
