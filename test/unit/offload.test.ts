@@ -4,7 +4,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DevmapperError, LmdbRegistry, sectors } from '../../lib';
+import { DevmapperError, LmdbRegistry, ThinPool, ThinVolume, sectors } from '../../lib';
+import { changesOf } from '../../lib/thin/changes';
+import { scriptedPoolDevice } from './fake-kernel';
 import { ClonedError, cloneError, dmError, errorFromClone, kernelError } from '../../lib/core/errors';
 import { RemotePool } from '../../lib/thin/offload';
 import { native } from '../../lib/core/binding';
@@ -59,5 +61,37 @@ test('the worker\'s shadow pool reads and writes the registry this thread has op
   } finally {
     registry.close();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a pool\'s promise change through the worker: checked here first, queued with the process\'s calls, answered as here', async () => {
+  const registryDir = fs.mkdtempSync(path.join(os.tmpdir(), 'offload-pool-'));
+  const { dm } = scriptedPoolDevice('offload-pool');
+  const pool = ThinPool.openSync('offload-pool', { dm, registryDir, check: false });
+  try {
+    const v = pool.createVolumeSync('v', '1M');
+    // The scripted kernel lives on this thread only: the worker may run what needs no ioctl (a resize to the
+    // same size reads the record under the lock and gives it back).
+    changesOf(pool).remote = new RemotePool({ name: pool.name, dev: pool.dev, params: pool.params, registryDir });
+    const same = pool.resizeVolume('v', '1M');
+    expect(() => pool.createVolumeSync('w', '1M')).toThrow(expect.objectContaining({ code: 'ERR_DM_IN_PROGRESS' }));
+    expect(await same).toEqual(ThinVolume.recordOf(v));
+    await expect(pool.resizeVolume('nope', '1M')).rejects.toMatchObject({ code: 'ERR_DM_NO_SUCH_VOLUME', device: 'nope' });
+    await expect(pool.resizeVolume('v', '512K')).rejects.toBeInstanceOf(DevmapperError);
+    // Refused here, before anything is sent: bad names, sizes and options, and another pool's volume.
+    await expect(pool.resizeVolume('a/b', '1M')).rejects.toMatchObject({ code: 'ERR_DM_INVALID_NAME' });
+    await expect(pool.resizeVolume('v', Number.NaN)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_SIZE' });
+    await expect(pool.createVolume('x', '1M', { lease: { ttlMs: -1 } })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+    await expect(v.activate({ readOnly: 1 } as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+    const hostile = new Proxy({}, { ownKeys: () => { throw new Error('trap'); } });
+    await expect(v.activate(hostile as never)).rejects.toBeDefined();  // never a throw from the promise method
+    // A plain record the worker sent back is this pool's volume, with the pool as its pool.
+    await v.resize('1M');
+    expect(v.pool).toBe(pool);
+    expect(pool.registry.pending()).toMatchObject({ op: 'create', name: 'v' });  // a resize to the same size writes nothing
+  } finally {
+    changesOf(pool).remote?.drop();
+    pool.closeSync();
+    fs.rmSync(registryDir, { recursive: true, force: true });
   }
 });
