@@ -20,11 +20,12 @@ void InstallWakeSignal() {
   });
 }
 
-void AllowWakeSignal() {
+void OnlyWakeSignal() {
   sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, WakeSignal());
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  sigfillset(&set);
+  sigdelset(&set, WakeSignal());
+  for (int fault : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS}) sigdelset(&set, fault);
+  pthread_sigmask(SIG_SETMASK, &set, nullptr);
 }
 
 void SendWakeSignal(pthread_t thread) { pthread_kill(thread, WakeSignal()); }

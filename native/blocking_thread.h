@@ -30,8 +30,11 @@ struct BlockingState {
 // thread entered the syscall. Returns false if the call had already finished.
 bool CancelBlocking(BlockingState& s, const std::string& reason);
 
-// Unblocks the wake signal in the calling thread (threads inherit a mask that may block it).
-void AllowWakeSignal();
+// The calling thread (one of our own) takes no signal but the wake signal (and synchronous faults): threads
+// inherit the main thread's mask, and a process-directed signal, such as SIGCHLD when a child exits, may be
+// delivered to any thread that does not block it, where it would end a DM_DEV_WAIT or a timed suspend with an
+// EINTR nobody asked for.
+void OnlyWakeSignal();
 
 template <class Op>
 struct BlockingJob {
@@ -68,7 +71,7 @@ Napi::Value RunOnOwnThread(const Napi::CallbackInfo& info) {
 
   std::unique_lock<std::mutex> lock(state->mutex);  // the thread waits until its handle is stored
   std::thread t([job, tsfn]() mutable {
-    AllowWakeSignal();
+    OnlyWakeSignal();
     bool cancelled;
     { std::lock_guard<std::mutex> g(job->state->mutex); cancelled = job->state->cancelled; }
     try {

@@ -260,7 +260,7 @@ Napi::Value DmTimed(const Napi::CallbackInfo& info) {
   bool failed = false;
   std::unique_lock<std::mutex> lock(state->mutex);  // the thread waits until its handle is stored
   std::thread t([&op, &error, &failed, state]() {
-    AllowWakeSignal();
+    OnlyWakeSignal();
     { std::lock_guard<std::mutex> g(state->mutex); }
     try {
       op.Execute();
