@@ -35,7 +35,9 @@ function run(req: OffloadRequest): OffloadReply {
     pools.delete(req.drop);
     try {
       if (shadow) {
-        changesOf(shadow.pool).committedChange = undefined;  // the sending thread's close cleared it, under the lock
+        // The sending thread's close cleared the last change, under the lock: nothing to write, no lock to take.
+        changesOf(shadow.pool).committedChange = undefined;
+        shadow.lock.mode = 'held';
         shadow.pool.closeSync();
       }
     } catch { /* its registry is closed either way; the sending thread's pool was closed */ }
