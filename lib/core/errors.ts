@@ -84,7 +84,7 @@ export class DevmapperError extends Error {
   /** In a batch (`dm.batch()`, `createDevice`): how many of its commands ran before this one failed. */
   completed?: number;
   /** @param message The whole message. @param fields The code, and whichever of the other fields apply. */
-  constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string } & ErrorDetails) {
+  constructor(message: string, fields: { code: string; errno?: number; syscall?: string; command?: string; device?: string; completed?: number } & ErrorDetails) {
     super(message);
     this.name = 'DevmapperError';
     this.code = fields.code;
@@ -92,6 +92,7 @@ export class DevmapperError extends Error {
     if (fields.syscall) this.syscall = fields.syscall;
     if (fields.command) this.command = fields.command;
     if (fields.device) this.device = fields.device;
+    if (fields.completed !== undefined) this.completed = fields.completed;
     for (const k of DETAIL_KEYS) if (fields[k] !== undefined) (this as Record<string, unknown>)[k] = fields[k];
   }
 }
@@ -239,6 +240,5 @@ export function errorFromClone(c: ClonedError): unknown {
   const e = c.kind === 'devmapper' ? new DevmapperError(c.message, rest as { code: string }) : Object.assign(new Error(c.message), rest);
   if (c.kind === 'error' && typeof name === 'string') e.name = name;
   if (c.stack !== undefined) e.stack = c.stack;
-  if (c.kind === 'devmapper' && c.fields.completed !== undefined) (e as DevmapperError).completed = c.fields.completed as number;
   return e;
 }
