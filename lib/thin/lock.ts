@@ -34,7 +34,7 @@ export class PoolLock {
     return this.enqueue(async () => {
       let held: FdHandle | undefined;
       try {
-        return await fn(async () => { held = new FdHandle(await native.lockFileAsync(this.file).promise, `the lock ${this.file}`); });
+        return await fn(async () => { held = this.held(await native.lockFileAsync(this.file).promise); });
       } finally {
         held?.close();
       }
@@ -46,12 +46,7 @@ export class PoolLock {
       // Uncontended (the usual case): no thread. Contended: wait on a thread of its own.
       let fd = native.tryLockFile(this.file);
       if (fd < 0) fd = await native.lockFileAsync(this.file).promise;
-      const held = new FdHandle(fd, `the lock ${this.file}`);
-      try {
-        return await fn();
-      } finally {
-        held.close();
-      }
+      return this.whileHeld(fd, fn);
     });
   }
 
@@ -64,12 +59,27 @@ export class PoolLock {
 
   private runSync<T>(fn: () => T, device: string): T {
     if (this.queued > 0) throw dmError('ERR_DM_IN_PROGRESS', 'a promise call on this pool has not finished; a sync call cannot wait for it', device);
-    const held = new FdHandle(native.lockFile(this.file), `the lock ${this.file}`);
+    return this.whileHeld(native.lockFile(this.file), fn);
+  }
+
+  /** The lock file's fd, held until closed. */
+  protected held(fd: number): FdHandle {
+    return new FdHandle(fd, `the lock ${this.file}`);
+  }
+
+  /** `fn` while `fd` holds the lock; closed when fn returns, or its promise settles. */
+  protected whileHeld<T>(fd: number, fn: () => T): T {
+    const held = this.held(fd);
+    let r: T;
     try {
-      return fn();
-    } finally {
+      r = fn();
+    } catch (e) {
       held.close();
+      throw e;
     }
+    if (r instanceof Promise) return r.finally(() => held.close()) as T;
+    held.close();
+    return r;
   }
 }
 
@@ -95,12 +105,7 @@ export class WorkerLock extends PoolLock {
         fd = native.lockFile(this.file);
       }
       this.fresh = false;
-      const held = new FdHandle(fd, `the lock ${this.file}`);
-      try {
-        return runSync(body());
-      } finally {
-        held.close();
-      }
+      return this.whileHeld(fd, () => runSync(body()));
     }, () => Promise.reject(dmError('ERR_DM_INTERNAL', 'a pool of the offload worker runs sync forms only', device)));
   }
 }
