@@ -152,8 +152,9 @@ export class PoolChanges implements OffloadingPool {
   private readonly blockSize: () => Sectors;
   /** The pool's minimum free space, checked before a create or a snapshot. */
   readonly guard: FreeSpaceGuard;
-  /** The last change this process committed, left recorded as pending (see clearCommitted). */
-  private committed?: PendingChange;
+  /** The last change this process committed, left recorded as pending (see clearCommitted); the offload
+   * worker's calls carry it there and back. */
+  committedChange?: PendingChange;
   /**
    * The thin ids the pool holds, read from its metadata under the lock (the metadata reader sets it);
    * undefined when it cannot be read now.
@@ -415,13 +416,10 @@ export class PoolChanges implements OffloadingPool {
   }
 
   private *intend(change: IntendedChange, effect: (id: number) => RegistryWrite): Steps<IntendResult> {
-    const r = this.registry, committed = this.committed;
+    const r = this.registry, committed = this.committedChange;
     return yield* step(op(() => r.intend(change, committed, effect),
       async () => (r.intendAsync ? r.intendAsync(change, committed, effect) : r.intend(change, committed, effect))));
   }
-
-  get committedChange(): PendingChange | undefined { return this.committed; }
-  set committedChange(c: PendingChange | undefined) { this.committed = c; }
 
   isLockStep(o: Op<unknown>): boolean { return o instanceof LockStep && o.lock === this.lock; }
 
@@ -430,8 +428,8 @@ export class PoolChanges implements OffloadingPool {
   // The last change this process committed stays recorded as pending until the next change replaces it (one
   // registry write fewer per change); on close it is cleared, if no other process has replaced it since.
   clearCommitted(): void {
-    const c = this.committed;
-    this.committed = undefined;
+    const c = this.committedChange;
+    this.committedChange = undefined;
     if (!c) return;
     if (sameChange(this.registry.pending(), c)) this.registry.commit({ pending: null });
   }
@@ -503,7 +501,7 @@ export class PoolChanges implements OffloadingPool {
         throw e;
       }
       this.step('commit', change);
-      this.committed = change;  // left pending: the next intend() replaces it, close() clears it
+      this.committedChange = change;  // left pending: the next intend() replaces it, close() clears it
       return rec;
     }
   }
@@ -568,7 +566,7 @@ export class PoolChanges implements OffloadingPool {
   private *commitDelete(change: PendingChange): Steps<void> {
     yield* this.setTransactionId(change);
     this.step('commit', change);
-    this.committed = change;
+    this.committedChange = change;
   }
 
   /**

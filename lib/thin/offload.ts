@@ -49,7 +49,7 @@ export type OffloadReply =
 export interface OffloadingPool {
   readonly remote?: RemotePool;
   /** The last change this process committed (left pending in the registry). */
-  committedChange: PendingChange | undefined;
+  committedChange?: PendingChange;
   /** Whether `o` is this pool's lock step. */
   isLockStep(o: Op<unknown>): boolean;
   /** `fn` queued with this process's other promise calls on the pool (PoolLock.queue). */
