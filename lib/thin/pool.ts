@@ -75,14 +75,6 @@ export interface WatchLowWaterOptions {
 // their code, the operation and the path.
 const fsErrors = <T>(operation: string, body: Steps<T>): Steps<T> => mapErrors(body, (e) => systemError(e, operation));
 
-/**
- * A thin-pool device and the registry of its volumes. Made by the static create(), open(), attach() and
- * adopt(); each method checks its arguments before it changes anything (bad input: an `ERR_DM_*`
- * {@link DevmapperError}) and comes as a promise and a sync twin (events, watchLowWater and autoextend are
- * promise only). Sizes are bytes: a number (a multiple of 512) or text such as '10G'. Every change to
- * the pool's metadata runs under the pool's lock and survives a crash at any point: the next open finishes or
- * undoes it. close() when done.
- */
 let makeShadow: (spec: ShadowSpec, lock: WorkerLock) => ThinPool;
 
 /** The offload worker's pool for a pool of another thread (offload.ts): made from its parts, on the same
@@ -92,6 +84,14 @@ export function shadowPool(spec: ShadowSpec): { pool: ThinPool; lock: WorkerLock
   return { pool: makeShadow(spec, lock), lock };
 }
 
+/**
+ * A thin-pool device and the registry of its volumes. Made by the static create(), open(), attach() and
+ * adopt(); each method checks its arguments before it changes anything (bad input: an `ERR_DM_*`
+ * {@link DevmapperError}) and comes as a promise and a sync twin (events, watchLowWater and autoextend are
+ * promise only). Sizes are bytes: a number (a multiple of 512) or text such as '10G'. Every change to
+ * the pool's metadata runs under the pool's lock and survives a crash at any point: the next open finishes or
+ * undoes it. close() when done.
+ */
 export class ThinPool {
   /** The pool device's name (`/dev/mapper/<name>`). */
   readonly name: string;
