@@ -61,6 +61,11 @@ let worker: OffloadWorker | undefined;
 let broken = false;
 let nextPool = 1;
 
+/** The worker as this thread sees it (for tests): its thread id, the pools using it, calls in flight, idle. */
+export function offloadWorkerState(): { threadId?: number; pools: number; calls: number; idle: boolean } {
+  return worker?.state() ?? { pools: 0, calls: 0, idle: false };
+}
+
 /** One pool's link to the worker. */
 export class RemotePool {
   private readonly key = nextPool++;
@@ -69,6 +74,17 @@ export class RemotePool {
   constructor(private readonly spec: ShadowSpec) {}
 
   get usable(): boolean { return !broken; }
+
+  /**
+   * Starts the worker for this pool ahead of its first call (a pool opened by the promise API), so that call
+   * does not wait for the worker to load the library. The worker then lives while the pool is open.
+   */
+  warm(): void {
+    if (broken) return;
+    try {
+      (worker ??= new OffloadWorker()).hold(this.key);
+    } catch { /* no worker: the calls run on this thread */ }
+  }
 
   call(c: OffloadCall, committed: PendingChange | undefined, lock: LockMode): Promise<OffloadReply> {
     try {
@@ -81,9 +97,10 @@ export class RemotePool {
     }
   }
 
-  /** Closes the worker's shadow (with the pool); the worker ends once no pool uses it. */
+  /** Closes the worker's shadow (with the pool); the worker ends a while after no pool uses it. */
   drop(): void {
-    if (!this.sent || !worker) return;
+    if (!worker) return;
+    if (!this.sent) { worker.release(this.key); return; }
     this.sent = false;
     try {
       worker.request((id) => ({ id, drop: this.key }), this.key, true).catch(() => undefined);
@@ -94,6 +111,10 @@ export class RemotePool {
 /** Nothing of the call ran on the worker: it could not be sent, or the worker stopped before it started. */
 class NotRun extends Error {}
 
+// How long an idle worker (no pool open that used it, no call in flight) is kept for the next pool: a script
+// that closes and reopens its pool between changes does not load the library again on a new thread each time.
+const IDLE_MS = 10_000;
+
 class OffloadWorker {
   private readonly thread: Worker;
   /** It has loaded the library (its first message). */
@@ -101,6 +122,7 @@ class OffloadWorker {
   private readonly waiting = new Map<number, { resolve: (r: OffloadReply) => void; reject: (e: unknown) => void }>();
   private readonly pools = new Set<number>();
   private nextId = 1;
+  private idle?: NodeJS.Timeout;
 
   constructor() {
     try {
@@ -116,12 +138,25 @@ class OffloadWorker {
     this.thread.on('exit', (code) => this.stopped(new Error(`exit code ${code}`)));
   }
 
+  /** A pool will use the worker. */
+  hold(pool: number): void {
+    this.pools.add(pool);
+    this.busy();
+  }
+
+  /** A pool that sent nothing is closed. */
+  release(pool: number): void {
+    this.pools.delete(pool);
+    this.maybeIdle();
+  }
+
   /** Sends a request (or throws, having sent nothing); the promise settles with its reply. */
   request(make: (id: number) => OffloadRequest, pool: number, drop = false): Promise<OffloadReply> {
     const id = this.nextId++;
     this.thread.postMessage(make(id));
     if (drop) this.pools.delete(pool);
     else this.pools.add(pool);
+    this.busy();
     if (this.waiting.size === 0) this.thread.ref();  // a call in flight keeps the process alive, as a thread's would
     return new Promise<OffloadReply>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
   }
@@ -130,16 +165,33 @@ class OffloadWorker {
     const w = this.waiting.get(r.id);
     if (!w) return;
     this.waiting.delete(r.id);
-    if (this.waiting.size > 0) { w.resolve(r); return; }
-    this.thread.unref();
-    if (this.pools.size === 0) {
-      worker = undefined;
-      void this.thread.terminate();
+    if (this.waiting.size === 0) {
+      this.thread.unref();
+      this.maybeIdle();
     }
     w.resolve(r);
   }
 
+  state(): { threadId: number; pools: number; calls: number; idle: boolean } {
+    return { threadId: this.thread.threadId, pools: this.pools.size, calls: this.waiting.size, idle: this.idle !== undefined };
+  }
+
+  private busy(): void {
+    clearTimeout(this.idle);
+    this.idle = undefined;
+  }
+
+  private maybeIdle(): void {
+    if (this.pools.size > 0 || this.waiting.size > 0 || this.idle) return;
+    this.idle = setTimeout(() => {
+      if (this.pools.size > 0 || this.waiting.size > 0) return;
+      if (worker === this) worker = undefined;
+      void this.thread.terminate();
+    }, IDLE_MS).unref();
+  }
+
   private stopped(e: Error): void {
+    this.busy();
     if (worker === this) {
       worker = undefined;
       if (this.pools.size > 0 || this.waiting.size > 0) broken = true;

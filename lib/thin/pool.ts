@@ -147,13 +147,19 @@ export class ThinPool {
     }, {}, lock);
   }
 
+  // A pool opened by the promise API will likely change by it: its offload worker starts now, beside the caller.
+  private static warmed(pool: ThinPool): ThinPool {
+    pool.changes.remote?.warm();
+    return pool;
+  }
+
   /** `major:minor` of the pool device, as thin tables name it. */
   get devSpec(): string { return formatDev(this.dev); }
   /** The data block size, in sectors. */
   get blockSize(): Sectors { return this.params.blockSize; }
 
   /** Creates the pool. Everything done is undone if a later step fails. */
-  static create(o: ThinPoolCreateOptions): Promise<ThinPool> { return runAsync(fsErrors('create pool', ThinPool.createSteps(o))); }
+  static create(o: ThinPoolCreateOptions): Promise<ThinPool> { return runAsync(fsErrors('create pool', ThinPool.createSteps(o))).then(ThinPool.warmed); }
   /** The sync twin of create(). */
   static createSync(o: ThinPoolCreateOptions): ThinPool { return runSync(fsErrors('create pool', ThinPool.createSteps(o))); }
 
@@ -167,7 +173,7 @@ export class ThinPool {
   }
 
   /** Opens an active pool: finds its devices, loop backing files and registry, and finishes an interrupted change. */
-  static open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> { return runAsync(fsErrors(`open pool ${show(name)}`, ThinPool.openSteps(name, o))); }
+  static open(name: string, o: ThinPoolOptions = {}): Promise<ThinPool> { return runAsync(fsErrors(`open pool ${show(name)}`, ThinPool.openSteps(name, o))).then(ThinPool.warmed); }
   /** The sync twin of open(). */
   static openSync(name: string, o: ThinPoolOptions = {}): ThinPool { return runSync(fsErrors(`open pool ${show(name)}`, ThinPool.openSteps(name, o))); }
 
@@ -218,7 +224,7 @@ export class ThinPool {
    * and sized from its table, else from their highest mapped block (see `reconciled`). A pool LVM owns is
    * refused (ERR_DM_LVM_POOL). Adopting again adds what is not recorded yet.
    */
-  static adopt(name: string, o: AdoptOptions): Promise<ThinPool> { return runAsync(fsErrors(`adopt pool ${show(name)}`, ThinPool.adoptSteps(name, o))); }
+  static adopt(name: string, o: AdoptOptions): Promise<ThinPool> { return runAsync(fsErrors(`adopt pool ${show(name)}`, ThinPool.adoptSteps(name, o))).then(ThinPool.warmed); }
   /** The sync twin of adopt(). */
   static adoptSync(name: string, o: AdoptOptions): ThinPool { return runSync(fsErrors(`adopt pool ${show(name)}`, ThinPool.adoptSteps(name, o))); }
 
@@ -259,7 +265,7 @@ export class ThinPool {
    * already active on the same files or devices is simply opened. Files that an interrupted create or destroy
    * left are refused (create the pool again over them).
    */
-  static attach(o: ThinPoolAttachOptions): Promise<ThinPool> { return runAsync(fsErrors('attach pool', ThinPool.attachSteps(o))); }
+  static attach(o: ThinPoolAttachOptions): Promise<ThinPool> { return runAsync(fsErrors('attach pool', ThinPool.attachSteps(o))).then(ThinPool.warmed); }
   /** The sync twin of attach(). */
   static attachSync(o: ThinPoolAttachOptions): ThinPool { return runSync(fsErrors('attach pool', ThinPool.attachSteps(o))); }
 

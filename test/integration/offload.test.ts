@@ -6,8 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DevmapperError, ThinPool } from '../../lib';
 import { native } from '../../lib/core/binding';
+import { offloadWorkerState } from '../../lib/thin/offload';
 import { poolLockFile } from '../../lib/thin/provisioning';
-import { dmsetup, uniqueName } from './helpers';
+import { dmsetup, scratchDir, uniqueName } from './helpers';
 import { readAt, withPool, writeAt } from './thin-helpers';
 
 const MiB = 1 << 20;
@@ -136,6 +137,8 @@ test('a process that leaves its pool open exits once its promise calls are done'
         const v = await pool.createVolume('left-open', '1M');
         await v.activate();
         await v.delete();
+        // Another handle opened and closed: the worker, now idle, is kept a while, and does not hold the exit.
+        await (await ThinPool.open(${JSON.stringify(pool.name)}, { check: false })).close();
         console.log('done ' + v.id);
       })().catch((e) => { console.error(e); process.exit(1); });`;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
@@ -145,4 +148,34 @@ test('a process that leaves its pool open exits once its promise calls are done'
     expect(r.stdout.trim()).toBe('done 0');
     expect(pool.volume('left-open')).toBeUndefined();
   });
+});
+
+test('a pool opened by the promise API starts the worker before its first change; a closed one leaves it idle a while, for the next', async () => {
+  const dir = scratchDir();
+  const name = uniqueName('warm');
+  const created = ThinPool.createSync({ name, dataFile: path.join(dir, 'data'), dataSize: '64M' });  // a sync twin does not start it
+  expect(offloadWorkerState()).toMatchObject({ pools: 0, calls: 0 });
+  let last: ThinPool | undefined = created;  // an open handle, for the cleanup
+  try {
+    const opened = await ThinPool.open(name, { check: false });
+    const warm = offloadWorkerState();
+    expect(warm.threadId).toBeGreaterThan(0);
+    expect(warm).toMatchObject({ pools: 1, calls: 0, idle: false });
+    const v = await opened.createVolume('v', MiB);
+    expect(offloadWorkerState()).toEqual(warm);  // the same thread ran it
+    await opened.close();
+    created.closeSync();
+    last = undefined;
+    // close() sends the shadow's drop without waiting for its answer; once answered, the worker is idle.
+    for (let i = 0; i < 500 && offloadWorkerState().calls > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(offloadWorkerState()).toEqual({ threadId: warm.threadId, pools: 0, calls: 0, idle: true });
+    last = await ThinPool.open(name, { check: false });
+    expect(offloadWorkerState()).toEqual({ threadId: warm.threadId, pools: 1, calls: 0, idle: false });
+    await last.deleteVolume(v.name);
+    expect(last.volume(v.name)).toBeUndefined();
+    expect(last.registry.count()).toBe(0);
+  } finally {
+    await (last ?? ThinPool.openSync(name, { check: false })).destroy({ deleteFiles: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -8,7 +8,7 @@ import { DevmapperError, LmdbRegistry, ThinPool, ThinVolume, sectors } from '../
 import { changesOf } from '../../lib/thin/changes';
 import { scriptedPoolDevice } from './fake-kernel';
 import { ClonedError, cloneError, dmError, errorFromClone, kernelError } from '../../lib/core/errors';
-import { RemotePool } from '../../lib/thin/offload';
+import { RemotePool, offloadWorkerState } from '../../lib/thin/offload';
 import { native } from '../../lib/core/binding';
 import { poolLockFile } from '../../lib/thin/provisioning';
 
@@ -93,5 +93,56 @@ test('a pool\'s promise change through the worker: checked here first, queued wi
     changesOf(pool).remote?.drop();
     pool.closeSync();
     fs.rmSync(registryDir, { recursive: true, force: true });
+  }
+});
+
+test('the worker lives while a pool uses it, and ends 10 s after the last one is closed unless another comes', async () => {
+  const answered = async () => { while (offloadWorkerState().calls > 0) await new Promise((r) => setImmediate(r)); };
+  await answered();  // the drops of the tests before
+  jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offload-'));
+  const registry = LmdbRegistry.open(dir);
+  try {
+    const spec = { name: 'no-such-pool', dev: { major: 253, minor: 99 }, params: {
+      metadataDev: '7:0', dataDev: '7:1', blockSize: sectors(128), lowWaterMark: 0 }, registryDir: dir };
+    const a = new RemotePool(spec), b = new RemotePool(spec);
+    a.warm();
+    const first = offloadWorkerState();
+    expect(first.threadId).toBeGreaterThan(0);
+    expect(first).toMatchObject({ calls: 0, idle: false });
+    b.warm();
+    expect(offloadWorkerState()).toEqual({ ...first, pools: first.pools + 1 });
+    // A call and its shadow's drop, answered: one pool still uses the worker.
+    registry.commit({ put: [{ name: 'v', id: 0, size: sectors(8), parent: null, state: 'ready', created: 1 }], takeIds: [0] });
+    expect(await a.call({ method: 'resizeVolume', args: ['v', 4096] }, undefined, 'try')).toMatchObject({ ok: true });
+    const dropped = a.call({ method: 'resizeVolume', args: ['v', 4096] }, undefined, 'try');
+    a.drop();
+    await dropped;
+    await answered();
+    jest.advanceTimersByTime(60_000);
+    expect(offloadWorkerState()).toEqual({ ...first, pools: first.pools });
+    // The last pool closed (it had sent nothing): idle, and kept for a new pool within 10 s.
+    b.drop();
+    expect(offloadWorkerState()).toEqual({ threadId: first.threadId, pools: 0, calls: 0, idle: true });
+    jest.advanceTimersByTime(9_000);
+    const c = new RemotePool(spec);
+    c.warm();
+    expect(offloadWorkerState()).toEqual({ threadId: first.threadId, pools: 1, calls: 0, idle: false });
+    c.drop();
+    jest.advanceTimersByTime(9_999);
+    expect(offloadWorkerState()).toMatchObject({ threadId: first.threadId, idle: true });
+    jest.advanceTimersByTime(1);
+    expect(offloadWorkerState()).toEqual({ pools: 0, calls: 0, idle: false });  // ended
+    // The next pool starts another.
+    const d = new RemotePool(spec);
+    d.warm();
+    expect(offloadWorkerState().threadId).toBeGreaterThan(first.threadId!);
+    d.drop();
+    jest.runOnlyPendingTimers();
+    expect(offloadWorkerState()).toEqual({ pools: 0, calls: 0, idle: false });
+  } finally {
+    jest.useRealTimers();
+    registry.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
