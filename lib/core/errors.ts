@@ -212,22 +212,34 @@ export interface ClonedError {
   kind: 'devmapper' | 'error' | 'value';
   message: string;
   stack?: string;
-  /** DevmapperError: code, errno, syscall, command, device, completed and the details; Error: its name and code. */
+  /** DevmapperError: code, errno, syscall, command, device, completed and the details; Error: its name and
+   * Node's system-error fields (code, errno, syscall, path, dest). */
   fields: Record<string, unknown>;
+  /** The error's `cause`, cloned the same way (a few deep). */
+  cause?: ClonedError;
+  /** The cause was set by assignment (enumerable), not by the Error constructor. */
+  causeEnumerable?: boolean;
   value?: unknown;
 }
 
+const SYSTEM_ERROR_KEYS = ['code', 'errno', 'syscall', 'path', 'dest'] as const;
+
 /** `e` as plain data (see errorFromClone). */
-export function cloneError(e: unknown): ClonedError {
-  if (e instanceof DevmapperError) {
-    const fields: Record<string, unknown> = {};
-    for (const k of ['code', 'errno', 'syscall', 'command', 'device', 'completed', ...DETAIL_KEYS] as const)
-      if (e[k] !== undefined) fields[k] = e[k];
-    return { kind: 'devmapper', message: e.message, stack: e.stack, fields };
-  }
+export function cloneError(e: unknown, depth = 0): ClonedError {
   if (e instanceof Error) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return { kind: 'error', message: e.message, stack: e.stack, fields: { name: e.name, ...(typeof code === 'string' && { code }) } };
+    const c: ClonedError = e instanceof DevmapperError
+      ? { kind: 'devmapper', message: e.message, stack: e.stack, fields: {} }
+      : { kind: 'error', message: e.message, stack: e.stack, fields: { name: e.name } };
+    const keys = e instanceof DevmapperError ? ['code', 'errno', 'syscall', 'command', 'device', 'completed', ...DETAIL_KEYS] : SYSTEM_ERROR_KEYS;
+    for (const k of keys) {
+      const v = (e as unknown as Record<string, unknown>)[k];
+      if (v !== undefined && (e instanceof DevmapperError || ['string', 'number'].includes(typeof v))) c.fields[k] = v;
+    }
+    if (e.cause !== undefined && depth < 4) {
+      c.cause = cloneError(e.cause, depth + 1);
+      c.causeEnumerable = Object.getOwnPropertyDescriptor(e, 'cause')?.enumerable;
+    }
+    return c;
   }
   const plain = e === null || ['string', 'number', 'boolean', 'undefined'].includes(typeof e);
   return { kind: 'value', message: String(e), fields: {}, value: plain ? e : String(e) };
@@ -240,5 +252,6 @@ export function errorFromClone(c: ClonedError): unknown {
   const e = c.kind === 'devmapper' ? new DevmapperError(c.message, rest as { code: string }) : Object.assign(new Error(c.message), rest);
   if (c.kind === 'error' && typeof name === 'string') e.name = name;
   if (c.stack !== undefined) e.stack = c.stack;
+  if (c.cause) Object.defineProperty(e, 'cause', { value: errorFromClone(c.cause), writable: true, configurable: true, enumerable: !!c.causeEnumerable });
   return e;
 }
