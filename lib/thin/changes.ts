@@ -24,7 +24,7 @@ import { line, parseThinPoolStatus, thin, ThinPoolStatus, ThinPoolStatusOk } fro
 import { IntendResult, IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeLease, VolumeRecord, sameChange } from './registry';
 import { retryWhileBusy } from './busy';
 import { explainBusy, readHolders, describeHolders } from '../dm/holders';
-import { LockStep, PoolLock } from './lock';
+import { LockStep, PoolLock, QueueSlot } from './lock';
 import type { OffloadingPool, RemotePool } from './offload';
 import { isModeRefusal, poolStateError } from './pool-mode';
 import { FreeSpaceGuard, refuseIfOutOfData } from './free-space';
@@ -79,6 +79,31 @@ export const SUSPEND_TIMEOUT_MS = 15_000;
 const MAX_RETRIES = 10_000, MAX_RETRY_DELAY_MS = 60_000;
 
 export const DEACTIVATE_KEYS = ['deferred', 'retries', 'retryDelayMs'] as const;
+
+/**
+ * Whether deactivate options allow EBUSY retries longer than the default (20 × 50 ms): such a call stays on
+ * the calling thread, whose timers wait, rather than hold the offload worker, which runs every pool's changes.
+ * Reads own data properties only (the body's checks, which run first, report anything else).
+ */
+export function waitsLong(o: unknown): boolean {
+  try {
+    if (o === null || typeof o !== 'object') return false;
+    const own = (k: string): unknown => Object.getOwnPropertyDescriptor(o, k)?.value;
+    const retries = own('retries'), delay = own('retryDelayMs');
+    return (typeof retries === 'number' ? retries : 20) * (typeof delay === 'number' ? delay : 50) > 20 * 50;
+  } catch {
+    return true;
+  }
+}
+
+/** waitsLong for deleteVolume's options (their `deactivate`). */
+export function deleteWaitsLong(o: unknown): boolean {
+  try {
+    return o !== null && typeof o === 'object' && waitsLong(Object.getOwnPropertyDescriptor(o, 'deactivate')?.value);
+  } catch {
+    return true;
+  }
+}
 
 /** The values of deactivate options whose keys are checked. */
 export function checkDeactivateValues<T extends DeactivateOptions>(o: T): T {
@@ -423,7 +448,7 @@ export class PoolChanges implements OffloadingPool {
 
   isLockStep(o: Op<unknown>): boolean { return o instanceof LockStep && o.lock === this.lock; }
 
-  lockQueue<T>(fn: (hold: () => Promise<void>) => Promise<T>): Promise<T> { return this.lock.queue(fn); }
+  lockQueue<T>(fn: (slot: QueueSlot) => Promise<T>): Promise<T> { return this.lock.queue(fn); }
 
   // The last change this process committed stays recorded as pending until the next change replaces it (one
   // registry write fewer per change); on close it is cleared, if no other process has replaced it since.

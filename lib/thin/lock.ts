@@ -7,7 +7,15 @@ import { Op, Steps, op, runAsync, runSync } from '../core/steps';
 
 /** The step PoolLock.op makes: a body under that lock (how offload.ts knows a change's first step). */
 export class LockStep<T> implements Op<T> {
-  constructor(readonly lock: PoolLock, readonly sync: () => T, readonly async: () => Promise<T>) {}
+  constructor(readonly lock: PoolLock, readonly body: () => Steps<T>, readonly sync: () => T, readonly async: () => Promise<T>) {}
+}
+
+/** What PoolLock.queue gives its function: the lock taken here and held to its end, and a lock step run here. */
+export interface QueueSlot {
+  /** Waits for the lock file (another process holds it) on a thread of its own; held until the slot ends. */
+  hold(): Promise<void>;
+  /** The step's body under the lock, run here in this slot (not queued again). */
+  here<T>(step: LockStep<T>): Promise<T>;
 }
 
 export class PoolLock {
@@ -21,20 +29,23 @@ export class PoolLock {
    * form blocks on another process's lock, and refuses (ERR_DM_IN_PROGRESS) while a promise-form run of this
    * process is queued or running, which it could never wait for. */
   op<T>(body: () => Steps<T>, device: string): Op<T> {
-    return new LockStep(this, () => this.runSync(() => runSync(body()), device), () => this.run(() => runAsync(body())));
+    return new LockStep(this, body, () => this.runSync(() => runSync(body()), device), () => this.run(() => runAsync(body())));
   }
 
   /**
    * For a change the offload worker runs (offload.ts): `fn` in this process's queue of promise-form runs,
    * without the lock file, which the worker takes. When another process holds it, the worker gives up before
-   * running anything and `fn` calls `hold()`: the lock is waited for here, on a thread of its own, and held
-   * until `fn` ends.
+   * running anything and `fn` calls `slot.hold()`: the lock is waited for here, on a thread of its own, and
+   * held until `fn` ends. A change the worker could not run runs here, in its place, by `slot.here()`.
    */
-  queue<T>(fn: (hold: () => Promise<void>) => Promise<T>): Promise<T> {
+  queue<T>(fn: (slot: QueueSlot) => Promise<T>): Promise<T> {
     return this.enqueue(async () => {
       let held: FdHandle | undefined;
       try {
-        return await fn(async () => { held = this.held(await native.lockFileAsync(this.file).promise); });
+        return await fn({
+          hold: async () => { held ??= this.held(await native.lockFileAsync(this.file).promise); },
+          here: (step) => (held ? runAsync(step.body()) : this.locked(() => runAsync(step.body()))),
+        });
       } finally {
         held?.close();
       }
@@ -42,12 +53,14 @@ export class PoolLock {
   }
 
   private run<T>(fn: () => Promise<T>): Promise<T> {
-    return this.enqueue(async () => {
-      // Uncontended (the usual case): no thread. Contended: wait on a thread of its own.
-      let fd = native.tryLockFile(this.file);
-      if (fd < 0) fd = await native.lockFileAsync(this.file).promise;
-      return this.whileHeld(fd, fn);
-    });
+    return this.enqueue(() => this.locked(fn));
+  }
+
+  // Uncontended (the usual case): no thread. Contended: waits on a thread of its own.
+  private async locked<T>(fn: () => Promise<T>): Promise<T> {
+    let fd = native.tryLockFile(this.file);
+    if (fd < 0) fd = await native.lockFileAsync(this.file).promise;
+    return this.whileHeld(fd, fn);
   }
 
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
@@ -95,9 +108,20 @@ export class WorkerLock extends PoolLock {
   mode: 'try' | 'held' = 'held';
   /** No lock taken yet in this request: a busy lock can still be handed back. */
   fresh = true;
+  /** Told the lock file's fd while this thread holds it, and -1 before it is closed: if the thread dies
+   * holding it, the sending thread closes it, as a dying process's lock would be released. */
+  onHeld?: (fd: number) => void;
+
+  protected override held(fd: number): FdHandle {
+    this.onHeld?.(fd);
+    return new FdHandle(fd, `the lock ${this.file}`, (f) => {
+      this.onHeld?.(-1);
+      native.closeFd(f);
+    });
+  }
 
   override op<T>(body: () => Steps<T>, device: string): Op<T> {
-    return new LockStep(this, () => {
+    return new LockStep(this, body, () => {
       if (this.mode === 'held') return runSync(body());
       let fd = native.tryLockFile(this.file);
       if (fd < 0) {

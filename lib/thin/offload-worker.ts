@@ -1,10 +1,10 @@
 // The offload worker (offload.ts): runs pool changes as their sync twins, one at a time in the order sent, on
 // shadows of the sending thread's pools, and answers each with its result or its error as plain data.
-import { parentPort } from 'node:worker_threads';
-import { cloneError, dmError } from '../core/errors';
+import { parentPort, workerData } from 'node:worker_threads';
+import { cloneError } from '../core/errors';
 import type { Bytes } from '../core/units';
 import { changesOf } from './changes';
-import type { OffloadCall, OffloadReply, OffloadRequest } from './offload';
+import { OffloadCall, OffloadReply, OffloadRequest, Shared } from './offload';
 import { ThinPool, shadowPool } from './pool';
 import type { VolumeRecord } from './registry';
 import { LockBusy, WorkerLock } from './lock';
@@ -28,8 +28,10 @@ const methods: Record<OffloadCall['method'], (pool: ThinPool, args: never) => un
 };
 
 const pools = new Map<number, { pool: ThinPool; lock: WorkerLock }>();
+const shared = workerData as Int32Array;
 
 function run(req: OffloadRequest): OffloadReply {
+  Atomics.store(shared, Shared.Started, req.id);
   if ('drop' in req) {
     const shadow = pools.get(req.drop);
     pools.delete(req.drop);
@@ -45,8 +47,11 @@ function run(req: OffloadRequest): OffloadReply {
   }
   let shadow = pools.get(req.pool);
   try {
-    if (!shadow && req.spec) pools.set(req.pool, shadow = shadowPool(req.spec));
-    if (!shadow) throw dmError('ERR_DM_INTERNAL', `the offload worker has no pool ${req.pool}`);
+    if (!shadow) {
+      shadow = shadowPool(req.spec);
+      shadow.lock.onHeld = (fd) => Atomics.store(shared, Shared.LockFd, fd);
+      pools.set(req.pool, shadow);
+    }
     const changes = changesOf(shadow.pool);
     changes.committedChange = req.committed;
     shadow.lock.mode = req.lock;
@@ -60,4 +65,3 @@ function run(req: OffloadRequest): OffloadReply {
 }
 
 parentPort!.on('message', (req: OffloadRequest) => parentPort!.postMessage(run(req)));
-parentPort!.postMessage('ready');

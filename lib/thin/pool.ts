@@ -15,7 +15,7 @@ import { ThinPoolFeatures, ThinPoolParams, ThinPoolStatus, ThinPoolStatusOk, MAX
 import { LmdbRegistry, RegistryStore, VolumeRecord } from './registry';
 import { PoolLock, WorkerLock } from './lock';
 import { RemotePool, ShadowSpec, offloaded } from './offload';
-import { PoolChanges, ThinPoolHooks, checkDeleteOptions, removeDevice } from './changes';
+import { PoolChanges, ThinPoolHooks, checkDeleteOptions, deleteWaitsLong, removeDevice } from './changes';
 import { DiffOptions, DiffRange, PoolMetadata, PoolUsage } from './metadata';
 import { MetadataReadOptions, PoolMetadataReader } from './metadata-snapshot';
 import { AdoptOptions, DockerImport, checkAdoptOptions, readDockerRecords } from './adopt';
@@ -652,7 +652,7 @@ export class ThinPool {
    * at the next open, never left as a volume whose data is gone. A volume open elsewhere is not discarded.
    */
   deleteVolume(name: string, o: DeleteVolumeOptions = {}): Promise<void> {
-    return offloaded(this.changes, () => this.deleteVolumeSteps(name, o), { method: 'deleteVolume', args: [name, o] }, () => undefined);
+    return offloaded(this.changes, () => this.deleteVolumeSteps(name, o), { method: 'deleteVolume', args: [name, o], here: deleteWaitsLong(o) }, () => undefined);
   }
   /** The sync twin of deleteVolume(). */
   deleteVolumeSync(name: string, o: DeleteVolumeOptions = {}): void { runSync(this.deleteVolumeSteps(name, o)); }
@@ -742,9 +742,12 @@ export class ThinPool {
   private *closeSteps(): Steps<void> {
     closeEvents(this);
     yield* this.locked(function* (this: ThinPool): Steps<void> { this.changes.clearCommitted(); });
-    if (this.ownsDm) this.dm.close();
-    this.registry.close();
-    this.changes.remote?.drop();
+    try {
+      if (this.ownsDm) this.dm.close();
+      this.registry.close();
+    } finally {
+      this.changes.remote?.drop();
+    }
   }
 
   // A volume record the offload worker made, as this pool's volume.

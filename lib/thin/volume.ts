@@ -12,7 +12,7 @@ import type { VolumeRecord } from './registry';
 import { metadataReaderOf } from './metadata-snapshot';
 import { OffloadCall, offloaded } from './offload';
 import { VolumeLease, renewLeaseSteps } from './leases';
-import { DEACTIVATE_KEYS, DeactivateOptions, PoolChanges, changesOf, checkDeactivateOptions, checkDeactivateValues, removeDevice } from './changes';
+import { DEACTIVATE_KEYS, DeactivateOptions, PoolChanges, changesOf, checkDeactivateOptions, checkDeactivateValues, removeDevice, waitsLong } from './changes';
 
 export type { DeactivateOptions, DeleteVolumeOptions } from './changes';
 
@@ -119,7 +119,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
 
   /** REMOVE, retried while busy (bounded), or deferred to last close. */
   deactivate(o: DeactivateOptions = {}): Promise<void> {
-    return this.offloaded(() => this.deactivateSteps(o), { method: 'deactivate', args: [this.#rec, o] }, () => undefined, false);
+    return this.offloaded(() => this.deactivateSteps(o), { method: 'deactivate', args: [this.#rec, o], here: waitsLong(o) }, () => undefined, false);
   }
   /** The sync twin of deactivate(). */
   deactivateSync(o: DeactivateOptions = {}): void { runSync(this.deactivateSteps(o)); }
@@ -144,7 +144,7 @@ export class ThinVolume<P extends VolumePool = VolumePool> {
    * after a crash. An open volume is not discarded (ERR_DM_BUSY).
    */
   delete(o: VolumeDeleteOptions = {}): Promise<void> {
-    return this.offloaded(() => this.deleteSteps(o), { method: 'delete', args: [this.#rec, o] }, () => undefined);
+    return this.offloaded(() => this.deleteSteps(o), { method: 'delete', args: [this.#rec, o], here: waitsLong(o) }, () => undefined);
   }
   /** The sync twin of delete(). */
   deleteSync(o: VolumeDeleteOptions = {}): void { runSync(this.deleteSteps(o)); }

@@ -164,13 +164,19 @@ test('a pool opened by the promise API starts the worker before its first change
     const v = await opened.createVolume('v', MiB);
     expect(offloadWorkerState()).toEqual(warm);  // the same thread ran it
     await opened.close();
+    // A closed handle's change is refused on this thread, as its sync twin's is; the worker makes no shadow.
+    const late = await opened.createVolume('late', MiB).catch((e) => e);
+    expect(late).toBeInstanceOf(DevmapperError);
+    expect(late.code).toBe((() => { try { opened.createVolumeSync('late', MiB); } catch (e) { return (e as DevmapperError).code; } })());
+    expect(offloadWorkerState()).toMatchObject({ pools: 0 });
+    expect(created.volume('late')).toBeUndefined();
     created.closeSync();
     last = undefined;
     // close() sends the shadow's drop without waiting for its answer; once answered, the worker is idle.
     for (let i = 0; i < 500 && offloadWorkerState().calls > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(offloadWorkerState()).toEqual({ threadId: warm.threadId, pools: 0, calls: 0, idle: true });
+    expect(offloadWorkerState()).toEqual({ threadId: warm.threadId, pools: 0, calls: 0, idle: true, holdsLock: false });
     last = await ThinPool.open(name, { check: false });
-    expect(offloadWorkerState()).toEqual({ threadId: warm.threadId, pools: 1, calls: 0, idle: false });
+    expect(offloadWorkerState()).toEqual({ threadId: warm.threadId, pools: 1, calls: 0, idle: false, holdsLock: false });
     await last.deleteVolume(v.name);
     expect(last.volume(v.name)).toBeUndefined();
     expect(last.registry.count()).toBe(0);
@@ -178,4 +184,18 @@ test('a pool opened by the promise API starts the worker before its first change
     await (last ?? ThinPool.openSync(name, { check: false })).destroy({ deleteFiles: true });
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the arguments are taken when the call is made: a change to them while the call waits does not reach it', async () => {
+  await withPool({}, async (pool) => {
+    const v = await pool.createVolume(uniqueName('v'), MiB);
+    const o = { readOnly: false };
+    const ahead = pool.createVolume(uniqueName('w'), MiB);  // queued first: the activate waits behind it
+    const activating = v.activate(o);
+    o.readOnly = true;
+    await ahead;
+    await activating;
+    expect((await pool.dm.info(v.name)).readOnly).toBe(false);
+    await v.deactivate();
+  });
 });

@@ -5,10 +5,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DevmapperError, LmdbRegistry, ThinPool, ThinVolume, sectors } from '../../lib';
-import { changesOf } from '../../lib/thin/changes';
+import { changesOf, deleteWaitsLong, waitsLong } from '../../lib/thin/changes';
 import { scriptedPoolDevice } from './fake-kernel';
 import { ClonedError, cloneError, dmError, errorFromClone, kernelError } from '../../lib/core/errors';
-import { RemotePool, offloadWorkerState } from '../../lib/thin/offload';
+import { RemotePool, offloadWorkerState, stopOffloadWorker } from '../../lib/thin/offload';
 import { native } from '../../lib/core/binding';
 import { poolLockFile } from '../../lib/thin/provisioning';
 
@@ -26,6 +26,19 @@ test('an error made plain and made again keeps its class, fields and stack', () 
   const s = errorFromClone(structuredClone(cloneError(sys))) as NodeJS.ErrnoException;
   expect(s).toBeInstanceOf(Error);
   expect([s.message, s.code, s.name]).toEqual(['nope', 'ENOENT', 'Error']);
+  // Node's system-error fields, and causes: set by the constructor (hidden) or assigned (as pool-mode.ts does).
+  const io = Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES', errno: -13, syscall: 'open', path: '/x' });
+  const wrapped = new Error('open failed', { cause: io });
+  const back2 = errorFromClone(structuredClone(cloneError(wrapped))) as Error;
+  expect(back2.cause).toMatchObject({ code: 'EACCES', errno: -13, syscall: 'open', path: '/x', message: io.message });
+  expect(Object.getOwnPropertyDescriptor(back2, 'cause')!.enumerable).toBe(false);
+  const state = dmError('ERR_DM_POOL_STATE', 'the pool is read-only', 'pool0', { mode: 'read_only' } as never);
+  state.cause = k;
+  const back3 = errorFromClone(structuredClone(cloneError(state))) as DevmapperError;
+  expect(back3).toBeInstanceOf(DevmapperError);
+  expect({ ...back3 }).toEqual({ ...state });
+  expect(back3.cause).toBeInstanceOf(DevmapperError);
+  expect({ ...(back3.cause as object) }).toEqual({ ...k });
   expect(errorFromClone(structuredClone(cloneError('text')))).toBe('text');
   expect(errorFromClone(structuredClone(cloneError({ toString: () => 'obj' })))).toBe('obj');
 });
@@ -85,6 +98,12 @@ test('a pool\'s promise change through the worker: checked here first, queued wi
     await expect(v.activate({ readOnly: 1 } as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
     const hostile = new Proxy({}, { ownKeys: () => { throw new Error('trap'); } });
     await expect(v.activate(hostile as never)).rejects.toBeDefined();  // never a throw from the promise method
+    // A deactivate that may wait longer than the default retries stays here (the worker, which has no scripted
+    // kernel, would fail it): so do a delete's and deleteVolume's.
+    await v.deactivate({ retries: 100, retryDelayMs: 100 });
+    expect([waitsLong({}), waitsLong({ retries: 20, retryDelayMs: 50 }), waitsLong({ retryDelayMs: 51 }), waitsLong({ deferred: true })]).toEqual([false, false, true, false]);
+    expect(deleteWaitsLong({ deactivate: { retries: 21 } })).toBe(true);
+    expect(deleteWaitsLong(new Proxy({}, { getOwnPropertyDescriptor: () => { throw new Error('trap'); } }))).toBe(true);
     // A plain record the worker sent back is this pool's volume, with the pool as its pool.
     await v.resize('1M');
     expect(v.pool).toBe(pool);
@@ -123,11 +142,11 @@ test('the worker lives while a pool uses it, and ends 10 s after the last one is
     expect(offloadWorkerState()).toEqual({ ...first, pools: first.pools });
     // The last pool closed (it had sent nothing): idle, and kept for a new pool within 10 s.
     b.drop();
-    expect(offloadWorkerState()).toEqual({ threadId: first.threadId, pools: 0, calls: 0, idle: true });
+    expect(offloadWorkerState()).toEqual({ threadId: first.threadId, pools: 0, calls: 0, idle: true, holdsLock: false });
     jest.advanceTimersByTime(9_000);
     const c = new RemotePool(spec);
     c.warm();
-    expect(offloadWorkerState()).toEqual({ threadId: first.threadId, pools: 1, calls: 0, idle: false });
+    expect(offloadWorkerState()).toEqual({ threadId: first.threadId, pools: 1, calls: 0, idle: false, holdsLock: false });
     c.drop();
     jest.advanceTimersByTime(9_999);
     expect(offloadWorkerState()).toMatchObject({ threadId: first.threadId, idle: true });
@@ -144,5 +163,36 @@ test('the worker lives while a pool uses it, and ends 10 s after the last one is
     jest.useRealTimers();
     registry.close();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Last in this file: once a worker has died, this process's calls all run on the calling thread.
+test('a worker that died: the changes queued for it run here, each in its place in the queue, and later calls run here', async () => {
+  const registryDir = fs.mkdtempSync(path.join(os.tmpdir(), 'offload-pool-'));
+  const { dm } = scriptedPoolDevice('offload-dead');
+  const pool = ThinPool.openSync('offload-dead', { dm, registryDir, check: false });
+  try {
+    const v = pool.createVolumeSync('v', '1M');
+    changesOf(pool).remote = new RemotePool({ name: pool.name, dev: pool.dev, params: pool.params, registryDir });
+    // The lock file held (as by another process): the worker hands the first change back, and it waits here.
+    const lockFd = native.lockFile(poolLockFile(pool.name, registryDir));
+    const first = pool.resizeVolume('v', '1M');
+    const queued = pool.createVolume('w', '1M');  // for the worker, which the scripted kernel is not on
+    const tick = () => new Promise((r) => setTimeout(r, 2));
+    for (let i = 0; i < 5000 && offloadWorkerState().calls === 0; i++) await tick();
+    for (let i = 0; i < 5000 && offloadWorkerState().calls > 0; i++) await tick();
+    expect(offloadWorkerState()).toMatchObject({ calls: 0, holdsLock: false });
+    await stopOffloadWorker();
+    fs.closeSync(lockFd);
+    const later = pool.deleteVolume('w');  // made after: here, behind the create
+    expect(await first).toEqual(ThinVolume.recordOf(v));
+    expect(await queued).toMatchObject({ name: 'w', id: 1 });
+    await later;
+    expect(pool.volume('w')).toBeUndefined();
+    expect(pool.registry.pending()).toMatchObject({ op: 'delete', name: 'w' });
+    expect(offloadWorkerState()).toEqual({ pools: 0, calls: 0, idle: false });
+  } finally {
+    await pool.close();
+    fs.rmSync(registryDir, { recursive: true, force: true });
   }
 });
