@@ -77,15 +77,26 @@ test('the worker\'s shadow pool reads and writes the registry this thread has op
   }
 });
 
-test('a pool\'s promise change through the worker: checked here first, queued with the process\'s calls, answered as here', async () => {
+/** A pool on the scripted kernel with a link to the worker (which has no scripted kernel: it may run only
+ * what needs no ioctl), closed and removed after `fn`. */
+async function withScriptedRemote(name: string, fn: (pool: ThinPool, registryDir: string) => Promise<void>): Promise<void> {
   const registryDir = fs.mkdtempSync(path.join(os.tmpdir(), 'offload-pool-'));
-  const { dm } = scriptedPoolDevice('offload-pool');
-  const pool = ThinPool.openSync('offload-pool', { dm, registryDir, check: false });
+  const { dm } = scriptedPoolDevice(name);
+  const pool = ThinPool.openSync(name, { dm, registryDir, check: false });
   try {
-    const v = pool.createVolumeSync('v', '1M');
-    // The scripted kernel lives on this thread only: the worker may run what needs no ioctl (a resize to the
-    // same size reads the record under the lock and gives it back).
+    pool.createVolumeSync('v', '1M');
     changesOf(pool).remote = new RemotePool({ name: pool.name, dev: pool.dev, params: pool.params, registryDir });
+    await fn(pool, registryDir);
+  } finally {
+    await pool.close();
+    fs.rmSync(registryDir, { recursive: true, force: true });
+  }
+}
+
+test('a pool\'s promise change through the worker: checked here first, queued with the process\'s calls, answered as here', async () => {
+  await withScriptedRemote('offload-pool', async (pool) => {
+    const v = pool.volume('v')!;
+    // A resize to the same size reads the record under the lock and gives it back: no ioctl.
     const same = pool.resizeVolume('v', '1M');
     expect(() => pool.createVolumeSync('w', '1M')).toThrow(expect.objectContaining({ code: 'ERR_DM_IN_PROGRESS' }));
     expect(await same).toEqual(ThinVolume.recordOf(v));
@@ -108,11 +119,7 @@ test('a pool\'s promise change through the worker: checked here first, queued wi
     await v.resize('1M');
     expect(v.pool).toBe(pool);
     expect(pool.registry.pending()).toMatchObject({ op: 'create', name: 'v' });  // a resize to the same size writes nothing
-  } finally {
-    changesOf(pool).remote?.drop();
-    pool.closeSync();
-    fs.rmSync(registryDir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('the worker lives while a pool uses it, and ends 10 s after the last one is closed unless another comes', async () => {
@@ -168,12 +175,8 @@ test('the worker lives while a pool uses it, and ends 10 s after the last one is
 
 // Last in this file: once a worker has died, this process's calls all run on the calling thread.
 test('a worker that died: the changes queued for it run here, each in its place in the queue, and later calls run here', async () => {
-  const registryDir = fs.mkdtempSync(path.join(os.tmpdir(), 'offload-pool-'));
-  const { dm } = scriptedPoolDevice('offload-dead');
-  const pool = ThinPool.openSync('offload-dead', { dm, registryDir, check: false });
-  try {
-    const v = pool.createVolumeSync('v', '1M');
-    changesOf(pool).remote = new RemotePool({ name: pool.name, dev: pool.dev, params: pool.params, registryDir });
+  await withScriptedRemote('offload-dead', async (pool, registryDir) => {
+    const v = pool.volume('v')!;
     // The lock file held (as by another process): the worker hands the first change back, and it waits here.
     const lockFd = native.lockFile(poolLockFile(pool.name, registryDir));
     const first = pool.resizeVolume('v', '1M');
@@ -191,8 +194,5 @@ test('a worker that died: the changes queued for it run here, each in its place 
     expect(pool.volume('w')).toBeUndefined();
     expect(pool.registry.pending()).toMatchObject({ op: 'delete', name: 'w' });
     expect(offloadWorkerState()).toEqual({ pools: 0, calls: 0, idle: false });
-  } finally {
-    await pool.close();
-    fs.rmSync(registryDir, { recursive: true, force: true });
-  }
+  });
 });
