@@ -9,8 +9,8 @@
 //   - the control: the same lifecycle run by the sync twins in another process while this loop only runs the
 //     timer. What the kernel's work for the lifecycle (and, under emulation, its cost to the machine's CPUs)
 //     does to the timer by itself: the floor for any design that runs the lifecycle in this process;
-//   - the lifecycle on a second handle of the pool opened with a DeviceMapper of its own, so that its calls
-//     stay on this thread (no offload worker): what the worker changes.
+//   - the lifecycle on a second handle of the pool opened with `offload: false`, so that its calls stay on
+//     this thread: what the offload worker changes.
 // Each path repeats its 1,000 calls until it has run for MIN_MS in the round, so that every p99 rests on
 // thousands of samples (the fs.promises paths finish 1,000 calls in a fraction of a second).
 import { ChildProcess, spawn } from 'node:child_process';
@@ -86,8 +86,7 @@ async function main() {
   const page = Buffer.alloc(4096, 1);
   let seq = 0;
   const other = lifecycleProcess('lag-pool');
-  const ownDm = new DeviceMapper();
-  const inThread = await ThinPool.open('lag-pool', { dm: ownDm, check: false });
+  const inThread = await ThinPool.open('lag-pool', { check: false, offload: false });
   const lifecycles = async (p: ThinPool) => {
     for (let i = 0; i < CALLS / 4; i++) {
       const v = await p.createVolume(`v${seq++}`, '64M');
@@ -119,7 +118,7 @@ async function main() {
         name: 'ThinPool createVolume, activate, deactivate, deleteVolume (250 ×)', ms: 0, calls: 0, h: createHistogram(), run: () => lifecycles(pool),
       },
       {
-        name: 'the same on the calling thread (a pool opened with a dm of its own: no offload worker)', ms: 0, calls: 0, h: createHistogram(),
+        name: 'the same on the calling thread (a pool opened with offload: false)', ms: 0, calls: 0, h: createHistogram(),
         run: () => lifecycles(inThread),
       },
     ];
@@ -150,7 +149,6 @@ async function main() {
     }
   } finally {
     await inThread.close();
-    ownDm.close();
     other.child.stdin!.end();
     await new Promise((r) => other.child.once('exit', r));
     await pool.destroy({ deleteFiles: true });

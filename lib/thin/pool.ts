@@ -137,7 +137,7 @@ export class ThinPool {
     this.reader = new PoolMetadataReader(this, this.changes);
     // The promise API's changes run on the offload worker when the worker can make the same pool: the
     // library's own DeviceMapper and registry, no hooks.
-    if (!lock && parts.ownsDm && parts.registry instanceof LmdbRegistry && parts.registryDir !== undefined && !parts.lvmOwned && !hooks.step)
+    if (!lock && !parts.noOffload && parts.ownsDm && parts.registry instanceof LmdbRegistry && parts.registryDir !== undefined && !parts.lvmOwned && !hooks.step)
       this.changes.remote = new RemotePool({ name: this.name, dev: this.dev, params: this.params, registryDir: path.resolve(this.registryDir!) });
   }
 
@@ -271,7 +271,7 @@ export class ThinPool {
 
   private static *attachSteps(options: ThinPoolAttachOptions): Steps<ThinPool> {
     const o = checkAttachOptions(options);
-    const poolOptions: ThinPoolOptions = { dm: o.dm, registryDir: o.registryDir, registry: o.registry, hooks: o.hooks, minFreeSpace: o.minFreeSpace };
+    const poolOptions: ThinPoolOptions = { dm: o.dm, registryDir: o.registryDir, registry: o.registry, hooks: o.hooks, minFreeSpace: o.minFreeSpace, offload: o.offload };
     return yield* underLifecycleLock(o.name, () => attachDevices(o, (made) => ThinPool.openSteps(o.name, poolOptions, made)));
   }
 

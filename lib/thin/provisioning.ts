@@ -41,6 +41,11 @@ export interface ThinPoolOptions {
    * `{ data, metadata }`; null turns it off. Saved beside the registry for every process (ThinPool.setMinFreeSpace).
    */
   minFreeSpace?: MinFreeSpace | null;
+  /**
+   * Run the promise API's volume changes on the process's offload worker thread (default true). false keeps
+   * them on the calling thread: a little less latency per change, more event-loop lag while one runs.
+   */
+  offload?: boolean;
 }
 
 /**
@@ -219,7 +224,7 @@ export function* provisionPool(o: ThinPoolCreateOptions): Steps<PoolParts> {
     if (registryDir) writePoolConfig(registryDir, configOf(params.params));
     if (marked) removeMarker(dataFile!);
     return { name, dev: info.dev, params: thinPool.parse(thinPool.format(params.params)), files: { data: dataFile, metadata: metaFile },
-      registryDir, registry, dm, ownsDm: !o.dm, lvmOwned: false };
+      registryDir, registry, dm, ownsDm: !o.dm, lvmOwned: false, noOffload: o.offload === false };
   } catch (e) {
     if (registry && !o.registry) registry.close();
     for (const u of undo.reverse()) { try { yield* step(u); } catch { /* keep the first error */ } }
@@ -435,6 +440,8 @@ export interface PoolParts {
   ownsDm: boolean;
   /** LVM made the pool (its dm uuid starts with LVM-). */
   lvmOwned: boolean;
+  /** The caller turned the offload worker off (ThinPoolOptions.offload). */
+  noOffload?: boolean;
 }
 
 /** What growth and reloads need of a pool. */
@@ -470,7 +477,7 @@ export function* discoverPool(name: string, o: ThinPoolOptions, dm: DeviceMapper
   const metaFile = ownLoopBackingFile(params.metadataDev);
   const registryDir = o.registry ? o.registryDir : registryDirFor(name, o, dataFile);
   const registry = o.registry ?? LmdbRegistry.open(registryDir!);
-  return { name, dev: info.dev, params, files: { data: dataFile, metadata: metaFile }, registryDir, registry, dm, ownsDm, lvmOwned: isLvmUuid(info.uuid) };
+  return { name, dev: info.dev, params, files: { data: dataFile, metadata: metaFile }, registryDir, registry, dm, ownsDm, lvmOwned: isLvmUuid(info.uuid), noOffload: o.offload === false };
 }
 
 /**
@@ -508,7 +515,7 @@ export function deletePoolFiles(files: { data?: string; metadata?: string }, reg
 
 // ---- option checks: before anything is touched --------------------------------------------------------
 
-const POOL_KEYS = ['dm', 'registryDir', 'registry', 'hooks', 'check', 'reconcile', 'minFreeSpace'] as const;
+const POOL_KEYS = ['dm', 'registryDir', 'registry', 'hooks', 'check', 'reconcile', 'minFreeSpace', 'offload'] as const;
 const FEATURE_KEYS = ['skipBlockZeroing', 'ignoreDiscard', 'noDiscardPassdown', 'readOnly', 'errorIfNoSpace'] as const;
 const BACKING_KEYS = ['name', 'dataFile', 'metadataFile', 'dataDevice', 'metadataDevice'] as const;
 const REGISTRY_METHODS = ['get', 'list', 'children', 'count', 'pending', 'intend', 'commit', 'refresh', 'close', 'metadataSnapshot', 'setMetadataSnapshot'];
@@ -519,6 +526,7 @@ export function checkPoolOptions<T extends ThinPoolOptions>(options: unknown, ex
   if (o.dm !== undefined && !isDeviceMapper(o.dm)) throw dmError('ERR_DM_INVALID_ARGUMENT', `dm must be a DeviceMapper, got ${show(o.dm)}`, name);
   if (o.registryDir !== undefined) checkPath(o.registryDir, 'registryDir');
   optBoolean(o.check, 'check');
+  optBoolean(o.offload, 'offload');
   if (o.reconcile !== undefined) checkReconcileOptions(o.reconcile, name ?? 'pool');
   checkMinFreeSpace(o.minFreeSpace, name);
   if (o.registry !== undefined) {

@@ -199,3 +199,21 @@ test('the arguments are taken when the call is made: a change to them while the 
     await v.deactivate();
   });
 });
+
+test('a pool opened with offload: false runs its promise changes on the calling thread', async () => {
+  await withPool({}, async (pool) => {
+    const before = offloadWorkerState();
+    const here = await ThinPool.open(pool.name, { check: false, offload: false });
+    try {
+      expect(offloadWorkerState().pools).toBe(before.pools);  // not started for it
+      const calls = countDmCalls(here);
+      const v = await (await here.createVolume(uniqueName('here'), MiB)).activate();
+      await v.delete();
+      expect([...calls.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(3);  // its ioctls, here
+      expect(here.volume(v.name)).toBeUndefined();
+      expect(dmsetup('ls')).not.toContain(v.name);
+    } finally {
+      await here.close();
+    }
+  });
+});

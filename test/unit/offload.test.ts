@@ -173,6 +173,15 @@ test('the worker lives while a pool uses it, and ends 10 s after the last one is
   }
 });
 
+test('the offload option is a boolean, checked before anything is touched', async () => {
+  for (const v of [1, 'no', null, Number.NaN, {}]) {
+    expect(() => ThinPool.openSync('p', { offload: v as never })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARGUMENT' }));
+    await expect(ThinPool.open('p', { offload: v as never })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+    await expect(ThinPool.attach({ name: 'p', dataFile: '/nonexistent/data', offload: v as never })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+    await expect(ThinPool.create({ name: 'p', dataFile: '/nonexistent/data', dataSize: '1G', offload: v as never })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARGUMENT' });
+  }
+});
+
 // Last in this file: once a worker has died, this process's calls all run on the calling thread.
 test('a worker that died: the changes queued for it run here, each in its place in the queue, and later calls run here', async () => {
   await withScriptedRemote('offload-dead', async (pool, registryDir) => {
