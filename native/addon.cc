@@ -19,22 +19,66 @@ Napi::Value SetErrorFactory(const Napi::CallbackInfo& info) {
 }
 }  // namespace
 
+namespace {
+bool SetString(napi_env env, napi_value o, const char* key, const std::string& v) {
+  napi_value s;
+  return napi_create_string_utf8(env, v.data(), v.size(), &s) == napi_ok && napi_set_named_property(env, o, key, s) == napi_ok;
+}
+
+bool SetNumber(napi_env env, napi_value o, const char* key, double v) {
+  napi_value n;
+  return napi_create_double(env, v, &n) == napi_ok && napi_set_named_property(env, o, key, n) == napi_ok;
+}
+}  // namespace
+
+// In the raw C API, every status checked: on a thread being terminated (a worker, at process.exit()) these
+// calls fail, and node-addon-api would make that failure fatal for the whole process.
 Napi::Value MakeError(Napi::Env env, const SysError& e) {
-  Napi::Object raw = Napi::Object::New(env);
-  raw.Set("errno", e.err);
-  raw.Set("syscall", e.syscall);
-  raw.Set("command", e.command);
-  raw.Set("target", e.target);
-  raw.Set("detail", e.detail);
-  raw.Set("strerror", strerror(e.err));
-  if (e.block >= 0) raw.Set("block", double(e.block));
-  if (!e.check.empty()) raw.Set("check", e.check);
+  napi_value raw;
+  if (napi_create_object(env, &raw) != napi_ok) return Napi::Value();
+  bool ok = SetNumber(env, raw, "errno", e.err) && SetString(env, raw, "syscall", e.syscall) &&
+            SetString(env, raw, "command", e.command) && SetString(env, raw, "target", e.target) &&
+            SetString(env, raw, "detail", e.detail) && SetString(env, raw, "strerror", strerror(e.err)) &&
+            (e.block < 0 || SetNumber(env, raw, "block", double(e.block))) &&
+            (e.check.empty() || SetString(env, raw, "check", e.check));
+  if (!ok) return Napi::Value();
   AddonData* data = env.GetInstanceData<AddonData>();
+  napi_value result;
   if (data == nullptr || data->errorFactory.IsEmpty()) {
-    Napi::Error err = Napi::Error::New(env, e.command + " " + e.target + ": " + strerror(e.err));
-    return err.Value();
+    const std::string text = e.command + " " + e.target + ": " + strerror(e.err);
+    napi_value message;
+    if (napi_create_string_utf8(env, text.data(), text.size(), &message) != napi_ok ||
+        napi_create_error(env, nullptr, message, &result) != napi_ok)
+      return Napi::Value();
+    return Napi::Value(env, result);
   }
-  return data->errorFactory.Call({raw});
+  napi_value factory, undefined;
+  if (napi_get_reference_value(env, data->errorFactory, &factory) != napi_ok || napi_get_undefined(env, &undefined) != napi_ok ||
+      napi_call_function(env, undefined, factory, 1, &raw, &result) != napi_ok)
+    return Napi::Value();
+  return Napi::Value(env, result);
+}
+
+void ThrowSysError(Napi::Env env, const SysError& e) {
+  // Thrown here, in the C API, which fails quietly on a thread being terminated; the empty Napi::Error only
+  // unwinds to node-addon-api, which has nothing left to throw. (Handing it the error to throw, it would make
+  // a failed throw fatal.) An empty error from MakeError: the factory threw, and its exception stays pending.
+  Napi::Value error = MakeError(env, e);
+  if (!error.IsEmpty()) napi_throw(env, error);
+  throw UnwindOnly(env);
+}
+
+void RejectWithSysError(Napi::Env env, Napi::Promise::Deferred& deferred, const SysError& e) {
+  Napi::Value error = MakeError(env, e);
+  if (error.IsEmpty()) {
+    bool pending = false;
+    napi_value thrown;
+    if (napi_is_exception_pending(env, &pending) != napi_ok || !pending || napi_get_and_clear_last_exception(env, &thrown) != napi_ok) return;
+    error = Napi::Value(env, thrown);  // the factory's own exception
+  }
+  try {
+    deferred.Reject(error);
+  } catch (const Napi::Error&) { /* the thread is being terminated: no one is left to settle for */ }
 }
 
 // The kernel header's numbers, so lib/ never restates them.

@@ -50,7 +50,7 @@ struct BlockingJob {
   // Runs on the main thread once the call returned.
   static void Settle(Napi::Env env, Napi::Function, void*, BlockingJob* job) {
     if (env != nullptr) {
-      if (job->failed) job->deferred.Reject(MakeError(env, job->error));
+      if (job->failed) RejectWithSysError(env, job->deferred, job->error);
       else job->deferred.Resolve(job->op.Result(env));
     }
     delete job;

@@ -337,7 +337,10 @@ struct DmSeqOp {
     for (uint32_t i = 0; i < res.size(); i++) replies.Set(i, ReplyToJs(env, heads[i], res[i]));
     Napi::Object out = Napi::Object::New(env);
     out.Set("replies", replies);
-    if (failed) out.Set("error", MakeError(env, error));
+    if (failed) {
+      Napi::Value e = MakeError(env, error);
+      if (e.IsEmpty() || napi_set_named_property(env, out, "error", e) != napi_ok) throw UnwindOnly(env);  // a pending exception, or a thread being terminated
+    }
     return out;
   }
 };

@@ -25,6 +25,14 @@ void RetainIfNeeded(Op& op, const Napi::CallbackInfo& info) {
 
 // Builds the JS error for a SysError through the factory that lib/core/errors.ts registered.
 Napi::Value MakeError(Napi::Env env, const SysError& e);
+// A Napi::Error with nothing in it, thrown to leave a native call with an exception already thrown (or a
+// thread being terminated): node-addon-api's wrapper then throws nothing. It needs the env (its default
+// constructor's has none, which node-addon-api makes fatal).
+inline Napi::Error UnwindOnly(Napi::Env env) { return Napi::Error(env, nullptr); }
+// Throws MakeError's error (as a C++ Napi::Error for node-addon-api to throw), or leaves a pending exception.
+[[noreturn]] void ThrowSysError(Napi::Env env, const SysError& e);
+// Rejects with MakeError's error (or the factory's exception); nothing when the thread is being terminated.
+void RejectWithSysError(Napi::Env env, Napi::Promise::Deferred& deferred, const SysError& e);
 
 // Runs fn() on the main thread, turning a SysError into the JS error the factory builds.
 // Any other C++ exception (std::bad_alloc from a huge allocation, ...) becomes one SysError too: never
@@ -38,11 +46,11 @@ auto CallJs(Napi::Env env, Fn fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const SysError& e) {
-    throw Napi::Error(env, MakeError(env, e));
+    ThrowSysError(env, e);
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Napi::Error(env, MakeError(env, FromStdException(e)));
+    ThrowSysError(env, FromStdException(e));
   }
 }
 
@@ -75,7 +83,7 @@ class OpWorker : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
-    if (failed_) deferred_.Reject(MakeError(Env(), error_));
+    if (failed_) RejectWithSysError(Env(), deferred_, error_);
     else deferred_.Resolve(op_.Result(Env()));
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
