@@ -4,8 +4,14 @@
 // aborts the whole process; the addon must throw through the C API and leave quietly instead.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { emulated } from './emulation';
 
-test('terminating workers in the middle of failing native calls never aborts the process', () => {
+const WORKERS = 150;
+
+// Not under qemu-user: there a process whose worker threads loaded the addon segfaults as it exits, even when
+// the workers made no native call and ended by themselves (with this addon's code before the fix too, and not
+// natively), so the child's exit status says nothing about the fix.
+(emulated ? test.skip : test)('terminating workers in the middle of failing native calls never aborts the process', () => {
   const lib = path.resolve(__dirname, '../../lib');
   const script = `
     const { Worker } = require('node:worker_threads');
@@ -17,14 +23,14 @@ test('terminating workers in the middle of failing native calls never aborts the
         try { native.lockFile('/nonexistent-devmapper-dir/x.lock'); } catch (e) { if (e.code !== 'ERR_DM_LOCK') throw e; }
       }\`;
     (async () => {
-      for (let i = 0; i < 150; i++) {
+      for (let i = 0; i < ${WORKERS}; i++) {
         const w = new Worker(code, { eval: true });
         await new Promise((r) => w.once('message', r));
         await new Promise((r) => setTimeout(r, (i % 10) / 2));
         await w.terminate();
       }
-      console.log('survived 150');
+      console.log('survived ' + ${WORKERS});
     })();`;
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
-  expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim(), stderr: r.stderr }).toEqual({ status: 0, signal: null, stdout: 'survived 150', stderr: '' });
-});
+  expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim(), stderr: r.stderr }).toEqual({ status: 0, signal: null, stdout: `survived ${WORKERS}`, stderr: '' });
+}, 180_000);
