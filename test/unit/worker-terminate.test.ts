@@ -8,9 +8,9 @@ import { emulated } from './emulation';
 
 const WORKERS = 150;
 
-// Not under qemu-user: there a process whose worker threads loaded the addon segfaults as it exits, even when
-// the workers made no native call and ended by themselves (with this addon's code before the fix too, and not
-// natively), so the child's exit status says nothing about the fix.
+// Not under qemu-user: there a small script whose worker threads loaded the addon segfaulted as it exited, even
+// when the workers made no native call and ended by themselves (with the addon's code before the fix too; not
+// natively), so the child's exit status would say nothing about the fix.
 (emulated ? test.skip : test)('terminating workers in the middle of failing native calls never aborts the process', () => {
   const lib = path.resolve(__dirname, '../../lib');
   const script = `
