@@ -59,6 +59,9 @@ Napi::Value MakeError(Napi::Env env, const SysError& e) {
   return Napi::Value(env, result);
 }
 
+// With its env: the default constructor's has none, which node-addon-api makes fatal when it unwinds.
+Napi::Error UnwindOnly(Napi::Env env) { return Napi::Error(env, nullptr); }
+
 void ThrowSysError(Napi::Env env, const SysError& e) {
   // Thrown here, in the C API, which fails quietly on a thread being terminated; the empty Napi::Error only
   // unwinds to node-addon-api, which has nothing left to throw. (Handing it the error to throw, it would make

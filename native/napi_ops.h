@@ -26,9 +26,8 @@ void RetainIfNeeded(Op& op, const Napi::CallbackInfo& info) {
 // Builds the JS error for a SysError through the factory that lib/core/errors.ts registered.
 Napi::Value MakeError(Napi::Env env, const SysError& e);
 // A Napi::Error with nothing in it, thrown to leave a native call with an exception already thrown (or a
-// thread being terminated): node-addon-api's wrapper then throws nothing. It needs the env (its default
-// constructor's has none, which node-addon-api makes fatal).
-inline Napi::Error UnwindOnly(Napi::Env env) { return Napi::Error(env, nullptr); }
+// thread being terminated): node-addon-api's wrapper then throws nothing.
+Napi::Error UnwindOnly(Napi::Env env);
 // Throws MakeError's error (as a C++ Napi::Error for node-addon-api to throw), or leaves a pending exception.
 [[noreturn]] void ThrowSysError(Napi::Env env, const SysError& e);
 // Rejects with MakeError's error (or the factory's exception); nothing when the thread is being terminated.
