@@ -22,7 +22,7 @@ import { Op, Steps, both, op, start, step, sub, twin } from '../core/steps';
 import { checkName, checkOptions, optBoolean, optInteger } from '../core/validate';
 import { line, parseThinPoolStatus, thin, ThinPoolStatus, ThinPoolStatusOk } from '../targets';
 import { IntendResult, IntendedChange, PendingChange, RegistryStore, RegistryWrite, VolumeLease, VolumeRecord, sameChange } from './registry';
-import { retryWhileBusy } from './busy';
+import { BusyRetry, retryWhileBusy } from './busy';
 import { explainBusy, readHolders, describeHolders } from '../dm/holders';
 import { LockStep, PoolLock, QueueSlot } from './lock';
 import type { OffloadingPool, RemotePool } from './offload';
@@ -80,17 +80,26 @@ const MAX_RETRIES = 10_000, MAX_RETRY_DELAY_MS = 60_000;
 
 export const DEACTIVATE_KEYS = ['deferred', 'retries', 'retryDelayMs'] as const;
 
+/** EBUSY retries of a REMOVE by default (udev and other short-lived openers): 20, 50 ms apart. */
+const DEFAULT_RETRIES = 20, DEFAULT_RETRY_DELAY_MS = 50;
+
+/** The EBUSY retries deactivate options ask for (none when deferred). */
+function busyRetries(o: DeactivateOptions): BusyRetry {
+  return { retries: o.deferred ? 0 : o.retries ?? DEFAULT_RETRIES, delayMs: o.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS };
+}
+
 /**
- * Whether deactivate options allow EBUSY retries longer than the default (20 × 50 ms): such a call stays on
- * the calling thread, whose timers wait, rather than hold the offload worker, which runs every pool's changes.
- * Reads own data properties only (the body's checks, which run first, report anything else).
+ * Whether deactivate options allow EBUSY retries longer than the default: such a call stays on the calling
+ * thread, whose timers wait, rather than hold the offload worker, which runs every pool's changes. Reads own
+ * data properties only (the body's checks, which run first, report anything else).
  */
 export function waitsLong(o: unknown): boolean {
   try {
     if (o === null || typeof o !== 'object') return false;
     const own = (k: string): unknown => Object.getOwnPropertyDescriptor(o, k)?.value;
-    const retries = own('retries'), delay = own('retryDelayMs');
-    return (typeof retries === 'number' ? retries : 20) * (typeof delay === 'number' ? delay : 50) > 20 * 50;
+    const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
+    const r = busyRetries({ deferred: own('deferred') === true, retries: num(own('retries')), retryDelayMs: num(own('retryDelayMs')) });
+    return r.retries * r.delayMs > DEFAULT_RETRIES * DEFAULT_RETRY_DELAY_MS;
   } catch {
     return true;
   }
@@ -134,7 +143,7 @@ export function* removeDevice(dm: DeviceMapper, name: string, o: DeactivateOptio
         if ((e as DevmapperError).code !== 'ENXIO') throw e;  // ENXIO: not active
         dm.ensureNode(name, undefined);  // a node a killed REMOVE left behind
       }
-    }, { retries: o.deferred ? 0 : o.retries ?? 20, delayMs: o.retryDelayMs ?? 50 });
+    }, busyRetries(o));
   } catch (e) {
     throw yield* explainBusy(e, dm, name);
   }
