@@ -210,8 +210,8 @@ class OffloadWorker {
 
   private maybeIdle(): void {
     if (this.pools.size > 0 || this.waiting.size > 0 || this.idle) return;
+    // hold() and request() clear the timer: when it fires, nothing uses the worker.
     this.idle = setTimeout(() => {
-      if (this.pools.size > 0 || this.waiting.size > 0) return;
       if (worker === this) worker = undefined;
       void this.thread.terminate();
     }, IDLE_MS).unref();
